@@ -1,0 +1,90 @@
+"""Koerier: a self-hosted portal for exchanging confidential files."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, render_template
+from flask_wtf.csrf import CSRFProtect
+
+from . import db, errors, i18n, web
+from .mailer import make_mailer
+from .portal import Portal
+from .secret_key import load_or_create
+from .settings import ConfigError, load_settings
+from .storage import LocalBlobStore
+
+csrf = CSRFProtect()
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(test_config: dict[str, Any] | None = None, instance_path: str | os.PathLike[str] | None = None) -> Flask:
+    """Build the app: defaults, then instance/config.toml, then ``test_config``.
+
+    ``test_config`` has the shape of the TOML file (sections of keys).
+    """
+    instance = Path(instance_path or os.environ.get("KOERIER_INSTANCE_PATH") or PROJECT_ROOT / "instance").resolve()
+    instance.mkdir(parents=True, exist_ok=True)
+    app = Flask(__name__, instance_path=str(instance))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    settings = load_settings(_config_file(instance), test_config)
+    app.config["KOERIER"] = settings
+    app.config.update(
+        SECRET_KEY=load_or_create(instance),
+        SESSION_COOKIE_NAME="__Host-koerier" if settings.site.https else "koerier",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.site.https,
+        PREFERRED_URL_SCHEME="https" if settings.site.https else "http",
+        # Ordinary forms are small; the upload view raises its own limit.
+        MAX_CONTENT_LENGTH=1024 * 1024,
+        # A sender may take long over a step; the token lives as long as the draft.
+        WTF_CSRF_TIME_LIMIT=settings.transfer.draft_ttl_hours * 3600,
+    )
+
+    portal = Portal(
+        settings=settings,
+        store=LocalBlobStore(instance / settings.storage.blob_dir),
+        mailer=make_mailer(settings.mail, instance),
+        instance_path=instance,
+        server_secret=app.config["SECRET_KEY"].encode(),
+    )
+    app.extensions["koerier"] = portal
+
+    db.init_app(app, settings.storage.database_url or f"sqlite:///{instance / 'koerier.sqlite3'}")
+    csrf.init_app(app)
+    i18n.init_app(app)
+    web.init_app(app)
+    errors.init_app(app)
+
+    from download import bp as download_bp
+    from wizard import bp as wizard_bp
+
+    app.register_blueprint(wizard_bp)
+    app.register_blueprint(download_bp)
+
+    @app.get("/")
+    def index() -> str:
+        return render_template("index.html")
+
+    return app
+
+
+def _config_file(instance: Path) -> Path | None:
+    explicit = os.environ.get("KOERIER_CONFIG")
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"KOERIER_CONFIG: no such file {path}")
+        return path
+    default = instance / "config.toml"
+    if default.is_file():
+        return default
+    log.warning("no %s; running on built-in defaults (see instance/config.example.toml)", default)
+    return None

@@ -1,0 +1,1 @@
+"""Encryption at rest. The format is documented in docs/FORMAT.md."""

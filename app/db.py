@@ -1,0 +1,97 @@
+"""Engine and per-request session.
+
+One place commits: the request boundary (see ``init_app``). Services receive
+a ``Session`` and never commit, so a failure anywhere in a request rolls the
+whole request back and a half-written transaction is never visible.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from flask import Flask, Response, g
+from sqlalchemy import DateTime, Engine, create_engine, event
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC, returns aware UTC (SQLite keeps no time zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+def make_engine(url: str) -> Engine:
+    engine = create_engine(url)
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            cur = dbapi_conn.cursor()
+            # WAL lets downloads read while a commit writes; foreign keys are
+            # off by default in SQLite and our cascades depend on them.
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=10000")
+            cur.close()
+
+    return engine
+
+
+def init_app(app: Flask, url: str) -> None:
+    engine = make_engine(url)
+    from . import models  # noqa: F401  (registers the tables)
+
+    Base.metadata.create_all(engine)
+    app.extensions["koerier.sessionmaker"] = sessionmaker(engine, expire_on_commit=False)
+
+    @app.after_request
+    def _commit(response: Response) -> Response:
+        # Flask runs after_request for its 500 page too; a crash must never
+        # commit what the failed request had written so far.
+        db = g.pop("db_session", None)
+        if db is not None:
+            try:
+                if response.status_code < 500:
+                    db.commit()
+                else:
+                    db.rollback()
+            finally:
+                db.close()
+        return response
+
+    @app.teardown_request
+    def _rollback(_exc: BaseException | None) -> None:
+        db = g.pop("db_session", None)
+        if db is not None:
+            db.rollback()
+            db.close()
+
+
+def session() -> Session:
+    """The session of the current request (or app context, for the CLI)."""
+    from flask import current_app
+
+    if "db_session" not in g:
+        g.db_session = current_app.extensions["koerier.sessionmaker"]()
+    return g.db_session
+
+
+def new_session(app: Flask) -> Session:
+    """A session outside any request, for the CLI, the scheduler and tests."""
+    return app.extensions["koerier.sessionmaker"]()

@@ -1,0 +1,149 @@
+"""The sender's draft: every wizard step saves its part here.
+
+A draft holds its own data key, wrapped under the server's draft key. Files
+and the confidential message are encrypted under it from the first byte, so
+an abandoned draft never left plaintext anywhere.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .clock import utcnow
+from .crypto.keys import new_key, open_text, seal_text, unwrap, wrap
+from .ids import new_token
+from .models import Draft, StoredFile
+from .portal import Portal
+
+MESSAGE_MAX_CHARS = 20_000
+
+
+def _dek_aad(draft_id: str) -> bytes:
+    return f"koerier/draft/v1/{draft_id}".encode()
+
+
+def create(db: Session, portal: Portal, now: datetime | None = None) -> Draft:
+    draft_id = new_token()
+    draft = Draft(
+        id=draft_id,
+        transfer_id=str(uuid.uuid4()),
+        wrapped_dek=wrap(portal.draft_kek, new_key(), _dek_aad(draft_id)),
+        created_at=now or utcnow(),
+        updated_at=now or utcnow(),
+    )
+    db.add(draft)
+    return draft
+
+
+def find(db: Session, portal: Portal, draft_id: str | None, now: datetime | None = None) -> Draft | None:
+    """The draft, unless unknown or abandoned for longer than the configured time."""
+    if not draft_id:
+        return None
+    draft = db.get(Draft, draft_id)
+    if draft is None:
+        return None
+    idle_limit = timedelta(hours=portal.settings.transfer.draft_ttl_hours)
+    if (now or utcnow()) - draft.updated_at > idle_limit:
+        return None
+    return draft
+
+
+def data_key(portal: Portal, draft: Draft) -> bytes:
+    return unwrap(portal.draft_kek, draft.wrapped_dek, _dek_aad(draft.id))
+
+
+def touch(draft: Draft, now: datetime | None = None) -> None:
+    draft.updated_at = now or utcnow()
+
+
+def save_personal(draft: Draft, name: str, phone: str, email: str) -> None:
+    if email != draft.sender_email:
+        # Another sender address changes who the password check uses as input.
+        draft.pending_slot = None
+    draft.sender_name, draft.sender_phone, draft.sender_email = name, phone, email
+    touch(draft)
+
+
+def save_recipients(draft: Draft, to: list[str], cc: list[str], bcc: list[str]) -> None:
+    draft.to_addresses, draft.cc_addresses, draft.bcc_addresses = to, cc, bcc
+    touch(draft)
+
+
+def save_message(portal: Portal, draft: Draft, text: str) -> None:
+    text = text.strip()
+    draft.message_ct = seal_text(data_key(portal, draft), "message", draft.transfer_id, text) if text else None
+    touch(draft)
+
+
+def message(portal: Portal, draft: Draft) -> str:
+    if draft.message_ct is None:
+        return ""
+    return open_text(data_key(portal, draft), "message", draft.transfer_id, draft.message_ct)
+
+
+@dataclass(frozen=True)
+class FileView:
+    id: str
+    name: str
+    size: int
+
+
+def files(portal: Portal, draft: Draft) -> list[FileView]:
+    dek = data_key(portal, draft)
+    return [FileView(f.id, open_text(dek, "name", f.id, f.name_ct), f.size) for f in draft.files]
+
+
+def total_bytes(draft: Draft) -> int:
+    return sum(f.size for f in draft.files)
+
+
+def remove_file(db: Session, portal: Portal, draft: Draft, file_id: str) -> bool:
+    stored = db.scalar(select(StoredFile).where(StoredFile.id == file_id, StoredFile.draft_id == draft.id))
+    if stored is None:
+        return False
+    draft.files.remove(stored)
+    db.delete(stored)
+    # The row goes with this request's commit; the blob is ciphertext whose
+    # key dies with the draft, so deleting it first is safe either way.
+    portal.store.delete(stored.blob_key)
+    touch(draft)
+    return True
+
+
+@dataclass(frozen=True)
+class Options:
+    expires_on: date
+    recipient_language: str
+    notify_confirmation: bool
+    notify_retrieval: bool
+    expose_filenames: bool
+    password_mode: str
+
+
+def save_options(draft: Draft, options: Options, pending_slot: dict | None) -> None:
+    draft.expires_on = options.expires_on
+    draft.recipient_language = options.recipient_language
+    draft.notify_confirmation = options.notify_confirmation
+    draft.notify_retrieval = options.notify_retrieval
+    draft.expose_filenames = options.expose_filenames
+    draft.password_mode = options.password_mode
+    draft.pending_slot = pending_slot
+    draft.options_saved = True
+    touch(draft)
+
+
+def save_notification(draft: Draft, subject: str, body: str) -> None:
+    draft.subject, draft.body = subject, body
+    touch(draft)
+
+
+def discard(db: Session, portal: Portal, draft: Draft) -> None:
+    for stored in list(draft.files):
+        portal.store.delete(stored.blob_key)
+        db.delete(stored)
+    db.delete(draft)

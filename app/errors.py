@@ -1,0 +1,34 @@
+"""Error pages in the visitor's language instead of Werkzeug's English ones."""
+
+from __future__ import annotations
+
+from flask import Flask, render_template
+from flask_babel import lazy_gettext as _l
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+MESSAGES = {
+    400: _l("The request could not be understood."),
+    403: _l("You are not allowed to open this page."),
+    404: _l("This page does not exist."),
+    405: _l("This page cannot be used this way."),
+    413: _l("The upload is larger than this portal accepts."),
+    429: _l("Too many attempts. Please try again later."),
+    500: _l("Something went wrong on our side. Nothing of what you sent was lost; please try again."),
+}
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(CSRFError)
+    def _csrf(error: CSRFError):  # type: ignore[no-untyped-def]
+        message = _l("Your session has expired or the form was sent twice. Please go back and try again.")
+        return render_template("error.html", code=400, message=message), 400
+
+    @app.errorhandler(HTTPException)
+    def _http(error: HTTPException):  # type: ignore[no-untyped-def]
+        code = error.code or 500
+        return render_template("error.html", code=code, message=MESSAGES.get(code, error.name)), code
+
+    @app.errorhandler(500)
+    def _server(error: Exception):  # type: ignore[no-untyped-def]
+        return render_template("error.html", code=500, message=MESSAGES[500]), 500

@@ -1,0 +1,75 @@
+"""Mail delivery: an outbox folder for development, SMTP for production."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import smtplib
+import ssl
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Protocol
+
+from .settings import Mail
+
+log = logging.getLogger(__name__)
+
+
+class MailError(Exception):
+    """The mail could not be handed over."""
+
+
+class Mailer(Protocol):
+    def send(self, messages: Sequence[EmailMessage]) -> None: ...
+
+
+class OutboxMailer:
+    """Writes each message as an .eml file a developer can open."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def send(self, messages: Sequence[EmailMessage]) -> None:
+        for message in messages:
+            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%f")
+            path = self.folder / f"{stamp}-{secrets.token_hex(4)}.eml"
+            path.write_bytes(bytes(message))
+            log.info("mail to %s written to %s", message["To"], path)
+
+
+class SMTPMailer:
+    def __init__(self, config: Mail) -> None:
+        self.config = config
+
+    def _connect(self) -> smtplib.SMTP:
+        c = self.config
+        context = ssl.create_default_context()
+        if c.smtp_security == "tls":
+            smtp: smtplib.SMTP = smtplib.SMTP_SSL(c.smtp_host, c.smtp_port, timeout=c.smtp_timeout_seconds, context=context)
+        else:
+            smtp = smtplib.SMTP(c.smtp_host, c.smtp_port, timeout=c.smtp_timeout_seconds)
+            if c.smtp_security == "starttls":
+                smtp.starttls(context=context)
+        if c.smtp_username:
+            smtp.login(c.smtp_username, c.smtp_password)
+        return smtp
+
+    def send(self, messages: Sequence[EmailMessage]) -> None:
+        try:
+            with self._connect() as smtp:
+                for message in messages:
+                    smtp.send_message(message)
+        except (OSError, smtplib.SMTPException) as exc:
+            log.error("SMTP delivery via %s:%s failed: %s", self.config.smtp_host, self.config.smtp_port, exc)
+            raise MailError(str(exc)) from exc
+
+
+def make_mailer(config: Mail, instance_path: Path) -> Mailer:
+    if config.backend == "smtp":
+        return SMTPMailer(config)
+    folder = instance_path / config.outbox_dir
+    log.warning("mail is not sent but written to %s", folder)
+    return OutboxMailer(folder)

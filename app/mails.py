@@ -1,0 +1,52 @@
+"""Composing the portal's mails: multipart text + HTML, in a chosen language.
+
+No header value is taken from user input as is: control characters are
+removed first (so no CR/LF can start a new header), and the stdlib's
+``email`` package refuses any that would still slip through.
+"""
+
+from __future__ import annotations
+
+import re
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import formatdate, make_msgid
+
+from flask import render_template
+from flask_babel import force_locale
+
+from .settings import Settings
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+
+
+def header_safe(value: str) -> str:
+    return _CONTROL.sub(" ", value).strip()
+
+
+def render(name: str, language: str, **context: object) -> tuple[str, str]:
+    with force_locale(language):
+        return (
+            render_template(f"mail/{name}.txt", **context),
+            render_template(f"mail/{name}.html", **context),
+        )
+
+
+def compose(
+    settings: Settings, to: str, subject: str, text: str, html: str,
+    reply_to: tuple[str, str] | None = None,
+) -> EmailMessage:
+    message = EmailMessage(policy=SMTP)
+    message["From"] = Address(display_name=header_safe(settings.site.name), addr_spec=settings.mail.from_address)
+    message["To"] = Address(addr_spec=to)
+    if reply_to is not None:
+        message["Reply-To"] = Address(display_name=header_safe(reply_to[0]), addr_spec=reply_to[1])
+    message["Subject"] = header_safe(subject)
+    message["Date"] = formatdate(localtime=False)
+    message["Message-ID"] = make_msgid(domain=settings.mail.from_address.rpartition("@")[2])
+    # Keeps out-of-office replies from answering the portal.
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(text)
+    message.add_alternative(html, subtype="html")
+    return message

@@ -1,0 +1,231 @@
+"""Database tables. Confidential content is stored only as ciphertext.
+
+In clear stay what the audit trail and the mails need anyway: who sent to
+whom, when, sizes and counts. File names, content types and the
+confidential message are sealed under the transfer's data key.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .clock import utcnow
+from .db import Base, UTCDateTime
+
+
+class Draft(Base):
+    """One sender's wizard in progress; lives until committed or abandoned."""
+
+    __tablename__ = "draft"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # Fixed up front so that key slots, built before the commit, can bind
+    # the transfer id into their associated data.
+    transfer_id: Mapped[str] = mapped_column(String(36), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # The DEK wrapped under the server's draft key (HKDF of SECRET_KEY).
+    wrapped_dek: Mapped[bytes] = mapped_column(LargeBinary)
+
+    sender_name: Mapped[str] = mapped_column(String(200), default="")
+    sender_phone: Mapped[str] = mapped_column(String(40), default="")
+    sender_email: Mapped[str] = mapped_column(String(320), default="")
+    to_addresses: Mapped[list[str]] = mapped_column(JSON, default=list)
+    cc_addresses: Mapped[list[str]] = mapped_column(JSON, default=list)
+    bcc_addresses: Mapped[list[str]] = mapped_column(JSON, default=list)
+    message_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+    options_saved: Mapped[bool] = mapped_column(default=False)
+    expires_on: Mapped[date | None]
+    recipient_language: Mapped[str] = mapped_column(String(8), default="")
+    notify_confirmation: Mapped[bool] = mapped_column(default=True)
+    notify_retrieval: Mapped[bool] = mapped_column(default=False)
+    expose_filenames: Mapped[bool] = mapped_column(default=False)
+    password_mode: Mapped[str] = mapped_column(String(16), default="")
+    # A manual password is never stored: the options step turns it into a
+    # finished key slot right away (see app/keyslots.py).
+    pending_slot: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    subject: Mapped[str | None] = mapped_column(String(300))
+    body: Mapped[str | None] = mapped_column(Text)
+
+    # No delete cascade: committing hands the files over to the transfer, and
+    # discarding a draft must delete blobs too, which app/drafts.py does.
+    files: Mapped[list[StoredFile]] = relationship(back_populates="draft", order_by="StoredFile.position")
+
+    @property
+    def recipient_addresses(self) -> list[str]:
+        return [*self.to_addresses, *self.cc_addresses, *self.bcc_addresses]
+
+    def __repr__(self) -> str:
+        return f"<Draft {self.id[:8]} sender={self.sender_email!r} files={len(self.files)}>"
+
+
+class Transfer(Base):
+    """A committed transaction ("transactie")."""
+
+    __tablename__ = "transfer"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    sender_name: Mapped[str] = mapped_column(String(200))
+    sender_phone: Mapped[str] = mapped_column(String(40))
+    sender_email: Mapped[str] = mapped_column(String(320))
+    language: Mapped[str] = mapped_column(String(8))
+    sender_language: Mapped[str] = mapped_column(String(8))
+    subject: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text)
+    message_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
+    password_mode: Mapped[str] = mapped_column(String(16))
+    notify_confirmation: Mapped[bool]
+    notify_retrieval: Mapped[bool]
+    expose_filenames: Mapped[bool]
+    file_count: Mapped[int]
+    total_bytes: Mapped[int]
+
+    recipients: Mapped[list[Recipient]] = relationship(
+        back_populates="transfer", order_by="Recipient.id", cascade="all, delete-orphan"
+    )
+    files: Mapped[list[StoredFile]] = relationship(
+        back_populates="transfer", order_by="StoredFile.position", cascade="all, delete-orphan"
+    )
+    slots: Mapped[list[KeySlot]] = relationship(back_populates="transfer", cascade="all, delete-orphan")
+
+    def __repr__(self) -> str:
+        return f"<Transfer {self.id} from={self.sender_email!r} files={self.file_count}>"
+
+
+class Recipient(Base):
+    """One address of a transfer, with its own transaction ID."""
+
+    __tablename__ = "recipient"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    transfer_id: Mapped[str] = mapped_column(ForeignKey("transfer.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str] = mapped_column(String(320))
+    kind: Mapped[str] = mapped_column(String(3))  # to, cc, bcc
+    access_id: Mapped[str] = mapped_column(String(32), unique=True)
+
+    transfer: Mapped[Transfer] = relationship(back_populates="recipients")
+
+    def __repr__(self) -> str:
+        return f"<Recipient {self.kind} {self.email!r}>"
+
+
+class KeySlot(Base):
+    """The DEK wrapped under a password (Argon2id) or a link secret (HKDF)."""
+
+    __tablename__ = "key_slot"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    transfer_id: Mapped[str] = mapped_column(ForeignKey("transfer.id", ondelete="CASCADE"), index=True)
+    # Set for link slots: each recipient's link opens only their own slot.
+    recipient_id: Mapped[int | None] = mapped_column(ForeignKey("recipient.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # password, link
+    kdf: Mapped[dict[str, Any]] = mapped_column(JSON)
+    salt: Mapped[bytes] = mapped_column(LargeBinary)
+    wrapped_dek: Mapped[bytes] = mapped_column(LargeBinary)
+
+    transfer: Mapped[Transfer] = relationship(back_populates="slots")
+
+    def __repr__(self) -> str:
+        return f"<KeySlot {self.kind} transfer={self.transfer_id}>"
+
+
+class StoredFile(Base):
+    """An encrypted blob, owned by a draft until commit, then by its transfer."""
+
+    __tablename__ = "stored_file"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    draft_id: Mapped[str | None] = mapped_column(ForeignKey("draft.id", ondelete="SET NULL"), index=True)
+    transfer_id: Mapped[str | None] = mapped_column(ForeignKey("transfer.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(default=0)
+    blob_key: Mapped[str] = mapped_column(String(32), unique=True)
+    size: Mapped[int]
+    name_ct: Mapped[bytes] = mapped_column(LargeBinary)
+    type_ct: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    draft: Mapped[Draft | None] = relationship(back_populates="files")
+    transfer: Mapped[Transfer | None] = relationship(back_populates="files")
+
+    def __repr__(self) -> str:
+        return f"<StoredFile {self.id} size={self.size}>"
+
+
+class VerificationCode(Base):
+    """A mailed code that proves a sender owns an address. Stored as an HMAC."""
+
+    __tablename__ = "verification_code"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    code_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(default=0)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    def __repr__(self) -> str:
+        return f"<VerificationCode {self.email!r} attempts={self.attempts}>"
+
+
+class AccessThrottle(Base):
+    """Failed unlock attempts per transaction ID, known or not.
+
+    Keyed by a hash of whatever ID was typed, so an unknown ID is counted and
+    locked exactly like a real one and the lockout itself tells nothing.
+    """
+
+    __tablename__ = "access_throttle"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<AccessThrottle failures={self.failures} locked_until={self.locked_until}>"
+
+
+class DownloadGrant(Base):
+    """A short-lived unlock: the DEK wrapped under a secret only the browser holds."""
+
+    __tablename__ = "download_grant"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    transfer_id: Mapped[str] = mapped_column(ForeignKey("transfer.id", ondelete="CASCADE"), index=True)
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipient.id", ondelete="CASCADE"))
+    wrapped_dek: Mapped[bytes] = mapped_column(LargeBinary)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    transfer: Mapped[Transfer] = relationship()
+    recipient: Mapped[Recipient] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<DownloadGrant {self.id} transfer={self.transfer_id}>"
+
+
+class Event(Base):
+    """Audit trail: facts only, never contents, file names or passwords."""
+
+    __tablename__ = "event"
+    __table_args__ = (Index("ix_event_at", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    kind: Mapped[str] = mapped_column(String(40))
+    # No foreign key: the record must outlive the transfer it describes.
+    transfer_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    actor: Mapped[str] = mapped_column(String(320), default="")
+    ip: Mapped[str] = mapped_column(String(45), default="")
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    def __repr__(self) -> str:
+        return f"<Event {self.kind} {self.at:%Y-%m-%d %H:%M:%S}>"

@@ -1,0 +1,34 @@
+"""The services' shared parts, bundled once per app.
+
+Services take a ``Portal`` (plain Python, no Flask globals), so the same
+function serves a view, the CLI, the scheduler and a test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .crypto.keys import derive
+from .mailer import Mailer
+from .settings import Settings
+from .storage import LocalBlobStore
+
+
+@dataclass(frozen=True)
+class Portal:
+    settings: Settings
+    store: LocalBlobStore
+    mailer: Mailer
+    instance_path: Path
+    server_secret: bytes
+
+    @property
+    def draft_kek(self) -> bytes:
+        """Wraps drafts' data keys until commit; useless after it."""
+        return derive(self.server_secret, "koerier/draft/v1")
+
+    @property
+    def code_key(self) -> bytes:
+        """HMAC key for verification codes, so a database dump cannot be brute-forced offline."""
+        return derive(self.server_secret, "koerier/verification/v1")

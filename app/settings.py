@@ -1,0 +1,280 @@
+"""The operator's configuration: read once from TOML, validated, then frozen.
+
+Every key has a default so the portal starts with no file at all. A wrong key
+or value stops start-up with a message that names it, because a typo in a
+security setting that is silently ignored is worse than a portal that will not
+start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+LANGUAGES = ("nl", "en")
+PASSWORD_MODES = ("none", "generate", "manual")
+
+
+class ConfigError(ValueError):
+    """Raised with a message naming the offending key."""
+
+
+@dataclass(frozen=True)
+class Site:
+    name: str = "Koerier"
+    base_url: str = "http://localhost:5000"
+    default_language: str = "nl"
+    timezone: str = "Europe/Amsterdam"
+
+    def check(self, path: str) -> None:
+        if not re.match(r"^https?://[^/\s]+(/[^\s]*)?$", self.base_url):
+            raise ConfigError(f"{path}.base_url: must be an http:// or https:// URL")
+        _one_of(path, "default_language", self.default_language, LANGUAGES)
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"{path}.timezone: unknown time zone {self.timezone!r}") from None
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def https(self) -> bool:
+        return self.base_url.startswith("https://")
+
+
+@dataclass(frozen=True)
+class Mail:
+    backend: str = "outbox"
+    outbox_dir: str = "outbox"
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    smtp_security: str = "none"
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_timeout_seconds: int = 30
+    from_address: str = "koerier@localhost"
+
+    def check(self, path: str) -> None:
+        _one_of(path, "backend", self.backend, ("outbox", "smtp"))
+        _one_of(path, "smtp_security", self.smtp_security, ("none", "starttls", "tls"))
+        _range(path, "smtp_port", self.smtp_port, 1, 65535)
+        _range(path, "smtp_timeout_seconds", self.smtp_timeout_seconds, 1, 600)
+        if bool(self.smtp_username) != bool(self.smtp_password):
+            raise ConfigError(f"{path}.smtp_password: give both smtp_username and smtp_password, or neither")
+        if not re.match(r"^[^@\s<>\"]+@[^@\s<>\"]+$", self.from_address):
+            raise ConfigError(f"{path}.from_address: not an e-mail address")
+
+
+@dataclass(frozen=True)
+class Storage:
+    database_url: str = ""
+    blob_dir: str = "store"
+
+    def check(self, path: str) -> None:
+        if not self.blob_dir:
+            raise ConfigError(f"{path}.blob_dir: must not be empty")
+
+
+@dataclass(frozen=True)
+class Transfer:
+    max_total_bytes: int = 2 * 1024**3
+    max_files: int = 100
+    default_expiry_days: int = 7
+    max_expiry_days: int = 30
+    draft_ttl_hours: int = 24
+
+    def check(self, path: str) -> None:
+        _range(path, "max_total_bytes", self.max_total_bytes, 1, 2**50)
+        _range(path, "max_files", self.max_files, 1, 10_000)
+        _range(path, "max_expiry_days", self.max_expiry_days, 1, 3650)
+        _range(path, "default_expiry_days", self.default_expiry_days, 1, self.max_expiry_days)
+        _range(path, "draft_ttl_hours", self.draft_ttl_hours, 1, 24 * 30)
+
+
+@dataclass(frozen=True)
+class PasswordPattern:
+    name: str
+    regex: str
+    hint: str | dict[str, str] = ""
+
+    def check(self, path: str) -> None:
+        if not self.name:
+            raise ConfigError(f"{path}.name: must not be empty")
+        try:
+            re.compile(self.regex)
+        except re.error as exc:
+            raise ConfigError(f"{path}.regex: not a valid regular expression ({exc})") from None
+        if isinstance(self.hint, dict):
+            for lang in self.hint:
+                _one_of(f"{path}.hint", lang, lang, LANGUAGES)
+
+    def hint_for(self, language: str) -> str:
+        if isinstance(self.hint, str):
+            return self.hint
+        return self.hint.get(language) or next(iter(self.hint.values()), "")
+
+    def matches(self, password: str) -> bool:
+        return re.fullmatch(self.regex, password) is not None
+
+
+@dataclass(frozen=True)
+class Password:
+    modes: list[str] = field(default_factory=lambda: list(PASSWORD_MODES))
+    default_mode: str = "manual"
+    min_length: int = 10
+    min_score: int = 3
+    generated_groups: int = 5
+    patterns: list[PasswordPattern] = field(default_factory=list)
+
+    def check(self, path: str) -> None:
+        if not self.modes:
+            raise ConfigError(f"{path}.modes: allow at least one mode")
+        for mode in self.modes:
+            _one_of(path, "modes", mode, PASSWORD_MODES)
+        if self.default_mode not in self.modes:
+            raise ConfigError(f"{path}.default_mode: must be one of the allowed modes {self.modes}")
+        _range(path, "min_length", self.min_length, 4, 256)
+        _range(path, "min_score", self.min_score, 0, 4)
+        _range(path, "generated_groups", self.generated_groups, 4, 16)
+
+
+@dataclass(frozen=True)
+class Verification:
+    code_length: int = 8
+    code_ttl_minutes: int = 15
+    max_attempts: int = 5
+    resend_cooldown_seconds: int = 60
+    remember_days: int = 0
+
+    def check(self, path: str) -> None:
+        _range(path, "code_length", self.code_length, 6, 12)
+        _range(path, "code_ttl_minutes", self.code_ttl_minutes, 1, 24 * 60)
+        _range(path, "max_attempts", self.max_attempts, 1, 20)
+        _range(path, "resend_cooldown_seconds", self.resend_cooldown_seconds, 0, 3600)
+        _range(path, "remember_days", self.remember_days, 0, 365)
+
+
+@dataclass(frozen=True)
+class Download:
+    max_attempts: int = 5
+    lockout_minutes: int = 15
+    grant_minutes: int = 60
+
+    def check(self, path: str) -> None:
+        _range(path, "max_attempts", self.max_attempts, 1, 100)
+        _range(path, "lockout_minutes", self.lockout_minutes, 1, 24 * 60)
+        _range(path, "grant_minutes", self.grant_minutes, 1, 24 * 60)
+
+
+@dataclass(frozen=True)
+class Crypto:
+    # RFC 9106 section 4, second recommended option (for memory-constrained
+    # servers): t=3, m=64 MiB, p=4.
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 64 * 1024
+    argon2_parallelism: int = 4
+
+    def check(self, path: str) -> None:
+        _range(path, "argon2_time_cost", self.argon2_time_cost, 1, 100)
+        _range(path, "argon2_memory_kib", self.argon2_memory_kib, 8 * self.argon2_parallelism, 4 * 1024 * 1024)
+        _range(path, "argon2_parallelism", self.argon2_parallelism, 1, 64)
+
+
+@dataclass(frozen=True)
+class Settings:
+    site: Site = field(default_factory=Site)
+    mail: Mail = field(default_factory=Mail)
+    storage: Storage = field(default_factory=Storage)
+    transfer: Transfer = field(default_factory=Transfer)
+    password: Password = field(default_factory=Password)
+    verification: Verification = field(default_factory=Verification)
+    download: Download = field(default_factory=Download)
+    crypto: Crypto = field(default_factory=Crypto)
+
+
+def load_settings(config_file: Path | None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Read the TOML file (if any), apply overrides section by section, validate."""
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            with open(config_file, "rb") as fh:
+                data = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{config_file}: {exc}") from None
+    for section, values in (overrides or {}).items():
+        if isinstance(values, dict) and isinstance(data.get(section), dict):
+            data[section] = {**data[section], **values}
+        else:
+            data[section] = values
+    return _build(Settings, data, "")
+
+
+def _build(cls: type, data: Any, path: str) -> Any:
+    label = path or "config"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{label}: expected a table")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{_join(path, unknown[0])}: unknown key")
+    kwargs = {name: _coerce(hints[name], value, _join(path, name)) for name, value in data.items()}
+    try:
+        obj = cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{label}: {exc}") from None
+    if hasattr(obj, "check"):
+        obj.check(label)
+    return obj
+
+
+def _coerce(hint: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, path)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: expected a list")
+        return [_coerce(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin in (types.UnionType, typing.Union):
+        for option in typing.get_args(hint):
+            try:
+                return _coerce(option, value, path)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{path}: unexpected value {value!r}")
+    if origin is dict:
+        key_t, val_t = typing.get_args(hint)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a table")
+        return {_coerce(key_t, k, path): _coerce(val_t, v, f"{path}.{k}") for k, v in value.items()}
+    # bool is an int subclass; a TOML `true` must not pass as a size.
+    if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{path}: expected a whole number")
+    if not isinstance(value, hint):
+        raise ConfigError(f"{path}: expected {hint.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _one_of(path: str, key: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{path}.{key}: {value!r} is not one of {', '.join(allowed)}")
+
+
+def _range(path: str, key: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"{path}.{key}: must be between {low} and {high}")

@@ -1,0 +1,214 @@
+"""Starting a transaction: the draft becomes a transfer, in one DB transaction.
+
+After ``start`` the request commits; only then are the mails sent (a mail
+must never point at a transfer that a failed commit left out). The draft's
+server-side key wrapping is deleted with the draft, so from here on the data
+key opens only through a key slot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from email.message import EmailMessage
+
+from flask_babel import force_locale, gettext, ngettext
+from sqlalchemy.orm import Session
+
+from . import audit, drafts, keyslots, mails, password_policy
+from .clock import utcnow
+from .crypto.keys import open_text
+from .ids import group, new_access_id, new_token
+from .models import Draft, KeySlot, Recipient, Transfer
+from .portal import Portal
+
+
+class NotReady(Exception):
+    """A step of the wizard is missing; ``step`` names the first one."""
+
+    def __init__(self, step: str) -> None:
+        super().__init__(step)
+        self.step = step
+
+
+@dataclass
+class Started:
+    transfer: Transfer
+    file_names: list[str]
+    generated_password: str | None
+    mails: list[EmailMessage] = field(default_factory=list)
+
+
+def first_missing_step(draft: Draft, sender_verified: bool) -> str | None:
+    """The first wizard step the draft still lacks, or None when complete."""
+    if not (draft.sender_name and draft.sender_phone and draft.sender_email):
+        return "personal"
+    if not sender_verified:
+        return "verify"
+    if not draft.to_addresses:
+        return "recipients"
+    if not draft.files and draft.message_ct is None:
+        return "files"
+    if not draft.options_saved or (draft.password_mode == "manual" and not draft.pending_slot):
+        return "options"
+    if draft.subject is None or draft.body is None:
+        return "notification"
+    return None
+
+
+def expiry_instant(portal: Portal, day) -> datetime:  # type: ignore[no-untyped-def]
+    """A transfer stays available through the whole of its expiration day, local time."""
+    zone = portal.settings.site.zone
+    return datetime.combine(day, time(23, 59, 59), tzinfo=zone)
+
+
+def default_subject(file_count: int, sender_name: str, language: str) -> str:
+    with force_locale(language):
+        if file_count == 0:
+            return gettext("Confidential message from %(name)s", name=sender_name)
+        return gettext("Files (%(count)d) from %(name)s", count=file_count, name=sender_name)
+
+
+def default_body(portal: Portal, draft: Draft, language: str) -> str:
+    from flask_babel import format_date
+
+    with force_locale(language):
+        return gettext(
+            "Dear Sir or Madam,\n\n"
+            "%(name)s has sent you confidential data. You can download it until %(date)s. "
+            "After the expiration date the data is deleted from the server automatically.\n\n"
+            "The transfer is encrypted.",
+            name=draft.sender_name,
+            date=format_date(draft.expires_on, "long"),
+        )
+
+
+def start(
+    db: Session, portal: Portal, draft: Draft, sender_language: str, ip: str = "", now: datetime | None = None,
+) -> Started:
+    now = now or utcnow()
+    if (missing := first_missing_step(draft, sender_verified=True)) is not None:
+        raise NotReady(missing)
+    assert draft.expires_on is not None and draft.subject is not None and draft.body is not None
+    if expiry_instant(portal, draft.expires_on) <= now:
+        raise NotReady("options")
+    dek = drafts.data_key(portal, draft)
+    transfer = Transfer(
+        id=draft.transfer_id,
+        created_at=now,
+        expires_at=expiry_instant(portal, draft.expires_on),
+        sender_name=draft.sender_name,
+        sender_phone=draft.sender_phone,
+        sender_email=draft.sender_email,
+        language=draft.recipient_language,
+        sender_language=sender_language,
+        subject=draft.subject,
+        body=draft.body,
+        message_ct=draft.message_ct,
+        password_mode=draft.password_mode,
+        notify_confirmation=draft.notify_confirmation,
+        notify_retrieval=draft.notify_retrieval,
+        expose_filenames=draft.expose_filenames,
+        file_count=len(draft.files),
+        total_bytes=drafts.total_bytes(draft),
+    )
+    db.add(transfer)
+    for kind, addresses in (("to", draft.to_addresses), ("cc", draft.cc_addresses), ("bcc", draft.bcc_addresses)):
+        for address in addresses:
+            transfer.recipients.append(Recipient(email=address, kind=kind, access_id=new_access_id()))
+    db.flush()  # recipient ids, for the link slots
+
+    generated: str | None = None
+    link_secrets: dict[int, str] = {}
+    slots: list[tuple[keyslots.SlotData, int | None]] = []
+    if draft.password_mode == "manual":
+        assert draft.pending_slot is not None
+        slots.append((keyslots.SlotData.from_json(draft.pending_slot), None))
+    elif draft.password_mode == "generate":
+        generated = password_policy.generate(portal.settings.password)
+        params = keyslots.params_from(portal.settings.crypto)
+        slots.append((keyslots.password_slot(dek, transfer.id, generated, params), None))
+    else:
+        for recipient in transfer.recipients:
+            link_secrets[recipient.id] = new_token()
+            slots.append((keyslots.link_slot(dek, transfer.id, link_secrets[recipient.id]), recipient.id))
+    for slot, recipient_id in slots:
+        transfer.slots.append(
+            KeySlot(id=slot.id, recipient_id=recipient_id, kind=slot.kind, kdf=slot.kdf, salt=slot.salt, wrapped_dek=slot.wrapped_dek)
+        )
+
+    file_names = [open_text(dek, "name", f.id, f.name_ct) for f in draft.files]
+    for stored in list(draft.files):
+        stored.draft = None
+        stored.transfer = transfer
+    db.delete(draft)
+    audit.record(
+        db, "transfer_created", transfer_id=transfer.id, actor=transfer.sender_email, ip=ip, now=now,
+        recipients=[{"email": r.email, "kind": r.kind} for r in transfer.recipients],
+        file_count=transfer.file_count, total_bytes=transfer.total_bytes, password_mode=transfer.password_mode,
+    )
+    started = Started(transfer, file_names, generated)
+    started.mails = _notification_mails(portal, transfer, file_names, link_secrets)
+    if transfer.notify_confirmation:
+        started.mails.append(_confirmation_mail(portal, transfer, file_names))
+    return started
+
+
+def download_link(portal: Portal, recipient: Recipient, link_secret: str | None) -> str:
+    from urllib.parse import urlencode
+
+    query = {"id": group(recipient.access_id)}
+    if link_secret:
+        query["key"] = link_secret
+    return f"{portal.settings.site.base_url.rstrip('/')}/download/?{urlencode(query)}"
+
+
+def _notification_mails(
+    portal: Portal, transfer: Transfer, file_names: list[str], link_secrets: dict[int, str]
+) -> list[EmailMessage]:
+    # Bcc recipients get their own mail like everyone else, and are listed in nobody's.
+    visible = [r for r in transfer.recipients if r.kind != "bcc"]
+    out = []
+    for recipient in transfer.recipients:
+        text, html = mails.render(
+            "notification",
+            transfer.language,
+            transfer=transfer,
+            recipient=recipient,
+            access_id=group(recipient.access_id),
+            link=download_link(portal, recipient, link_secrets.get(recipient.id)),
+            visible=visible,
+            file_names=file_names if transfer.expose_filenames else [],
+            site=portal.settings.site,
+        )
+        out.append(
+            mails.compose(
+                portal.settings, recipient.email, transfer.subject, text, html,
+                reply_to=(transfer.sender_name, transfer.sender_email),
+            )
+        )
+    return out
+
+
+def _confirmation_mail(portal: Portal, transfer: Transfer, file_names: list[str]) -> EmailMessage:
+    language = transfer.sender_language
+    text, html = mails.render(
+        "confirmation",
+        language,
+        transfer=transfer,
+        file_names=file_names if transfer.expose_filenames else [],
+        site=portal.settings.site,
+    )
+    with force_locale(language):
+        subject = ngettext(
+            "Your transfer to %(num)d recipient has been sent",
+            "Your transfer to %(num)d recipients has been sent",
+            len(transfer.recipients),
+        )
+    return mails.compose(portal.settings, transfer.sender_email, subject, text, html)
+
+
+def expires_soon_enough(portal: Portal, day, now: datetime) -> bool:  # type: ignore[no-untyped-def]
+    """Whether an expiration date is allowed: not past, not beyond the maximum."""
+    today = now.astimezone(portal.settings.site.zone).date()
+    return today <= day <= today + timedelta(days=portal.settings.transfer.max_expiry_days)

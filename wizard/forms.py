@@ -1,0 +1,135 @@
+"""One form per wizard step. Labels are lazy so they follow the UI language."""
+
+from __future__ import annotations
+
+import re
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, DateField, PasswordField, RadioField, SelectField, StringField, TextAreaField
+from wtforms.widgets import PasswordInput
+from wtforms.validators import DataRequired, InputRequired, Length, ValidationError
+
+from app import addresses
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+_PHONE = re.compile(r"^\+?[0-9 ()./-]{6,30}$")
+
+
+def _no_control(form: FlaskForm, field: StringField) -> None:
+    if field.data and _CONTROL.search(field.data):
+        raise ValidationError(_l("Please use letters, digits and punctuation only."))
+
+
+class PersonalForm(FlaskForm):
+    name = StringField(
+        _l("Name"),
+        validators=[DataRequired(_l("Please enter your name.")), Length(max=100, message=_l("Please use at most %(max)d characters.")), _no_control],
+        filters=[lambda v: v.strip() if v else v],
+    )
+    phone = StringField(
+        _l("Phone"),
+        validators=[DataRequired(_l("Please enter your phone number."))],
+        filters=[lambda v: v.strip() if v else v],
+    )
+    email = StringField(
+        _l("Email address"),
+        validators=[DataRequired(_l("Please enter your e-mail address."))],
+        filters=[lambda v: v.strip() if v else v],
+    )
+
+    def validate_phone(self, field: StringField) -> None:
+        digits = sum(ch.isdigit() for ch in field.data or "")
+        if not _PHONE.match(field.data or "") or not 6 <= digits <= 15:
+            raise ValidationError(_l("Please enter a phone number, for example 0592 123456 or +31 6 12345678."))
+
+    def validate_email(self, field: StringField) -> None:
+        try:
+            field.data = addresses.normalize(field.data or "")
+        except addresses.InvalidAddress:
+            raise ValidationError(_l("This is not a valid e-mail address.")) from None
+
+
+class VerifyForm(FlaskForm):
+    code = StringField(
+        _l("Verification code"),
+        validators=[DataRequired(_l("Please enter the verification code from the e-mail."))],
+        filters=[lambda v: v.strip() if v else v],
+    )
+
+
+class ResendForm(FlaskForm):
+    pass
+
+
+class RecipientsForm(FlaskForm):
+    to = TextAreaField(_l("To"), validators=[Length(max=20_000)])
+    cc = TextAreaField(_l("Cc"), validators=[Length(max=20_000)])
+    bcc = TextAreaField(_l("Bcc"), validators=[Length(max=20_000)])
+
+    def validate(self, extra_validators=None) -> bool:  # type: ignore[no-untyped-def]
+        ok = super().validate(extra_validators)
+        self.parsed: dict[str, list[str]] = {}
+        for name in ("to", "cc", "bcc"):
+            field = getattr(self, name)
+            try:
+                self.parsed[name] = addresses.parse_list(field.data or "")
+            except addresses.InvalidAddress as exc:
+                field.errors = [*field.errors, _l("“%(address)s” is not a valid e-mail address.", address=exc.address)]
+                ok = False
+        if ok and not self.parsed["to"]:
+            self.to.errors = [*self.to.errors, _l("Please enter at least one recipient.")]
+            ok = False
+        if ok:
+            self.parsed["to"], self.parsed["cc"], self.parsed["bcc"] = addresses.dedupe(
+                self.parsed["to"], self.parsed["cc"], self.parsed["bcc"]
+            )
+        return ok
+
+
+class RemoveFileForm(FlaskForm):
+    pass
+
+
+class MessageForm(FlaskForm):
+    """The "next" button of the files step, which also saves the message."""
+
+    message = TextAreaField(_l("Confidential message"), validators=[Length(max=20_000, message=_l("Please use at most %(max)d characters."))])
+
+
+class OptionsForm(FlaskForm):
+    expires_on = DateField(
+        _l("Expiration date"),
+        validators=[InputRequired(_l("Please choose an expiration date."))],
+        format="%Y-%m-%d",
+    )
+    recipient_language = SelectField(
+        _l("Recipient language"), choices=[("nl", "Nederlands"), ("en", "English")]
+    )
+    notify_confirmation = BooleanField(_l("Send me a confirmation"))
+    notify_retrieval = BooleanField(_l("Inform me when files are retrieved"))
+    expose_filenames = BooleanField(_l("Show file names in notification mails"))
+    password_mode = RadioField(
+        _l("Password security"),
+        choices=[
+            ("none", _l("No password")),
+            ("generate", _l("Generate password")),
+            ("manual", _l("Enter password manually")),
+        ],
+        validators=[InputRequired(_l("Please choose how the transfer is protected."))],
+    )
+    # Echoed back on an error elsewhere in the form, so nothing typed is lost;
+    # the page itself is never cached (Cache-Control: no-store).
+    password = PasswordField(_l("Password"), widget=PasswordInput(hide_value=False))
+    password_repeat = PasswordField(_l("Repeat password"), widget=PasswordInput(hide_value=False))
+
+
+class NotificationForm(FlaskForm):
+    subject = StringField(
+        _l("Subject"),
+        validators=[DataRequired(_l("Please enter a subject.")), Length(max=200, message=_l("Please use at most %(max)d characters.")), _no_control],
+    )
+    body = TextAreaField(
+        _l("Message"),
+        validators=[DataRequired(_l("Please enter a message for the recipient.")), Length(max=10_000, message=_l("Please use at most %(max)d characters."))],
+    )
