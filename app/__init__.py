@@ -46,6 +46,9 @@ def create_app(test_config: dict[str, Any] | None = None, instance_path: str | o
         MAX_CONTENT_LENGTH=1024 * 1024,
         # A sender may take long over a step; the token lives as long as the draft.
         WTF_CSRF_TIME_LIMIT=settings.transfer.draft_ttl_hours * 3600,
+        # The strict check wants a Referer, which our no-referrer policy
+        # suppresses; app/web.py checks Origin and Sec-Fetch-Site instead.
+        WTF_CSRF_SSL_STRICT=False,
     )
 
     portal = Portal(

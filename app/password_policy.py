@@ -57,11 +57,12 @@ def assess(password: str, policy: Password, user_inputs: list[str]) -> Assessmen
 
 
 def _input_parts(value: str) -> list[str]:
-    """"Jan de Vries" and "jan.devries@zorg.nl" also yield their parts."""
+    """"Jan de Vries" and "jan.devries@zorg.nl" also yield their parts,
+    and the name written as one word ("JanDeVries")."""
     parts = [value]
     for sep in (" ", "@", ".", "-", "_"):
         parts = [p for chunk in parts for p in chunk.split(sep)]
-    return [value, *(p for p in parts if len(p) >= 3)]
+    return [value, value.replace(" ", ""), *(p for p in parts if len(p) >= 3)]
 
 
 def generate(policy: Password) -> str:

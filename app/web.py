@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import Flask, Response, current_app, request
+from urllib.parse import urlsplit
+
+from flask import Flask, Response, abort, current_app, request
 from flask_babel import format_date, format_datetime, get_locale
 
 from .portal import Portal
@@ -35,6 +37,11 @@ def human_size(size: int) -> str:
     raise AssertionError("unreachable")
 
 
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def init_app(app: Flask) -> None:
     @app.context_processor
     def _globals() -> dict[str, object]:
@@ -44,6 +51,18 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["date"] = format_date
     app.jinja_env.filters["datetime"] = format_datetime
     app.jinja_env.filters["fromiso"] = datetime.fromisoformat
+
+    @app.before_request
+    def _same_origin_only() -> None:
+        # Defence in depth beside the CSRF token: browsers tell us where a
+        # form post comes from, and a post from another site is refused.
+        if request.method in ("GET", "HEAD", "OPTIONS"):
+            return
+        if request.headers.get("Sec-Fetch-Site") == "cross-site":
+            abort(403)
+        origin = request.headers.get("Origin")
+        if origin and origin != "null" and origin.rstrip("/") != _origin(settings().site.base_url):
+            abort(403)
 
     @app.after_request
     def _no_store(response: Response) -> Response:

@@ -6,7 +6,7 @@ import re
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, DateField, PasswordField, RadioField, SelectField, StringField, TextAreaField
+from wtforms import BooleanField, SelectChoice, DateField, PasswordField, RadioField, SelectField, StringField, TextAreaField
 from wtforms.widgets import PasswordInput
 from wtforms.validators import DataRequired, InputRequired, Length, ValidationError
 
@@ -104,7 +104,7 @@ class OptionsForm(FlaskForm):
         format="%Y-%m-%d",
     )
     recipient_language = SelectField(
-        _l("Recipient language"), choices=[("nl", "Nederlands"), ("en", "English")]
+        _l("Recipient language"), choices=[SelectChoice("nl", "Nederlands", {"lang": "nl"}), SelectChoice("en", "English", {"lang": "en"})]
     )
     notify_confirmation = BooleanField(_l("Send me a confirmation"))
     notify_retrieval = BooleanField(_l("Inform me when files are retrieved"))
@@ -112,9 +112,9 @@ class OptionsForm(FlaskForm):
     password_mode = RadioField(
         _l("Password security"),
         choices=[
-            ("none", _l("No password")),
-            ("generate", _l("Generate password")),
-            ("manual", _l("Enter password manually")),
+            SelectChoice("none", _l("No password")),
+            SelectChoice("generate", _l("Generate password")),
+            SelectChoice("manual", _l("Enter password manually")),
         ],
         validators=[InputRequired(_l("Please choose how the transfer is protected."))],
     )

@@ -12,7 +12,7 @@ from flask_wtf.csrf import validate_csrf
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
-from app import db, drafts, keyslots, password_policy, transactions, uploads, verification
+from app import csrf, db, drafts, keyslots, password_policy, transactions, uploads, verification
 from app.clock import utcnow
 from app.ids import group
 from app.mailer import MailError
@@ -169,6 +169,10 @@ def _render_files(draft: Draft, form: MessageForm, errors: list[str] | None = No
     ), status
 
 
+# Exempt from the global CSRF hook, which would parse (and spool to disk) the
+# whole multipart body first; uploads.receive checks the token from the
+# stream before it stores a single byte.
+@csrf.exempt
 @bp.route("/files", methods=["GET", "POST"])
 def files():  # type: ignore[no-untyped-def]
     draft, detour = _require("files")
@@ -192,7 +196,8 @@ def files():  # type: ignore[no-untyped-def]
     except uploads.UploadRejected:
         abort(400)
 
-    form = MessageForm(formdata=None, data={"message": received.fields.get("message", "")})
+    # The token was already checked from the stream by uploads.receive.
+    form = MessageForm(formdata=None, data={"message": received.fields.get("message", "")}, meta={"csrf": False})
     errors = []
     if not form.validate():
         return _render_files(draft, form, status=422)
@@ -258,7 +263,7 @@ def options():  # type: ignore[no-untyped-def]
         )
     else:
         form = OptionsForm()
-    form.password_mode.choices = [c for c in form.password_mode.choices if c[0] in config.password.modes]
+    form.password_mode.choices = [c for c in form.password_mode.choices if c.value in config.password.modes]
     assessment = None
     if form.validate_on_submit():
         day = form.expires_on.data

@@ -1,0 +1,86 @@
+"""A real SMTP server on loopback (aiosmtpd) that keeps what it receives."""
+
+from __future__ import annotations
+
+import email
+import re
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.policy import default
+
+from aiosmtpd.controller import Controller
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    message: EmailMessage
+    raw: bytes
+
+    @property
+    def text(self) -> str:
+        return self.message.get_body(preferencelist=("plain",)).get_content()
+
+    @property
+    def html(self) -> str:
+        return self.message.get_body(preferencelist=("html",)).get_content()
+
+
+class _Handler:
+    def __init__(self, box: "Mailbox") -> None:
+        self.box = box
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
+        raw = envelope.original_content or envelope.content
+        msg = email.message_from_bytes(raw, policy=default)
+        with self.box.lock:
+            self.box.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), msg, raw))
+        return "250 OK"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Mailbox:
+    def __init__(self) -> None:
+        self.messages: list[Received] = []
+        self.lock = threading.Lock()
+        self.port = free_port()
+        self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port)
+
+    def start(self) -> None:
+        self.controller.start()
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+    def clear(self) -> None:
+        with self.lock:
+            self.messages.clear()
+
+    def to(self, address: str) -> list[Received]:
+        with self.lock:
+            return [m for m in self.messages if address in m.rcpt_tos]
+
+    def last_to(self, address: str, timeout: float = 5.0) -> Received:
+        # Delivery is synchronous in the portal; the wait only covers the
+        # server thread handing the message to us.
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.to(address)
+            if found:
+                return found[-1]
+            time.sleep(0.01)
+        raise AssertionError(f"no mail to {address}")
+
+    def code_for(self, address: str) -> str:
+        match = re.search(r"^\s+(\d{6,12})\s*$", self.last_to(address).text, re.M)
+        assert match, "no verification code in the mail"
+        return match.group(1)

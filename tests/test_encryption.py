@@ -1,0 +1,127 @@
+"""The encrypted file format: round trips, and every kind of tampering fails."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import pytest
+
+from app.crypto.keys import DecryptionError, new_key
+from app.crypto.stream import HEADER_BYTES, SEGMENT_SIZE, TAG_BYTES, SegmentReader, SegmentWriter, ciphertext_size
+
+from .walker import Recipient, Sender
+
+STRIDE = SEGMENT_SIZE + TAG_BYTES
+
+
+def seal(data: bytes, dek: bytes, chunk: int = 10_000) -> bytes:
+    sink = io.BytesIO()
+    writer = SegmentWriter(sink, dek)
+    for i in range(0, len(data), chunk):
+        writer.write(data[i : i + chunk])
+    writer.close()
+    return sink.getvalue()
+
+
+def unseal(blob: bytes, dek: bytes, start: int = 0, end: int | None = None) -> bytes:
+    return b"".join(SegmentReader(io.BytesIO(blob), dek, len(blob)).iter_range(start, end))
+
+
+@pytest.mark.parametrize("size", [0, 1, SEGMENT_SIZE - 1, SEGMENT_SIZE, SEGMENT_SIZE + 1, 3 * SEGMENT_SIZE, 200_001])
+def test_round_trip_and_size(size: int) -> None:
+    dek, data = new_key(), os.urandom(size)
+    blob = seal(data, dek)
+    assert len(blob) == ciphertext_size(size)
+    assert unseal(blob, dek) == data
+    reader = SegmentReader(io.BytesIO(blob), dek, len(blob))
+    assert reader.size == size
+
+
+def test_ranges_decrypt_only_what_is_asked() -> None:
+    dek, data = new_key(), os.urandom(3 * SEGMENT_SIZE + 5)
+    blob = seal(data, dek, chunk=SEGMENT_SIZE * 2 + 7)
+    for start, end in ((0, 0), (SEGMENT_SIZE - 1, SEGMENT_SIZE), (5, 3 * SEGMENT_SIZE), (len(data) - 1, len(data) - 1)):
+        assert unseal(blob, dek, start, end) == data[start : end + 1]
+
+
+def test_same_plaintext_never_gives_the_same_ciphertext() -> None:
+    dek, data = new_key(), b"a" * 1000
+    assert seal(data, dek) != seal(data, dek)
+
+
+def _fails(blob: bytes, dek: bytes) -> list[bytes]:
+    """Collects what a reader yields before failing; it must fail."""
+    got: list[bytes] = []
+    with pytest.raises(DecryptionError):
+        for chunk in SegmentReader(io.BytesIO(blob), dek, len(blob)).iter_range():
+            got.append(chunk)
+    return got
+
+
+def test_flipped_byte_fails_and_nothing_of_that_segment_is_yielded() -> None:
+    dek, data = new_key(), os.urandom(3 * SEGMENT_SIZE)
+    blob = bytearray(seal(data, dek))
+    blob[HEADER_BYTES + STRIDE + 100] ^= 0x01  # inside segment 1
+    got = _fails(bytes(blob), dek)
+    assert b"".join(got) == data[:SEGMENT_SIZE]
+
+
+def test_truncation_at_a_segment_boundary_fails() -> None:
+    dek, data = new_key(), os.urandom(3 * SEGMENT_SIZE + 10)
+    blob = seal(data, dek)
+    _fails(blob[: HEADER_BYTES + 2 * STRIDE], dek)
+    _fails(blob[:-1], dek)
+
+
+def test_swapped_segments_fail() -> None:
+    dek, data = new_key(), os.urandom(3 * SEGMENT_SIZE + 10)
+    blob = seal(data, dek)
+    body = blob[HEADER_BYTES:]
+    swapped = blob[:HEADER_BYTES] + body[STRIDE : 2 * STRIDE] + body[:STRIDE] + body[2 * STRIDE :]
+    assert _fails(swapped, dek) == []
+
+
+def test_wrong_key_and_changed_header_fail() -> None:
+    dek, data = new_key(), os.urandom(1000)
+    blob = seal(data, dek)
+    _fails(blob, new_key())
+    changed = bytearray(blob)
+    changed[HEADER_BYTES - 1] ^= 0xFF  # last salt byte
+    _fails(bytes(changed), dek)
+
+
+def _only_blob(app) -> "os.PathLike[str]":
+    blobs = [p for p in app.extensions["koerier"].store.root.rglob("*") if p.is_file()]
+    assert len(blobs) == 1
+    return blobs[0]
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "swap"])
+def test_tampered_blob_aborts_the_download(sender: Sender, app, damage: str) -> None:
+    data = os.urandom(3 * SEGMENT_SIZE + 10)
+    sent = sender.send(files=[("scan.bin", data)])
+    path = _only_blob(app)
+    blob = bytearray(open(path, "rb").read())
+    if damage == "flip":
+        blob[HEADER_BYTES + STRIDE + 7] ^= 0x80
+    elif damage == "truncate":
+        blob = blob[: HEADER_BYTES + 2 * STRIDE]
+    else:
+        body = blob[HEADER_BYTES:]
+        blob = blob[:HEADER_BYTES] + body[STRIDE : 2 * STRIDE] + body[:STRIDE] + body[2 * STRIDE :]
+    open(path, "wb").write(bytes(blob))
+    recipient = Recipient(app)
+    recipient.unlock(sent.access_id("anna@gemeente.example"), "Zonnebloem-Kade-1987!")
+    url = recipient.file_links()["scan.bin"]
+    received = bytearray()
+    with pytest.raises(DecryptionError):
+        # The first chunk may already fail, inside the client's own call.
+        response = recipient.get(url, buffered=False)
+        for chunk in response.response:
+            received += chunk
+    # Only segments before the damaged one went out, and they were genuine.
+    assert bytes(received) == data[: len(received)]
+    assert len(received) < len(data)
+    if damage == "swap":
+        assert received == b""

@@ -1,0 +1,107 @@
+"""The e-mail verification code: CSPRNG, hashed, single use, expiring, limited."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from app import db, verification
+from app.clock import utcnow
+from app.models import VerificationCode
+
+from .walker import Sender, csrf_token, text_of
+
+
+def test_code_is_stored_only_as_hmac(sender: Sender, app) -> None:
+    sender.personal()
+    code = sender.mailbox.code_for(sender.person.email)
+    assert len(code) == 8
+    with app.app_context():
+        row = db.session().scalar(select(VerificationCode))
+        assert code.encode() not in row.code_hash and len(row.code_hash) == 32
+    assert code.encode() not in (app.extensions["koerier"].instance_path / "koerier.sqlite3").read_bytes()
+
+
+def test_wrong_codes_count_down_then_lock(sender: Sender) -> None:
+    sender.personal()
+    real = sender.mailbox.code_for(sender.person.email)
+    wrong = "00000000" if real != "00000000" else "11111111"
+    for left in (4, 3, 2):
+        assert f"You have {left} more attempts." in text_of(sender.verify(wrong))
+    assert "You have 1 more attempt." in text_of(sender.verify(wrong))
+    assert "Too many wrong attempts. Please ask for a new code." in text_of(sender.verify(wrong))
+    # Even the right code no longer works.
+    r = sender.verify(real)
+    assert r.status_code == 200 and "Too many wrong attempts" in text_of(r)
+
+
+def test_code_is_single_use(sender: Sender, make_app, mailbox) -> None:
+    sender.personal()
+    code = sender.mailbox.code_for(sender.person.email)
+    assert sender.verify(code).status_code == 302
+    other = Sender(sender.app, mailbox)  # another browser, same address
+    other.personal()
+    mailbox.clear()
+    r = other.verify(code)
+    assert r.status_code == 200 and "not correct" in text_of(r)
+
+
+def test_resend_replaces_the_code_after_cooldown(make_app, mailbox) -> None:
+    app = make_app({"verification": {"resend_cooldown_seconds": 0}})
+    sender = Sender(app, mailbox)
+    sender.personal()
+    first = mailbox.code_for(sender.person.email)
+    page = sender.get("/send/verify").get_data(as_text=True)
+    r = sender.post("/send/verify/resend", data={"csrf_token": csrf_token(page)})
+    assert r.status_code == 302
+    assert "A new code has been sent" in text_of(sender.get("/send/verify"))
+    second = mailbox.code_for(sender.person.email)
+    if first != second:
+        assert "not correct" in text_of(sender.verify(first))
+    assert sender.verify(second).status_code == 302
+
+
+def test_resend_within_cooldown_is_refused(sender: Sender, mailbox) -> None:
+    sender.personal()
+    page = sender.get("/send/verify").get_data(as_text=True)
+    sender.post("/send/verify/resend", data={"csrf_token": csrf_token(page)})
+    assert "Please wait" in text_of(sender.get("/send/verify"))
+    assert len(mailbox.to(sender.person.email)) == 1
+
+
+def test_code_expires(app, sender: Sender) -> None:
+    portal = app.extensions["koerier"]
+    with app.test_request_context():
+        s = db.session()
+        verification.send_code(s, portal, "late@zorg.example", "en")
+        s.commit()
+    code = sender.mailbox.code_for("late@zorg.example")
+    with app.test_request_context():
+        s = db.session()
+        with pytest.raises(verification.CodeRejected) as exc:
+            verification.check_code(s, portal, "late@zorg.example", code, now=utcnow() + timedelta(minutes=16))
+        assert exc.value.reason == "expired"
+        verification.check_code(s, portal, "late@zorg.example", code, now=utcnow() + timedelta(minutes=14))
+
+
+def test_verified_address_is_remembered_per_browser(make_app, mailbox) -> None:
+    app = make_app({"verification": {"remember_days": 30}})
+    sender = Sender(app, mailbox)
+    sender.personal()
+    r = sender.verify()
+    cookie = r.headers.getlist("Set-Cookie")
+    remembered = [c for c in cookie if c.startswith("koerier_sender=")]
+    assert remembered and "Max-Age=2592000" in remembered[0] and "HttpOnly" in remembered[0]
+    # Another address in the same browser must be verified again.
+    mailbox.clear()
+    assert sender.personal(email="ander@zorg.example").location.endswith("/send/verify")
+
+
+def test_session_only_by_default(sender: Sender) -> None:
+    sender.personal()
+    r = sender.verify()
+    remembered = [c for c in r.headers.getlist("Set-Cookie") if c.startswith("koerier_sender=")]
+    assert remembered and "Max-Age" not in remembered[0] and "Expires" not in remembered[0]
+    assert "Secure" in remembered[0]

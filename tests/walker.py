@@ -1,0 +1,192 @@
+"""Walking the wizard and the download pages like a browser would.
+
+Each step fetches its page, takes the CSRF token from the form, and posts;
+mails are read from the real SMTP server. Tests call the steps one by one
+to poke at a step, or ``send`` for a whole transaction.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from .mailbox import Mailbox, Received
+
+BASE = "https://portal.example.nl"
+
+
+def csrf_token(page: str) -> str:
+    match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page) or re.search(
+        r'type="hidden" name="csrf_token" value="([^"]+)"', page
+    )
+    assert match, "no CSRF token on the page"
+    return match.group(1)
+
+
+def text_of(response: TestResponse) -> str:
+    """The page as text, entities decoded, for assertions on messages."""
+    return html.unescape(response.get_data(as_text=True))
+
+
+class Browser:
+    """A test client that talks https to the portal, like a real deployment."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.client: FlaskClient = app.test_client()
+        # An English-speaking browser unless a test switches with /lang/nl.
+        self.client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en-GB,en;q=0.9"
+
+    def get(self, path: str, **kw: Any) -> TestResponse:
+        return self.client.get(path, base_url=BASE, **kw)
+
+    def post(self, path: str, **kw: Any) -> TestResponse:
+        return self.client.post(path, base_url=BASE, **kw)
+
+    def submit(self, path: str, data: dict[str, Any] | None = None, page: str | None = None, **kw: Any) -> TestResponse:
+        """Fetch ``page`` (default: ``path``) for its token, then post ``data`` to ``path``."""
+        token = csrf_token(self.get(page or path).get_data(as_text=True))
+        return self.post(path, data={"csrf_token": token, **(data or {})}, **kw)
+
+
+@dataclass
+class Person:
+    name: str = "Jan de Vries"
+    phone: str = "0592 123456"
+    email: str = "jan@zorg.example"
+
+
+@dataclass
+class Sent:
+    """What a finished wizard left behind, for the download side."""
+
+    summary: TestResponse
+    notifications: dict[str, Received] = field(default_factory=dict)
+
+    def link(self, address: str) -> str:
+        match = re.search(r"(https://portal\.example\.nl/download/\?\S+)", self.notifications[address].text)
+        assert match, "no download link in the mail"
+        return match.group(1)
+
+    def access_id(self, address: str) -> str:
+        return parse_qs(urlsplit(self.link(address)).query)["id"][0]
+
+    def link_key(self, address: str) -> str:
+        return parse_qs(urlsplit(self.link(address)).query)["key"][0]
+
+    @property
+    def generated_password(self) -> str:
+        match = re.search(r'<p class="secret"><code>([^<]+)</code>', self.summary.get_data(as_text=True))
+        assert match, "no generated password on the summary"
+        return match.group(1)
+
+
+class Sender(Browser):
+    def __init__(self, app: Flask, mailbox: Mailbox, person: Person | None = None) -> None:
+        super().__init__(app)
+        self.mailbox = mailbox
+        self.person = person or Person()
+
+    def personal(self, **overrides: str) -> TestResponse:
+        data = {"name": self.person.name, "phone": self.person.phone, "email": self.person.email, **overrides}
+        return self.submit("/send/", data)
+
+    def verify(self, code: str | None = None) -> TestResponse:
+        return self.submit("/send/verify", {"code": code or self.mailbox.code_for(self.person.email)})
+
+    def recipients(self, to: str = "", cc: str = "", bcc: str = "") -> TestResponse:
+        return self.submit("/send/recipients", {"to": to, "cc": cc, "bcc": bcc})
+
+    def files(self, files: list[tuple[str, bytes]] = (), message: str = "", action: str = "next") -> TestResponse:
+        token = csrf_token(self.get("/send/files").get_data(as_text=True))
+        # Order as the browser sends it: token, files, message, button.
+        data: dict[str, Any] = {"csrf_token": token}
+        data["files"] = [(io.BytesIO(content), name) for name, content in files] or [(io.BytesIO(b""), "")]
+        data["message"] = message
+        data["action"] = action
+        return self.post("/send/files", data=data, content_type="multipart/form-data")
+
+    def options(self, **overrides: Any) -> TestResponse:
+        page = self.get("/send/options").get_data(as_text=True)
+        expires = re.search(r'<input[^>]*name="expires_on"[^>]*value="([^"]*)"', page)
+        data: dict[str, Any] = {
+            "expires_on": expires.group(1) if expires else "",
+            "recipient_language": "en",
+            "notify_confirmation": "y",
+            "password_mode": "manual",
+            "password": "Zonnebloem-Kade-1987!",
+            "password_repeat": "Zonnebloem-Kade-1987!",
+        }
+        data.update(overrides)
+        data = {k: v for k, v in data.items() if v is not None}
+        return self.post("/send/options", data={"csrf_token": csrf_token(page), **data})
+
+    def notification(self, **overrides: str) -> TestResponse:
+        page = self.get("/send/notification").get_data(as_text=True)
+        subject = re.search(r'<input[^>]*name="subject"[^>]*value="([^"]*)"', page)
+        body = re.search(r'<textarea[^>]*name="body"[^>]*>\s*(.*?)</textarea>', page, re.S)
+        data = {
+            "subject": html.unescape(subject.group(1)) if subject else "",
+            "body": html.unescape(body.group(1)) if body else "",
+            **overrides,
+        }
+        return self.post("/send/notification", data={"csrf_token": csrf_token(page), **data})
+
+    def send(
+        self,
+        to: str = "anna@gemeente.example",
+        cc: str = "",
+        bcc: str = "",
+        files: list[tuple[str, bytes]] = (("verslag.pdf", b"%PDF-1.4 test report\n"),),
+        message: str = "",
+        **options: Any,
+    ) -> Sent:
+        """A whole transaction; returns the summary and the notification mails."""
+        self.mailbox.clear()
+        r = self.personal()
+        assert r.status_code == 302, r.get_data(as_text=True)
+        if r.location.endswith("/send/verify"):
+            r = self.verify()
+            assert r.status_code == 302, text_of(r)
+        r = self.recipients(to, cc, bcc)
+        assert r.status_code == 302, text_of(r)
+        r = self.files(list(files), message)
+        assert r.status_code == 302, text_of(r)
+        r = self.options(**options)
+        assert r.status_code == 302, text_of(r)
+        summary = self.notification()
+        assert summary.status_code == 200, text_of(summary)
+        sent = Sent(summary)
+        for address in re.split(r"[\s,;]+", " ".join((to, cc, bcc)).strip()):
+            sent.notifications[address] = self.mailbox.last_to(address)
+        return sent
+
+
+class Recipient(Browser):
+    def unlock(self, access_id: str, password: str) -> TestResponse:
+        return self.submit(
+            "/download/", {"transaction_id": access_id, "password": password}, page=f"/download/?id={access_id}"
+        )
+
+    def open_link(self, link: str) -> TestResponse:
+        path = link.removeprefix(BASE)
+        page = self.get(path).get_data(as_text=True)
+        query = parse_qs(urlsplit(path).query)
+        return self.post(
+            "/download/",
+            data={"csrf_token": csrf_token(page), "transaction_id": query["id"][0], "key": query["key"][0]},
+        )
+
+    def file_links(self) -> dict[str, str]:
+        """File name -> download URL, as listed on the transfer page."""
+        page = self.get("/download/transfer").get_data(as_text=True)
+        pairs = re.findall(r'<td class="file-name">([^<]*)</td>.*?<a href="(/download/file/[^"/]+)" download', page, re.S)
+        return {html.unescape(name): href for name, href in pairs}
