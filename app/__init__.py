@@ -10,7 +10,7 @@ from typing import Any
 from flask import Flask, render_template
 from flask_wtf.csrf import CSRFProtect
 
-from . import db, errors, i18n, web
+from . import cli, db, errors, i18n, web
 from .mailer import make_mailer
 from .portal import Portal
 from .secret_key import load_or_create
@@ -65,6 +65,7 @@ def create_app(test_config: dict[str, Any] | None = None, instance_path: str | o
     i18n.init_app(app)
     web.init_app(app)
     errors.init_app(app)
+    cli.init_app(app)
 
     from download import bp as download_bp
     from wizard import bp as wizard_bp
