@@ -65,17 +65,24 @@ class SegmentWriter:
     def write(self, data: bytes) -> None:
         if self._closed:
             raise ValueError("writer is closed")
-        self._buffer += data
         self.size += len(data)
         size = self._segment_size
-        if len(self._buffer) > size:
-            # Seal every full segment that is certainly not the last one.
-            whole = (len(self._buffer) - 1) // size * size
-            view = memoryview(self._buffer)
-            for start in range(0, whole, size):
-                self._seal(view[start : start + size], last=False)
-            view.release()
-            del self._buffer[:whole]
+        view = memoryview(data)
+        if self._buffer:
+            # Top up the held segment; seal it once more data proves it is not the last.
+            need = size - len(self._buffer)
+            self._buffer += view[:need]
+            view = view[need:]
+            if not view:
+                return
+            self._seal(self._buffer, last=False)
+            self._buffer = bytearray()
+        # Seal straight from the caller's buffer, without copying, while at
+        # least one byte beyond the segment is known to follow.
+        while len(view) > size:
+            self._seal(view[:size], last=False)
+            view = view[size:]
+        self._buffer += view
 
     def close(self) -> None:
         if not self._closed:
@@ -84,7 +91,7 @@ class SegmentWriter:
             self._closed = True
 
     def _seal(self, plaintext: bytes | bytearray | memoryview, last: bool) -> None:
-        self._sink.write(self._aead.encrypt(_nonce(self._counter, last), bytes(plaintext), self._header))
+        self._sink.write(self._aead.encrypt(_nonce(self._counter, last), plaintext, self._header))
         self._counter += 1
 
 

@@ -1,0 +1,70 @@
+"""The mails: multipart, language, Bcc privacy, no header injection."""
+
+from __future__ import annotations
+
+import pytest
+
+from app import mails
+
+from .walker import Sender
+
+
+def test_notification_is_multipart_and_bcc_is_private(sender: Sender) -> None:
+    sent = sender.send(to="anna@gemeente.example", cc="piet@gemeente.example", bcc="geheim@gemeente.example")
+    for address, mail in sent.notifications.items():
+        assert mail.message.get_content_type() == "multipart/alternative"
+        assert mail.rcpt_tos == [address]
+        assert mail.message["To"] == address
+        assert "geheim@gemeente.example" not in mail.raw.decode() or address == "geheim@gemeente.example"
+        assert "anna@gemeente.example" in mail.text and "piet@gemeente.example" in mail.text
+        # Each recipient has an own transaction ID, given in text and HTML.
+        access_id = sent.access_id(address)
+        assert access_id in mail.text and access_id in mail.html
+    confirmation = sender.mailbox.last_to(sender.person.email)
+    assert "geheim@gemeente.example" in confirmation.text  # the sender knows
+
+
+def test_file_names_only_when_exposed(sender: Sender) -> None:
+    hidden = sender.send(files=[("geheim-dossier.pdf", b"x")])
+    assert "geheim-dossier.pdf" not in hidden.notifications["anna@gemeente.example"].raw.decode()
+    assert "geheim-dossier.pdf" not in sender.mailbox.last_to(sender.person.email).raw.decode()
+
+
+def test_no_confirmation_unless_asked(sender: Sender) -> None:
+    sender.send(notify_confirmation=None)
+    subjects = [m.message["Subject"] for m in sender.mailbox.to(sender.person.email)]
+    assert subjects == ["Your verification code for Gemeente Voorbeeld"]
+
+
+def test_edited_text_is_sent_and_html_escaped(sender: Sender) -> None:
+    sender.mailbox.clear()
+    sender.personal()
+    sender.verify()
+    sender.recipients("anna@gemeente.example")
+    sender.files([("a.txt", b"a")])
+    sender.options()
+    r = sender.notification(subject="Dossier <b>42</b>", body="Beste Anna,\n<script>alert(1)</script>\nGroet, Jan")
+    assert r.status_code == 200
+    mail = sender.mailbox.last_to("anna@gemeente.example")
+    assert mail.message["Subject"] == "Dossier <b>42</b>"
+    assert "<script>alert(1)</script>" in mail.text
+    assert "<script>" not in mail.html and "&lt;script&gt;" in mail.html
+
+
+@pytest.mark.parametrize("evil", ["Jan\r\nBcc: x@evil.example", "Jan\nBcc: x@evil.example", "Jan\x00"])
+def test_header_values_never_carry_line_breaks(app, evil: str) -> None:
+    settings = app.config["KOERIER"]
+    with app.app_context():
+        message = mails.compose(settings, "anna@gemeente.example", evil, "t", "<p>t</p>", reply_to=(evil, "jan@zorg.example"))
+    raw = bytes(message)
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert b"\nBcc:" not in head and b"\x00" not in head
+    assert message["Bcc"] is None
+
+
+def test_verification_mail_in_the_senders_language(sender: Sender) -> None:
+    sender.get("/lang/nl?next=/send/")
+    sender.personal()
+    mail = sender.mailbox.last_to(sender.person.email)
+    assert "verificatiecode" in mail.message["Subject"].lower()
+    assert "Geachte heer/mevrouw" in mail.text
