@@ -68,3 +68,25 @@ def test_verification_mail_in_the_senders_language(sender: Sender) -> None:
     mail = sender.mailbox.last_to(sender.person.email)
     assert "verificatiecode" in mail.message["Subject"].lower()
     assert "Geachte heer/mevrouw" in mail.text
+
+
+def test_mail_server_down_keeps_input_and_stores_nothing(make_app, mailbox) -> None:
+    from sqlalchemy import func, select
+
+    from app import db
+    from app.models import Draft, VerificationCode
+
+    from .mailbox import free_port
+    from .walker import text_of
+
+    app = make_app({"mail": {"smtp_port": free_port(), "smtp_timeout_seconds": 2}})
+    sender = Sender(app, mailbox)
+    r = sender.personal()
+    assert r.status_code == 503
+    page = text_of(r)
+    assert "We could not send the verification code." in page
+    assert sender.person.name in page and sender.person.email in page
+    with app.app_context():
+        s = db.session()
+        assert s.scalar(select(func.count()).select_from(VerificationCode)) == 0
+        assert s.scalar(select(func.count()).select_from(Draft)) == 0
