@@ -86,18 +86,18 @@ def unlock(
 
     if throttle in db:
         db.delete(throttle)
-    grant_secret = os.urandom(32)
-    grant = DownloadGrant(
-        id=str(uuid.uuid4()),
-        transfer_id=recipient.transfer_id,
-        recipient_id=recipient.id,
-        expires_at=now + timedelta(minutes=config.grant_minutes),
-        wrapped_dek=b"",
+    grant_id, grant_secret = str(uuid.uuid4()), os.urandom(32)
+    db.add(
+        DownloadGrant(
+            id=grant_id,
+            transfer_id=recipient.transfer_id,
+            recipient_id=recipient.id,
+            expires_at=now + timedelta(minutes=config.grant_minutes),
+            wrapped_dek=wrap(grant_secret, dek, _grant_aad(grant_id)),
+        )
     )
-    grant.wrapped_dek = wrap(grant_secret, dek, _grant_aad(grant.id))
-    db.add(grant)
     audit.record(db, "download_unlocked", transfer_id=recipient.transfer_id, actor=recipient.email, ip=ip, now=now)
-    return GrantTicket(grant.id, grant_secret.hex())
+    return GrantTicket(grant_id, grant_secret.hex())
 
 
 def _live_recipient(db: Session, access_id: str, now: datetime) -> Recipient | None:

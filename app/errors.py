@@ -28,7 +28,3 @@ def init_app(app: Flask) -> None:
     def _http(error: HTTPException):  # type: ignore[no-untyped-def]
         code = error.code or 500
         return render_template("error.html", code=code, message=MESSAGES.get(code, error.name)), code
-
-    @app.errorhandler(500)
-    def _server(error: Exception):  # type: ignore[no-untyped-def]
-        return render_template("error.html", code=500, message=MESSAGES[500]), 500

@@ -57,10 +57,6 @@ class Draft(Base):
     # discarding a draft must delete blobs too, which app/drafts.py does.
     files: Mapped[list[StoredFile]] = relationship(back_populates="draft", order_by="StoredFile.position")
 
-    @property
-    def recipient_addresses(self) -> list[str]:
-        return [*self.to_addresses, *self.cc_addresses, *self.bcc_addresses]
-
     def __repr__(self) -> str:
         return f"<Draft {self.id[:8]} sender={self.sender_email!r} files={len(self.files)}>"
 

@@ -9,10 +9,11 @@ key opens only through a key slot.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
+from urllib.parse import urlencode
 from email.message import EmailMessage
 
-from flask_babel import force_locale, gettext, ngettext
+from flask_babel import force_locale, format_date, gettext, ngettext
 from sqlalchemy.orm import Session
 
 from . import audit, drafts, keyslots, mails, password_policy
@@ -56,7 +57,7 @@ def first_missing_step(draft: Draft, sender_verified: bool) -> str | None:
     return None
 
 
-def expiry_instant(portal: Portal, day) -> datetime:  # type: ignore[no-untyped-def]
+def expiry_instant(portal: Portal, day: date) -> datetime:
     """A transfer stays available through the whole of its expiration day, local time."""
     zone = portal.settings.site.zone
     return datetime.combine(day, time(23, 59, 59), tzinfo=zone)
@@ -70,8 +71,6 @@ def default_subject(file_count: int, sender_name: str, language: str) -> str:
 
 
 def default_body(portal: Portal, draft: Draft, language: str) -> str:
-    from flask_babel import format_date
-
     with force_locale(language):
         return gettext(
             "Dear Sir or Madam,\n\n"
@@ -90,7 +89,7 @@ def start(
     if (missing := first_missing_step(draft, sender_verified=True)) is not None:
         raise NotReady(missing)
     assert draft.expires_on is not None and draft.subject is not None and draft.body is not None
-    if expiry_instant(portal, draft.expires_on) <= now:
+    if expiry_problem(portal, draft.expires_on, now) is not None:
         raise NotReady("options")
     dek = drafts.data_key(portal, draft)
     transfer = Transfer(
@@ -155,8 +154,6 @@ def start(
 
 
 def download_link(portal: Portal, recipient: Recipient, link_secret: str | None) -> str:
-    from urllib.parse import urlencode
-
     query = {"id": group(recipient.access_id)}
     if link_secret:
         query["key"] = link_secret
@@ -208,7 +205,11 @@ def _confirmation_mail(portal: Portal, transfer: Transfer, file_names: list[str]
     return mails.compose(portal.settings, transfer.sender_email, subject, text, html)
 
 
-def expires_soon_enough(portal: Portal, day, now: datetime) -> bool:  # type: ignore[no-untyped-def]
-    """Whether an expiration date is allowed: not past, not beyond the maximum."""
+def expiry_problem(portal: Portal, day: date, now: datetime) -> str | None:
+    """Why an expiration date is not allowed ("past", "too_late"), or None."""
     today = now.astimezone(portal.settings.site.zone).date()
-    return today <= day <= today + timedelta(days=portal.settings.transfer.max_expiry_days)
+    if day < today:
+        return "past"
+    if day > today + timedelta(days=portal.settings.transfer.max_expiry_days):
+        return "too_late"
+    return None

@@ -7,7 +7,7 @@ from datetime import datetime
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, abort, current_app, request
-from flask_babel import format_date, format_datetime, get_locale
+from flask_babel import format_date, format_datetime, format_decimal, get_locale
 
 from .portal import Portal
 from .settings import Settings
@@ -27,8 +27,6 @@ def client_ip() -> str:
 
 def human_size(size: int) -> str:
     """Sizes as people read them (decimal units, as file managers show)."""
-    from flask_babel import format_decimal
-
     value = float(size)
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if value < 1000 or unit == "TB":

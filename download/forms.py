@@ -23,7 +23,3 @@ class LinkForm(FlaskForm):
 
     transaction_id = HiddenField(validators=[DataRequired(), Length(max=100)])
     key = HiddenField(validators=[DataRequired(), Length(max=200)])
-
-
-class FinishForm(FlaskForm):
-    pass

@@ -12,13 +12,15 @@ from flask_babel import format_time, gettext
 from werkzeug.wrappers import Response
 
 from app import access, db, delivery
+from app.forms import ButtonForm
+from app.uploads import clean_filename
 from app.crypto.keys import DecryptionError
 from app.ids import group
 from app.models import StoredFile
 from app.web import client_ip, portal
 
 from . import bp
-from .forms import FinishForm, LinkForm, UnlockForm
+from .forms import LinkForm, UnlockForm
 
 log = logging.getLogger(__name__)
 
@@ -84,13 +86,13 @@ def transfer():  # type: ignore[no-untyped-def]
         access_id=group(opened.recipient.access_id),
         message=delivery.message(opened.dek, opened.transfer),
         files=files,
-        finish=FinishForm(),
+        finish=ButtonForm(),
     )
 
 
 @bp.post("/finish")
 def finish():  # type: ignore[no-untyped-def]
-    if not FinishForm().validate_on_submit():
+    if not ButtonForm().validate_on_submit():
         abort(400)
     opened = access.open_grant(db.session(), _ticket())
     if opened is not None:
@@ -165,7 +167,7 @@ def preview(file_id: str) -> Response:
 def download_all() -> Response:
     opened = _opened()
     archive = delivery.zip_all(portal(), opened.dek, list(opened.transfer.files))
-    name = f"{opened.transfer.subject or 'transfer'}.zip"
+    name = clean_filename(opened.transfer.subject) + ".zip"
     response = Response(
         _guarded(archive, f"archive of {opened.transfer.id}"),
         mimetype="application/zip",

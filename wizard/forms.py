@@ -58,10 +58,6 @@ class VerifyForm(FlaskForm):
     )
 
 
-class ResendForm(FlaskForm):
-    pass
-
-
 class RecipientsForm(FlaskForm):
     to = TextAreaField(_l("To"), validators=[Length(max=20_000)])
     cc = TextAreaField(_l("Cc"), validators=[Length(max=20_000)])
@@ -85,10 +81,6 @@ class RecipientsForm(FlaskForm):
                 self.parsed["to"], self.parsed["cc"], self.parsed["bcc"]
             )
         return ok
-
-
-class RemoveFileForm(FlaskForm):
-    pass
 
 
 class MessageForm(FlaskForm):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import abort, flash, make_response, redirect, render_template, request, session, url_for
+from flask import abort, flash, redirect, render_template, request, session, url_for
 from flask_babel import get_locale, gettext
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import ValidationError as CSRFValidationError
@@ -14,15 +14,14 @@ from werkzeug.wrappers import Response
 
 from app import csrf, db, drafts, keyslots, password_policy, transactions, uploads, verification
 from app.clock import utcnow
+from app.forms import ButtonForm
 from app.ids import group
 from app.mailer import MailError
 from app.models import Draft
-from app.web import client_ip, portal, settings
+from app.web import client_ip, human_size, portal, settings
 
 from . import bp, sender_cookie
-from .forms import (
-    MessageForm, NotificationForm, OptionsForm, PersonalForm, RecipientsForm, RemoveFileForm, ResendForm, VerifyForm,
-)
+from .forms import MessageForm, NotificationForm, OptionsForm, PersonalForm, RecipientsForm, VerifyForm
 
 STEPS = ("personal", "verify", "recipients", "files", "options", "notification")
 UPLOAD_OVERHEAD = 2 * 1024 * 1024
@@ -101,7 +100,7 @@ def verify():  # type: ignore[no-untyped-def]
             response = redirect(url_for("wizard.recipients"))
             sender_cookie.remember(response, draft.sender_email)
             return response
-    return render_template("wizard/verify.html", form=form, resend=ResendForm(), draft=draft, step="personal")
+    return render_template("wizard/verify.html", form=form, resend=ButtonForm(), draft=draft, step="personal")
 
 
 def _code_message(exc: verification.CodeRejected) -> str:
@@ -122,7 +121,7 @@ def resend():  # type: ignore[no-untyped-def]
     if detour:
         return detour
     assert draft is not None
-    if not ResendForm().validate_on_submit():
+    if not ButtonForm().validate_on_submit():
         abort(400)
     try:
         verification.send_code(db.session(), portal(), draft.sender_email, str(get_locale()), ip=client_ip())
@@ -159,7 +158,7 @@ def _render_files(draft: Draft, form: MessageForm, errors: list[str] | None = No
     return render_template(
         "wizard/files.html",
         form=form,
-        remove_form=RemoveFileForm(),
+        remove_form=ButtonForm(),
         files=drafts.files(portal(), draft),
         used=drafts.total_bytes(draft),
         limits=settings().transfer,
@@ -203,8 +202,6 @@ def files():  # type: ignore[no-untyped-def]
         return _render_files(draft, form, status=422)
     drafts.save_message(portal(), draft, form.message.data or "")
     limit = settings().transfer
-    from app.web import human_size
-
     errors += [
         gettext("“%(name)s” was not added: the transfer would be larger than %(max)s.", name=n, max=human_size(limit.max_total_bytes))
         for n in received.too_large
@@ -236,7 +233,7 @@ def remove_file(file_id: str):  # type: ignore[no-untyped-def]
     if detour:
         return detour
     assert draft is not None
-    if not RemoveFileForm().validate_on_submit():
+    if not ButtonForm().validate_on_submit():
         abort(400)
     drafts.remove_file(db.session(), portal(), draft, file_id)
     return redirect(url_for("wizard.files"))
@@ -267,15 +264,14 @@ def options():  # type: ignore[no-untyped-def]
     assessment = None
     if form.validate_on_submit():
         day = form.expires_on.data
-        ok = True
-        if day < today:
+        problem = transactions.expiry_problem(portal(), day, utcnow())
+        ok = problem is None
+        if problem == "past":
             form.expires_on.errors.append(_l("The expiration date cannot be in the past."))
-            ok = False
-        elif day > today + timedelta(days=config.transfer.max_expiry_days):
+        elif problem == "too_late":
             form.expires_on.errors.append(
                 _l("The expiration date can be at most %(days)d days from today.", days=config.transfer.max_expiry_days)
             )
-            ok = False
         pending = draft.pending_slot if form.password_mode.data == "manual" else None
         if form.password_mode.data == "manual" and (form.password.data or not pending):
             pending = None
@@ -347,7 +343,7 @@ def notification():  # type: ignore[no-untyped-def]
         status = 422 if request.method == "POST" else 200
         return render_template("wizard/notification.html", form=form, draft=draft, step="notification"), status
     drafts.save_notification(draft, form.subject.data.strip(), form.body.data.strip())
-    if not transactions.expires_soon_enough(portal(), draft.expires_on, utcnow()):
+    if transactions.expiry_problem(portal(), draft.expires_on, utcnow()) is not None:
         flash(gettext("The expiration date has passed. Please choose a new one."), "error")
         return redirect(url_for("wizard.options"))
     return _start(draft)
@@ -379,10 +375,7 @@ def _start(draft: Draft):  # type: ignore[no-untyped-def]
     }
     # Kept for a reload, without file names: those stay out of the cookie.
     session["summary"] = {**summary, "files": [{"size": f["size"]} for f in summary["files"]]}
-    response = make_response(
-        render_template("wizard/done.html", summary=summary, password=started.generated_password, step="done")
-    )
-    return response
+    return render_template("wizard/done.html", summary=summary, password=started.generated_password, step="done")
 
 
 @bp.get("/done")
@@ -395,7 +388,7 @@ def done():  # type: ignore[no-untyped-def]
 
 @bp.post("/new")
 def new():  # type: ignore[no-untyped-def]
-    if not ResendForm().validate_on_submit():
+    if not ButtonForm().validate_on_submit():
         abort(400)
     session.pop("summary", None)
     session.pop("draft", None)
