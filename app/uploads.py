@@ -87,7 +87,10 @@ def receive(
 ) -> Received:
     limits = portal.settings.transfer
     dek = drafts.data_key(portal, draft)
-    decoder = MultipartDecoder(boundary, max_form_memory_size=FIELD_LIMIT)
+    # Werkzeug's max_form_memory_size bounds the decoder's raw buffer, which
+    # holds a whole read chunk, not just a field; fields are bounded below.
+    # The buffer stays small because every chunk is drained before the next.
+    decoder = MultipartDecoder(boundary)
     result = Received()
     used = drafts.total_bytes(draft)
     count = len(draft.files)
@@ -137,6 +140,8 @@ def receive(
                             upload.write(event.data)
                     elif field_name is not None and not skipping:
                         field_buf += event.data
+                        if len(field_buf) > FIELD_LIMIT:
+                            raise UploadRejected(f"form field {field_name!r} is too large")
                     if not event.more_data:
                         if upload is not None:
                             result.added.append(upload.finish(draft, position=count))

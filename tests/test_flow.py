@@ -124,3 +124,19 @@ def test_second_transaction_skips_verification(sender: Sender) -> None:
     r = sender.personal()
     assert r.location.endswith("/send/recipients")
     assert sender.mailbox.to(sender.person.email) == []
+
+
+def test_a_second_click_on_start_transaction_shows_the_summary(sender: Sender) -> None:
+    from .walker import csrf_token
+
+    sender.personal()
+    sender.verify()
+    sender.recipients("anna@gemeente.example")
+    sender.files([("a.txt", b"a")])
+    sender.options()
+    page = sender.get("/send/notification").get_data(as_text=True)
+    data = {"csrf_token": csrf_token(page), "subject": "Dossier", "body": "Tekst"}
+    assert sender.post("/send/notification", data=data).status_code == 200
+    again = sender.post("/send/notification", data=data)
+    assert again.status_code == 302 and again.location.endswith("/send/done")
+    assert len(sender.mailbox.to("anna@gemeente.example")) == 1

@@ -110,12 +110,11 @@ def test_request_larger_than_the_limit_is_refused_before_reading(make_app, mailb
 
 
 def test_upload_without_csrf_token_stores_nothing(sender: Sender, app) -> None:
-    import io
+    from .walker import multipart
 
     walk_to(sender, "files")
-    r = sender.post(
-        "/send/files", data={"files": [(io.BytesIO(b"data"), "a.txt")], "action": "next"}, content_type="multipart/form-data"
-    )
+    body, content_type = multipart([("files", ("a.txt", b"data")), ("action", "next")])
+    r = sender.post("/send/files", data=body, content_type=content_type)
     assert r.status_code == 400
     assert not [p for p in app.extensions["koerier"].store.root.rglob("*") if p.is_file()]
 

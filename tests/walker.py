@@ -8,7 +8,6 @@ to poke at a step, or ``send`` for a whole transaction.
 from __future__ import annotations
 
 import html
-import io
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +28,26 @@ def csrf_token(page: str) -> str:
     )
     assert match, "no CSRF token on the page"
     return match.group(1)
+
+
+def multipart(parts: list[tuple[str, str | tuple[str, bytes]]]) -> tuple[bytes, str]:
+    """A multipart/form-data body in the given order, as a browser sends it.
+
+    Built here rather than by the test client, which spools large bodies
+    through temporary files of its own.
+    """
+    boundary = "----KoerierTestBoundary7MA4YWxkTrZu0gW"
+    out = bytearray()
+    for name, value in parts:
+        out += f"--{boundary}\r\n".encode()
+        if isinstance(value, tuple):
+            filename, content = value
+            out += f'Content-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'.encode()
+            out += b"Content-Type: application/octet-stream\r\n\r\n" + content + b"\r\n"
+        else:
+            out += f'Content-Disposition: form-data; name="{name}"\r\n\r\n'.encode() + value.encode() + b"\r\n"
+    out += f"--{boundary}--\r\n".encode()
+    return bytes(out), f"multipart/form-data; boundary={boundary}"
 
 
 def text_of(response: TestResponse) -> str:
@@ -107,12 +126,11 @@ class Sender(Browser):
 
     def files(self, files: list[tuple[str, bytes]] = (), message: str = "", action: str = "next") -> TestResponse:
         token = csrf_token(self.get("/send/files").get_data(as_text=True))
-        # Order as the browser sends it: token, files, message, button.
-        data: dict[str, Any] = {"csrf_token": token}
-        data["files"] = [(io.BytesIO(content), name) for name, content in files] or [(io.BytesIO(b""), "")]
-        data["message"] = message
-        data["action"] = action
-        return self.post("/send/files", data=data, content_type="multipart/form-data")
+        parts: list[tuple[str, str | tuple[str, bytes]]] = [("csrf_token", token)]
+        parts += [("files", (name, content)) for name, content in files] or [("files", ("", b""))]
+        parts += [("message", message), ("action", action)]
+        body, content_type = multipart(parts)
+        return self.post("/send/files", data=body, content_type=content_type)
 
     def options(self, **overrides: Any) -> TestResponse:
         page = self.get("/send/options").get_data(as_text=True)

@@ -9,6 +9,7 @@ from flask_babel import get_locale, gettext
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import ValidationError as CSRFValidationError
 from flask_wtf.csrf import validate_csrf
+from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
@@ -40,6 +41,9 @@ def _require(step: str) -> tuple[Draft | None, Response | None]:
     """The draft, or a redirect to the first step that still needs doing."""
     draft = _draft()
     if draft is None:
+        if step == "notification" and "summary" in session:
+            # A second click on "Start transaction": the first one succeeded.
+            return None, redirect(url_for("wizard.done"))
         if step != "personal":
             flash(gettext("Your session has expired. Please start again."), "error")
             return None, redirect(url_for("wizard.personal"))
@@ -352,7 +356,13 @@ def notification():  # type: ignore[no-untyped-def]
 def _start(draft: Draft):  # type: ignore[no-untyped-def]
     started = transactions.start(db.session(), portal(), draft, str(get_locale()), ip=client_ip())
     # The transfer must exist before any mail points at it.
-    db.session().commit()
+    try:
+        db.session().commit()
+    except IntegrityError:
+        # A concurrent second submit of the same draft: the transfer id is
+        # fixed in the draft, so only the first commit can win.
+        db.session().rollback()
+        return redirect(url_for("wizard.done"))
     session.pop("draft", None)
     mail_failed = False
     try:
