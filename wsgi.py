@@ -1,5 +1,13 @@
 """WSGI entry point: ``gunicorn wsgi:app`` or ``flask --app wsgi run``."""
 
-from app import create_app
+import sys
 
-app = create_app()
+from app import create_app
+from app.settings import ConfigError
+
+try:
+    app = create_app()
+except ConfigError as exc:
+    # One clear line naming the key, not a traceback, and a failing exit.
+    print(f"Configuration error: {exc}", file=sys.stderr)
+    raise SystemExit(2) from None

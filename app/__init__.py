@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import Flask, render_template
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import cli, db, errors, i18n, web
 from .mailer import make_mailer
@@ -59,6 +60,10 @@ def create_app(test_config: dict[str, Any] | None = None, instance_path: str | o
         server_secret=app.config["SECRET_KEY"].encode(),
     )
     app.extensions["koerier"] = portal
+    if settings.site.trusted_proxies:
+        # Only then is X-Forwarded-For believed, and only the proxies' own hops.
+        n = settings.site.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
 
     db.init_app(app, settings.storage.database_url or f"sqlite:///{instance / 'koerier.sqlite3'}")
     csrf.init_app(app)

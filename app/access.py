@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import audit, keyslots
+from . import audit, keyslots, notices, ratelimit, shredding
 from .clock import utcnow
 from .crypto.keys import DecryptionError, unwrap, wrap
 from .ids import normalize_access_id
@@ -62,8 +62,11 @@ def unlock(
 ) -> GrantTicket:
     now = now or utcnow()
     config = portal.settings.download
+    per_ip = portal.settings.limits.failed_downloads_per_ip_per_hour
+    if ip:
+        ratelimit.check(db, "download-failures-ip", ip, per_ip, timedelta(hours=1), now)
     key = _throttle_key(typed_id)
-    throttle = db.get(AccessThrottle, key) or AccessThrottle(key=key, failures=0)
+    throttle = db.get(AccessThrottle, key) or AccessThrottle(key=key, failures=0, lockouts=0)
     if throttle.locked_until is not None and throttle.locked_until > now:
         raise AccessLocked(throttle.locked_until)
 
@@ -74,14 +77,15 @@ def unlock(
             keyslots.burn_time(keyslots.params_from(portal.settings.crypto))
         throttle.failures += 1
         throttle.updated_at = now
-        if throttle.failures >= config.max_attempts:
-            throttle.failures = 0
-            throttle.locked_until = now + timedelta(minutes=config.lockout_minutes)
         db.add(throttle)
         audit.record(
             db, "download_failed", transfer_id=recipient.transfer_id if recipient else None,
-            actor=recipient.email if recipient else "", ip=ip, now=now, locked=throttle.locked_until is not None,
+            actor=recipient.email if recipient else "", ip=ip, now=now,
         )
+        if throttle.failures >= config.max_attempts:
+            _lock(db, portal, throttle, recipient, ip, now)
+        if ip:
+            ratelimit.hit(db, "download-failures-ip", ip, per_ip, timedelta(hours=1), now)
         raise AccessDenied()
 
     if throttle in db:
@@ -98,6 +102,29 @@ def unlock(
     )
     audit.record(db, "download_unlocked", transfer_id=recipient.transfer_id, actor=recipient.email, ip=ip, now=now)
     return GrantTicket(grant_id, grant_secret.hex())
+
+
+def _lock(
+    db: Session, portal: Portal, throttle: AccessThrottle, recipient: Recipient | None, ip: str, now: datetime
+) -> None:
+    """Lock the typed ID; a repeat offender waits twice as long each time."""
+    config = portal.settings.download
+    minutes = min(config.lockout_minutes * 2**throttle.lockouts, config.max_lockout_hours * 60)
+    throttle.failures = 0
+    throttle.lockouts += 1
+    throttle.locked_until = now + timedelta(minutes=minutes)
+    transfer = recipient.transfer if recipient is not None else None
+    audit.record(
+        db, "download_locked", transfer_id=transfer.id if transfer else None,
+        actor=recipient.email if recipient else "", ip=ip, now=now, minutes=minutes,
+    )
+    if transfer is None:
+        return
+    if config.delete_on_lockout:
+        notices.lockout(portal, transfer, recipient.email, throttle.locked_until, deleted=True)
+        shredding.shred(db, portal, transfer, reason="lockout", ip=ip)
+    elif config.notify_sender_on_lockout:
+        notices.lockout(portal, transfer, recipient.email, throttle.locked_until, deleted=False)
 
 
 def _live_recipient(db: Session, access_id: str, now: datetime) -> Recipient | None:

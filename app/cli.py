@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import csv
+import json
+from datetime import datetime, timezone
+
 import click
 from babel.messages.frontend import CommandLineInterface
 from babel.messages.pofile import read_po, write_po
-from flask import Flask
+from flask import Flask, current_app
+
+from . import audit, db, policy
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOGS = ROOT / "translations"
@@ -69,5 +75,79 @@ def missing(language: str) -> list[str]:
     return out
 
 
+@click.group("policy")
+def policy_group() -> None:
+    """Check and explain who may send to whom."""
+
+
+def _limits_summary(limits: policy.Limits) -> str:
+    extensions = "any" if limits.allowed_extensions is None else f"{len(limits.allowed_extensions)} types"
+    return (
+        f"max {limits.max_total_bytes:,} bytes, {limits.max_files} files, {limits.max_expiry_days} days; "
+        f"passwords: {'/'.join(limits.password_modes)}; extensions: {extensions}; "
+        f"file names in mail: {limits.expose_filenames}; retrieval notice: {limits.retrieval_notice}; "
+        f"message: {limits.confidential_message}; edit notification: {'yes' if limits.edit_notification else 'no'}"
+    )
+
+
+@policy_group.command("check")
+def policy_check() -> None:
+    """Validate the configuration (done at load) and print the rules in order."""
+    settings = current_app.config["KOERIER"]
+    base = policy.base_limits(settings)
+    rows = [("#", "rule", "action", "senders", "recipients", "limits / reason")]
+    for number, rule in enumerate(settings.rules, 1):
+        detail = rule.reason_for("en") if rule.action == "deny" else _limits_summary(policy.apply(base, rule))
+        rows.append((str(number), rule.name, rule.action, ", ".join(rule.senders), ", ".join(rule.recipients), detail))
+    default = settings.policy
+    detail = policy.text_for(default.default_reason, "en") if default.default == "deny" else _limits_summary(base)
+    rows.append(("-", policy.DEFAULT_RULE, default.default, "*", "*", detail))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[5])
+    click.echo(f"Configuration is valid: {len(settings.rules)} rules.")
+
+
+@policy_group.command("explain")
+@click.argument("sender")
+@click.argument("recipient")
+def policy_explain(sender: str, recipient: str) -> None:
+    """Say which rule applies to SENDER sending to RECIPIENT, and what it allows."""
+    settings = current_app.config["KOERIER"]
+    rule = policy.rule_for(settings, sender, recipient)
+    name = rule.name if rule else policy.DEFAULT_RULE
+    decision = policy.decide(settings, sender, [recipient], "en")
+    click.echo(f"{sender} -> {recipient}: rule {name!r}")
+    if decision.refusals:
+        click.echo(f"  denied: {decision.refusals[0].reason}")
+    else:
+        click.echo(f"  allowed: {_limits_summary(decision.limits)}")
+
+
+@click.group("audit")
+def audit_group() -> None:
+    """The audit trail, for an auditor."""
+
+
+@audit_group.command("export")
+@click.option("--since", "since", required=True, type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]))
+@click.option("--until", "until", type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]))
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
+def audit_export(since: datetime, until: datetime | None, fmt: str) -> None:
+    """Write events from SINCE (UTC) on to standard output."""
+    rows = audit.export(db.session(), since.replace(tzinfo=timezone.utc), until.replace(tzinfo=timezone.utc) if until else None)
+    out = click.get_text_stream("stdout")
+    if fmt == "json":
+        json.dump(rows, out, ensure_ascii=False, indent=1)
+        out.write("\n")
+        return
+    writer = csv.DictWriter(out, fieldnames=["at", "kind", "transfer_id", "actor", "ip", "data"])
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, "data": json.dumps(row["data"], ensure_ascii=False, sort_keys=True)})
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(translations)
+    app.cli.add_command(policy_group)
+    app.cli.add_command(audit_group)

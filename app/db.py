@@ -7,12 +7,17 @@ whole request back and a half-written transaction is never visible.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 from flask import Flask, Response, g
 from sqlalchemy import DateTime, Engine, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+
+log = logging.getLogger(__name__)
 
 
 class Base(DeclarativeBase):
@@ -81,6 +86,29 @@ def init_app(app: Flask, url: str) -> None:
         if db is not None:
             db.rollback()
             db.close()
+
+
+def after_commit(db: Session, action: Callable[[], None]) -> None:
+    """Run ``action`` once the session's transaction has committed.
+
+    For side effects outside the database (deleting blobs) that must not
+    happen when the transaction rolls back.
+    """
+    db.info.setdefault("after_commit", []).append(action)
+
+
+@event.listens_for(Session, "after_commit")
+def _run_after_commit(db: Session) -> None:
+    for action in db.info.pop("after_commit", []):
+        try:
+            action()
+        except Exception:  # noqa: BLE001  (the commit stands; log and go on)
+            log.exception("post-commit action failed")
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_after_commit(db: Session) -> None:
+    db.info.pop("after_commit", None)
 
 
 def session() -> Session:

@@ -69,6 +69,10 @@ def save_personal(draft: Draft, name: str, phone: str, email: str) -> None:
     touch(draft)
 
 
+def recipients(draft: Draft) -> list[str]:
+    return [*draft.to_addresses, *draft.cc_addresses, *draft.bcc_addresses]
+
+
 def save_recipients(draft: Draft, to: list[str], cc: list[str], bcc: list[str]) -> None:
     draft.to_addresses, draft.cc_addresses, draft.bcc_addresses = to, cc, bcc
     touch(draft)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from flask import Flask, render_template
+from flask_babel import format_datetime, gettext
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
+
+from .clock import utcnow
+from .ratelimit import RateLimited
 
 MESSAGES = {
     400: _l("The request could not be understood."),
@@ -23,6 +27,12 @@ def init_app(app: Flask) -> None:
     def _csrf(error: CSRFError):  # type: ignore[no-untyped-def]
         message = _l("Your session has expired or the form was sent twice. Please go back and try again.")
         return render_template("error.html", code=400, message=message), 400
+
+    @app.errorhandler(RateLimited)
+    def _limited(error: RateLimited):  # type: ignore[no-untyped-def]
+        message = gettext("Too many attempts. Please try again after %(time)s.", time=format_datetime(error.retry_at, "short"))
+        retry = max(1, int((error.retry_at - utcnow()).total_seconds()))
+        return render_template("error.html", code=429, message=message), 429, {"Retry-After": str(retry)}
 
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException):  # type: ignore[no-untyped-def]

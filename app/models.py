@@ -183,6 +183,8 @@ class AccessThrottle(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     failures: Mapped[int] = mapped_column(default=0)
+    # Lockouts so far: each next one lasts twice as long.
+    lockouts: Mapped[int] = mapped_column(default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -225,3 +227,16 @@ class Event(Base):
 
     def __repr__(self) -> str:
         return f"<Event {self.kind} {self.at:%Y-%m-%d %H:%M:%S}>"
+
+
+class RateCounter(Base):
+    """Hits per key in a fixed time window, shared by every worker."""
+
+    __tablename__ = "rate_counter"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    count: Mapped[int] = mapped_column(default=0)
+
+    def __repr__(self) -> str:
+        return f"<RateCounter {self.key[:8]} {self.window_start:%H:%M} count={self.count}>"

@@ -20,6 +20,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 LANGUAGES = ("nl", "en")
 PASSWORD_MODES = ("none", "generate", "manual")
+# How an option is set for the sender: fixed off, fixed on, or a default the
+# sender may change (Cryptshare's "on/off" plus "may be changed").
+TOGGLES = ("never", "off", "on", "always")
+MESSAGE_RULES = ("forbidden", "allowed", "required")
+# The Rijkscloud list of permitted extensions; "" stands for files without one.
+DEFAULT_EXTENSIONS = [
+    "eps", "gif", "jpeg", "jpg", "png", "doc", "docx", "odt", "xls", "xlsx", "ods", "pps", "ppsx", "ppt", "pptx",
+    "odp", "zip", "rar", "7z", "gz", "tgz", "lzma", "cab", "gzip", "bzip2", "z", "bz2", "pdf", "txt", "",
+]
 
 
 class ConfigError(ValueError):
@@ -32,8 +41,16 @@ class Site:
     base_url: str = "http://localhost:5000"
     default_language: str = "nl"
     timezone: str = "Europe/Amsterdam"
+    # How many reverse proxies in front of the portal append to
+    # X-Forwarded-For; 0 means the header is ignored (it can be forged).
+    trusted_proxies: int = 0
+    session_idle_minutes: int = 60
+    session_absolute_hours: int = 12
 
     def check(self, path: str) -> None:
+        _range(path, "trusted_proxies", self.trusted_proxies, 0, 5)
+        _range(path, "session_idle_minutes", self.session_idle_minutes, 5, 24 * 60)
+        _range(path, "session_absolute_hours", self.session_absolute_hours, 1, 24 * 30)
         if not re.match(r"^https?://[^/\s]+(/[^\s]*)?$", self.base_url):
             raise ConfigError(f"{path}.base_url: must be an http:// or https:// URL")
         _one_of(path, "default_language", self.default_language, LANGUAGES)
@@ -91,6 +108,11 @@ class Transfer:
     default_expiry_days: int = 7
     max_expiry_days: int = 30
     draft_ttl_hours: int = 24
+    allowed_extensions: list[str] = field(default_factory=lambda: list(DEFAULT_EXTENSIONS))
+    expose_filenames: str = "off"
+    retrieval_notice: str = "off"
+    confidential_message: str = "allowed"
+    edit_notification: bool = True
 
     def check(self, path: str) -> None:
         _range(path, "max_total_bytes", self.max_total_bytes, 1, 2**50)
@@ -98,6 +120,7 @@ class Transfer:
         _range(path, "max_expiry_days", self.max_expiry_days, 1, 3650)
         _range(path, "default_expiry_days", self.default_expiry_days, 1, self.max_expiry_days)
         _range(path, "draft_ttl_hours", self.draft_ttl_hours, 1, 24 * 30)
+        _check_limits(path, self)
 
 
 @dataclass(frozen=True)
@@ -167,12 +190,101 @@ class Verification:
 class Download:
     max_attempts: int = 5
     lockout_minutes: int = 15
+    # Each further lockout of the same ID doubles, up to this.
+    max_lockout_hours: int = 24
     grant_minutes: int = 60
+    notify_sender_on_lockout: bool = True
+    delete_on_lockout: bool = False
 
     def check(self, path: str) -> None:
         _range(path, "max_attempts", self.max_attempts, 1, 100)
         _range(path, "lockout_minutes", self.lockout_minutes, 1, 24 * 60)
+        _range(path, "max_lockout_hours", self.max_lockout_hours, 1, 24 * 30)
         _range(path, "grant_minutes", self.grant_minutes, 1, 24 * 60)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Rate limits, counted in the database so every worker sees the same numbers."""
+
+    verification_mails_per_address_per_hour: int = 5
+    verification_mails_per_ip_per_hour: int = 20
+    failed_downloads_per_ip_per_hour: int = 30
+    transactions_per_sender_per_day: int = 50
+
+    def check(self, path: str) -> None:
+        for f in dataclasses.fields(self):
+            _range(path, f.name, getattr(self, f.name), 1, 100_000)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Who may send to whom, first match wins; unset keys keep [transfer]/[password]."""
+
+    name: str
+    senders: list[str] = field(default_factory=lambda: ["*"])
+    recipients: list[str] = field(default_factory=lambda: ["*"])
+    action: str = "allow"
+    reason: str | dict[str, str] = ""
+    max_total_bytes: int | None = None
+    max_files: int | None = None
+    max_expiry_days: int | None = None
+    password_modes: list[str] | None = None
+    allowed_extensions: list[str] | None = None
+    expose_filenames: str | None = None
+    retrieval_notice: str | None = None
+    confidential_message: str | None = None
+    edit_notification: bool | None = None
+
+    def check(self, path: str) -> None:
+        if not self.name:
+            raise ConfigError(f"{path}.name: must not be empty")
+        _one_of(path, "action", self.action, ("allow", "deny"))
+        if self.action == "deny" and not self.reason:
+            raise ConfigError(f"{path}.reason: a deny rule needs a reason the sender will read")
+        for key in ("senders", "recipients"):
+            for pattern in getattr(self, key):
+                if not _ADDRESS_PATTERN.match(pattern):
+                    raise ConfigError(f"{path}.{key}: {pattern!r} is not \"*\", an address, \"*@domain\" or \"*@*.domain\"")
+        if isinstance(self.reason, dict):
+            for lang in self.reason:
+                _one_of(f"{path}.reason", lang, lang, LANGUAGES)
+        for mode in self.password_modes or []:
+            _one_of(path, "password_modes", mode, PASSWORD_MODES)
+        if self.password_modes == []:
+            raise ConfigError(f"{path}.password_modes: allow at least one mode")
+        for key in ("max_total_bytes", "max_files", "max_expiry_days"):
+            if getattr(self, key) is not None:
+                _range(path, key, getattr(self, key), 1, 2**50)
+        _check_limits(path, self)
+
+    def reason_for(self, language: str) -> str:
+        if isinstance(self.reason, str):
+            return self.reason
+        return self.reason.get(language) or next(iter(self.reason.values()), "")
+
+
+@dataclass(frozen=True)
+class Policy:
+    default: str = "allow"
+    default_reason: str | dict[str, str] = ""
+
+    def check(self, path: str) -> None:
+        _one_of(path, "default", self.default, ("allow", "deny"))
+        if self.default == "deny" and not self.default_reason:
+            raise ConfigError(f"{path}.default_reason: a deny default needs a reason the sender will read")
+
+
+_ADDRESS_PATTERN = re.compile(r"^(\*|\*@(\*\.)?[^@*\s]+|[^@*\s]+@[^@*\s]+)$")
+
+
+def _check_limits(path: str, obj: Any) -> None:
+    for key, allowed in (("expose_filenames", TOGGLES), ("retrieval_notice", TOGGLES), ("confidential_message", MESSAGE_RULES)):
+        if getattr(obj, key) is not None:
+            _one_of(path, key, getattr(obj, key), allowed)
+    for ext in getattr(obj, "allowed_extensions") or []:
+        if ext != "*" and not re.fullmatch(r"[a-z0-9]{0,16}", ext):
+            raise ConfigError(f"{path}.allowed_extensions: {ext!r} must be lower case letters and digits without a dot, \"\" or \"*\"")
 
 
 @dataclass(frozen=True)
@@ -198,7 +310,10 @@ class Settings:
     password: Password = field(default_factory=Password)
     verification: Verification = field(default_factory=Verification)
     download: Download = field(default_factory=Download)
+    limits: Limits = field(default_factory=Limits)
     crypto: Crypto = field(default_factory=Crypto)
+    policy: Policy = field(default_factory=Policy)
+    rules: list[Rule] = field(default_factory=list)
 
 
 def load_settings(config_file: Path | None, overrides: dict[str, Any] | None = None) -> Settings:

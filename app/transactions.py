@@ -16,7 +16,7 @@ from email.message import EmailMessage
 from flask_babel import force_locale, format_date, gettext, ngettext
 from sqlalchemy.orm import Session
 
-from . import audit, drafts, keyslots, mails, password_policy
+from . import audit, drafts, keyslots, mails, password_policy, policy, ratelimit
 from .clock import utcnow
 from .crypto.keys import open_text
 from .ids import group, new_access_id, new_token
@@ -89,8 +89,13 @@ def start(
     if (missing := first_missing_step(draft, sender_verified=True)) is not None:
         raise NotReady(missing)
     assert draft.expires_on is not None and draft.subject is not None and draft.body is not None
-    if expiry_problem(portal, draft.expires_on, now) is not None:
-        raise NotReady("options")
+    decision = policy.decide(portal.settings, draft.sender_email, drafts.recipients(draft), sender_language)
+    if (missing := policy_problem(draft, decision, now, portal)) is not None:
+        raise NotReady(missing)
+    ratelimit.hit(
+        db, "transactions-sender", draft.sender_email, portal.settings.limits.transactions_per_sender_per_day,
+        timedelta(days=1), now,
+    )
     dek = drafts.data_key(portal, draft)
     transfer = Transfer(
         id=draft.transfer_id,
@@ -205,11 +210,48 @@ def _confirmation_mail(portal: Portal, transfer: Transfer, file_names: list[str]
     return mails.compose(portal.settings, transfer.sender_email, subject, text, html)
 
 
-def expiry_problem(portal: Portal, day: date, now: datetime) -> str | None:
+def expiry_problem(portal: Portal, day: date, now: datetime, max_days: int) -> str | None:
     """Why an expiration date is not allowed ("past", "too_late"), or None."""
     today = now.astimezone(portal.settings.site.zone).date()
     if day < today:
         return "past"
-    if day > today + timedelta(days=portal.settings.transfer.max_expiry_days):
+    if day > today + timedelta(days=max_days):
         return "too_late"
     return None
+
+
+def policy_problem(draft: Draft, decision: policy.Decision, now: datetime, portal: Portal) -> str | None:
+    """The first step whose entries the operator's rules no longer allow.
+
+    Checked again at the commit: recipients may have changed after the files
+    and options were chosen under more generous rules.
+    """
+    limits = decision.limits
+    if not decision.allowed:
+        return "recipients"
+    if files_problems(portal, draft, limits):
+        return "files"
+    if limits.confidential_message == "required" and draft.message_ct is None:
+        return "files"
+    if limits.confidential_message == "forbidden" and draft.message_ct is not None:
+        return "files"
+    if draft.password_mode not in limits.password_modes:
+        return "options"
+    if draft.expires_on is None or expiry_problem(portal, draft.expires_on, now, limits.max_expiry_days):
+        return "options"
+    for key, chosen in (("expose_filenames", draft.expose_filenames), ("retrieval_notice", draft.notify_retrieval)):
+        toggle = getattr(limits, key)
+        if policy.Limits.fixed(toggle) and chosen != policy.Limits.default_on(toggle):
+            return "options"
+    return None
+
+
+def files_problems(portal: Portal, draft: Draft, limits: policy.Limits) -> list[tuple[str, str]]:
+    """(file name, problem) for files the limits do not allow: "extension", "count", "size"."""
+    views = drafts.files(portal, draft)
+    problems = [(f.name, "extension") for f in views if not limits.extension_allowed(f.name)]
+    if len(views) > limits.max_files:
+        problems += [(f.name, "count") for f in views[limits.max_files :]]
+    if sum(f.size for f in views) > limits.max_total_bytes:
+        problems.append(("", "size"))
+    return problems

@@ -28,6 +28,7 @@ from . import drafts
 from .crypto.keys import seal_text
 from .crypto.stream import SegmentWriter
 from .models import Draft, StoredFile
+from .policy import Limits
 from .portal import Portal
 
 READ_SIZE = 256 * 1024
@@ -46,8 +47,8 @@ class UploadRejected(Exception):
 class Received:
     fields: dict[str, str] = field(default_factory=dict)
     added: list[StoredFile] = field(default_factory=list)
-    too_large: list[str] = field(default_factory=list)
-    too_many: list[str] = field(default_factory=list)
+    # (file name, why): "extension", "count" or "size"; nothing of these was stored.
+    refused: list[tuple[str, str]] = field(default_factory=list)
 
 
 def clean_filename(raw: str) -> str:
@@ -84,8 +85,8 @@ def receive(
     stream: BinaryIO,
     boundary: bytes,
     check_csrf: Callable[[str], bool],
+    limits: Limits,
 ) -> Received:
-    limits = portal.settings.transfer
     dek = drafts.data_key(portal, draft)
     # Werkzeug's max_form_memory_size bounds the decoder's raw buffer, which
     # holds a whole read chunk, not just a field; fields are bounded below.
@@ -122,8 +123,11 @@ def receive(
                         raise UploadRejected("CSRF token missing or wrong")
                     name = clean_filename(event.filename or "")
                     skipping = not event.filename
+                    if not skipping and not limits.extension_allowed(name):
+                        result.refused.append((name, "extension"))
+                        skipping = True
                     if not skipping and count >= limits.max_files:
-                        result.too_many.append(name)
+                        result.refused.append((name, "count"))
                         skipping = True
                     if not skipping:
                         upload = _OpenUpload(portal, dek, name)
@@ -133,7 +137,7 @@ def receive(
                     if upload is not None:
                         if used + upload.size + len(event.data) > limits.max_total_bytes:
                             upload.abort()
-                            result.too_large.append(upload.name)
+                            result.refused.append((upload.name, "size"))
                             upload, skipping = None, True
                             count -= 1
                         else:

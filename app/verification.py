@@ -16,7 +16,7 @@ from flask_babel import force_locale, gettext
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from . import audit, mails
+from . import audit, mails, ratelimit
 from .clock import utcnow
 from .models import VerificationCode
 from .portal import Portal
@@ -51,7 +51,11 @@ def _latest(db: Session, email: str) -> VerificationCode | None:
 
 
 def send_code(db: Session, portal: Portal, email: str, language: str, ip: str = "", now: datetime | None = None) -> None:
-    """Mail a fresh code to ``email``. Raises ResendTooSoon or mailer.MailError."""
+    """Mail a fresh code to ``email``.
+
+    Raises ResendTooSoon, ratelimit.RateLimited (too many mails to this
+    address or from this IP in the hour) or mailer.MailError.
+    """
     now = now or utcnow()
     config = portal.settings.verification
     previous = _latest(db, email)
@@ -59,6 +63,13 @@ def send_code(db: Session, portal: Portal, email: str, language: str, ip: str = 
         wait = previous.created_at + timedelta(seconds=config.resend_cooldown_seconds) - now
         if wait > timedelta(0):
             raise ResendTooSoon(int(wait.total_seconds()) + 1)
+    limits, hour = portal.settings.limits, timedelta(hours=1)
+    # Check both before counting either, so a refused request costs nothing.
+    ratelimit.check(db, "verification-address", email, limits.verification_mails_per_address_per_hour, hour, now)
+    if ip:
+        ratelimit.check(db, "verification-ip", ip, limits.verification_mails_per_ip_per_hour, hour, now)
+        ratelimit.hit(db, "verification-ip", ip, limits.verification_mails_per_ip_per_hour, hour, now)
+    ratelimit.hit(db, "verification-address", email, limits.verification_mails_per_address_per_hour, hour, now)
     db.execute(delete(VerificationCode).where(VerificationCode.email == email, VerificationCode.used_at.is_(None)))
     code = "".join(secrets.choice("0123456789") for _ in range(config.code_length))
     db.add(

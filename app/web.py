@@ -6,7 +6,9 @@ from datetime import datetime
 
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, abort, current_app, request
+import time
+
+from flask import Flask, Response, abort, current_app, request, session
 from flask_babel import format_date, format_datetime, format_decimal, get_locale
 
 from .portal import Portal
@@ -33,6 +35,12 @@ def human_size(size: int) -> str:
             return f"{format_decimal(value, '#,##0' if unit == 'B' else '#,##0.0')} {unit}"
         value /= 1000
     raise AssertionError("unreachable")
+
+
+CSP = (
+    "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'; form-action 'self'"
+)
 
 
 def _origin(url: str) -> str:
@@ -62,10 +70,34 @@ def init_app(app: Flask) -> None:
         if origin and origin != "null" and origin.rstrip("/") != _origin(settings().site.base_url):
             abort(403)
 
+    @app.before_request
+    def _session_timeouts() -> None:
+        # Both limits bound how long a forgotten browser on a shared
+        # computer keeps a draft or an opened transfer reachable.
+        site, now = settings().site, time.time()
+        started, seen = session.get("_started"), session.get("_seen")
+        if started is not None and (
+            now - started > site.session_absolute_hours * 3600 or now - (seen or started) > site.session_idle_minutes * 60
+        ):
+            session.clear()
+        if session and (seen is None or now - seen > 30):
+            session.setdefault("_started", now)
+            session["_seen"] = now
+
     @app.after_request
-    def _no_store(response: Response) -> Response:
+    def _security_headers(response: Response) -> Response:
+        headers = response.headers
+        # Nothing inline, nothing from elsewhere, no framing (clickjacking).
+        headers.setdefault("Content-Security-Policy", CSP)
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        # Download links carry transaction IDs and link secrets.
+        headers.setdefault("Referrer-Policy", "no-referrer")
+        headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+        headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
         # Pages show confidential data; no browser or proxy may keep them.
-        response.headers.setdefault("Cache-Control", "no-store")
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        if request.endpoint != "static":
+            headers.setdefault("Cache-Control", "no-store")
+        if settings().site.https:
+            headers.setdefault("Strict-Transport-Security", "max-age=63072000")
         return response

@@ -8,10 +8,11 @@ from collections.abc import Iterable, Iterator
 from urllib.parse import quote
 
 from flask import abort, flash, redirect, render_template, request, session, url_for
-from flask_babel import format_time, gettext
+from flask_babel import format_datetime, gettext
 from werkzeug.wrappers import Response
 
-from app import access, db, delivery
+from app import access, audit, db, delivery, ratelimit
+from app.clock import utcnow
 from app.forms import ButtonForm
 from app.uploads import clean_filename
 from app.crypto.keys import DecryptionError
@@ -23,6 +24,10 @@ from . import bp
 from .forms import LinkForm, UnlockForm
 
 log = logging.getLogger(__name__)
+
+
+def _seconds_until(moment) -> str:  # type: ignore[no-untyped-def]
+    return str(max(1, int((moment - utcnow()).total_seconds())))
 
 
 def _ticket() -> access.GrantTicket | None:
@@ -56,12 +61,15 @@ def start():  # type: ignore[no-untyped-def]
         ticket = access.unlock(
             db.session(), portal(), form.transaction_id.data, secret, by_link=by_link, ip=client_ip()
         )
+    except ratelimit.RateLimited as exc:
+        error = gettext("Too many attempts. Please try again after %(time)s.", time=format_datetime(exc.retry_at, "short"))
+        return render_template(template, form=form, error=error), 429, {"Retry-After": _seconds_until(exc.retry_at)}
     except access.AccessLocked as exc:
         error = gettext(
             "Too many wrong attempts for this transaction ID. Please try again after %(time)s.",
-            time=format_time(exc.until, "short"),
+            time=format_datetime(exc.until, "short"),
         )
-        return render_template(template, form=form, error=error), 429
+        return render_template(template, form=form, error=error), 429, {"Retry-After": _seconds_until(exc.until)}
     except access.AccessDenied:
         error = gettext(
             "This transaction ID and password do not match an available transfer. "
@@ -141,6 +149,12 @@ def _send(opened: access.Opened, file_id: str, inline: bool) -> Response:
         headers["Content-Security-Policy"] = "sandbox"
     mimetype = info.content_type if inline else "application/octet-stream"
     start, end, status = 0, stored.size - 1, 200
+    if request.range is None or request.range.ranges[0][0] == 0:
+        # Once per download, not per range request of a resuming browser.
+        audit.record(
+            db.session(), "file_previewed" if inline else "file_downloaded", transfer_id=opened.transfer.id,
+            actor=opened.recipient.email, ip=client_ip(), file_id=stored.id, size=stored.size,
+        )
     if request.range is not None:
         window = request.range.range_for_length(stored.size)
         if window is None:
@@ -167,6 +181,10 @@ def preview(file_id: str) -> Response:
 def download_all() -> Response:
     opened = _opened()
     archive = delivery.zip_all(portal(), opened.dek, list(opened.transfer.files))
+    audit.record(
+        db.session(), "archive_downloaded", transfer_id=opened.transfer.id, actor=opened.recipient.email,
+        ip=client_ip(), file_ids=[f.id for f in opened.transfer.files],
+    )
     name = clean_filename(opened.transfer.subject) + ".zip"
     response = Response(
         _guarded(archive, f"archive of {opened.transfer.id}"),

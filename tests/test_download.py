@@ -69,7 +69,9 @@ def test_pages_without_a_grant_show_nothing(app) -> None:
     assert browser.get("/download/all").status_code == 404
 
 
-def test_preview_only_for_safe_types_and_sandboxed(sender: Sender, app) -> None:
+def test_preview_only_for_safe_types_and_sandboxed(make_app, mailbox) -> None:
+    app = make_app({"transfer": {"allowed_extensions": ["*"]}})
+    sender = Sender(app, mailbox)
     svg = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
     sent = sender.send(files=[("scan.png", b"\x89PNG\r\n\x1a\n0000"), ("tekening.svg", svg), ("brief.html", b"<script>x</script>")])
     recipient = Recipient(app)
@@ -92,10 +94,10 @@ def test_preview_only_for_safe_types_and_sandboxed(sender: Sender, app) -> None:
 
 def test_range_requests(sender: Sender, app) -> None:
     data = bytes(range(256)) * 600  # 153,600 bytes: three segments
-    sent = sender.send(files=[("data.bin", data)])
+    sent = sender.send(files=[("data.zip", data)])
     recipient = Recipient(app)
     recipient.unlock(sent.access_id("anna@gemeente.example"), PASSWORD)
-    url = recipient.file_links()["data.bin"]
+    url = recipient.file_links()["data.zip"]
     for start, end in ((0, 0), (65535, 65536), (100, 140000), (len(data) - 1, len(data) - 1)):
         r = recipient.get(url, headers={"Range": f"bytes={start}-{end}"})
         assert r.status_code == 206

@@ -100,7 +100,7 @@ def _only_blob(app) -> "os.PathLike[str]":
 @pytest.mark.parametrize("damage", ["flip", "truncate", "swap"])
 def test_tampered_blob_aborts_the_download(sender: Sender, app, damage: str) -> None:
     data = os.urandom(3 * SEGMENT_SIZE + 10)
-    sent = sender.send(files=[("scan.bin", data)])
+    sent = sender.send(files=[("scan.zip", data)])
     path = _only_blob(app)
     blob = bytearray(open(path, "rb").read())
     if damage == "flip":
@@ -113,7 +113,7 @@ def test_tampered_blob_aborts_the_download(sender: Sender, app, damage: str) -> 
     open(path, "wb").write(bytes(blob))
     recipient = Recipient(app)
     recipient.unlock(sent.access_id("anna@gemeente.example"), "Zonnebloem-Kade-1987!")
-    url = recipient.file_links()["scan.bin"]
+    url = recipient.file_links()["scan.zip"]
     received = bytearray()
     with pytest.raises(DecryptionError):
         # The first chunk may already fail, inside the client's own call.

@@ -22,7 +22,7 @@ def test_upload_never_creates_a_temporary_file(sender: Sender, app, monkeypatch:
     for name in ("TemporaryFile", "NamedTemporaryFile", "SpooledTemporaryFile", "mkstemp"):
         monkeypatch.setattr(tempfile, name, refuse)
     data = os.urandom(3 * 1024 * 1024)
-    assert sender.files([("scan.bin", data)], message="groot bestand").status_code == 302
+    assert sender.files([("scan.zip", data)], message="groot bestand").status_code == 302
     monkeypatch.undo()
 
     assert sender.options().status_code == 302
@@ -33,7 +33,7 @@ def test_upload_never_creates_a_temporary_file(sender: Sender, app, monkeypatch:
 
     sent = Sent(summary, {"anna@gemeente.example": sender.mailbox.last_to("anna@gemeente.example")})
     recipient.unlock(sent.access_id("anna@gemeente.example"), "Zonnebloem-Kade-1987!")
-    assert recipient.get(recipient.file_links()["scan.bin"]).data == data
+    assert recipient.get(recipient.file_links()["scan.zip"]).data == data
 
 
 @pytest.mark.parametrize("size", [256 * 1024 - 1, 256 * 1024, 256 * 1024 + 200, 5 * 1024 * 1024 + 17])
@@ -42,7 +42,7 @@ def test_chunk_boundaries_do_not_matter(sender: Sender, size: int) -> None:
     sender.personal()
     sender.verify()
     sender.recipients("anna@gemeente.example")
-    assert sender.files([("a.bin", b"\r\n--" * (size // 4) + b"x" * (size % 4))], action="upload").status_code == 302
+    assert sender.files([("a.zip", b"\r\n--" * (size // 4) + b"x" * (size % 4))], action="upload").status_code == 302
 
 
 def test_oversized_form_field_is_refused(sender: Sender) -> None:

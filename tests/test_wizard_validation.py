@@ -54,7 +54,7 @@ def test_personal_data_errors_keep_input(sender: Sender, field: str, value: str,
 def test_recipient_errors_name_the_address_and_keep_input(sender: Sender, to: str, cc: str, bcc: str, message: str) -> None:
     walk_to(sender, "recipients")
     r = sender.recipients(to, cc, bcc)
-    assert r.status_code == 200
+    assert r.status_code == 422
     page = text_of(r)
     assert message in page
     for kept in (to, cc, bcc):
@@ -81,12 +81,12 @@ def test_too_large_file_is_named_and_others_and_message_stay(make_app, mailbox) 
     app = make_app({"transfer": {"max_total_bytes": 100_000}})
     sender = Sender(app, mailbox)
     walk_to(sender, "files")
-    r = sender.files([("klein.txt", b"x" * 1000), ("groot.bin", b"y" * 200_000)], message="Mijn bericht", action="upload")
+    r = sender.files([("klein.txt", b"x" * 1000), ("groot.zip", b"y" * 200_000)], message="Mijn bericht", action="upload")
     assert r.status_code == 422
     page = text_of(r)
-    assert "“groot.bin” was not added" in page
+    assert "“groot.zip” was not added" in page
     assert "klein.txt" in page and "Mijn bericht" in page
-    assert "groot.bin" not in page.split("Please check the following")[1].split("</ul>")[1]
+    assert "groot.zip" not in page.split("Please check the following")[1].split("</ul>")[1]
     # Nothing of the refused file is left in the store.
     store = app.extensions["koerier"].store.root
     blobs = [p for p in store.rglob("*") if p.is_file()]
@@ -105,7 +105,7 @@ def test_request_larger_than_the_limit_is_refused_before_reading(make_app, mailb
     app = make_app({"transfer": {"max_total_bytes": 1000}})
     sender = Sender(app, mailbox)
     walk_to(sender, "files")
-    r = sender.files([("groot.bin", b"z" * (3 * 1024 * 1024))])
+    r = sender.files([("groot.zip", b"z" * (3 * 1024 * 1024))])
     assert r.status_code == 413
 
 
@@ -137,10 +137,10 @@ def test_files_can_be_removed(sender: Sender, app) -> None:
 
 def test_file_names_are_cleaned(sender: Sender) -> None:
     walk_to(sender, "files")
-    sender.files([("..\\..\\etc/passwd", b"1"), ("factuur\u202egnp.exe", b"2")], action="upload")
+    sender.files([("..\\..\\etc/passwd", b"1"), ("rapport\u202etxt.pdf", b"2")], action="upload")
     page = text_of(sender.get("/send/files"))
     assert "passwd" in page and "etc/passwd" not in page and "..\\" not in page
-    assert "factuurgnp.exe" in page and "\u202e" not in page
+    assert "rapporttxt.pdf" in page and "\u202e" not in page
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from flask import abort, flash, redirect, render_template, request, session, url_for
-from flask_babel import get_locale, gettext
+from flask_babel import format_datetime, get_locale, gettext
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import ValidationError as CSRFValidationError
 from flask_wtf.csrf import validate_csrf
@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
-from app import csrf, db, drafts, keyslots, password_policy, transactions, uploads, verification
+from app import audit, csrf, db, drafts, keyslots, password_policy, policy, ratelimit, transactions, uploads, verification
 from app.clock import utcnow
 from app.forms import ButtonForm
 from app.ids import group
@@ -31,6 +31,15 @@ STRENGTH_LABELS = {0: _l("Weak"), 1: _l("Weak"), 2: _l("Fair"), 3: _l("Strong"),
 
 def _draft() -> Draft | None:
     return drafts.find(db.session(), portal(), session.get("draft"))
+
+
+def _decision(draft: Draft, recipients: list[str] | None = None) -> policy.Decision:
+    addresses = drafts.recipients(draft) if recipients is None else recipients
+    return policy.decide(settings(), draft.sender_email, addresses, str(get_locale()))
+
+
+def _retry_message(exc: ratelimit.RateLimited) -> str:
+    return gettext("Too many attempts. Please try again after %(time)s.", time=format_datetime(exc.retry_at, "short"))
 
 
 def _sender_verified(draft: Draft) -> bool:
@@ -80,6 +89,9 @@ def personal():  # type: ignore[no-untyped-def]
         verification.send_code(db.session(), portal(), draft.sender_email, str(get_locale()), ip=client_ip())
     except verification.ResendTooSoon:
         pass  # a code sent moments ago is still on its way; reuse it
+    except ratelimit.RateLimited as exc:
+        form.email.errors.append(_retry_message(exc))
+        return render_template("wizard/personal.html", form=form, step="personal"), 429
     except MailError:
         form.email.errors.append(_l("We could not send the verification code. Please try again in a few minutes."))
         return render_template("wizard/personal.html", form=form, step="personal"), 503
@@ -132,6 +144,8 @@ def resend():  # type: ignore[no-untyped-def]
         flash(gettext("A new code has been sent to %(email)s.", email=draft.sender_email), "info")
     except verification.ResendTooSoon as exc:
         flash(gettext("Please wait %(seconds)d seconds before asking for a new code.", seconds=exc.seconds), "error")
+    except ratelimit.RateLimited as exc:
+        flash(_retry_message(exc), "error")
     except MailError:
         flash(gettext("We could not send the verification code. Please try again in a few minutes."), "error")
     return redirect(url_for("wizard.verify"))
@@ -153,19 +167,41 @@ def recipients():  # type: ignore[no-untyped-def]
         else None
     )
     if form.validate_on_submit():
-        drafts.save_recipients(draft, form.parsed["to"], form.parsed["cc"], form.parsed["bcc"])
-        return redirect(url_for("wizard.files"))
-    return render_template("wizard/recipients.html", form=form, draft=draft, step="recipients")
+        decision = _decision(draft, [*form.parsed["to"], *form.parsed["cc"], *form.parsed["bcc"]])
+        if decision.allowed:
+            drafts.save_recipients(draft, form.parsed["to"], form.parsed["cc"], form.parsed["bcc"])
+            return redirect(url_for("wizard.files"))
+        _refusal_errors(form, decision)
+        audit.record(
+            db.session(), "policy_refused", actor=draft.sender_email, ip=client_ip(),
+            recipients=[r.address for r in decision.refusals], rules=[r.rule for r in decision.refusals],
+        )
+        return render_template("wizard/recipients.html", form=form, draft=draft, step="recipients"), 422
+    status = 422 if request.method == "POST" else 200
+    return render_template("wizard/recipients.html", form=form, draft=draft, step="recipients"), status
+
+
+def _refusal_errors(form: RecipientsForm, decision: policy.Decision) -> None:
+    for refusal in decision.refusals:
+        field = next(getattr(form, n) for n in ("to", "cc", "bcc") if refusal.address in form.parsed[n])
+        field.errors.append(
+            gettext("You cannot send to %(address)s: %(reason)s", address=refusal.address, reason=refusal.reason)
+        )
+    if not decision.refusals:
+        # Each recipient is allowed, but their rules share no password mode.
+        form.to.errors.append(gettext("These recipients cannot be combined in one transfer. Please send separate transfers."))
 
 
 def _render_files(draft: Draft, form: MessageForm, errors: list[str] | None = None, status: int = 200):  # type: ignore[no-untyped-def]
+    limits = _decision(draft).limits
     return render_template(
         "wizard/files.html",
         form=form,
         remove_form=ButtonForm(),
         files=drafts.files(portal(), draft),
         used=drafts.total_bytes(draft),
-        limits=settings().transfer,
+        limits=limits,
+        extensions=sorted(e for e in limits.allowed_extensions or () if e),
         errors=errors or [],
         draft=draft,
         step="files",
@@ -188,13 +224,14 @@ def files():  # type: ignore[no-untyped-def]
     boundary = request.mimetype_params.get("boundary", "").encode()
     if request.mimetype != "multipart/form-data" or not boundary:
         abort(400)
-    budget = settings().transfer.max_total_bytes - drafts.total_bytes(draft) + UPLOAD_OVERHEAD
+    limits = _decision(draft).limits
+    budget = limits.max_total_bytes - drafts.total_bytes(draft) + UPLOAD_OVERHEAD
     if (request.content_length or 0) > budget:
         raise RequestEntityTooLarge()
     request.max_content_length = budget
     try:
         received = uploads.receive(
-            db.session(), portal(), draft, request.stream, boundary, check_csrf=_csrf_ok
+            db.session(), portal(), draft, request.stream, boundary, check_csrf=_csrf_ok, limits=limits
         )
     except uploads.UploadRejected:
         abort(400)
@@ -204,23 +241,34 @@ def files():  # type: ignore[no-untyped-def]
     errors = []
     if not form.validate():
         return _render_files(draft, form, status=422)
+    if limits.confidential_message == "forbidden" and (form.message.data or "").strip():
+        return _render_files(draft, form, [gettext("A confidential message is not allowed for these recipients.")], status=422)
     drafts.save_message(portal(), draft, form.message.data or "")
-    limit = settings().transfer
-    errors += [
-        gettext("“%(name)s” was not added: the transfer would be larger than %(max)s.", name=n, max=human_size(limit.max_total_bytes))
-        for n in received.too_large
-    ]
-    errors += [
-        gettext("“%(name)s” was not added: a transfer can hold at most %(max)d files.", name=n, max=limit.max_files)
-        for n in received.too_many
-    ]
+    errors += [_file_problem(name, why, limits) for name, why in received.refused]
     if errors:
         return _render_files(draft, form, errors, status=422)
     if received.fields.get("action") == "next":
+        problems = [_file_problem(name, why, limits) for name, why in transactions.files_problems(portal(), draft, limits)]
         if not draft.files and draft.message_ct is None:
-            return _render_files(draft, form, [gettext("Please add at least one file or a confidential message.")], status=422)
+            problems.append(gettext("Please add at least one file or a confidential message."))
+        if limits.confidential_message == "required" and draft.message_ct is None:
+            problems.append(gettext("Please write a confidential message for these recipients."))
+        if problems:
+            return _render_files(draft, form, problems, status=422)
         return redirect(url_for("wizard.options"))
     return redirect(url_for("wizard.files"))
+
+
+def _file_problem(name: str, why: str, limits: policy.Limits) -> str:
+    if why == "extension":
+        return gettext("“%(name)s” is not allowed: files of this type cannot be sent.", name=name)
+    if why == "count":
+        return gettext("“%(name)s” was not added: a transfer can hold at most %(max)d files.", name=name, max=limits.max_files)
+    if name:
+        return gettext(
+            "“%(name)s” was not added: the transfer would be larger than %(max)s.", name=name, max=human_size(limits.max_total_bytes)
+        )
+    return gettext("The files are larger than %(max)s in total. Please remove some.", max=human_size(limits.max_total_bytes))
 
 
 def _csrf_ok(token: str) -> bool:
@@ -250,31 +298,41 @@ def options():  # type: ignore[no-untyped-def]
         return detour
     assert draft is not None
     config = settings()
+    limits = _decision(draft).limits
     today = utcnow().astimezone(config.site.zone).date()
     if request.method == "GET":
+        fresh = not draft.options_saved
+        default_mode = config.password.default_mode
         form = OptionsForm(
             data={
-                "expires_on": draft.expires_on or today + timedelta(days=config.transfer.default_expiry_days),
+                "expires_on": draft.expires_on
+                or today + timedelta(days=min(config.transfer.default_expiry_days, limits.max_expiry_days)),
                 "recipient_language": draft.recipient_language or str(get_locale()),
                 "notify_confirmation": draft.notify_confirmation,
-                "notify_retrieval": draft.notify_retrieval,
-                "expose_filenames": draft.expose_filenames,
-                "password_mode": draft.password_mode or config.password.default_mode,
+                "notify_retrieval": limits.default_on(limits.retrieval_notice) if fresh else draft.notify_retrieval,
+                "expose_filenames": limits.default_on(limits.expose_filenames) if fresh else draft.expose_filenames,
+                "password_mode": draft.password_mode
+                or (default_mode if default_mode in limits.password_modes else limits.password_modes[0]),
             }
         )
     else:
         form = OptionsForm()
-    form.password_mode.choices = [c for c in form.password_mode.choices if c.value in config.password.modes]
+    form.password_mode.choices = [c for c in form.password_mode.choices if c.value in limits.password_modes]
+    # Options the operator fixed are shown, but not to be changed.
+    for field, toggle in ((form.notify_retrieval, limits.retrieval_notice), (form.expose_filenames, limits.expose_filenames)):
+        if limits.fixed(toggle):
+            field.data = limits.default_on(toggle)
+            field.render_kw = {"disabled": True}
     assessment = None
     if form.validate_on_submit():
         day = form.expires_on.data
-        problem = transactions.expiry_problem(portal(), day, utcnow())
+        problem = transactions.expiry_problem(portal(), day, utcnow(), limits.max_expiry_days)
         ok = problem is None
         if problem == "past":
             form.expires_on.errors.append(_l("The expiration date cannot be in the past."))
         elif problem == "too_late":
             form.expires_on.errors.append(
-                _l("The expiration date can be at most %(days)d days from today.", days=config.transfer.max_expiry_days)
+                _l("The expiration date can be at most %(days)d days from today.", days=limits.max_expiry_days)
             )
         pending = draft.pending_slot if form.password_mode.data == "manual" else None
         if form.password_mode.data == "manual" and (form.password.data or not pending):
@@ -335,22 +393,31 @@ def notification():  # type: ignore[no-untyped-def]
         return detour
     assert draft is not None
     language = draft.recipient_language
-    form = NotificationForm(
-        data={
-            "subject": draft.subject or transactions.default_subject(len(draft.files), draft.sender_name, language),
-            "body": draft.body or transactions.default_body(portal(), draft, language),
-        }
-        if request.method == "GET"
-        else None
-    )
+    defaults = {
+        "subject": transactions.default_subject(len(draft.files), draft.sender_name, language),
+        "body": transactions.default_body(portal(), draft, language),
+    }
+    editable = _decision(draft).limits.edit_notification
+    if request.method == "GET":
+        form = NotificationForm(data={"subject": draft.subject or defaults["subject"], "body": draft.body or defaults["body"]})
+    else:
+        form = NotificationForm()
+    if not editable:
+        # The operator's text is sent as it is, whatever was posted.
+        form.subject.data, form.body.data = defaults["subject"], defaults["body"]
+        form.subject.render_kw = form.body.render_kw = {"readonly": True}
     if not form.validate_on_submit():
         status = 422 if request.method == "POST" else 200
         return render_template("wizard/notification.html", form=form, draft=draft, step="notification"), status
     drafts.save_notification(draft, form.subject.data.strip(), form.body.data.strip())
-    if transactions.expiry_problem(portal(), draft.expires_on, utcnow()) is not None:
-        flash(gettext("The expiration date has passed. Please choose a new one."), "error")
-        return redirect(url_for("wizard.options"))
-    return _start(draft)
+    try:
+        return _start(draft)
+    except transactions.NotReady as exc:
+        flash(gettext("Please check this step again: the rules for your recipients do not allow what was chosen."), "error")
+        return redirect(url_for(f"wizard.{exc.step}"))
+    except ratelimit.RateLimited as exc:
+        form.subject.errors.append(_retry_message(exc))
+        return render_template("wizard/notification.html", form=form, draft=draft, step="notification"), 429
 
 
 def _start(draft: Draft):  # type: ignore[no-untyped-def]

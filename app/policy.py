@@ -1,0 +1,181 @@
+"""Who may send what to whom: the operator's ``[[rules]]``.
+
+Rules are tried top to bottom for each (sender, recipient) pair; the first
+whose sender and recipient patterns both match decides, and ``[policy]
+default`` decides when none does. A rule denies (with a reason the sender
+reads) or allows, optionally tightening the limits of ``[transfer]`` and
+``[password]``. A transfer to several recipients gets the strictest
+combination of the rules that apply to each of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from .settings import MESSAGE_RULES, TOGGLES, Rule, Settings
+
+DEFAULT_RULE = "(default)"
+
+
+def matches(pattern: str, address: str) -> bool:
+    """``*``, an exact address, ``*@domain`` or ``*@*.domain`` (subdomains only)."""
+    pattern, address = pattern.lower(), address.lower()
+    if pattern == "*":
+        return True
+    domain = address.rpartition("@")[2]
+    if pattern.startswith("*@*."):
+        return domain.endswith(pattern[3:])
+    if pattern.startswith("*@"):
+        return domain == pattern[2:]
+    return address == pattern
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a transfer may be, after the rules for all its recipients."""
+
+    max_total_bytes: int
+    max_files: int
+    max_expiry_days: int
+    password_modes: tuple[str, ...]
+    allowed_extensions: frozenset[str] | None  # None: any
+    expose_filenames: str
+    retrieval_notice: str
+    confidential_message: str
+    edit_notification: bool
+    rules: tuple[str, ...] = ()
+
+    def extension_allowed(self, filename: str) -> bool:
+        if self.allowed_extensions is None:
+            return True
+        stem, dot, ext = filename.rpartition(".")
+        return (ext.lower() if dot and stem else "") in self.allowed_extensions
+
+    @staticmethod
+    def fixed(toggle: str) -> bool:
+        return toggle in ("never", "always")
+
+    @staticmethod
+    def default_on(toggle: str) -> bool:
+        return toggle in ("on", "always")
+
+
+def base_limits(settings: Settings) -> Limits:
+    t, p = settings.transfer, settings.password
+    return Limits(
+        max_total_bytes=t.max_total_bytes,
+        max_files=t.max_files,
+        max_expiry_days=t.max_expiry_days,
+        password_modes=tuple(p.modes),
+        allowed_extensions=_extensions(t.allowed_extensions),
+        expose_filenames=t.expose_filenames,
+        retrieval_notice=t.retrieval_notice,
+        confidential_message=t.confidential_message,
+        edit_notification=t.edit_notification,
+    )
+
+
+def _extensions(listed: list[str]) -> frozenset[str] | None:
+    return None if "*" in listed else frozenset(listed)
+
+
+def rule_for(settings: Settings, sender: str, recipient: str) -> Rule | None:
+    """The first rule matching the pair, or None when the default applies."""
+    for rule in settings.rules:
+        if any(matches(p, sender) for p in rule.senders) and any(matches(p, recipient) for p in rule.recipients):
+            return rule
+    return None
+
+
+def apply(base: Limits, rule: Rule) -> Limits:
+    """One rule's overrides on top of the global limits."""
+    changes: dict[str, object] = {"rules": (rule.name,)}
+    for key in ("max_total_bytes", "max_files", "max_expiry_days", "expose_filenames", "retrieval_notice",
+                "confidential_message", "edit_notification"):
+        if getattr(rule, key) is not None:
+            changes[key] = getattr(rule, key)
+    if rule.password_modes is not None:
+        changes["password_modes"] = tuple(rule.password_modes)
+    if rule.allowed_extensions is not None:
+        changes["allowed_extensions"] = _extensions(rule.allowed_extensions)
+    return replace(base, **changes)
+
+
+# Strictness orders, strictest first. File names in clear-text mail leak
+# information, so "never" is strictest; a retrieval notice is an extra
+# safeguard for the sender, so "always" is strictest there.
+_STRICT = {
+    "expose_filenames": ("never", "off", "on", "always"),
+    "retrieval_notice": ("always", "on", "off", "never"),
+    "confidential_message": ("forbidden", "required", "allowed"),
+}
+assert set(_STRICT["expose_filenames"]) == set(TOGGLES) and set(_STRICT["confidential_message"]) == set(MESSAGE_RULES)
+
+
+def strictest(a: Limits, b: Limits) -> Limits:
+    def pick(key: str) -> str:
+        order = _STRICT[key]
+        return min(getattr(a, key), getattr(b, key), key=order.index)
+
+    if a.allowed_extensions is None:
+        extensions = b.allowed_extensions
+    elif b.allowed_extensions is None:
+        extensions = a.allowed_extensions
+    else:
+        extensions = a.allowed_extensions & b.allowed_extensions
+    return Limits(
+        max_total_bytes=min(a.max_total_bytes, b.max_total_bytes),
+        max_files=min(a.max_files, b.max_files),
+        max_expiry_days=min(a.max_expiry_days, b.max_expiry_days),
+        password_modes=tuple(m for m in a.password_modes if m in b.password_modes),
+        allowed_extensions=extensions,
+        expose_filenames=pick("expose_filenames"),
+        retrieval_notice=pick("retrieval_notice"),
+        confidential_message=pick("confidential_message"),
+        edit_notification=a.edit_notification and b.edit_notification,
+        rules=tuple(dict.fromkeys((*a.rules, *b.rules))),
+    )
+
+
+@dataclass(frozen=True)
+class Refusal:
+    address: str
+    rule: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    limits: Limits
+    refusals: tuple[Refusal, ...]
+
+    @property
+    def allowed(self) -> bool:
+        return not self.refusals and bool(self.limits.password_modes)
+
+
+def decide(settings: Settings, sender: str, recipients: list[str], language: str) -> Decision:
+    """The combined limits for a transfer, and every recipient a rule refuses."""
+    base = base_limits(settings)
+    combined: Limits | None = None
+    refusals = []
+    for recipient in recipients:
+        rule = rule_for(settings, sender, recipient)
+        if rule is None:
+            if settings.policy.default == "deny":
+                refusals.append(Refusal(recipient, DEFAULT_RULE, text_for(settings.policy.default_reason, language)))
+                continue
+            limits = replace(base, rules=(DEFAULT_RULE,))
+        elif rule.action == "deny":
+            refusals.append(Refusal(recipient, rule.name, rule.reason_for(language)))
+            continue
+        else:
+            limits = apply(base, rule)
+        combined = limits if combined is None else strictest(combined, limits)
+    return Decision(combined or base, tuple(refusals))
+
+
+def text_for(value: str | dict[str, str], language: str) -> str:
+    if isinstance(value, str):
+        return value
+    return value.get(language) or next(iter(value.values()), "")
