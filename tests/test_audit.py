@@ -96,3 +96,20 @@ def test_audit_export_csv_and_json(sender: Sender, app) -> None:
     as_json = json.loads(export("--since", "2000-01-01", "--format", "json"))
     assert [r["kind"] for r in as_json] == [r["kind"] for r in rows]
     assert json.loads(export("--since", "2999-01-01", "--format", "json")) == []
+
+
+def test_the_trail_cannot_be_changed_or_deleted(sender: Sender, app) -> None:
+    import pytest
+    from sqlalchemy import delete, update
+    from sqlalchemy.exc import DatabaseError
+
+    sender.send()
+    with app.app_context():
+        s = db.session()
+        with pytest.raises(DatabaseError, match="append-only"):
+            s.execute(update(Event).values(actor="someone else"))
+        s.rollback()
+        with pytest.raises(DatabaseError, match="append-only"):
+            s.execute(delete(Event))
+        s.rollback()
+        assert s.scalar(select(Event).where(Event.kind == "transfer_created")).actor == sender.person.email

@@ -147,3 +147,30 @@ def test_delete_on_lockout_shreds_the_transfer(make_app, mailbox) -> None:
     assert browser.unlock(real, "Zonnebloem-Kade-1987!").status_code == 429  # locked, then gone
     deleted = [m for m in mailbox.to(sender.person.email) if "was deleted" in m.message["Subject"]]
     assert len(deleted) == 1
+
+
+def test_verification_per_ip_recovers_next_hour(make_app, mailbox) -> None:
+    app = make_app({"limits": {"verification_mails_per_ip_per_hour": 1}})
+    portal = app.extensions["koerier"]
+    now = utcnow()
+    with app.test_request_context():
+        s = db.session()
+        verification.send_code(s, portal, "a@zorg.example", "en", ip="10.9.9.9", now=now)
+        with pytest.raises(ratelimit.RateLimited):
+            verification.send_code(s, portal, "b@zorg.example", "en", ip="10.9.9.9", now=now)
+        verification.send_code(s, portal, "b@zorg.example", "en", ip="10.9.9.9", now=now + HOUR)
+
+
+def test_failed_downloads_per_ip_recover_next_hour(make_app) -> None:
+    app = make_app({"limits": {"failed_downloads_per_ip_per_hour": 2}})
+    portal = app.extensions["koerier"]
+    now = utcnow()
+    with app.test_request_context():
+        s = db.session()
+        for _ in range(2):
+            with pytest.raises(access.AccessDenied):
+                access.unlock(s, portal, group(new_access_id()), "x", ip="10.1.1.1", now=now)
+        with pytest.raises(ratelimit.RateLimited):
+            access.unlock(s, portal, group(new_access_id()), "x", ip="10.1.1.1", now=now)
+        with pytest.raises(access.AccessDenied):  # judged again, not refused outright
+            access.unlock(s, portal, group(new_access_id()), "x", ip="10.1.1.1", now=now + HOUR)
