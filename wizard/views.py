@@ -192,8 +192,10 @@ def _refusal_errors(form: RecipientsForm, decision: policy.Decision) -> None:
         form.to.errors.append(gettext("These recipients cannot be combined in one transfer. Please send separate transfers."))
 
 
-def _render_files(draft: Draft, form: MessageForm, errors: list[str] | None = None, status: int = 200):  # type: ignore[no-untyped-def]
-    limits = _decision(draft).limits
+def _render_files(  # type: ignore[no-untyped-def]
+    draft: Draft, form: MessageForm, errors: list[str] | None = None, status: int = 200, limits: policy.Limits | None = None
+):
+    limits = limits or _decision(draft).limits
     return render_template(
         "wizard/files.html",
         form=form,
@@ -240,13 +242,15 @@ def files():  # type: ignore[no-untyped-def]
     form = MessageForm(formdata=None, data={"message": received.fields.get("message", "")}, meta={"csrf": False})
     errors = []
     if not form.validate():
-        return _render_files(draft, form, status=422)
+        return _render_files(draft, form, status=422, limits=limits)
     if limits.confidential_message == "forbidden" and (form.message.data or "").strip():
-        return _render_files(draft, form, [gettext("A confidential message is not allowed for these recipients.")], status=422)
+        return _render_files(
+            draft, form, [gettext("A confidential message is not allowed for these recipients.")], status=422, limits=limits
+        )
     drafts.save_message(portal(), draft, form.message.data or "")
     errors += [_file_problem(name, why, limits) for name, why in received.refused]
     if errors:
-        return _render_files(draft, form, errors, status=422)
+        return _render_files(draft, form, errors, status=422, limits=limits)
     if received.fields.get("action") == "next":
         problems = [_file_problem(name, why, limits) for name, why in transactions.files_problems(portal(), draft, limits)]
         if not draft.files and draft.message_ct is None:
@@ -254,7 +258,7 @@ def files():  # type: ignore[no-untyped-def]
         if limits.confidential_message == "required" and draft.message_ct is None:
             problems.append(gettext("Please write a confidential message for these recipients."))
         if problems:
-            return _render_files(draft, form, problems, status=422)
+            return _render_files(draft, form, problems, status=422, limits=limits)
         return redirect(url_for("wizard.options"))
     return redirect(url_for("wizard.files"))
 
