@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from .settings_keys import config_keys
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -21,16 +23,9 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 
 def test_readme_documents_every_config_key() -> None:
-    import dataclasses
-
-    from app.settings import Settings
-
     readme = (ROOT / "README.md").read_text()
-    defaults = Settings()
-    for section in dataclasses.fields(Settings):
-        value = getattr(defaults, section.name)
-        if isinstance(value, list):
-            assert f"`[[{section.name}]]`" in readme
-            continue
-        for key in dataclasses.fields(value):
-            assert f"`{section.name}.{key.name}`" in readme, f"{section.name}.{key.name}"
+    arrays, keys = config_keys()
+    for name in arrays:
+        assert f"`[[{name}]]`" in readme
+    for section, key in keys:
+        assert f"`{section}.{key}`" in readme, f"{section}.{key}"
