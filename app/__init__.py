@@ -11,7 +11,7 @@ from flask import Flask, render_template
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import cli, db, errors, i18n, web
+from . import cli, db, errors, i18n, scheduler, web
 from .mailer import make_mailer
 from .portal import Portal
 from .secret_key import load_or_create
@@ -71,6 +71,7 @@ def create_app(test_config: dict[str, Any] | None = None, instance_path: str | o
     web.init_app(app)
     errors.init_app(app)
     cli.init_app(app)
+    scheduler.init_app(app)
 
     from download import bp as download_bp
     from wizard import bp as wizard_bp

@@ -13,7 +13,7 @@ from babel.messages.frontend import CommandLineInterface
 from babel.messages.pofile import read_po, write_po
 from flask import Flask, current_app
 
-from . import audit, db, policy
+from . import audit, db, policy, scheduler
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOGS = ROOT / "translations"
@@ -147,7 +147,19 @@ def audit_export(since: datetime, until: datetime | None, fmt: str) -> None:
         writer.writerow({**row, "data": json.dumps(row["data"], ensure_ascii=False, sort_keys=True)})
 
 
+@click.command("purge")
+def purge_command() -> None:
+    """Run the clean-up job once (for cron) and print what it removed."""
+    report = scheduler.tick(current_app._get_current_object(), holder="cli:" + scheduler.holder_name())  # type: ignore[attr-defined]
+    if report is None:
+        click.echo("Another process is running the clean-up job right now; nothing done.")
+        return
+    for line in report.lines():
+        click.echo(line)
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(translations)
     app.cli.add_command(policy_group)
     app.cli.add_command(audit_group)
+    app.cli.add_command(purge_command)

@@ -69,6 +69,15 @@ def save_personal(draft: Draft, name: str, phone: str, email: str) -> None:
     touch(draft)
 
 
+def prefill_reply(draft: Draft, email: str, reply_to_id: str, to: str, subject: str, language: str) -> None:
+    """A reply: the original sender as recipient, "Re:" subject, same language."""
+    draft.reply_to_id = reply_to_id
+    draft.to_addresses = [to]
+    draft.subject = subject[:200]
+    draft.recipient_language = language
+    draft.sender_email = email
+
+
 def recipients(draft: Draft) -> list[str]:
     return [*draft.to_addresses, *draft.cc_addresses, *draft.bcc_addresses]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import DDL, JSON, ForeignKey, Index, LargeBinary, String, Text, event
+from sqlalchemy import DDL, JSON, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint, event
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .clock import utcnow
@@ -52,6 +52,8 @@ class Draft(Base):
 
     subject: Mapped[str | None] = mapped_column(String(300))
     body: Mapped[str | None] = mapped_column(Text)
+    # Set when the wizard was opened with "Reply securely".
+    reply_to_id: Mapped[str | None] = mapped_column(String(36))
 
     # No delete cascade: committing hands the files over to the transfer, and
     # discarding a draft must delete blobs too, which app/drafts.py does.
@@ -83,6 +85,12 @@ class Transfer(Base):
     expose_filenames: Mapped[bool]
     file_count: Mapped[int]
     total_bytes: Mapped[int]
+    # The sender's private status link: only its hash is kept. The manifest
+    # (file ids, names, sizes) is sealed under a key derived from the link,
+    # so the status page can name files without the server holding a key.
+    status_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    manifest_ct: Mapped[bytes] = mapped_column(LargeBinary)
+    reply_to_id: Mapped[str | None] = mapped_column(String(36))
 
     recipients: Mapped[list[Recipient]] = relationship(
         back_populates="transfer", order_by="Recipient.id", cascade="all, delete-orphan"
@@ -106,6 +114,7 @@ class Recipient(Base):
     email: Mapped[str] = mapped_column(String(320))
     kind: Mapped[str] = mapped_column(String(3))  # to, cc, bcc
     access_id: Mapped[str] = mapped_column(String(32), unique=True)
+    reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     transfer: Mapped[Transfer] = relationship(back_populates="recipients")
 
@@ -263,3 +272,41 @@ class RateCounter(Base):
 
     def __repr__(self) -> str:
         return f"<RateCounter {self.key[:8]} {self.window_start:%H:%M} count={self.count}>"
+
+
+class Retrieval(Base):
+    """The first download of a file by a recipient, until the sender is told.
+
+    The file name is sealed under a server key only between the download and
+    the notice mail (minutes); it is erased once the notice is sent.
+    """
+
+    __tablename__ = "retrieval"
+    __table_args__ = (UniqueConstraint("recipient_id", "file_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    transfer_id: Mapped[str] = mapped_column(ForeignKey("transfer.id", ondelete="CASCADE"), index=True)
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipient.id", ondelete="CASCADE"))
+    file_id: Mapped[str] = mapped_column(String(36))
+    grant_id: Mapped[str] = mapped_column(String(36), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    name_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
+    notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    recipient: Mapped[Recipient] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<Retrieval recipient={self.recipient_id} file={self.file_id}>"
+
+
+class Lease(Base):
+    """Which process runs the clean-up job; renewed while it lives."""
+
+    __tablename__ = "lease"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    def __repr__(self) -> str:
+        return f"<Lease {self.name} by {self.holder} until {self.expires_at}>"

@@ -29,6 +29,11 @@ class Portal:
         return derive(self.server_secret, "koerier/draft/v1")
 
     @property
+    def notice_key(self) -> bytes:
+        """Seals a downloaded file's name for the few minutes until the sender is told."""
+        return derive(self.server_secret, "koerier/notice/v1")
+
+    @property
     def code_key(self) -> bytes:
         """HMAC key for verification codes, so a database dump cannot be brute-forced offline."""
         return derive(self.server_secret, "koerier/verification/v1")

@@ -218,6 +218,22 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Retention:
+    """The clean-up job: expiry, abandoned drafts, notices, reminders."""
+
+    scheduler: bool = True
+    interval_minutes: int = 5
+    # A download session's retrieval notice goes out once it was quiet this long.
+    notice_quiet_minutes: int = 3
+    reminder_days_before: int = 0
+
+    def check(self, path: str) -> None:
+        _range(path, "interval_minutes", self.interval_minutes, 1, 24 * 60)
+        _range(path, "notice_quiet_minutes", self.notice_quiet_minutes, 1, 24 * 60)
+        _range(path, "reminder_days_before", self.reminder_days_before, 0, 365)
+
+
+@dataclass(frozen=True)
 class Rule:
     """Who may send to whom, first match wins; unset keys keep [transfer]/[password]."""
 
@@ -311,6 +327,7 @@ class Settings:
     verification: Verification = field(default_factory=Verification)
     download: Download = field(default_factory=Download)
     limits: Limits = field(default_factory=Limits)
+    retention: Retention = field(default_factory=Retention)
     crypto: Crypto = field(default_factory=Crypto)
     policy: Policy = field(default_factory=Policy)
     rules: list[Rule] = field(default_factory=list)

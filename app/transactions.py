@@ -14,9 +14,10 @@ from urllib.parse import urlencode
 from email.message import EmailMessage
 
 from flask_babel import force_locale, format_date, gettext, ngettext
+from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy.orm import Session
 
-from . import audit, drafts, keyslots, mails, password_policy, policy, ratelimit
+from . import audit, drafts, keyslots, mails, password_policy, policy, ratelimit, status
 from .clock import utcnow
 from .crypto.keys import open_text
 from .ids import group, new_access_id, new_token
@@ -37,6 +38,7 @@ class Started:
     transfer: Transfer
     file_names: list[str]
     generated_password: str | None
+    status_link: str
     mails: list[EmailMessage] = field(default_factory=list)
 
 
@@ -97,7 +99,15 @@ def start(
         timedelta(days=1), now,
     )
     dek = drafts.data_key(portal, draft)
+    file_names = [open_text(dek, "name", f.id, f.name_ct) for f in draft.files]
+    status_token = new_token()
     transfer = Transfer(
+        status_token_hash=status.token_hash(status_token),
+        manifest_ct=status.seal_manifest(
+            status_token, draft.transfer_id,
+            [{"id": f.id, "name": n, "size": f.size} for f, n in zip(draft.files, file_names)],
+        ),
+        reply_to_id=draft.reply_to_id,
         id=draft.transfer_id,
         created_at=now,
         expires_at=expiry_instant(portal, draft.expires_on),
@@ -141,7 +151,6 @@ def start(
             KeySlot(id=slot.id, recipient_id=recipient_id, kind=slot.kind, kdf=slot.kdf, salt=slot.salt, wrapped_dek=slot.wrapped_dek)
         )
 
-    file_names = [open_text(dek, "name", f.id, f.name_ct) for f in draft.files]
     for stored in list(draft.files):
         stored.draft = None
         stored.transfer = transfer
@@ -150,12 +159,31 @@ def start(
         db, "transfer_created", transfer_id=transfer.id, actor=transfer.sender_email, ip=ip, now=now,
         recipients=[{"email": r.email, "kind": r.kind} for r in transfer.recipients],
         file_count=transfer.file_count, total_bytes=transfer.total_bytes, password_mode=transfer.password_mode,
+        reply_to=transfer.reply_to_id,
     )
-    started = Started(transfer, file_names, generated)
+    started = Started(transfer, file_names, generated, status.link(portal, status_token))
     started.mails = _notification_mails(portal, transfer, file_names, link_secrets)
     if transfer.notify_confirmation:
-        started.mails.append(_confirmation_mail(portal, transfer, file_names))
+        started.mails.append(_confirmation_mail(portal, transfer, file_names, started.status_link))
     return started
+
+
+def reply_link(portal: Portal, transfer: Transfer, recipient: Recipient) -> str:
+    """Opens the wizard prefilled to answer; it grants nothing by itself."""
+    token = URLSafeSerializer(portal.server_secret, salt="koerier/reply/v1").dumps([transfer.id, recipient.id])
+    return f"{portal.settings.site.base_url.rstrip('/')}/send/reply/{token}"
+
+
+def reply_origin(db: Session, portal: Portal, token: str, now: datetime | None = None) -> Recipient | None:
+    """The recipient a reply link was made for, while their transfer lasts."""
+    try:
+        transfer_id, recipient_id = URLSafeSerializer(portal.server_secret, salt="koerier/reply/v1").loads(token)
+    except (BadSignature, ValueError, TypeError):
+        return None
+    recipient = db.get(Recipient, recipient_id)
+    if recipient is None or recipient.transfer_id != transfer_id or recipient.transfer.expires_at <= (now or utcnow()):
+        return None
+    return recipient
 
 
 def download_link(portal: Portal, recipient: Recipient, link_secret: str | None) -> str:
@@ -179,6 +207,7 @@ def _notification_mails(
             recipient=recipient,
             access_id=group(recipient.access_id),
             link=download_link(portal, recipient, link_secrets.get(recipient.id)),
+            reply_link=reply_link(portal, transfer, recipient),
             visible=visible,
             file_names=file_names if transfer.expose_filenames else [],
             site=portal.settings.site,
@@ -192,13 +221,15 @@ def _notification_mails(
     return out
 
 
-def _confirmation_mail(portal: Portal, transfer: Transfer, file_names: list[str]) -> EmailMessage:
+def _confirmation_mail(portal: Portal, transfer: Transfer, file_names: list[str], status_link: str) -> EmailMessage:
+    """The receipt: the sender knows the file names, so they are listed."""
     language = transfer.sender_language
     text, html = mails.render(
         "confirmation",
         language,
         transfer=transfer,
-        file_names=file_names if transfer.expose_filenames else [],
+        files=list(zip(file_names, [f.size for f in transfer.files])),
+        status_link=status_link,
         site=portal.settings.site,
     )
     with force_locale(language):

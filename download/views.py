@@ -11,7 +11,7 @@ from flask import abort, flash, redirect, render_template, request, session, url
 from flask_babel import format_datetime, gettext
 from werkzeug.wrappers import Response
 
-from app import access, audit, db, delivery, ratelimit
+from app import access, audit, db, delivery, ratelimit, retrievals, transactions
 from app.clock import utcnow
 from app.forms import ButtonForm
 from app.uploads import clean_filename
@@ -95,6 +95,9 @@ def transfer():  # type: ignore[no-untyped-def]
         message=delivery.message(opened.dek, opened.transfer),
         files=files,
         finish=ButtonForm(),
+        reply_link=transactions.reply_link(portal(), opened.transfer, opened.recipient).removeprefix(
+            portal().settings.site.base_url.rstrip("/")
+        ),
     )
 
 
@@ -155,6 +158,8 @@ def _send(opened: access.Opened, file_id: str, inline: bool) -> Response:
             db.session(), "file_previewed" if inline else "file_downloaded", transfer_id=opened.transfer.id,
             actor=opened.recipient.email, ip=client_ip(), file_id=stored.id, size=stored.size,
         )
+        if not inline:
+            retrievals.record(db.session(), portal(), opened.transfer, opened.recipient, opened.grant.id, [(stored.id, info.name)])
     if request.range is not None:
         window = request.range.range_for_length(stored.size)
         if window is None:
@@ -184,6 +189,10 @@ def download_all() -> Response:
     audit.record(
         db.session(), "archive_downloaded", transfer_id=opened.transfer.id, actor=opened.recipient.email,
         ip=client_ip(), file_ids=[f.id for f in opened.transfer.files],
+    )
+    retrievals.record(
+        db.session(), portal(), opened.transfer, opened.recipient, opened.grant.id,
+        [(f.id, delivery.describe(opened.dek, f).name) for f in opened.transfer.files],
     )
     name = clean_filename(opened.transfer.subject) + ".zip"
     response = Response(

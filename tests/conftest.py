@@ -46,6 +46,8 @@ def make_app(tmp_path: Path, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch) 
             "site": {"base_url": "https://portal.example.nl", "name": "Gemeente Voorbeeld"},
             "mail": {"backend": "smtp", "smtp_host": "127.0.0.1", "smtp_port": mailbox.port, "from_address": "noreply@portal.example.nl"},
             "crypto": FAST_CRYPTO,
+            # Tests run the job themselves, with an injected clock.
+            "retention": {"scheduler": False},
         }
         app = create_app(merge(base, config or {}), instance_path=instance or tmp_path / "instance")
         app.config["TESTING"] = True

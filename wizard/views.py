@@ -13,7 +13,9 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
-from app import audit, csrf, db, drafts, keyslots, password_policy, policy, ratelimit, transactions, uploads, verification
+from app import (
+    audit, csrf, db, drafts, keyslots, password_policy, policy, ratelimit, status, transactions, uploads, verification,
+)
 from app.clock import utcnow
 from app.forms import ButtonForm
 from app.ids import group
@@ -67,11 +69,12 @@ def _require(step: str) -> tuple[Draft | None, Response | None]:
 def personal():  # type: ignore[no-untyped-def]
     draft, _ = _require("personal")
     remembered = session.get("sender", {})
+    replying_as = session.get("reply", {}).get("email")
     form = PersonalForm(
         data={
             "name": draft.sender_name if draft else remembered.get("name", ""),
             "phone": draft.sender_phone if draft else remembered.get("phone", ""),
-            "email": draft.sender_email if draft else remembered.get("email", ""),
+            "email": draft.sender_email if draft else replying_as or remembered.get("email", ""),
         }
         if request.method == "GET"
         else None
@@ -81,6 +84,9 @@ def personal():  # type: ignore[no-untyped-def]
     if draft is None:
         draft = drafts.create(db.session(), portal())
         session["draft"] = draft.id
+        reply = session.pop("reply", None)
+        if reply:
+            drafts.prefill_reply(draft, **reply)
     drafts.save_personal(draft, form.name.data, form.phone.data, form.email.data)
     session["sender"] = {"name": form.name.data, "phone": form.phone.data, "email": form.email.data}
     if _sender_verified(draft):
@@ -442,6 +448,7 @@ def _start(draft: Draft):  # type: ignore[no-untyped-def]
         mail_failed = True
     transfer = started.transfer
     summary = {
+        "status_link": started.status_link,
         "files": [{"name": n, "size": f.size} for n, f in zip(started.file_names, transfer.files)],
         "recipients": [{"email": r.email, "kind": r.kind, "access_id": group(r.access_id)} for r in transfer.recipients],
         "language": transfer.language,
@@ -454,8 +461,8 @@ def _start(draft: Draft):  # type: ignore[no-untyped-def]
         "has_message": transfer.message_ct is not None,
         "mail_failed": mail_failed,
     }
-    # Kept for a reload, without file names: those stay out of the cookie.
-    session["summary"] = {**summary, "files": [{"size": f["size"]} for f in summary["files"]]}
+    # Kept for a reload, without file names or the status link: those stay out of the cookie.
+    session["summary"] = {**summary, "files": [{"size": f["size"]} for f in summary["files"]], "status_link": None}
     return render_template("wizard/done.html", summary=summary, password=started.generated_password, step="done")
 
 
@@ -474,3 +481,49 @@ def new():  # type: ignore[no-untyped-def]
     session.pop("summary", None)
     session.pop("draft", None)
     return redirect(url_for("wizard.personal"))
+
+
+@bp.get("/reply/<token>")
+def reply(token: str):  # type: ignore[no-untyped-def]
+    """"Reply securely": a new wizard, prefilled to answer the sender."""
+    origin = transactions.reply_origin(db.session(), portal(), token)
+    if origin is None:
+        flash(gettext("This transfer is no longer available. You can still send a new transfer."), "info")
+        return redirect(url_for("wizard.personal"))
+    transfer = origin.transfer
+    session.pop("draft", None)
+    session.pop("summary", None)
+    session["reply"] = {
+        "email": origin.email,
+        "reply_to_id": transfer.id,
+        "to": transfer.sender_email,
+        "subject": "Re: " + transfer.subject,
+        "language": transfer.language,
+    }
+    return redirect(url_for("wizard.personal"))
+
+
+@bp.get("/status/<token>")
+def status_page(token: str):  # type: ignore[no-untyped-def]
+    transfer = status.find(db.session(), token)
+    if transfer is None:
+        return render_template("wizard/status_gone.html"), 404
+    files = status.manifest(token, transfer)
+    names = {str(f["id"]): str(f["name"]) for f in files}
+    return render_template(
+        "wizard/status.html", transfer=transfer, files=files, token=token,
+        recipients=status.activity(db.session(), transfer, names), form=ButtonForm(),
+    )
+
+
+@bp.route("/status/<token>/withdraw", methods=["GET", "POST"])
+def withdraw(token: str):  # type: ignore[no-untyped-def]
+    transfer = status.find(db.session(), token)
+    if transfer is None:
+        return render_template("wizard/status_gone.html"), 404
+    form = ButtonForm()
+    if not form.validate_on_submit():
+        return render_template("wizard/withdraw.html", transfer=transfer, token=token, form=form)
+    status.withdraw(db.session(), portal(), transfer, ip=client_ip())
+    flash(gettext("The transfer has been withdrawn. The recipients can no longer open it and have been told."), "info")
+    return render_template("wizard/status_gone.html", withdrawn=True)
