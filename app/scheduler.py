@@ -11,6 +11,7 @@ import atexit
 import logging
 import os
 import socket
+import threading
 import uuid
 from datetime import timedelta
 
@@ -45,12 +46,27 @@ def init_app(app: Flask) -> None:
     retention = app.config["KOERIER"].retention
     if not retention.scheduler:
         return
-    holder = holder_name()
+    # Started by the first request rather than here: CLI commands then never
+    # run it, and under a pre-forking server each worker gets its own thread
+    # instead of a master's thread that did not survive the fork.
+    lock = threading.Lock()
+
+    @app.before_request
+    def start_scheduler_once() -> None:
+        if "koerier.scheduler" in app.extensions:
+            return
+        with lock:
+            if "koerier.scheduler" not in app.extensions:
+                app.extensions["koerier.scheduler"] = start(app)
+
+
+def start(app: Flask) -> BackgroundScheduler:
+    interval = app.config["KOERIER"].retention.interval_minutes
     scheduler = BackgroundScheduler(daemon=True)
     scheduler.add_job(
-        tick, "interval", minutes=retention.interval_minutes, args=[app, holder], id="purge",
+        tick, "interval", minutes=interval, args=[app, holder_name()], id="purge",
         max_instances=1, coalesce=True,
     )
     scheduler.start()
-    app.extensions["koerier.scheduler"] = scheduler
-    atexit.register(lambda: scheduler.shutdown(wait=False))
+    atexit.register(lambda: scheduler.running and scheduler.shutdown(wait=False))
+    return scheduler

@@ -152,7 +152,9 @@ def test_reply_securely_opens_a_prefilled_wizard(sender: Sender, app, mailbox) -
     assert re.search(r'<option[^>]*selected[^>]*value="nl"|<option[^>]*value="nl"[^>]*selected', options)
     anna.options(recipient_language="nl")
     subject = re.search(r'<input[^>]*name="subject"[^>]*value="([^"]*)"', anna.get("/send/notification").get_data(as_text=True))
-    assert subject.group(1).startswith("Re: Files (1) from Jan de Vries")
+    original = mail.message["Subject"]
+    assert original == "Bestanden (1) van Jan de Vries"  # in the recipient language
+    assert subject.group(1) == f"Re: {original}"
     assert anna.notification().status_code == 200
     assert mailbox.last_to("jan@zorg.example").message["Subject"].startswith("Re: ")
     with app.app_context():
@@ -271,8 +273,10 @@ def test_only_one_instance_holds_the_lease(make_app, tmp_path) -> None:
     assert scheduler.tick(first, "worker-1") is None
 
 
-def test_in_app_scheduler_runs_the_job(make_app) -> None:
+def test_in_app_scheduler_starts_with_the_first_request(make_app) -> None:
     app = make_app({"retention": {"scheduler": True, "interval_minutes": 5}})
+    assert "koerier.scheduler" not in app.extensions
+    app.test_client().get("/", base_url="https://localhost")
     job = app.extensions["koerier.scheduler"].get_job("purge")
     assert job is not None and job.trigger.interval == timedelta(minutes=5)
     app.extensions["koerier.scheduler"].shutdown(wait=False)
