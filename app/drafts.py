@@ -159,4 +159,6 @@ def discard(db: Session, portal: Portal, draft: Draft) -> None:
     for stored in list(draft.files):
         portal.store.delete(stored.blob_key)
         db.delete(stored)
+    for upload in draft.uploads:
+        portal.store.delete(upload.blob_key)
     db.delete(draft)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import DDL, JSON, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint, event
+from sqlalchemy import DDL, JSON, BigInteger, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint, event
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .clock import utcnow
@@ -58,6 +58,7 @@ class Draft(Base):
     # No delete cascade: committing hands the files over to the transfer, and
     # discarding a draft must delete blobs too, which app/drafts.py does.
     files: Mapped[list[StoredFile]] = relationship(back_populates="draft", order_by="StoredFile.position")
+    uploads: Mapped[list[Upload]] = relationship(back_populates="draft", cascade="all, delete-orphan")
 
     def __repr__(self) -> str:
         return f"<Draft {self.id[:8]} sender={self.sender_email!r} files={len(self.files)}>"
@@ -84,7 +85,7 @@ class Transfer(Base):
     notify_retrieval: Mapped[bool]
     expose_filenames: Mapped[bool]
     file_count: Mapped[int]
-    total_bytes: Mapped[int]
+    total_bytes: Mapped[int] = mapped_column(BigInteger)
     # The sender's private status link: only its hash is kept. The manifest
     # (file ids, names, sizes) is sealed under a key derived from the link,
     # so the status page can name files without the server holding a key.
@@ -152,7 +153,7 @@ class StoredFile(Base):
     transfer_id: Mapped[str | None] = mapped_column(ForeignKey("transfer.id", ondelete="CASCADE"), index=True)
     position: Mapped[int] = mapped_column(default=0)
     blob_key: Mapped[str] = mapped_column(String(32), unique=True)
-    size: Mapped[int]
+    size: Mapped[int] = mapped_column(BigInteger)
     name_ct: Mapped[bytes] = mapped_column(LargeBinary)
     type_ct: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -162,6 +163,32 @@ class StoredFile(Base):
 
     def __repr__(self) -> str:
         return f"<StoredFile {self.id} size={self.size}>"
+
+
+class Upload(Base):
+    """A resumable (tus) upload in progress. Complete, it becomes the
+    StoredFile with the same id and this row goes."""
+
+    __tablename__ = "upload"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    draft_id: Mapped[str] = mapped_column(ForeignKey("draft.id", ondelete="CASCADE"), index=True)
+    blob_key: Mapped[str] = mapped_column(String(32), unique=True)
+    length: Mapped[int] = mapped_column(BigInteger)
+    # Plaintext bytes stored and synced to disk: whole segments only.
+    offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    name_ct: Mapped[bytes] = mapped_column(LargeBinary)
+    type_ct: Mapped[bytes] = mapped_column(LargeBinary)
+    # Set while a PATCH writes, so a second one (a retry racing the first)
+    # cannot interleave its bytes; expires on its own if a worker dies.
+    busy_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    draft: Mapped[Draft] = relationship(back_populates="uploads")
+
+    def __repr__(self) -> str:
+        return f"<Upload {self.id} {self.offset}/{self.length}>"
 
 
 class VerificationCode(Base):

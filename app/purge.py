@@ -23,7 +23,8 @@ from .clock import utcnow
 from .ids import group
 from .mailer import MailError
 from .models import (
-    AccessThrottle, DownloadGrant, Draft, Event, KeySlot, RateCounter, Recipient, StoredFile, Transfer, VerificationCode,
+    AccessThrottle, DownloadGrant, Draft, Event, KeySlot, RateCounter, Recipient, StoredFile, Transfer, Upload,
+    VerificationCode,
 )
 from .portal import Portal
 from .transactions import download_link
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 class Report:
     transfers_expired: int = 0
     drafts_removed: int = 0
+    uploads_removed: int = 0
     orphan_blobs_removed: int = 0
     codes_removed: int = 0
     grants_removed: int = 0
@@ -91,6 +93,12 @@ def _remove_abandoned_drafts(db: Session, portal: Portal, now: datetime, report:
         drafts.discard(db, portal, draft)
         db.commit()
         report.drafts_removed += 1
+    # An upload left unfinished in a draft that is still in use.
+    for upload in db.scalars(select(Upload).where(Upload.updated_at <= now - idle)).all():
+        portal.store.delete(upload.blob_key)
+        db.delete(upload)
+        db.commit()
+        report.uploads_removed += 1
 
 
 def _remove_orphan_blobs(db: Session, portal: Portal, now: datetime, report: Report) -> None:
@@ -100,7 +108,7 @@ def _remove_orphan_blobs(db: Session, portal: Portal, now: datetime, report: Rep
     upload whose row is about to be committed.
     """
     cutoff = (now - timedelta(hours=portal.settings.transfer.draft_ttl_hours)).timestamp()
-    known = set(db.scalars(select(StoredFile.blob_key)))
+    known = set(db.scalars(select(StoredFile.blob_key))) | set(db.scalars(select(Upload.blob_key)))
     for path in portal.store.root.glob("*/*"):
         key = path.name.removesuffix(".partial")
         if key not in known and path.stat().st_mtime < cutoff:

@@ -8,12 +8,17 @@ crashed upload never leaves a half blob that looks whole.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
+
+
+class BlobBusy(Exception):
+    """Another request is writing this blob right now."""
 
 
 class LocalBlobStore:
@@ -45,6 +50,36 @@ class LocalBlobStore:
             partial.unlink(missing_ok=True)
             raise
 
+    def open_pending(self, key: str, create: bool = False) -> BinaryIO:
+        """A blob still being written over several requests (a resumable
+        upload), invisible under its key until ``publish``.
+
+        The handle holds an exclusive lock, so two requests racing on one
+        upload cannot interleave their bytes; the lock goes with the handle
+        or the process. Raises BlobBusy if another handle has it, and
+        FileNotFoundError if the blob is gone and ``create`` is not set.
+        """
+        final = self._path(key)
+        final.parent.mkdir(exist_ok=True)
+        flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0)
+        fh = os.fdopen(os.open(final.with_suffix(".partial"), flags, 0o600), "r+b")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            raise BlobBusy(key) from None
+        return fh
+
+    @staticmethod
+    def persist(fh: BinaryIO) -> None:
+        """What was written to ``fh`` survives a crash from here on."""
+        fh.flush()
+        os.fsync(fh.fileno())
+
+    def publish(self, key: str) -> None:
+        final = self._path(key)
+        os.replace(final.with_suffix(".partial"), final)
+
     def open(self, key: str) -> BinaryIO:
         return open(self._path(key), "rb")
 
@@ -52,4 +87,6 @@ class LocalBlobStore:
         return self._path(key).stat().st_size
 
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        path = self._path(key)
+        path.unlink(missing_ok=True)
+        path.with_suffix(".partial").unlink(missing_ok=True)

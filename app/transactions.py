@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from . import audit, drafts, keyslots, mails, password_policy, policy, ratelimit, status
 from .clock import utcnow
 from .crypto.keys import open_text
+from .db import after_commit
 from .ids import group, new_access_id, new_token
 from .models import Draft, KeySlot, Recipient, Transfer
 from .portal import Portal
@@ -154,6 +155,9 @@ def start(
     for stored in list(draft.files):
         stored.draft = None
         stored.transfer = transfer
+    # Uploads still running when the sender went on are not part of it.
+    for key in [u.blob_key for u in draft.uploads]:
+        after_commit(db, lambda key=key: portal.store.delete(key))
     db.delete(draft)
     audit.record(
         db, "transfer_created", transfer_id=transfer.id, actor=transfer.sender_email, ip=ip, now=now,

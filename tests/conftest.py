@@ -10,6 +10,7 @@ from flask import Flask
 
 from app import create_app
 
+from .live import LiveServer, toml
 from .mailbox import Mailbox
 from .walker import Sender
 
@@ -35,6 +36,16 @@ def mailbox() -> Iterator[Mailbox]:
     box.stop()
 
 
+def base_config(mailbox: Mailbox) -> dict[str, Any]:
+    return {
+        "site": {"base_url": "https://portal.example.nl", "name": "Gemeente Voorbeeld"},
+        "mail": {"backend": "smtp", "smtp_host": "127.0.0.1", "smtp_port": mailbox.port, "from_address": "noreply@portal.example.nl"},
+        "crypto": FAST_CRYPTO,
+        # Tests run the job themselves, with an injected clock.
+        "retention": {"scheduler": False},
+    }
+
+
 @pytest.fixture
 def make_app(tmp_path: Path, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Flask]:
     monkeypatch.delenv("KOERIER_CONFIG", raising=False)
@@ -42,18 +53,33 @@ def make_app(tmp_path: Path, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch) 
     mailbox.clear()
 
     def factory(config: dict[str, Any] | None = None, instance: Path | None = None) -> Flask:
-        base = {
-            "site": {"base_url": "https://portal.example.nl", "name": "Gemeente Voorbeeld"},
-            "mail": {"backend": "smtp", "smtp_host": "127.0.0.1", "smtp_port": mailbox.port, "from_address": "noreply@portal.example.nl"},
-            "crypto": FAST_CRYPTO,
-            # Tests run the job themselves, with an injected clock.
-            "retention": {"scheduler": False},
-        }
-        app = create_app(merge(base, config or {}), instance_path=instance or tmp_path / "instance")
+        app = create_app(merge(base_config(mailbox), config or {}), instance_path=instance or tmp_path / "instance")
         app.config["TESTING"] = True
         return app
 
     return factory
+
+
+@pytest.fixture
+def make_live(tmp_path: Path, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., tuple[Flask, LiveServer]]]:
+    """An in-process app and a gunicorn server on the same instance folder."""
+    monkeypatch.delenv("KOERIER_CONFIG", raising=False)
+    monkeypatch.delenv("KOERIER_SECRET_KEY", raising=False)
+    mailbox.clear()
+    servers: list[LiveServer] = []
+
+    def factory(config: dict[str, Any] | None = None) -> tuple[Flask, LiveServer]:
+        instance = tmp_path / "live"
+        instance.mkdir()
+        (instance / "config.toml").write_text(toml(merge(base_config(mailbox), config or {})))
+        app = create_app(instance_path=instance)
+        app.config["TESTING"] = True
+        servers.append(LiveServer(instance))
+        return app, servers[-1]
+
+    yield factory
+    for server in servers:
+        server.stop()
 
 
 @pytest.fixture

@@ -70,6 +70,10 @@ class Browser:
     def post(self, path: str, **kw: Any) -> TestResponse:
         return self.client.post(path, base_url=BASE, **kw)
 
+    def cookie_header(self) -> str:
+        """This browser's cookies, for another HTTP client to carry on the session."""
+        return "; ".join(f"{c.key}={c.value}" for c in self.client._cookies.values())
+
     def submit(self, path: str, data: dict[str, Any] | None = None, page: str | None = None, **kw: Any) -> TestResponse:
         """Fetch ``page`` (default: ``path``) for its token, then post ``data`` to ``path``."""
         token = csrf_token(self.get(page or path).get_data(as_text=True))
@@ -131,6 +135,10 @@ class Sender(Browser):
         parts += [("message", message), ("action", action)]
         body, content_type = multipart(parts)
         return self.post("/send/files", data=body, content_type=content_type)
+
+    def upload_token(self) -> str:
+        """The CSRF token a script on the files page sends with resumable uploads."""
+        return csrf_token(self.get("/send/files").get_data(as_text=True))
 
     def options(self, **overrides: Any) -> TestResponse:
         page = self.get("/send/options").get_data(as_text=True)

@@ -5,4 +5,4 @@ from flask import Blueprint
 
 bp = Blueprint("wizard", __name__, url_prefix="/send", template_folder="templates")
 
-from . import views  # noqa: E402,F401  (registers the routes)
+from . import tus, views  # noqa: E402,F401  (registers the routes)

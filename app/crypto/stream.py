@@ -37,6 +37,24 @@ def _nonce(counter: int, last: bool) -> bytes:
     return counter.to_bytes(11, "big") + (b"\x01" if last else b"\x00")
 
 
+def new_header(segment_size: int = SEGMENT_SIZE) -> bytes:
+    return _HEADER.pack(MAGIC, VERSION, segment_size, os.urandom(SALT_BYTES))
+
+
+def _parse_header(header: bytes) -> tuple[int, bytes]:
+    """(segment size, salt) of a well-formed header."""
+    if len(header) != HEADER_BYTES:
+        raise DecryptionError("truncated header")
+    magic, version, segment_size, salt = _HEADER.unpack(header)
+    if magic != MAGIC or version != VERSION or not 1024 <= segment_size <= 16 * 1024 * 1024:
+        raise DecryptionError("not a Koerier blob")
+    return segment_size, salt
+
+
+def _file_aead(dek: bytes, header: bytes) -> AESGCM:
+    return AESGCM(derive(dek, "koerier/file/v1", _parse_header(header)[1]))
+
+
 def ciphertext_size(plaintext_size: int, segment_size: int = SEGMENT_SIZE) -> int:
     segments = max(1, -(-plaintext_size // segment_size))
     return HEADER_BYTES + plaintext_size + segments * TAG_BYTES
@@ -51,9 +69,8 @@ class SegmentWriter:
     """
 
     def __init__(self, sink: BinaryIO, dek: bytes, segment_size: int = SEGMENT_SIZE) -> None:
-        salt = os.urandom(SALT_BYTES)
-        self._header = _HEADER.pack(MAGIC, VERSION, segment_size, salt)
-        self._aead = AESGCM(derive(dek, "koerier/file/v1", salt))
+        self._header = new_header(segment_size)
+        self._aead = _file_aead(dek, self._header)
         self._sink = sink
         self._segment_size = segment_size
         self._buffer = bytearray()
@@ -95,6 +112,74 @@ class SegmentWriter:
         self._counter += 1
 
 
+class ResumableWriter:
+    """Seals a file of known length whose bytes may arrive over several requests.
+
+    Knowing the length up front means a segment's last flag is known as soon
+    as its bytes are complete, so every segment is sealed once and written
+    once. Bytes of an incomplete segment are held in memory only and dropped
+    when the request ends: ``offset`` is always a whole number of segments
+    (or the full length), which is what a resuming client is told. The
+    segment after it is therefore sealed for the first time when its bytes
+    arrive again, and no nonce ever covers two different plaintexts on disk.
+    """
+
+    def __init__(self, sink: BinaryIO, dek: bytes, length: int, offset: int) -> None:
+        sink.seek(0)
+        header = sink.read(HEADER_BYTES)
+        self._segment_size, _ = _parse_header(header)
+        if offset % self._segment_size or (offset >= length and length):
+            raise ValueError("a stored offset is a whole number of segments, short of the length")
+        self._aead = _file_aead(dek, header)
+        self._header = header
+        self._sink = sink
+        self._length = length
+        self._last_index = max(0, -(-length // self._segment_size) - 1)
+        self._counter = offset // self._segment_size
+        self._buffer = bytearray()
+        self.offset = offset
+        # Anything past the stored offset is a torn write of a request that
+        # died; it is cut off and rewritten.
+        sink.seek(HEADER_BYTES + self._counter * (self._segment_size + TAG_BYTES))
+        sink.truncate()
+
+    @classmethod
+    def start(cls, sink: BinaryIO, dek: bytes, length: int, segment_size: int = SEGMENT_SIZE) -> "ResumableWriter":
+        sink.write(new_header(segment_size))
+        writer = cls(sink, dek, length, 0)
+        if length == 0:
+            writer._seal(b"")
+        return writer
+
+    @property
+    def complete(self) -> bool:
+        return self.offset == self._length and self._counter > self._last_index
+
+    def write(self, data: bytes) -> None:
+        if self.offset + len(self._buffer) + len(data) > self._length:
+            raise ValueError("more bytes than the declared length")
+        view = memoryview(data)
+        while view:
+            want = self._segment_size if self._counter < self._last_index else self._length - self.offset
+            take = want - len(self._buffer)
+            if not self._buffer and len(view) >= want:
+                # A whole segment in the caller's buffer: seal it without copying.
+                self._seal(view[:want])
+                view = view[want:]
+                continue
+            self._buffer += view[:take]
+            view = view[take:]
+            if len(self._buffer) == want:
+                self._seal(self._buffer)
+                self._buffer = bytearray()
+
+    def _seal(self, plaintext: bytes | bytearray | memoryview) -> None:
+        last = self._counter == self._last_index
+        self._sink.write(self._aead.encrypt(_nonce(self._counter, last), plaintext, self._header))
+        self._counter += 1
+        self.offset += len(plaintext)
+
+
 class SegmentReader:
     """Random access to the plaintext of one blob.
 
@@ -104,11 +189,7 @@ class SegmentReader:
 
     def __init__(self, source: BinaryIO, dek: bytes, blob_size: int) -> None:
         header = source.read(HEADER_BYTES)
-        if len(header) != HEADER_BYTES:
-            raise DecryptionError("truncated header")
-        magic, version, segment_size, salt = _HEADER.unpack(header)
-        if magic != MAGIC or version != VERSION or not 1024 <= segment_size <= 16 * 1024 * 1024:
-            raise DecryptionError("not a Koerier blob")
+        segment_size, _ = _parse_header(header)
         body = blob_size - HEADER_BYTES
         stride = segment_size + TAG_BYTES
         self._segments = max(1, -(-body // stride))
@@ -117,7 +198,7 @@ class SegmentReader:
             raise DecryptionError("truncated segment")
         self._source = source
         self._header = header
-        self._aead = AESGCM(derive(dek, "koerier/file/v1", salt))
+        self._aead = _file_aead(dek, header)
         self._segment_size = segment_size
         self._stride = stride
         self.size = body - self._segments * TAG_BYTES

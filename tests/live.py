@@ -1,0 +1,142 @@
+"""A portal served by gunicorn in its own process, and a flaky connection to it.
+
+The server shares its instance folder (configuration, database, secret key,
+blob store) with an in-process app, so a test can walk the wizard with the
+fast test client and then send the bytes over real HTTP to the live server.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def toml(config: dict[str, Any], prefix: str = "") -> str:
+    """Just enough TOML for our configuration: tables of scalars and lists."""
+    scalars = {k: v for k, v in config.items() if not isinstance(v, dict)}
+    tables = {k: v for k, v in config.items() if isinstance(v, dict)}
+    lines = [f"[{prefix}]"] if prefix and scalars else []
+    for key, value in scalars.items():
+        lines.append(f"{key} = {_value(value)}")
+    out = "\n".join(lines) + ("\n\n" if lines else "")
+    for key, table in tables.items():
+        out += toml(table, f"{prefix}.{key}" if prefix else key)
+    return out
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """``gunicorn wsgi:app`` with one worker, on loopback."""
+
+    def __init__(self, instance: Path, threads: int = 4) -> None:
+        self.instance = instance
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "KOERIER_INSTANCE_PATH": str(instance)}
+        env.pop("KOERIER_CONFIG", None)
+        self.process = subprocess.Popen(
+            [
+                sys.executable, "-m", "gunicorn", "--workers", "1", "--threads", str(threads),
+                "--bind", f"127.0.0.1:{self.port}", "--timeout", "120", "wsgi:app",
+            ],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(instance / "gunicorn.log", "wb"),
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(self.url + "/", timeout=2)
+                break
+            except requests.ConnectionError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("gunicorn did not start:\n" + (instance / "gunicorn.log").read_text()) from None
+                time.sleep(0.1)
+
+    def worker_pid(self) -> int:
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        assert len(children) == 1, children
+        return int(children[0])
+
+    def peak_rss(self) -> int:
+        """The worker's peak resident memory since the last reset, in bytes."""
+        for line in Path(f"/proc/{self.worker_pid()}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError("no VmHWM")
+
+    def reset_peak_rss(self) -> None:
+        Path(f"/proc/{self.worker_pid()}/clear_refs").write_text("5")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+class DroppingProxy:
+    """Relays TCP to ``port`` and cuts the first connection that has carried
+    ``drop_after`` bytes towards the server, like a Wi-Fi hand-over would."""
+
+    def __init__(self, port: int, drop_after: int) -> None:
+        self.target = port
+        self.drop_after = drop_after
+        self.dropped = False
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, counts: bool) -> None:
+        carried = 0
+        try:
+            while data := source.recv(256 * 1024):
+                if counts and not self.dropped and carried + len(data) >= self.drop_after:
+                    self.dropped = True
+                    sink.sendall(data[: self.drop_after - carried])
+                    raise ConnectionAbortedError
+                carried += len(data)
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+
+    def close(self) -> None:
+        self.listener.close()
