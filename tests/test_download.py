@@ -98,12 +98,21 @@ def test_range_requests(sender: Sender, app) -> None:
     recipient = Recipient(app)
     recipient.unlock(sent.access_id("anna@gemeente.example"), PASSWORD)
     url = recipient.file_links()["data.zip"]
-    for start, end in ((0, 0), (65535, 65536), (100, 140000), (len(data) - 1, len(data) - 1)):
+    windows = (
+        (0, 0), (0, 65535), (65536, 131071),  # a whole segment, on its boundaries
+        (65535, 65536), (100, 140000),  # across boundaries
+        (70000, 70010),  # inside one segment
+        (len(data) - 1, len(data) - 1),  # the last byte
+    )
+    for start, end in windows:
         r = recipient.get(url, headers={"Range": f"bytes={start}-{end}"})
         assert r.status_code == 206
         assert r.data == data[start : end + 1]
         assert r.headers["Content-Range"] == f"bytes {start}-{end}/{len(data)}"
-    assert recipient.get(url, headers={"Range": f"bytes={len(data)}-"}).status_code == 416
+    assert recipient.get(url, headers={"Range": "bytes=-10"}).data == data[-10:]
+    assert recipient.get(url, headers={"Range": "bytes=150000-"}).data == data[150000:]
+    unsatisfiable = recipient.get(url, headers={"Range": f"bytes={len(data)}-"})
+    assert unsatisfiable.status_code == 416 and unsatisfiable.headers["Content-Range"] == f"bytes */{len(data)}"
 
 
 def test_finish_ends_the_grant(sender: Sender, app) -> None:

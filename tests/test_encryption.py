@@ -125,3 +125,6 @@ def test_tampered_blob_aborts_the_download(sender: Sender, app, damage: str) -> 
     assert len(received) < len(data)
     if damage == "swap":
         assert received == b""
+    if damage == "flip":
+        # The damaged segment is the second: exactly the first went out.
+        assert len(received) == SEGMENT_SIZE
