@@ -13,6 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import cli, db, errors, i18n, scheduler, web
 from .mailer import make_mailer
+from .argon2_gate import Argon2Gate
 from .portal import Portal
 from .secret_key import load_or_create
 from .settings import ConfigError, load_settings
@@ -58,6 +59,7 @@ def create_app(test_config: dict[str, Any] | None = None, instance_path: str | o
         mailer=make_mailer(settings.mail, instance),
         instance_path=instance,
         server_secret=app.config["SECRET_KEY"].encode(),
+        argon2_gate=Argon2Gate(settings.crypto.argon2_max_concurrent, settings.crypto.argon2_wait_seconds),
     )
     app.extensions["koerier"] = portal
     if settings.site.trusted_proxies:

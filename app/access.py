@@ -71,10 +71,11 @@ def unlock(
         raise AccessLocked(throttle.locked_until)
 
     recipient = _live_recipient(db, normalize_access_id(typed_id), now)
-    dek = _open(recipient, secret, by_link, portal) if recipient is not None else None
-    if dek is None:
-        if recipient is None and not by_link:
+    with portal.argon2_gate.slot():
+        dek = _open(recipient, secret, by_link, portal) if recipient is not None else None
+        if dek is None and recipient is None and not by_link:
             keyslots.burn_time(keyslots.params_from(portal.settings.crypto))
+    if dek is None:
         throttle.failures += 1
         throttle.updated_at = now
         db.add(throttle)

@@ -16,6 +16,8 @@ from .portal import Portal
 # SVG or HTML file would otherwise run in the portal's origin.
 PREVIEWABLE = {
     "application/pdf", "image/png", "image/jpeg", "image/gif", "image/webp", "text/plain",
+    # Players fetch these with Range requests, which are served segment-wise.
+    "video/mp4", "video/webm", "audio/mpeg", "audio/ogg",
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .argon2_gate import Argon2Gate
 from .crypto.keys import derive
 from .mailer import Mailer
 from .settings import Settings
@@ -22,6 +23,7 @@ class Portal:
     mailer: Mailer
     instance_path: Path
     server_secret: bytes
+    argon2_gate: Argon2Gate
 
     @property
     def draft_kek(self) -> bytes:

@@ -310,11 +310,18 @@ class Crypto:
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 64 * 1024
     argon2_parallelism: int = 4
+    # Per worker process: at most this many run at once (each takes
+    # argon2_memory_kib); others wait up to argon2_wait_seconds, then are
+    # told the portal is busy.
+    argon2_max_concurrent: int = 2
+    argon2_wait_seconds: int = 10
 
     def check(self, path: str) -> None:
         _range(path, "argon2_time_cost", self.argon2_time_cost, 1, 100)
         _range(path, "argon2_memory_kib", self.argon2_memory_kib, 8 * self.argon2_parallelism, 4 * 1024 * 1024)
         _range(path, "argon2_parallelism", self.argon2_parallelism, 1, 64)
+        _range(path, "argon2_max_concurrent", self.argon2_max_concurrent, 1, 256)
+        _range(path, "argon2_wait_seconds", self.argon2_wait_seconds, 0, 300)
 
 
 @dataclass(frozen=True)

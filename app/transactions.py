@@ -142,7 +142,8 @@ def start(
     elif draft.password_mode == "generate":
         generated = password_policy.generate(portal.settings.password)
         params = keyslots.params_from(portal.settings.crypto)
-        slots.append((keyslots.password_slot(dek, transfer.id, generated, params), None))
+        with portal.argon2_gate.slot():
+            slots.append((keyslots.password_slot(dek, transfer.id, generated, params), None))
     else:
         for recipient in transfer.recipients:
             link_secrets[recipient.id] = new_token()

@@ -12,6 +12,7 @@ from flask_babel import format_datetime, gettext
 from werkzeug.wrappers import Response
 
 from app import access, audit, db, delivery, ratelimit, retrievals, transactions
+from app.argon2_gate import Argon2Busy
 from app.clock import utcnow
 from app.forms import ButtonForm
 from app.uploads import clean_filename
@@ -70,6 +71,9 @@ def start():  # type: ignore[no-untyped-def]
             time=format_datetime(exc.until, "short"),
         )
         return render_template(template, form=form, error=error), 429, {"Retry-After": _seconds_until(exc.until)}
+    except Argon2Busy:
+        error = gettext("The portal is very busy right now. Please try again in a moment.")
+        return render_template(template, form=form, error=error), 503, {"Retry-After": "10"}
     except access.AccessDenied:
         error = gettext(
             "This transaction ID and password do not match an available transfer. "

@@ -134,3 +134,16 @@ def test_message_and_names_are_escaped(sender: Sender, app) -> None:
     raw = recipient.get("/download/transfer").get_data(as_text=True)
     assert "<script>alert('m')</script>" not in raw and "&lt;script&gt;" in raw
     assert "<img src=x" not in raw
+
+
+def test_video_preview_plays_by_ranges(make_app, mailbox) -> None:
+    app = make_app({"transfer": {"allowed_extensions": ["mp4", "pdf"]}})
+    video = bytes(range(256)) * 1000
+    sent = Sender(app, mailbox).send(files=[("echo.mp4", video)])
+    recipient = Recipient(app)
+    recipient.unlock(sent.access_id("anna@gemeente.example"), PASSWORD)
+    page = recipient.get("/download/transfer").get_data(as_text=True)
+    preview = re.search(r'href="(/download/file/[^"]+/preview)"', page).group(1)
+    r = recipient.get(preview, headers={"Range": "bytes=65536-"})
+    assert r.status_code == 206 and r.headers["Content-Type"] == "video/mp4"
+    assert r.headers["Content-Disposition"].startswith("inline;") and r.data == video[65536:]

@@ -16,6 +16,7 @@ from werkzeug.wrappers import Response
 from app import (
     audit, csrf, db, drafts, keyslots, password_policy, policy, ratelimit, status, transactions, uploads, verification,
 )
+from app.argon2_gate import Argon2Busy
 from app.clock import utcnow
 from app.forms import ButtonForm
 from app.ids import group
@@ -28,6 +29,7 @@ from .forms import MessageForm, NotificationForm, OptionsForm, PersonalForm, Rec
 
 STEPS = ("personal", "verify", "recipients", "files", "options", "notification")
 UPLOAD_OVERHEAD = 2 * 1024 * 1024
+BUSY = _l("The portal is very busy right now. Please try again in a moment; what you entered is kept.")
 STRENGTH_LABELS = {0: _l("Weak"), 1: _l("Weak"), 2: _l("Fair"), 3: _l("Strong"), 4: _l("Strong")}
 
 
@@ -333,7 +335,7 @@ def options():  # type: ignore[no-untyped-def]
         if limits.fixed(toggle):
             field.data = limits.default_on(toggle)
             field.render_kw = {"disabled": True}
-    assessment = None
+    assessment, busy = None, False
     if form.validate_on_submit():
         day = form.expires_on.data
         problem = transactions.expiry_problem(portal(), day, utcnow(), limits.max_expiry_days)
@@ -357,11 +359,16 @@ def options():  # type: ignore[no-untyped-def]
                 form.password.errors.append(_password_message(assessment))
                 ok = False
             elif ok:
-                slot = keyslots.password_slot(
-                    drafts.data_key(portal(), draft), draft.transfer_id, form.password.data,
-                    keyslots.params_from(config.crypto),
-                )
-                pending = slot.as_json()
+                try:
+                    with portal().argon2_gate.slot():
+                        slot = keyslots.password_slot(
+                            drafts.data_key(portal(), draft), draft.transfer_id, form.password.data,
+                            keyslots.params_from(config.crypto),
+                        )
+                    pending = slot.as_json()
+                except Argon2Busy:
+                    form.password.errors.append(BUSY)
+                    ok, busy = False, True
         if ok:
             drafts.save_options(
                 draft,
@@ -387,7 +394,7 @@ def options():  # type: ignore[no-untyped-def]
         patterns=config.password.patterns,
         min_length=config.password.min_length,
         step="options",
-    ), (422 if request.method == "POST" else 200)
+    ), (503 if busy else 422 if request.method == "POST" else 200), ({"Retry-After": "10"} if busy else {})
 
 
 def _password_message(assessment: password_policy.Assessment) -> str:
@@ -428,6 +435,9 @@ def notification():  # type: ignore[no-untyped-def]
     except ratelimit.RateLimited as exc:
         form.subject.errors.append(_retry_message(exc))
         return render_template("wizard/notification.html", form=form, draft=draft, step="notification"), 429
+    except Argon2Busy:
+        form.subject.errors.append(BUSY)
+        return render_template("wizard/notification.html", form=form, draft=draft, step="notification"), 503, {"Retry-After": "10"}
 
 
 def _start(draft: Draft):  # type: ignore[no-untyped-def]
