@@ -8,11 +8,13 @@ whole request back and a half-written transaction is never visible.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
 from flask import Flask, Response, g
 from sqlalchemy import DateTime, Engine, create_engine, event
+from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -58,11 +60,29 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+def create_schema(engine: Engine, attempts: int = 5) -> None:
+    """Create missing tables (and their triggers).
+
+    The workers of a fresh deployment boot at the same moment and race to
+    create the same tables; the loser of a race finds them made, and
+    checking again sees them.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            Base.metadata.create_all(engine)
+            return
+        except DatabaseError:
+            if attempt == attempts:
+                raise
+            log.info("the schema was being created by another process; checking again")
+            time.sleep(0.2 * attempt)
+
+
 def init_app(app: Flask, url: str) -> None:
     engine = make_engine(url)
     from . import models  # noqa: F401  (registers the tables)
 
-    Base.metadata.create_all(engine)
+    create_schema(engine)
     app.extensions["koerier.sessionmaker"] = sessionmaker(engine, expire_on_commit=False)
 
     @app.after_request

@@ -115,6 +115,11 @@ def total_bytes(draft: Draft) -> int:
     return sum(f.size for f in draft.files)
 
 
+def reserved_bytes(draft: Draft) -> int:
+    """Stored files plus the declared length of resumable uploads still running."""
+    return total_bytes(draft) + sum(u.length for u in draft.uploads)
+
+
 def remove_file(db: Session, portal: Portal, draft: Draft, file_id: str) -> bool:
     stored = db.scalar(select(StoredFile).where(StoredFile.id == file_id, StoredFile.draft_id == draft.id))
     if stored is None:

@@ -31,7 +31,7 @@ from .uploads import clean_filename, content_type_for
 
 # How often a long PATCH records its progress: at most this much sending
 # time is lost when a connection drops without the server noticing at once.
-CHECKPOINT_SECONDS = 1.0
+CHECKPOINT_SECONDS = 10.0
 
 
 class Refused(Exception):
@@ -77,11 +77,6 @@ def expires_at(portal: Portal, upload: Upload) -> datetime:
     return upload.updated_at + timedelta(hours=portal.settings.transfer.draft_ttl_hours)
 
 
-def reserved_bytes(draft: Draft) -> int:
-    """Stored files plus the declared length of uploads still running."""
-    return drafts.total_bytes(draft) + sum(u.length for u in draft.uploads)
-
-
 def create(
     db: Session, portal: Portal, draft: Draft, length: int, metadata: dict[str, str], limits: Limits,
     now: datetime | None = None,
@@ -93,7 +88,7 @@ def create(
         raise Refused(name, "extension")
     if len(draft.files) + len(draft.uploads) >= limits.max_files:
         raise Refused(name, "count")
-    if reserved_bytes(draft) + length > limits.max_total_bytes:
+    if drafts.reserved_bytes(draft) + length > limits.max_total_bytes:
         raise Refused(name, "size")
     dek = drafts.data_key(portal, draft)
     upload = Upload(

@@ -25,11 +25,20 @@ def load_or_create(instance: Path) -> str:
     except FileNotFoundError:
         pass
     key = secrets.token_urlsafe(48)
-    # O_EXCL: two workers starting at once must not each write their own key.
+    # Written whole under a private name, then linked into place: two
+    # workers starting at once agree on one key, and neither can read a
+    # file the other has created but not yet filled.
+    draft = instance / f".secret_key.{secrets.token_hex(8)}"
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key + "\n")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            return path.read_text().strip()
+    finally:
+        draft.unlink()
     return key

@@ -103,7 +103,7 @@ class Storage:
 
 @dataclass(frozen=True)
 class Transfer:
-    max_total_bytes: int = 2 * 1024**3
+    max_total_bytes: int = 10 * 1024**3
     max_files: int = 100
     default_expiry_days: int = 7
     max_expiry_days: int = 30

@@ -93,8 +93,8 @@ def receive(
     # The buffer stays small because every chunk is drained before the next.
     decoder = MultipartDecoder(boundary)
     result = Received()
-    used = drafts.total_bytes(draft)
-    count = len(draft.files)
+    used = drafts.reserved_bytes(draft)
+    count = len(draft.files) + len(draft.uploads)
     csrf_ok = False
     field_name: str | None = None
     field_buf = bytearray()

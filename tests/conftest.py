@@ -68,13 +68,14 @@ def make_live(tmp_path: Path, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch)
     mailbox.clear()
     servers: list[LiveServer] = []
 
-    def factory(config: dict[str, Any] | None = None) -> tuple[Flask, LiveServer]:
+    def factory(config: dict[str, Any] | None = None, workers: int = 1) -> tuple[Flask, LiveServer]:
         instance = tmp_path / "live"
         instance.mkdir()
         (instance / "config.toml").write_text(toml(merge(base_config(mailbox), config or {})))
+        # The server first, so that its workers meet a fresh database.
+        servers.append(LiveServer(instance, workers=workers))
         app = create_app(instance_path=instance)
         app.config["TESTING"] = True
-        servers.append(LiveServer(instance))
         return app, servers[-1]
 
     yield factory

@@ -51,9 +51,9 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """``gunicorn wsgi:app`` with one worker, on loopback."""
+    """``gunicorn wsgi:app`` on loopback."""
 
-    def __init__(self, instance: Path, threads: int = 4) -> None:
+    def __init__(self, instance: Path, threads: int = 4, workers: int = 1) -> None:
         self.instance = instance
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -61,8 +61,8 @@ class LiveServer:
         env.pop("KOERIER_CONFIG", None)
         self.process = subprocess.Popen(
             [
-                sys.executable, "-m", "gunicorn", "--workers", "1", "--threads", str(threads),
-                "--bind", f"127.0.0.1:{self.port}", "--timeout", "120", "wsgi:app",
+                sys.executable, "-m", "gunicorn", "--workers", str(workers), "--threads", str(threads),
+                "--bind", f"127.0.0.1:{self.port}", "--timeout", "120", "--no-control-socket", "wsgi:app",
             ],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(instance / "gunicorn.log", "wb"),
         )
@@ -76,10 +76,12 @@ class LiveServer:
                     raise RuntimeError("gunicorn did not start:\n" + (instance / "gunicorn.log").read_text()) from None
                 time.sleep(0.1)
 
+    def worker_pids(self) -> list[int]:
+        return [int(p) for p in Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()]
+
     def worker_pid(self) -> int:
-        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
-        assert len(children) == 1, children
-        return int(children[0])
+        [pid] = self.worker_pids()
+        return pid
 
     def peak_rss(self) -> int:
         """The worker's peak resident memory since the last reset, in bytes."""

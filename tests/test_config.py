@@ -30,7 +30,7 @@ def test_example_config_is_valid_and_documents_every_key() -> None:
 
 def test_defaults_need_no_file() -> None:
     settings = load_settings(None)
-    assert settings.transfer.max_total_bytes == 2 * 1024**3
+    assert settings.transfer.max_total_bytes == 10 * 1024**3
     assert settings.verification.code_ttl_minutes == 15
     assert (settings.crypto.argon2_time_cost, settings.crypto.argon2_memory_kib, settings.crypto.argon2_parallelism) == (3, 65536, 4)
 

@@ -25,7 +25,7 @@ from . import bp
 from .views import STEPS, _csrf_ok, _decision, _draft, _file_problem, _sender_verified
 
 TUS_VERSION = "1.0.0"
-READ_SIZE = 256 * 1024
+READ_SIZE = 1024 * 1024
 
 
 def _tus(response: Response) -> Response:

@@ -1,0 +1,425 @@
+"""Transfer speed and server memory, end to end, against plain baselines.
+
+Run by hand (needs the test extras: gunicorn, requests)::
+
+    .venv/bin/python bench/transfer.py                  # 1 GiB and 4 GiB
+    .venv/bin/python bench/transfer.py --sizes 10G --interrupt
+
+Starts the portal under gunicorn on loopback (production Argon2 settings)
+and a minimal WSGI baseline app under the same gunicorn settings. For each
+size it walks the wizard over HTTP, uploads random data over tus, downloads
+it as a single file and as a ZIP, checks SHA-256 both ways, and does the
+same bytes through the baselines. Then 20 concurrent downloads of one file,
+and 50 concurrent wrong-password posts against the Argon2 cap. Prints a
+table; asserts nothing. With ``--interrupt`` the upload's connection is cut
+half-way and the upload resumes from the offset the server reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import email
+import email.policy
+import hashlib
+import html
+import http.client
+import io
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from base64 import b64encode
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+MiB = 1024 * 1024
+CHUNK = MiB
+PASSWORD = "Zonnebloem-Kade-1987!"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Gunicorn:
+    def __init__(self, app: str, env: dict[str, str], workers: int, threads: int, log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [
+                sys.executable, "-m", "gunicorn", "--workers", str(workers), "--threads", str(threads),
+                "--bind", f"127.0.0.1:{self.port}", "--timeout", "600", "--no-control-socket", app,
+            ],
+            cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=open(log, "wb"),
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                requests.get(self.url + "/", timeout=5)
+                break
+            except requests.ConnectionError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    sys.exit(f"gunicorn did not start, see {log}")
+                time.sleep(0.2)
+
+    def workers(self) -> list[int]:
+        return [int(p) for p in Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()]
+
+    def reset_peak(self) -> None:
+        for pid in self.workers():
+            Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+    def peak_rss(self) -> int:
+        """The highest peak resident memory of any worker since the last reset."""
+        peaks = []
+        for pid in self.workers():
+            status = Path(f"/proc/{pid}/status").read_text()
+            peaks.append(int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) * 1024)
+        return max(peaks)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=60)
+
+
+def random_file(path: Path, size: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "wb") as fh:
+        left = size
+        while left:
+            block = os.urandom(min(left, 16 * MiB))
+            digest.update(block)
+            fh.write(block)
+            left -= len(block)
+    return digest.hexdigest()
+
+
+class FileSlice(io.RawIOBase):
+    """Bytes ``start``.. of a file, read as they are sent; its length lets
+    requests send a Content-Length instead of chunks."""
+
+    def __init__(self, path: Path, start: int = 0, stop: int | None = None) -> None:
+        self.fh = open(path, "rb")
+        self.fh.seek(start)
+        self.left = (path.stat().st_size if stop is None else stop) - start
+
+    def __len__(self) -> int:
+        return self.left
+
+    def read(self, size: int = -1) -> bytes:
+        block = self.fh.read(min(self.left, CHUNK if size < 0 else size))
+        self.left -= len(block)
+        return block
+
+
+class Portal(requests.Session):
+    """A browser walking the wizard over HTTP; codes and IDs come from the outbox."""
+
+    def __init__(self, url: str, outbox: Path) -> None:
+        super().__init__()
+        self.url, self.outbox = url, outbox
+
+    def page(self, path: str) -> tuple[str, str]:
+        text = self.get(self.url + path, timeout=30).text
+        token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', text).group(1)
+        return text, token
+
+    def submit(self, path: str, data: dict[str, str]) -> requests.Response:
+        _, token = self.page(path)
+        r = self.post(self.url + path, data={"csrf_token": token, **data}, allow_redirects=False, timeout=60)
+        if r.status_code not in (200, 302):
+            sys.exit(f"{path}: HTTP {r.status_code}")
+        return r
+
+    def last_mail_to(self, address: str) -> str:
+        for path in sorted(self.outbox.glob("*.eml"), reverse=True):
+            message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+            if address in message["To"]:
+                return message.get_body(("plain",)).get_content()
+        sys.exit(f"no mail to {address}")
+
+    def to_files_step(self, sender: str, recipient: str) -> str:
+        if self.submit("/send/", {"name": "Bench Mark", "phone": "0592 123456", "email": sender}).headers[
+            "Location"
+        ].endswith("/verify"):
+            code = re.search(r"^\s+(\d{6,12})\s*$", self.last_mail_to(sender), re.M).group(1)
+            self.submit("/send/verify", {"code": code})
+        self.submit("/send/recipients", {"to": recipient})
+        return self.page("/send/files")[1]
+
+    def tus_upload(self, token: str, path: Path, interrupt: bool) -> None:
+        size = path.stat().st_size
+        headers = {"Tus-Resumable": "1.0.0", "X-CSRFToken": token}
+        created = self.post(
+            self.url + "/send/uploads", timeout=60,
+            headers={**headers, "Upload-Length": str(size), "Upload-Metadata": "filename " + b64encode(path.name.encode()).decode()},
+        )
+        location = self.url + created.headers["Location"]
+        offset = 0
+        if interrupt:
+            cut_connection_after(location, headers, self.cookies, path, size // 2)
+            time.sleep(1)
+            offset = int(self.head(location, headers=headers, timeout=30).headers["Upload-Offset"])
+            print(f"  connection cut at {size // 2:,} bytes; the server kept {offset:,}; resuming from there")
+        r = self.patch(
+            location, data=FileSlice(path, offset), timeout=3600,
+            headers={**headers, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream"},
+        )
+        if r.status_code != 204 or int(r.headers["Upload-Offset"]) != size:
+            sys.exit(f"tus PATCH: HTTP {r.status_code} {r.text[:200]}")
+
+    def start_transaction(self) -> str:
+        files_page, token = self.page("/send/files")
+        r = self.post(self.url + "/send/files", files={"csrf_token": (None, token), "files": ("", b""), "action": (None, "next")},
+                      allow_redirects=False, timeout=60)
+        if r.status_code != 302:
+            sys.exit(f"files step: HTTP {r.status_code}")
+        text, _ = self.page("/send/options")
+        expires = re.search(r'name="expires_on"[^>]*value="([^"]*)"', text)
+        self.submit("/send/options", {
+            "expires_on": expires.group(1) if expires else (date.today() + timedelta(days=7)).isoformat(),
+            "recipient_language": "en", "password_mode": "manual", "password": PASSWORD, "password_repeat": PASSWORD,
+        })
+        text, _ = self.page("/send/notification")
+        subject = re.search(r'name="subject"[^>]*value="([^"]*)"', text).group(1)
+        body = re.search(r'<textarea[^>]*name="body"[^>]*>\s*(.*?)</textarea>', text, re.S).group(1)
+        self.submit("/send/notification", {"subject": html.unescape(subject), "body": html.unescape(body)})
+        return re.search(r"id=([0-9A-Z-]+)", self.last_mail_to("ontvanger@bench.example")).group(1)
+
+    def unlock(self, access_id: str) -> dict[str, str]:
+        r = self.submit("/download/", {"transaction_id": access_id, "password": PASSWORD})
+        if not r.headers.get("Location", "").endswith("/download/transfer"):
+            sys.exit("unlock failed")
+        page = self.get(self.url + "/download/transfer", timeout=30).text
+        return dict(re.findall(r'<td class="file-name">([^<]*)</td>.*?<a href="(/download/file/[^"/]+)" download', page, re.S))
+
+
+def cut_connection_after(url: str, headers: dict[str, str], cookies, path: Path, cut: int) -> None:  # type: ignore[no-untyped-def]
+    """Sends a PATCH for the whole file but drops the connection after ``cut`` bytes."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=600)
+    conn.putrequest("PATCH", parts.path)
+    size = path.stat().st_size
+    for key, value in {**headers, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream",
+                       "Content-Length": str(size), "Cookie": "; ".join(f"{c.name}={c.value}" for c in cookies)}.items():
+        conn.putheader(key, value)
+    conn.endheaders()
+    body = FileSlice(path, 0, cut)
+    while block := body.read():
+        conn.send(block)
+    conn.sock.shutdown(socket.SHUT_RDWR)
+    conn.close()
+
+
+def timed_download(session: requests.Session, url: str, save_to: Path | None = None) -> tuple[float, str, int]:
+    digest, size = hashlib.sha256(), 0
+    sink = open(save_to, "wb") if save_to else None
+    start = time.perf_counter()
+    with session.get(url, stream=True, timeout=3600) as r:
+        if r.status_code != 200:
+            sys.exit(f"GET {url}: HTTP {r.status_code}")
+        for block in r.iter_content(CHUNK):
+            digest.update(block)
+            size += len(block)
+            if sink:
+                sink.write(block)
+    if sink:
+        sink.close()
+    return time.perf_counter() - start, digest.hexdigest(), size
+
+
+def check_zip(path: Path, name: str, expected: str, size: int) -> None:
+    """Python's zipfile reads the member back (ZIP64 records included) with a matching SHA-256."""
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(name)
+        digest = hashlib.sha256()
+        with archive.open(info) as member:  # checks the CRC-32 at the end
+            while block := member.read(CHUNK):
+                digest.update(block)
+    if (info.file_size, digest.hexdigest()) != (size, expected):
+        sys.exit("the ZIP's member does not match the original")
+
+
+def mbps(size: int, seconds: float) -> float:
+    return size / seconds / 1e6
+
+
+def parse_size(text: str) -> int:
+    number, unit = re.fullmatch(r"(\d+)([MG]?)", text.strip().upper()).groups()
+    return int(number) * {"": 1, "M": MiB, "G": 1024 * MiB}[unit]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="1G,4G", help="comma-separated sizes, e.g. 1G,4G or 512M")
+    parser.add_argument("--interrupt", action="store_true", help="cut each upload's connection half-way, then resume")
+    parser.add_argument("--parallel", type=int, default=20, help="concurrent downloads of the smallest file (0: skip)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=16)
+    args = parser.parse_args()
+    sizes = [parse_size(s) for s in args.sizes.split(",")]
+
+    work = Path(tempfile.mkdtemp(prefix="koerier-bench-"))
+    instance, baseline_dir = work / "instance", work / "baseline"
+    instance.mkdir()
+    baseline_dir.mkdir()
+    (instance / "config.toml").write_text(
+        f"""
+[site]
+base_url = "http://127.0.0.1"
+name = "Bench"
+
+[transfer]
+max_total_bytes = {max(sizes) + MiB}
+
+[limits]
+failed_downloads_per_ip_per_hour = 100000
+
+[retention]
+scheduler = false
+"""
+    )
+    env = {"KOERIER_INSTANCE_PATH": str(instance), "BASELINE_DIR": str(baseline_dir)}
+    portal = Gunicorn("wsgi:app", env, args.workers, args.threads, work / "portal.log")
+    baseline = Gunicorn("bench.baseline_app:app", env, args.workers, args.threads, work / "baseline.log")
+    rows: list[tuple[str, str, str, str]] = []
+    print(f"gunicorn: {args.workers} workers x {args.threads} threads; CPUs: {os.cpu_count()}; data in {work}")
+    try:
+        for size in sizes:
+            label = f"{size / (1024 * MiB):g} GiB"
+            source = work / "data.zip"
+            print(f"{label}: writing random data")
+            expected = random_file(source, size)
+
+            # Baselines first, on the same bytes.
+            start = time.perf_counter()
+            requests.put(baseline.url + "/upload/data.zip", data=FileSlice(source), timeout=3600).raise_for_status()
+            plain_up = mbps(size, time.perf_counter() - start)
+            plain = requests.Session()
+            seconds, _, _ = timed_download(plain, baseline.url + "/read/data.zip")
+            plain_read = mbps(size, seconds)
+            seconds, _, _ = timed_download(plain, baseline.url + "/sendfile/data.zip")
+            plain_sendfile = mbps(size, seconds)
+            (baseline_dir / "data.zip").unlink()
+
+            sender = Portal(portal.url, instance / "outbox")
+            token = sender.to_files_step("afzender@bench.example", "ontvanger@bench.example")
+            portal.reset_peak()
+            start = time.perf_counter()
+            sender.tus_upload(token, source, args.interrupt)
+            up = mbps(size, time.perf_counter() - start)
+            up_rss = portal.peak_rss()
+            access_id = sender.start_transaction()
+
+            recipient = Portal(portal.url, instance / "outbox")
+            links = recipient.unlock(access_id)
+            portal.reset_peak()
+            seconds, digest, got = timed_download(recipient, portal.url + links["data.zip"])
+            if (digest, got) != (expected, size):
+                sys.exit("single-file download does not match the original")
+            down = mbps(size, seconds)
+            archive = work / "download.zip"
+            seconds, _, zip_size = timed_download(recipient, portal.url + "/download/all", save_to=archive)
+            zipped = mbps(zip_size, seconds)
+            down_rss = portal.peak_rss()
+            check_zip(archive, "data.zip", expected, size)
+            archive.unlink()
+
+            rows += [
+                (label, "upload (tus) vs plain write", f"{up:7.0f} / {plain_up:7.0f} MB/s", f"{up / plain_up:5.2f}"),
+                (label, "download vs plain read", f"{down:7.0f} / {plain_read:7.0f} MB/s", f"{down / plain_read:5.2f}"),
+                (label, "download vs sendfile", f"{down:7.0f} / {plain_sendfile:7.0f} MB/s", f"{down / plain_sendfile:5.2f}"),
+                (label, "ZIP download (zipfile-checked)", f"{zipped:7.0f} MB/s", ""),
+                (label, "peak worker RSS upload / download", f"{up_rss / 1e6:5.0f} / {down_rss / 1e6:5.0f} MB", ""),
+            ]
+            print(f"{label}: done, SHA-256 matches")
+            if size == min(sizes):
+                smallest = (recipient, links["data.zip"], size)
+            source.unlink()
+
+        if args.parallel:
+            recipient, link, size = smallest
+            portal.reset_peak()
+            start = time.perf_counter()
+            with ThreadPoolExecutor(args.parallel) as pool:
+                results = list(pool.map(lambda _: timed_download(recipient, portal.url + link)[2], range(args.parallel)))
+            seconds = time.perf_counter() - start
+            ok = sum(1 for r in results if r == size)
+            label = f"{args.parallel} parallel"
+            rows.append((label, f"downloads of {size / (1024 * MiB):g} GiB ({ok}/{args.parallel} complete)",
+                         f"{mbps(args.parallel * size, seconds):7.0f} MB/s total", ""))
+            rows.append((label, "peak worker RSS", f"{portal.peak_rss() / 1e6:5.0f} MB", ""))
+        rows += argon2_burst(portal)
+    except BaseException:
+        for log in ("portal.log", "baseline.log"):
+            print(f"--- {log} (last lines)", file=sys.stderr)
+            print("\n".join((work / log).read_text().splitlines()[-15:]), file=sys.stderr)
+        raise
+    finally:
+        portal.stop()
+        baseline.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    print()
+    width = max(len(r[1]) for r in rows)
+    print(f"{'size':<12} {'measure':<{width}}  {'portal / baseline':<28} ratio")
+    for size_label, measure, figure, ratio in rows:
+        print(f"{size_label:<12} {measure:<{width}}  {figure:<28} {ratio}")
+
+
+def argon2_burst(portal: Gunicorn) -> list[tuple[str, str, str, str]]:
+    """50 wrong passwords at once, each for an unknown ID (so each costs a full Argon2id)."""
+    clients = []
+    for _ in range(50):
+        client = Portal(portal.url, Path("/nonexistent"))
+        clients.append((client, client.page("/download/")[1]))
+    portal.reset_peak()
+    answers: list[int] = []
+    latencies: list[float] = []
+    done = threading.Event()
+
+    def probe() -> None:
+        while not done.is_set():
+            start = time.perf_counter()
+            requests.get(portal.url + "/", timeout=60)
+            latencies.append(time.perf_counter() - start)
+            time.sleep(0.1)
+
+    def attempt(pair) -> None:  # type: ignore[no-untyped-def]
+        client, token = pair
+        access_id = "-".join(os.urandom(4).hex().upper()[:4] for _ in range(7))
+        r = client.post(portal.url + "/download/", data={"csrf_token": token, "transaction_id": access_id, "password": "wrong"},
+                        allow_redirects=False, timeout=120)
+        answers.append(r.status_code)
+
+    watcher = threading.Thread(target=probe)
+    watcher.start()
+    start = time.perf_counter()
+    with ThreadPoolExecutor(50) as pool:
+        list(pool.map(attempt, clients))
+    seconds = time.perf_counter() - start
+    done.set()
+    watcher.join()
+    counts = {code: answers.count(code) for code in sorted(set(answers))}
+    return [
+        ("Argon2 x50", f"wrong passwords at once, answers {counts}", f"{seconds:6.1f} s total", ""),
+        ("Argon2 x50", "start page during the burst, slowest", f"{max(latencies) * 1000:6.0f} ms", ""),
+        ("Argon2 x50", "peak worker RSS", f"{portal.peak_rss() / 1e6:5.0f} MB", ""),
+    ]
+
+
+if __name__ == "__main__":
+    main()
