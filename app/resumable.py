@@ -135,6 +135,10 @@ def append(
     except FileNotFoundError:
         raise Gone(upload.id) from None
     with fh:
+        # The request that held the lock may have stored more meanwhile.
+        db.refresh(upload)
+        if offset != upload.offset:
+            raise OffsetMismatch(f"offset {offset}, stored {upload.offset}")
         writer = ResumableWriter(fh, dek, upload.length, upload.offset)
         last_checkpoint = time.monotonic()
         try:

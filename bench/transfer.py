@@ -168,16 +168,21 @@ class Portal(requests.Session):
             headers={**headers, "Upload-Length": str(size), "Upload-Metadata": "filename " + b64encode(path.name.encode()).decode()},
         )
         location = self.url + created.headers["Location"]
-        offset = 0
         if interrupt:
             cut_connection_after(location, headers, self.cookies, path, size // 2)
-            time.sleep(1)
+        # As a tus client does: ask for the offset, send from there, and on
+        # 423 (the dropped request is still finishing) or 409, ask again.
+        for _ in range(120):
             offset = int(self.head(location, headers=headers, timeout=30).headers["Upload-Offset"])
-            print(f"  connection cut at {size // 2:,} bytes; the server kept {offset:,}; resuming from there")
-        r = self.patch(
-            location, data=FileSlice(path, offset), timeout=3600,
-            headers={**headers, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream"},
-        )
+            r = self.patch(
+                location, data=FileSlice(path, offset), timeout=3600,
+                headers={**headers, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream"},
+            )
+            if r.status_code not in (409, 423):
+                break
+            time.sleep(1)
+        if interrupt:
+            print(f"  connection cut at {size // 2:,} bytes; the server kept {offset:,}; resumed from there")
         if r.status_code != 204 or int(r.headers["Upload-Offset"]) != size:
             sys.exit(f"tus PATCH: HTTP {r.status_code} {r.text[:200]}")
 
