@@ -169,7 +169,7 @@ class Portal(requests.Session):
         )
         location = self.url + created.headers["Location"]
         if interrupt:
-            cut_connection_after(location, headers, self.cookies, path, size // 2)
+            cut_connection_after(location, headers, self.cookies, path, size // 2 + 12_345)
         # As a tus client does: ask for the offset, send from there, and on
         # 423 (the dropped request is still finishing) or 409, ask again.
         for _ in range(120):
@@ -182,7 +182,7 @@ class Portal(requests.Session):
                 break
             time.sleep(1)
         if interrupt:
-            print(f"  connection cut at {size // 2:,} bytes; the server kept {offset:,}; resumed from there")
+            print(f"  connection cut at {size // 2 + 12_345:,} bytes; the server kept {offset:,}; resumed from there")
         if r.status_code != 204 or int(r.headers["Upload-Offset"]) != size:
             sys.exit(f"tus PATCH: HTTP {r.status_code} {r.text[:200]}")
 
@@ -351,6 +351,8 @@ scheduler = false
                 (label, "peak worker RSS upload / download", f"{up_rss / 1e6:5.0f} / {down_rss / 1e6:5.0f} MB", ""),
             ]
             print(f"{label}: done, SHA-256 matches")
+            for row in rows[-5:]:
+                print("  " + "  ".join(row))
             if size == min(sizes):
                 smallest = (recipient, links["data.zip"], size)
             source.unlink()
