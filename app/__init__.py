@@ -7,11 +7,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, render_template
+from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import cli, db, errors, i18n, scheduler, web
+from . import cli, db, errors, i18n, scheduler, site_pages, web
 from .mailer import make_mailer
 from .argon2_gate import Argon2Gate
 from .portal import Portal
@@ -78,13 +78,9 @@ def create_app(test_config: dict[str, Any] | None = None, instance_path: str | o
     from download import bp as download_bp
     from wizard import bp as wizard_bp
 
+    app.register_blueprint(site_pages.bp)
     app.register_blueprint(wizard_bp)
     app.register_blueprint(download_bp)
-
-    @app.get("/")
-    def index() -> str:
-        return render_template("index.html")
-
     return app
 
 

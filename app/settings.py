@@ -31,6 +31,21 @@ DEFAULT_EXTENSIONS = [
 ]
 
 
+LOGO_TYPES = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
+
+
+def contrast_with_white(color: str) -> float:
+    """WCAG 2.1 contrast ratio of white against ``#rrggbb``."""
+
+    def channel(hex2: str) -> float:
+        c = int(hex2, 16) / 255
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(color[i : i + 2]) for i in (1, 3, 5))
+    luminance = 0.2126 * r + 0.7152 * g + 0.0722 * b
+    return 1.05 / (luminance + 0.05)
+
+
 class ConfigError(ValueError):
     """Raised with a message naming the offending key."""
 
@@ -46,8 +61,21 @@ class Site:
     trusted_proxies: int = 0
     session_idle_minutes: int = 60
     session_absolute_hours: int = 12
+    # A file in the instance folder (PNG, SVG, JPEG or WebP), shown in the header.
+    logo: str = ""
+    # Header and buttons; white text on it must meet WCAG AA contrast.
+    accent_color: str = "#1d4f91"
 
     def check(self, path: str) -> None:
+        if self.logo and (Path(self.logo).name != self.logo or Path(self.logo).suffix.lower() not in LOGO_TYPES):
+            raise ConfigError(f"{path}.logo: a file name in the instance folder ending in {', '.join(LOGO_TYPES)}")
+        if not re.fullmatch(r"#[0-9a-fA-F]{6}", self.accent_color):
+            raise ConfigError(f"{path}.accent_color: a colour as #rrggbb")
+        if contrast_with_white(self.accent_color) < 4.5:
+            raise ConfigError(
+                f"{path}.accent_color: white text on {self.accent_color} has a contrast of "
+                f"{contrast_with_white(self.accent_color):.1f}:1; WCAG AA needs 4.5:1, choose a darker colour"
+            )
         _range(path, "trusted_proxies", self.trusted_proxies, 0, 5)
         _range(path, "session_idle_minutes", self.session_idle_minutes, 5, 24 * 60)
         _range(path, "session_absolute_hours", self.session_absolute_hours, 1, 24 * 30)

@@ -53,9 +53,9 @@ def free_port() -> int:
 class LiveServer:
     """``gunicorn wsgi:app`` on loopback."""
 
-    def __init__(self, instance: Path, threads: int = 4, workers: int = 1) -> None:
+    def __init__(self, instance: Path, threads: int = 4, workers: int = 1, port: int | None = None) -> None:
         self.instance = instance
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "KOERIER_INSTANCE_PATH": str(instance)}
         env.pop("KOERIER_CONFIG", None)

@@ -399,6 +399,30 @@ def options():  # type: ignore[no-untyped-def]
     ), (503 if busy else 422 if request.method == "POST" else 200), ({"Retry-After": "10"} if busy else {})
 
 
+@csrf.exempt
+@bp.post("/options/strength")
+def password_strength():  # type: ignore[no-untyped-def]
+    """Live feedback for the options page's script: the same check the form runs."""
+    draft = _draft()
+    if draft is None or not _csrf_ok(request.headers.get("X-CSRFToken", "")):
+        abort(403)
+    payload = request.get_json(silent=True)
+    password = payload.get("password") if isinstance(payload, dict) else None
+    if not isinstance(password, str) or len(password) > 1000:
+        abort(400)
+    assessment = password_policy.assess(password, settings().password, [draft.sender_name, draft.sender_email])
+    return {
+        "score": assessment.score,
+        "label": str(STRENGTH_LABELS[assessment.score]),
+        "acceptable": assessment.acceptable,
+        "pattern": assessment.pattern,
+        "pattern_text": gettext("matches the agreed convention “%(name)s”", name=assessment.pattern) if assessment.pattern else "",
+        "problem": "" if assessment.acceptable or not password else _password_message(assessment),
+        "warning": assessment.warning,
+        "suggestions": assessment.suggestions,
+    }
+
+
 def _password_message(assessment: password_policy.Assessment) -> str:
     if not assessment.length_ok:
         return gettext("The password must have at least %(min)d characters.", min=settings().password.min_length)

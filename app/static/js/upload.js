@@ -1,0 +1,295 @@
+// The files step with JavaScript: drag and drop or pick files, and upload
+// them one after another over the portal's tus endpoint, in chunks that
+// resume where the server says it is after a dropped connection. Each file
+// shows progress, speed and time left, and can be cancelled or retried.
+import { announce, text } from "./texts.js";
+
+// A multiple of the server's 64 KiB segments, so a resumed chunk starts on
+// a boundary; small enough that a dropped connection costs little.
+const CHUNK = 8 * 1024 * 1024;
+const RETRY_DELAYS_MS = [500, 1000, 2000, 4000, 8000, 15000, 30000];
+const SPEED_WINDOW_MS = 5000;
+
+class UploadError extends Error {}
+class Retry extends Error {}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function formatBytes(bytes) {
+  const units = ["B", "kB", "MB", "GB", "TB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit += 1;
+  }
+  const digits = unit === 0 ? 0 : 1;
+  return `${new Intl.NumberFormat(document.documentElement.lang, { maximumFractionDigits: digits }).format(value)} ${units[unit]}`;
+}
+
+function formatDuration(seconds) {
+  const [value, unit] = seconds >= 90 ? [Math.ceil(seconds / 60), "minute"] : [Math.max(1, Math.ceil(seconds)), "second"];
+  return new Intl.NumberFormat(document.documentElement.lang, { style: "unit", unit, unitDisplay: "long" }).format(value);
+}
+
+function base64(value) {
+  return btoa(String.fromCodePoint(...new TextEncoder().encode(value)));
+}
+
+async function serverMessage(response) {
+  try {
+    return (await response.json()).error || text("failed");
+  } catch {
+    return text("failed");
+  }
+}
+
+class Upload {
+  constructor(file, queue) {
+    this.file = file;
+    this.queue = queue;
+    this.url = null;
+    this.offset = 0;
+    this.state = "waiting";
+    this.samples = [];
+    this.item = this.render();
+  }
+
+  render() {
+    const item = document.createElement("li");
+    item.className = "upload";
+    const name = document.createElement("span");
+    name.className = "upload-name";
+    name.textContent = this.file.name;
+    const size = document.createElement("span");
+    size.className = "upload-size";
+    size.textContent = formatBytes(this.file.size);
+    this.progress = document.createElement("progress");
+    this.progress.max = Math.max(this.file.size, 1);
+    this.progress.value = 0;
+    this.progress.setAttribute("aria-label", this.file.name);
+    this.status = document.createElement("span");
+    this.status.className = "upload-status";
+    this.status.textContent = text("waiting");
+    this.cancelButton = this.button(text("cancel"), () => this.cancel());
+    this.retryButton = this.button(text("retry"), () => this.queue.retry(this));
+    this.retryButton.hidden = true;
+    this.removeButton = this.button(text("remove"), () => this.cancel());
+    this.removeButton.hidden = true;
+    const actions = document.createElement("span");
+    actions.className = "upload-actions";
+    actions.append(this.cancelButton, this.retryButton, this.removeButton);
+    item.append(name, size, this.progress, this.status, actions);
+    return item;
+  }
+
+  button(label, action) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "link-button";
+    button.textContent = label;
+    button.setAttribute("aria-label", `${label}: ${this.file.name}`);
+    button.addEventListener("click", action);
+    return button;
+  }
+
+  setState(state, message) {
+    this.state = state;
+    this.item.dataset.state = state;
+    this.status.textContent = message;
+    this.cancelButton.hidden = !["waiting", "uploading"].includes(state);
+    this.retryButton.hidden = state !== "failed";
+    this.removeButton.hidden = state !== "done";
+  }
+
+  headers(extra = {}) {
+    return { "Tus-Resumable": "1.0.0", "X-CSRFToken": this.queue.csrf, ...extra };
+  }
+
+  async run() {
+    this.setState("uploading", text("uploading"));
+    this.samples = [];
+    try {
+      if (!this.url) await this.create();
+      while (this.offset < this.file.size) await this.sendWithRetries();
+      this.progress.value = this.progress.max;
+      this.setState("done", text("uploaded"));
+      announce(`${this.file.name}: ${text("uploaded")}`);
+    } catch (error) {
+      if (this.state === "cancelled") return;
+      const message = error instanceof UploadError ? error.message : text("failed");
+      this.setState("failed", message);
+      announce(`${this.file.name}: ${message}`);
+    }
+  }
+
+  async create() {
+    const response = await fetch(this.queue.endpoint, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: this.headers({ "Upload-Length": String(this.file.size), "Upload-Metadata": `filename ${base64(this.file.name)}` }),
+    });
+    if (response.status !== 201) throw new UploadError(await serverMessage(response));
+    this.url = new URL(response.headers.get("Location"), location.href).href;
+    this.offset = Number(response.headers.get("Upload-Offset"));
+  }
+
+  async sendWithRetries() {
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        if (attempt > 0) this.offset = await this.askOffset();
+        if (this.offset < this.file.size) this.offset = await this.sendChunk();
+        return;
+      } catch (error) {
+        if (error instanceof UploadError || this.state === "cancelled") throw error;
+        if (attempt >= RETRY_DELAYS_MS.length) throw new UploadError(text("failed"));
+        this.status.textContent = text("reconnecting");
+        await sleep(RETRY_DELAYS_MS[attempt]);
+      }
+    }
+  }
+
+  async askOffset() {
+    const response = await fetch(this.url, { method: "HEAD", credentials: "same-origin", headers: this.headers() });
+    if (response.status === 404 || response.status === 403) throw new UploadError(text("failed"));
+    if (!response.ok) throw new Retry();
+    return Number(response.headers.get("Upload-Offset"));
+  }
+
+  sendChunk() {
+    return new Promise((resolve, reject) => {
+      const start = this.offset;
+      const xhr = new XMLHttpRequest();
+      this.xhr = xhr;
+      xhr.open("PATCH", this.url);
+      for (const [key, value] of Object.entries(this.headers({ "Upload-Offset": String(start), "Content-Type": "application/offset+octet-stream" }))) {
+        xhr.setRequestHeader(key, value);
+      }
+      xhr.upload.onprogress = (event) => this.showProgress(start + event.loaded);
+      xhr.onload = () => {
+        if (xhr.status === 204) resolve(Number(xhr.getResponseHeader("Upload-Offset")));
+        else if ([409, 423].includes(xhr.status) || xhr.status >= 500) reject(new Retry());
+        else {
+          let message = text("failed");
+          try {
+            message = JSON.parse(xhr.responseText).error || message;
+          } catch {}
+          reject(new UploadError(message));
+        }
+      };
+      xhr.onerror = xhr.ontimeout = xhr.onabort = () => reject(new Retry());
+      xhr.send(this.file.slice(start, Math.min(start + CHUNK, this.file.size)));
+    });
+  }
+
+  showProgress(sent) {
+    const now = performance.now();
+    this.progress.value = sent;
+    this.samples.push([now, sent]);
+    while (this.samples.length > 2 && now - this.samples[0][0] > SPEED_WINDOW_MS) this.samples.shift();
+    const [then, before] = this.samples[0];
+    const seconds = (now - then) / 1000;
+    if (seconds < 0.5 || sent <= before) return;
+    const speed = (sent - before) / seconds;
+    const left = text("time_left", { time: formatDuration((this.file.size - sent) / speed) });
+    this.status.textContent = `${formatBytes(speed)}/s · ${left}`;
+  }
+
+  async cancel() {
+    const wasState = this.state;
+    this.state = "cancelled";
+    this.xhr?.abort();
+    this.item.remove();
+    this.queue.forget(this);
+    if (this.url && wasState !== "waiting") {
+      await fetch(this.url, { method: "DELETE", credentials: "same-origin", headers: this.headers() });
+    }
+  }
+}
+
+class Queue {
+  constructor(root, list) {
+    this.endpoint = root.dataset.uploadUrl;
+    this.csrf = root.dataset.csrf;
+    this.list = list;
+    this.uploads = [];
+    this.running = false;
+  }
+
+  add(files) {
+    for (const note of document.querySelectorAll("[data-empty-note]")) note.hidden = files.length > 0 || note.hidden;
+    for (const file of files) {
+      const upload = new Upload(file, this);
+      this.uploads.push(upload);
+      this.list.append(upload.item);
+    }
+    this.pump();
+  }
+
+  retry(upload) {
+    upload.setState("waiting", text("waiting"));
+    this.pump();
+  }
+
+  forget(upload) {
+    this.uploads = this.uploads.filter((u) => u !== upload);
+    this.pump();
+  }
+
+  get busy() {
+    return this.uploads.some((u) => ["waiting", "uploading"].includes(u.state));
+  }
+
+  // One file at a time: each gets the whole connection, and the first
+  // files are complete early.
+  async pump() {
+    if (this.running) return;
+    this.running = true;
+    try {
+      let next;
+      while ((next = this.uploads.find((u) => u.state === "waiting"))) await next.run();
+    } finally {
+      this.running = false;
+    }
+  }
+}
+
+export function enhanceUploads(root) {
+  if (!root) return;
+  const picker = root.querySelector("input[type='file']");
+  const zone = root.querySelector(".dropzone");
+  const queue = new Queue(root, root.querySelector(".uploads"));
+  root.hidden = false;
+  for (const plain of document.querySelectorAll("[data-without-js]")) plain.hidden = true;
+
+  root.querySelector("[data-pick]").addEventListener("click", () => picker.click());
+  picker.addEventListener("change", () => {
+    queue.add([...picker.files]);
+    picker.value = "";
+  });
+  zone.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    zone.classList.add("dragging");
+  });
+  zone.addEventListener("dragleave", () => zone.classList.remove("dragging"));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("dragging");
+    queue.add([...event.dataTransfer.files]);
+  });
+
+  // "Next" waits until every file is in.
+  const form = root.closest("main").querySelector("form[data-files-form]");
+  const notice = root.querySelector(".upload-notice");
+  form?.addEventListener("submit", (event) => {
+    if (event.submitter?.value === "next" && queue.busy) {
+      event.preventDefault();
+      notice.textContent = text("wait_for_uploads");
+      notice.hidden = false;
+      notice.focus();
+    }
+  });
+  window.addEventListener("beforeunload", (event) => {
+    if (queue.busy) event.preventDefault();
+  });
+}

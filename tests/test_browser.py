@@ -1,0 +1,285 @@
+"""End to end in a real browser: Debian's chromium driven by Playwright,
+against gunicorn on loopback, with mail read from the aiosmtpd server.
+
+Every page visited is checked with axe-core (no serious or critical
+violations) and must not log a console error (a script blocked by the CSP
+would). Screenshots of each step land in test-artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+
+from .live import ROOT, DroppingProxy, free_port
+from .mailbox import Mailbox
+from .walker import Recipient
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+AXE = ROOT / "tests" / "browser" / "node_modules" / "axe-core" / "axe.min.js"
+SHOTS = ROOT / "test-artifacts" / "screenshots"
+PASSWORD = "Zonnebloem-Kade-1987!"
+MiB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is not installed: apt-get install chromium (see README, Run the tests)")
+    if not AXE.exists():
+        pytest.fail("axe-core is not installed: npm ci --prefix tests/browser (see README, Run the tests)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            # Root in a container needs --no-sandbox; the rest keeps chromium
+            # from calling home on a machine with no way out.
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"],
+        )
+        yield browser
+        browser.close()
+
+
+class Visit:
+    """One browser session: pages are checked and photographed as they come."""
+
+    def __init__(self, context: BrowserContext, folder: str) -> None:
+        self.context = context
+        self.page = context.new_page()
+        self.errors: list[str] = []
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.shots = SHOTS / folder
+        self.shots.mkdir(parents=True, exist_ok=True)
+        self.count = 0
+
+    def check(self, name: str) -> None:
+        """axe-core on the page as it is now, the console, and a screenshot."""
+        page = self.page
+        page.wait_for_load_state("networkidle")
+        self.count += 1
+        page.screenshot(path=self.shots / f"{self.count:02d}-{name}.png", full_page=True)
+        # evaluate() is not subject to the page's CSP, which would refuse an added script.
+        if not page.evaluate("typeof axe !== 'undefined'"):
+            page.evaluate(AXE.read_text())
+        result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+        bad = [
+            f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+            for v in result["violations"] if v["impact"] in ("serious", "critical")
+        ]
+        assert not bad, f"{name}: {bad}"
+        assert not self.errors, f"{name}: console errors {self.errors}"
+
+
+@pytest.fixture
+def portal(make_live):  # type: ignore[no-untyped-def]
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    app, server = make_live({"site": {"base_url": base}}, port=port)
+    return app, base
+
+
+def new_visit(browser: Browser, folder: str, locale: str = "en-GB") -> Visit:
+    context = browser.new_context(locale=locale, accept_downloads=True, viewport={"width": 1280, "height": 900})
+    return Visit(context, folder)
+
+
+def random_file(path: Path, size: int) -> str:
+    block = hashlib.sha512(path.name.encode()).digest() * (MiB // 64)
+    with open(path, "wb") as fh:
+        for i in range(size // MiB):
+            fh.write(hashlib.sha256(i.to_bytes(4, "big")).digest() + block[32:])
+        fh.write(block[: size % MiB])
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def send_personal_and_verify(visit: Visit, mailbox: Mailbox, name: str, email: str, labels: dict[str, str]) -> None:
+    page = visit.page
+    page.get_by_label(labels["name"]).fill(name)
+    page.get_by_label(labels["phone"]).fill("0592 123456")
+    page.get_by_label(labels["email"], exact=True).fill(email)
+    page.get_by_role("button", name=labels["next"]).click()
+    expect(page.get_by_label(labels["code"])).to_be_visible()
+    visit.check("verify")
+    page.get_by_label(labels["code"]).fill(mailbox.code_for(email))
+    page.get_by_role("button", name=labels["verify"]).click()
+
+
+EN = {"name": "Name", "phone": "Phone", "email": "Email address", "next": "Next", "code": "Verification code", "verify": "Verify"}
+
+
+def test_send_download_and_reply_in_english(browser: Browser, portal, mailbox: Mailbox, tmp_path: Path) -> None:
+    app, base = portal
+    source = tmp_path / "dossier.zip"
+    expected = random_file(source, 50 * MiB)
+    sender = new_visit(browser, "send-en")
+    page = sender.page
+
+    page.goto(base + "/")
+    sender.check("start")
+    page.get_by_role("link", name="Send").click()
+    sender.check("personal")
+    send_personal_and_verify(sender, mailbox, "Jan de Vries", "jan@zorg.example", EN)
+
+    expect(page.get_by_role("heading", name="Recipients")).to_be_visible()
+    sender.check("recipients")
+    page.get_by_label("To").fill("anna@gemeente.example")
+    page.get_by_role("button", name="Next").click()
+
+    expect(page.get_by_role("heading", name="Message and files")).to_be_visible()
+    sender.check("files")
+    # A slow line, so that progress, speed and time left can be seen.
+    cdp = sender.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 5, "downloadThroughput": -1, "uploadThroughput": 20 * MiB})
+    with page.expect_file_chooser() as chooser:
+        page.get_by_role("button", name="Add files / Browse").click()
+    chooser.value.set_files(source)
+    item = page.locator(".upload", has_text="dossier.zip")
+    expect(item.locator(".upload-status")).to_contain_text("/s", timeout=20_000)
+    expect(item.locator(".upload-status")).to_contain_text("left")
+    assert 0 < float(item.locator("progress").get_attribute("value") or 0) < 50 * MiB
+    page.screenshot(path=sender.shots / "files-uploading.png")
+    # "Next" waits for the upload.
+    page.get_by_role("button", name="Next").click()
+    expect(page.get_by_text("Please wait until all files are uploaded.")).to_be_visible()
+    expect(item.locator(".upload-status")).to_have_text("Uploaded", timeout=60_000)
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+    sender.check("files-uploaded")
+    page.get_by_label("Confidential message").fill("Het dossier, zoals besproken.")
+    page.get_by_role("button", name="Next").click()
+
+    expect(page.get_by_role("heading", name="Send options")).to_be_visible()
+    sender.check("options")
+    page.get_by_label("Enter password manually").check()
+    page.get_by_label("Password", exact=True).press_sequentially("welkom01", delay=20)
+    feedback = page.locator("#strength-live")
+    expect(feedback).to_contain_text("Password strength: Weak")
+    sender.check("options-weak-password")
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_label("Password", exact=True).press("End")
+    page.get_by_label("Password", exact=True).type(" ")
+    page.get_by_label("Password", exact=True).press("Backspace")
+    expect(feedback).to_contain_text("Password strength: Strong")
+    page.get_by_label("Repeat password").fill(PASSWORD[:-1])
+    page.get_by_label("Repeat password").type(PASSWORD[-1])
+    expect(page.locator("#password-match")).to_have_text("The two passwords match.")
+    sender.check("options-strong-password")
+    page.get_by_role("button", name="Next").click()
+
+    expect(page.get_by_role("heading", name="Notification mail")).to_be_visible()
+    sender.check("notification")
+    page.get_by_role("button", name="Start transaction").click()
+    expect(page.get_by_role("heading", name="The transaction is complete")).to_be_visible()
+    expect(page.get_by_role("button", name=re.compile("Copy the transaction ID"))).to_be_visible()
+    sender.check("summary")
+
+    mail = mailbox.last_to("anna@gemeente.example")
+    link = re.search(r"(http://127\.0\.0\.1:\d+/download/\?\S+)", mail.text).group(1)
+    recipient = new_visit(browser, "download-en")
+    page = recipient.page
+    page.goto(link)
+    recipient.check("download-start")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Next").click()
+    expect(page.get_by_text("Het dossier, zoals besproken.")).to_be_visible()
+    recipient.check("download-transfer")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download dossier.zip").click()
+    saved = tmp_path / "downloaded.zip"
+    download.value.save_as(saved)
+    assert hashlib.sha256(saved.read_bytes()).hexdigest() == expected
+
+    page.get_by_role("link", name="Reply securely").click()
+    recipient.check("reply-personal")
+    expect(page.get_by_label("Email address", exact=True)).to_have_value("anna@gemeente.example")
+    send_personal_and_verify(recipient, mailbox, "Anna Jansen", "anna@gemeente.example", EN)
+    expect(page.get_by_label("To")).to_have_value("jan@zorg.example")
+    page.get_by_role("button", name="Next").click()
+    page.get_by_label("Confidential message").fill("Ontvangen, dank u.")
+    page.get_by_role("button", name="Next").click()
+    page.get_by_label("Generate password").check()
+    page.get_by_role("button", name="Next").click()
+    expect(page.get_by_label("Subject")).to_have_value(re.compile(r"^Re: "))
+    page.get_by_role("button", name="Start transaction").click()
+    expect(page.get_by_role("button", name="Copy password")).to_be_visible()
+    recipient.check("reply-summary")
+    assert mailbox.last_to("jan@zorg.example").message["Subject"].startswith("Re: ")
+
+
+NL = {"name": "Naam", "phone": "Telefoon", "email": "E-mailadres", "next": "Volgende", "code": "Verificatiecode", "verify": "Verifiëren"}
+
+
+def test_send_in_dutch_on_a_phone(browser: Browser, portal, mailbox: Mailbox, tmp_path: Path) -> None:
+    app, base = portal
+    context = browser.new_context(locale="en-GB", viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True)
+    visit = Visit(context, "send-nl-phone")
+    page = visit.page
+    page.goto(base + "/")
+    page.get_by_role("link", name="NL", exact=True).click()
+    expect(page.get_by_role("heading", name="Veilig bestanden uitwisselen")).to_be_visible()
+    visit.check("start")
+    page.get_by_role("link", name="Verzenden").click()
+    send_personal_and_verify(visit, mailbox, "Jan de Vries", "jan@zorg.example", NL)
+    visit.check("recipients")
+    page.get_by_label("Aan").fill("anna@gemeente.example")
+    page.get_by_role("button", name="Volgende").click()
+    source = tmp_path / "verslag.pdf"
+    random_file(source, 300_000)
+    page.locator("#picker").set_input_files(source)
+    expect(page.locator(".upload-status")).to_have_text("Geüpload", timeout=30_000)
+    visit.check("files")
+    page.get_by_role("button", name="Volgende").click()
+    page.get_by_label("Wachtwoord genereren").check()
+    visit.check("options")
+    page.get_by_role("button", name="Volgende").click()
+    visit.check("notification")
+    page.get_by_role("button", name="Transactie starten").click()
+    expect(page.get_by_role("heading", name="De transactie is voltooid")).to_be_visible()
+    visit.check("summary")
+    # No horizontal scrolling on a 360 px phone.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    page.goto(base + "/help")
+    visit.check("help")
+    page.goto(base + "/download/")
+    visit.check("download-start")
+    assert page.goto(base + "/no-such-page").status == 404
+    page.wait_for_load_state("networkidle")
+    visit.errors.remove("Failed to load resource: the server responded with a status of 404 (NOT FOUND)")
+    visit.check("not-found")
+
+
+def test_upload_resumes_after_the_connection_drops(browser: Browser, make_live, mailbox: Mailbox, tmp_path: Path) -> None:
+    port = free_port()
+    proxy = DroppingProxy(port, drop_after=3 * MiB)  # inside the first 8 MiB chunk
+    app, _ = make_live({"site": {"base_url": proxy.url}}, port=port)
+    source = tmp_path / "scan.zip"
+    expected = random_file(source, 20 * MiB + 5)
+    visit = new_visit(browser, "resume")
+    page = visit.page
+    page.goto(proxy.url + "/send/")
+    send_personal_and_verify(visit, mailbox, "Jan de Vries", "jan@zorg.example", EN)
+    page.get_by_label("To").fill("anna@gemeente.example")
+    page.get_by_role("button", name="Next").click()
+    page.locator("#picker").set_input_files(source)
+    expect(page.locator(".upload-status")).to_have_text("Uploaded", timeout=60_000)
+    assert proxy.dropped
+    visit.errors.clear()  # the dropped request is logged as a network error
+    visit.check("resumed")
+    page.get_by_role("button", name="Next").click()
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_label("Repeat password").fill(PASSWORD)
+    page.get_by_role("button", name="Next").click()
+    page.get_by_role("button", name="Start transaction").click()
+    expect(page.get_by_role("heading", name="The transaction is complete")).to_be_visible()
+
+    access_id = re.search(r"id=([0-9A-Z-]+)", mailbox.last_to("anna@gemeente.example").text).group(1)
+    recipient = Recipient(app)
+    recipient.unlock(access_id, PASSWORD)
+    assert hashlib.sha256(recipient.get(recipient.file_links()["scan.zip"]).data).hexdigest() == expected
