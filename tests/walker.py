@@ -107,7 +107,7 @@ class Sent:
 
     @property
     def generated_password(self) -> str:
-        match = re.search(r'<p class="secret"><code>([^<]+)</code>', self.summary.get_data(as_text=True))
+        match = re.search(r'<code id="generated-password">([^<]+)</code>', self.summary.get_data(as_text=True))
         assert match, "no generated password on the summary"
         return match.group(1)
 
