@@ -15,7 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, expect, sync_playwright
+from sqlalchemy import select
+
+from app import db
+from app.models import StoredFile, Upload
 
 from .live import ROOT, DroppingProxy, free_port
 from .mailbox import Mailbox
@@ -226,6 +230,12 @@ def test_send_in_dutch_on_a_phone(browser: Browser, portal, mailbox: Mailbox, tm
     expect(page.get_by_role("heading", name="Veilig bestanden uitwisselen")).to_be_visible()
     visit.check("start")
     page.get_by_role("link", name="Verzenden").click()
+    # An empty form: the errors are announced and the first field gets the focus.
+    page.get_by_role("button", name="Volgende").click()
+    expect(page.get_by_role("alert")).to_contain_text("Voer uw naam in.")
+    expect(page.get_by_label("Naam")).to_be_focused()
+    expect(page.get_by_label("Naam")).to_have_attribute("aria-invalid", "true")
+    visit.check("personal-errors")
     send_personal_and_verify(visit, mailbox, "Jan de Vries", "jan@zorg.example", NL)
     visit.check("recipients")
     page.get_by_label("Aan").fill("anna@gemeente.example")
@@ -283,3 +293,42 @@ def test_upload_resumes_after_the_connection_drops(browser: Browser, make_live, 
     recipient = Recipient(app)
     recipient.unlock(access_id, PASSWORD)
     assert hashlib.sha256(recipient.get(recipient.file_links()["scan.zip"]).data).hexdigest() == expected
+
+
+def test_refused_file_cancel_and_retry(browser: Browser, portal, mailbox: Mailbox, tmp_path: Path) -> None:
+    app, base = portal
+    visit = new_visit(browser, "cancel-retry")
+    page = visit.page
+    page.goto(base + "/send/")
+    send_personal_and_verify(visit, mailbox, "Jan de Vries", "jan@zorg.example", EN)
+    page.get_by_label("To").fill("anna@gemeente.example")
+    page.get_by_role("button", name="Next").click()
+
+    refused = tmp_path / "setup.exe"
+    refused.write_bytes(b"MZ" + b"\0" * 100)
+    page.locator("#picker").set_input_files(refused)
+    item = page.locator(".upload", has_text="setup.exe")
+    expect(item.locator(".upload-status")).to_contain_text("files of this type cannot be sent")
+    expect(item.get_by_role("button", name="Retry: setup.exe")).to_be_visible()
+    visit.errors.clear()  # the refusal is a 403 answer, which the console reports
+    visit.check("refused")
+
+    # A slow upload, cancelled half-way: it leaves nothing on the server.
+    big = tmp_path / "scan.zip"
+    random_file(big, 30 * MiB)
+    cdp = visit.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 5, "downloadThroughput": -1, "uploadThroughput": 5 * MiB})
+    page.locator("#picker").set_input_files(big)
+    upload = page.locator(".upload", has_text="scan.zip")
+    expect(upload.locator(".upload-status")).to_contain_text("/s", timeout=20_000)
+    upload.get_by_role("button", name="Cancel: scan.zip").click()
+    expect(upload).to_have_count(0)
+    with app.app_context():
+        for _ in range(50):
+            if not db.session().scalars(select(Upload)).all():
+                break
+            db.session().close()
+            page.wait_for_timeout(100)
+        assert db.session().scalars(select(Upload)).all() == []
+        assert db.session().scalars(select(StoredFile)).all() == []
