@@ -242,6 +242,7 @@ def test_send_in_dutch_on_a_phone(browser: Browser, portal, mailbox: Mailbox, tm
     page.get_by_role("button", name="Volgende").click()
     source = tmp_path / "verslag.pdf"
     random_file(source, 300_000)
+    expect(page.locator(".uploader")).to_be_visible()  # the script is ready
     page.locator("#picker").set_input_files(source)
     expect(page.locator(".upload-status")).to_have_text("Geüpload", timeout=30_000)
     visit.check("files")
@@ -277,6 +278,7 @@ def test_upload_resumes_after_the_connection_drops(browser: Browser, make_live, 
     send_personal_and_verify(visit, mailbox, "Jan de Vries", "jan@zorg.example", EN)
     page.get_by_label("To").fill("anna@gemeente.example")
     page.get_by_role("button", name="Next").click()
+    expect(page.locator(".uploader")).to_be_visible()  # the script is ready
     page.locator("#picker").set_input_files(source)
     expect(page.locator(".upload-status")).to_have_text("Uploaded", timeout=60_000)
     assert proxy.dropped
@@ -306,6 +308,7 @@ def test_refused_file_cancel_and_retry(browser: Browser, portal, mailbox: Mailbo
 
     refused = tmp_path / "setup.exe"
     refused.write_bytes(b"MZ" + b"\0" * 100)
+    expect(page.locator(".uploader")).to_be_visible()  # the script is ready
     page.locator("#picker").set_input_files(refused)
     item = page.locator(".upload", has_text="setup.exe")
     expect(item.locator(".upload-status")).to_contain_text("files of this type cannot be sent")
@@ -319,6 +322,7 @@ def test_refused_file_cancel_and_retry(browser: Browser, portal, mailbox: Mailbo
     cdp = visit.context.new_cdp_session(page)
     cdp.send("Network.enable")
     cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 5, "downloadThroughput": -1, "uploadThroughput": 5 * MiB})
+    expect(page.locator(".uploader")).to_be_visible()  # the script is ready
     page.locator("#picker").set_input_files(big)
     upload = page.locator(".upload", has_text="scan.zip")
     expect(upload.locator(".upload-status")).to_contain_text("/s", timeout=20_000)
