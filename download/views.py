@@ -152,8 +152,12 @@ def _send(opened: access.Opened, file_id: str, inline: bool) -> Response:
         "X-Content-Type-Options": "nosniff",
     }
     if inline:
-        # A previewed file runs in a sandbox: no scripts, no same-origin access.
-        headers["Content-Security-Policy"] = "sandbox"
+        # A previewed file runs in a sandbox: no scripts, no same-origin
+        # access. Chrome's PDF viewer will not start in a sandboxed
+        # document; a PDF's own scripts run inside the viewer, never in our
+        # origin, so a PDF gets a policy that allows nothing else instead.
+        pdf = info.content_type == "application/pdf"
+        headers["Content-Security-Policy"] = "default-src 'none'; frame-ancestors 'none'" if pdf else "sandbox"
     mimetype = info.content_type if inline else "application/octet-stream"
     start, end, status = 0, stored.size - 1, 200
     if request.range is None or request.range.ranges[0][0] == 0:

@@ -30,6 +30,7 @@ AXE = ROOT / "tests" / "browser" / "node_modules" / "axe-core" / "axe.min.js"
 SHOTS = ROOT / "test-artifacts" / "screenshots"
 PASSWORD = "Zonnebloem-Kade-1987!"
 MiB = 1024 * 1024
+PDF = ROOT / "tests" / "browser" / "verslag.pdf"
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +148,7 @@ def test_send_download_and_reply_in_english(browser: Browser, portal, mailbox: M
     cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 5, "downloadThroughput": -1, "uploadThroughput": 20 * MiB})
     with page.expect_file_chooser() as chooser:
         page.get_by_role("button", name="Add files / Browse").click()
-    chooser.value.set_files(source)
+    chooser.value.set_files([source, PDF])
     item = page.locator(".upload", has_text="dossier.zip")
     expect(item.locator(".upload-status")).to_contain_text("/s", timeout=20_000)
     expect(item.locator(".upload-status")).to_contain_text("left")
@@ -201,6 +202,13 @@ def test_send_download_and_reply_in_english(browser: Browser, portal, mailbox: M
     page.get_by_role("button", name="Next").click()
     expect(page.get_by_text("Het dossier, zoals besproken.")).to_be_visible()
     recipient.check("download-transfer")
+    # Chrome's PDF viewer opens the preview (it would not in a sandboxed document).
+    with recipient.context.expect_page() as opened:
+        page.get_by_role("link", name="Preview verslag.pdf").click()
+    opened.value.wait_for_load_state("load", timeout=15_000)
+    opened.value.wait_for_timeout(1500)  # only so that the screenshot shows the rendered page
+    opened.value.screenshot(path=recipient.shots / "preview-pdf.png")
+    opened.value.close()
     with page.expect_download() as download:
         page.get_by_role("link", name="Download dossier.zip").click()
     saved = tmp_path / "downloaded.zip"

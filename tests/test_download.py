@@ -81,7 +81,7 @@ def test_preview_only_for_safe_types_and_sandboxed(make_app, mailbox) -> None:
     preview = recipient.get(links["scan.png"] + "/preview")
     assert preview.status_code == 200
     assert preview.headers["Content-Type"] == "image/png"
-    assert preview.headers["Content-Security-Policy"] == "sandbox"
+    assert preview.headers["Content-Security-Policy"] == "sandbox"  # a PDF gets "default-src 'none'" (Chrome's viewer)
     assert preview.headers["X-Content-Type-Options"] == "nosniff"
     assert preview.headers["Content-Disposition"].startswith("inline;")
     for risky in ("tekening.svg", "brief.html"):
@@ -147,3 +147,14 @@ def test_video_preview_plays_by_ranges(make_app, mailbox) -> None:
     r = recipient.get(preview, headers={"Range": "bytes=65536-"})
     assert r.status_code == 206 and r.headers["Content-Type"] == "video/mp4"
     assert r.headers["Content-Disposition"].startswith("inline;") and r.data == video[65536:]
+
+
+def test_pdf_preview_allows_nothing_but_the_viewer(sender: Sender, app) -> None:
+    sent = sender.send()
+    recipient = Recipient(app)
+    recipient.unlock(sent.access_id("anna@gemeente.example"), PASSWORD)
+    page = recipient.get("/download/transfer").get_data(as_text=True)
+    preview = recipient.get(re.search(r'href="(/download/file/[^"]+/preview)"', page).group(1))
+    assert preview.headers["Content-Type"] == "application/pdf"
+    assert preview.headers["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
+    assert preview.headers["X-Content-Type-Options"] == "nosniff"
