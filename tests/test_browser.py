@@ -145,7 +145,7 @@ def test_send_download_and_reply_in_english(browser: Browser, portal, mailbox: M
     # A slow line, so that progress, speed and time left can be seen.
     cdp = sender.context.new_cdp_session(page)
     cdp.send("Network.enable")
-    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 5, "downloadThroughput": -1, "uploadThroughput": 20 * MiB})
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 5, "downloadThroughput": -1, "uploadThroughput": 10 * MiB})
     with page.expect_file_chooser() as chooser:
         page.get_by_role("button", name="Add files / Browse").click()
     chooser.value.set_files([source, PDF])
@@ -230,6 +230,17 @@ def test_send_download_and_reply_in_english(browser: Browser, portal, mailbox: M
     expect(page.get_by_role("button", name="Copy password")).to_be_visible()
     recipient.check("reply-summary")
     assert mailbox.last_to("jan@zorg.example").message["Subject"].startswith("Re: ")
+
+    # Back to the first sender: the status page shows the download; then withdraw.
+    page = sender.page
+    page.get_by_role("link", name="Status of your transfer").click()
+    expect(page.get_by_role("cell", name=re.compile("dossier.zip"))).to_be_visible()
+    sender.check("status")
+    page.get_by_role("link", name="Withdraw transfer").click()
+    sender.check("withdraw-confirm")
+    page.get_by_role("button", name="Withdraw transfer").click()
+    expect(page.get_by_role("heading", name="The transfer has been withdrawn")).to_be_visible()
+    sender.check("withdrawn")
 
 
 NL = {"name": "Naam", "phone": "Telefoon", "email": "E-mailadres", "next": "Volgende", "code": "Verificatiecode", "verify": "Verifiëren"}
