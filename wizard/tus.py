@@ -18,6 +18,7 @@ from werkzeug.exceptions import ClientDisconnected
 from werkzeug.http import http_date
 
 from app import csrf, db, resumable, transactions
+from app.crypto.stream import LengthExceeded
 from app.models import Draft, StoredFile, Upload
 from app.web import portal
 
@@ -147,7 +148,7 @@ def tus_patch(upload_id: str) -> Response:
         return _error(423, "This upload is being written by another request", **{"Retry-After": "5"})
     except resumable.Gone:
         return _error(410, gettext("This upload does not exist any more. Please add the file again."))
-    except ValueError:
+    except LengthExceeded:
         return _error(413, "The body runs past Upload-Length")
     except (ClientDisconnected, OSError):
         # Nobody is listening; the stored offset was recorded on the way out.

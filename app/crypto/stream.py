@@ -112,6 +112,10 @@ class SegmentWriter:
         self._counter += 1
 
 
+class LengthExceeded(ValueError):
+    """A resumable upload sent more bytes than it declared."""
+
+
 class ResumableWriter:
     """Seals a file of known length whose bytes may arrive over several requests.
 
@@ -157,7 +161,7 @@ class ResumableWriter:
 
     def write(self, data: bytes) -> None:
         if self.offset + len(self._buffer) + len(data) > self._length:
-            raise ValueError("more bytes than the declared length")
+            raise LengthExceeded("more bytes than the declared length")
         view = memoryview(data)
         while view:
             want = self._segment_size if self._counter < self._last_index else self._length - self.offset
