@@ -176,8 +176,10 @@ def test_server_memory_does_not_grow_with_the_size(make_live, mailbox, tmp_path:
         assert fetch(server, recipient, "/download/all")[1] > size
         peaks[size] = server.peak_rss()
         source.unlink()
-    # Everything streams: four times the bytes, the same memory.
-    assert peaks[256 * MiB] < peaks[64 * MiB] + 8 * MiB, peaks
+    # Everything streams: four times the bytes, the same memory. Buffering
+    # would add 192 MiB; the margin is for the allocator's per-thread arenas,
+    # whose size depends on which threads served which request.
+    assert peaks[256 * MiB] < peaks[64 * MiB] + 16 * MiB, peaks
     assert peaks[256 * MiB] < 150 * 1000 * 1000, peaks
 
 
