@@ -21,13 +21,12 @@ from sqlalchemy.orm import Session
 
 from . import drafts
 from .clock import utcnow
-from .crypto.keys import seal_text
 from .crypto.stream import ResumableWriter
 from .models import Draft, StoredFile, Upload
 from .policy import Limits
 from .portal import Portal
 from .storage import BlobBusy
-from .uploads import clean_filename, content_type_for
+from .uploads import clean_filename, sealed_name_and_type
 
 # How often a long PATCH records its progress: at most this much sending
 # time is lost when a connection drops without the server noticing at once.
@@ -95,8 +94,7 @@ def create(
         id=str(uuid.uuid4()), draft=draft, blob_key=portal.store.new_key(), length=length, offset=0,
         created_at=now, updated_at=now,
     )
-    upload.name_ct = seal_text(dek, "name", upload.id, name)
-    upload.type_ct = seal_text(dek, "type", upload.id, content_type_for(name))
+    upload.name_ct, upload.type_ct = sealed_name_and_type(dek, upload.id, name)
     with portal.store.open_pending(upload.blob_key, create=True) as fh:
         writer = ResumableWriter.start(fh, dek, length)
         portal.store.persist(fh)
@@ -125,8 +123,6 @@ def append(
     An exception from ``chunks`` (the client went away) propagates after
     that progress is recorded.
     """
-    if offset != upload.offset:
-        raise OffsetMismatch(f"offset {offset}, stored {upload.offset}")
     dek = drafts.data_key(portal, draft)
     try:
         fh = portal.store.open_pending(upload.blob_key)
@@ -135,7 +131,8 @@ def append(
     except FileNotFoundError:
         raise Gone(upload.id) from None
     with fh:
-        # The request that held the lock may have stored more meanwhile.
+        # Checked under the lock: the request that held it before may have
+        # stored more since this request read the row.
         db.refresh(upload)
         if offset != upload.offset:
             raise OffsetMismatch(f"offset {offset}, stored {upload.offset}")

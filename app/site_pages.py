@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from flask import Blueprint, Response, abort, render_template, send_from_directory
 
 from .settings import LOGO_TYPES
@@ -33,7 +35,7 @@ def logo() -> Response:
     name = settings().site.logo
     if not name:
         abort(404)
-    response = send_from_directory(portal().instance_path, name, mimetype=LOGO_TYPES[name[name.rfind(".") :].lower()])
+    response = send_from_directory(portal().instance_path, name, mimetype=LOGO_TYPES[Path(name).suffix.lower()])
     response.headers["Cache-Control"] = "public, max-age=300"
     # An SVG opened on its own must not run scripts in our origin.
     response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; sandbox"

@@ -70,11 +70,13 @@ def content_type_for(name: str) -> str:
     return mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
 
 
-def _chunks(stream: BinaryIO) -> Iterable[bytes]:
-    while True:
-        chunk = stream.read(READ_SIZE)
-        if not chunk:
-            return
+def sealed_name_and_type(dek: bytes, file_id: str, name: str) -> tuple[bytes, bytes]:
+    """A file's name and content type, sealed as ``delivery.describe`` opens them."""
+    return seal_text(dek, "name", file_id, name), seal_text(dek, "type", file_id, content_type_for(name))
+
+
+def read_chunks(stream: BinaryIO, size: int = READ_SIZE) -> Iterable[bytes]:
+    while chunk := stream.read(size):
         yield chunk
 
 
@@ -110,7 +112,7 @@ def receive(
             result.fields[field_name] = value
 
     try:
-        for chunk in itertools.chain(_chunks(stream), [None]):
+        for chunk in itertools.chain(read_chunks(stream), [None]):
             decoder.receive_data(chunk)
             while True:
                 event = decoder.next_event()
@@ -193,14 +195,10 @@ class _OpenUpload:
     def finish(self, draft: Draft, position: int) -> StoredFile:
         self._writer.close()
         self._ctx.__exit__(None, None, None)
+        name_ct, type_ct = sealed_name_and_type(self.dek, self.id, self.name)
         return StoredFile(
-            id=self.id,
-            draft=draft,
-            position=position,
-            blob_key=self.blob_key,
-            size=self._writer.size,
-            name_ct=seal_text(self.dek, "name", self.id, self.name),
-            type_ct=seal_text(self.dek, "type", self.id, content_type_for(self.name)),
+            id=self.id, draft=draft, position=position, blob_key=self.blob_key, size=self._writer.size,
+            name_ct=name_ct, type_ct=type_ct,
         )
 
     def abort(self) -> None:

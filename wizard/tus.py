@@ -9,18 +9,15 @@ request body under the small limit for forms before a PATCH can raise it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import BinaryIO
-
 from flask import Response, abort, jsonify, request, url_for
 from flask_babel import gettext
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.http import http_date
 
-from app import csrf, db, resumable, transactions
+from app import csrf, db, resumable, transactions, uploads
 from app.crypto.stream import LengthExceeded
 from app.models import Draft, StoredFile, Upload
-from app.web import portal
+from app.web import limit_body, portal
 
 from . import bp
 from .views import STEPS, _csrf_ok, _decision, _draft, _file_problem, _sender_verified
@@ -136,12 +133,11 @@ def tus_patch(upload_id: str) -> Response:
         return _progress(found, status=409)
     if (request.content_length or 0) > found.length - found.offset:
         return _error(413, "The body runs past Upload-Length")
-    # One byte of slack: Werkzeug answers 413 to a read after an exact
-    # maximum even when the body simply ended there. A body that really
-    # runs past the length is refused by the writer.
-    request.max_content_length = found.length - found.offset + 1
+    # A body that runs past the length anyway (chunked) is refused by the writer.
+    limit_body(found.length - found.offset)
     try:
-        found = resumable.append(db.session(), portal(), draft, found, offset, _chunks(request.stream))
+        chunks = uploads.read_chunks(request.stream, READ_SIZE)
+        found = resumable.append(db.session(), portal(), draft, found, offset, chunks)
     except resumable.OffsetMismatch:
         return _progress(found, status=409)
     except resumable.Busy:
@@ -163,9 +159,4 @@ def tus_delete(upload_id: str) -> Response:
     draft = _sender_draft()
     resumable.terminate(db.session(), portal(), draft, _found(draft, upload_id))
     return _tus(Response(status=204))
-
-
-def _chunks(stream: BinaryIO) -> Iterator[bytes]:
-    while chunk := stream.read(READ_SIZE):
-        yield chunk
 

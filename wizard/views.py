@@ -22,7 +22,7 @@ from app.forms import ButtonForm
 from app.ids import group
 from app.mailer import MailError
 from app.models import Draft
-from app.web import client_ip, human_size, portal, settings
+from app.web import client_ip, human_size, limit_body, portal, settings
 
 from . import bp, sender_cookie
 from .forms import MessageForm, NotificationForm, OptionsForm, PersonalForm, RecipientsForm, VerifyForm
@@ -238,9 +238,7 @@ def files():  # type: ignore[no-untyped-def]
     budget = limits.max_total_bytes - drafts.reserved_bytes(draft) + UPLOAD_OVERHEAD
     if (request.content_length or 0) > budget:
         raise RequestEntityTooLarge()
-    # One byte of slack: Werkzeug answers 413 to a read after an exact
-    # maximum, even when the body simply ended there.
-    request.max_content_length = budget + 1
+    limit_body(budget)
     try:
         received = uploads.receive(
             db.session(), portal(), draft, request.stream, boundary, check_csrf=_csrf_ok, limits=limits
@@ -351,9 +349,7 @@ def options():  # type: ignore[no-untyped-def]
         pending = draft.pending_slot if form.password_mode.data == "manual" else None
         if form.password_mode.data == "manual" and (form.password.data or not pending):
             pending = None
-            assessment = password_policy.assess(
-                form.password.data or "", config.password, [draft.sender_name, draft.sender_email]
-            )
+            assessment = _assess(draft, form.password.data or "")
             if form.password.data != form.password_repeat.data:
                 form.password_repeat.errors.append(_l("The two passwords are not the same."))
                 ok = False
@@ -386,7 +382,7 @@ def options():  # type: ignore[no-untyped-def]
             )
             return redirect(url_for("wizard.notification"))
     elif request.method == "POST" and form.password.data:
-        assessment = password_policy.assess(form.password.data, config.password, [draft.sender_name, draft.sender_email])
+        assessment = _assess(draft, form.password.data)
     return render_template(
         "wizard/options.html",
         form=form,
@@ -410,7 +406,7 @@ def password_strength():  # type: ignore[no-untyped-def]
     password = payload.get("password") if isinstance(payload, dict) else None
     if not isinstance(password, str) or len(password) > 1000:
         abort(400)
-    assessment = password_policy.assess(password, settings().password, [draft.sender_name, draft.sender_email])
+    assessment = _assess(draft, password)
     return {
         "score": assessment.score,
         "label": str(STRENGTH_LABELS[assessment.score]),
@@ -421,6 +417,11 @@ def password_strength():  # type: ignore[no-untyped-def]
         "warning": assessment.warning,
         "suggestions": assessment.suggestions,
     }
+
+
+def _assess(draft: Draft, password: str) -> password_policy.Assessment:
+    """The operator's password policy; the sender's own name and address count as guessable."""
+    return password_policy.assess(password, settings().password, [draft.sender_name, draft.sender_email])
 
 
 def _password_message(assessment: password_policy.Assessment) -> str:
