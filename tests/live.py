@@ -7,6 +7,7 @@ fast test client and then send the bytes over real HTTP to the live server.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import subprocess
@@ -42,6 +43,20 @@ def _value(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_value(v) for v in value) + "]"
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def random_file(path: Path, size: int) -> str:
+    """Writes ``size`` bytes of test data, no two 64 KiB blocks alike; returns their SHA-256."""
+    digest = hashlib.sha256()
+    with open(path, "wb") as fh:
+        left = size
+        while left:
+            block = hashlib.sha512(digest.digest()).digest() * 1024  # 64 KiB, cheap and incompressible enough
+            block = block[: min(left, len(block))]
+            digest.update(block)
+            fh.write(block)
+            left -= len(block)
+    return digest.hexdigest()
 
 
 def free_port() -> int:

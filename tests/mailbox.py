@@ -80,6 +80,12 @@ class Mailbox:
             time.sleep(0.01)
         raise AssertionError(f"no mail to {address}")
 
+    def access_id_for(self, address: str) -> str:
+        """The transaction ID in the last notification mail to ``address``."""
+        match = re.search(r"[?&]id=([0-9A-Z-]+)", self.last_to(address).text)
+        assert match, "no transaction ID in the mail"
+        return match.group(1)
+
     def code_for(self, address: str) -> str:
         match = re.search(r"^\s+(\d{6,12})\s*$", self.last_to(address).text, re.M)
         assert match, "no verification code in the mail"

@@ -15,13 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 from sqlalchemy import select
 
 from app import db
 from app.models import StoredFile, Upload
 
-from .live import ROOT, DroppingProxy, free_port
+from .live import ROOT, DroppingProxy, free_port, random_file
 from .mailbox import Mailbox
 from .walker import Recipient
 
@@ -98,15 +98,6 @@ def new_visit(browser: Browser, folder: str, locale: str = "en-GB") -> Visit:
     return Visit(context, folder)
 
 
-def random_file(path: Path, size: int) -> str:
-    block = hashlib.sha512(path.name.encode()).digest() * (MiB // 64)
-    with open(path, "wb") as fh:
-        for i in range(size // MiB):
-            fh.write(hashlib.sha256(i.to_bytes(4, "big")).digest() + block[32:])
-        fh.write(block[: size % MiB])
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def send_personal_and_verify(visit: Visit, mailbox: Mailbox, name: str, email: str, labels: dict[str, str]) -> None:
     page = visit.page
     page.get_by_label(labels["name"]).fill(name)
@@ -120,6 +111,24 @@ def send_personal_and_verify(visit: Visit, mailbox: Mailbox, name: str, email: s
 
 
 EN = {"name": "Name", "phone": "Phone", "email": "Email address", "next": "Next", "code": "Verification code", "verify": "Verify"}
+
+
+def to_files_step(visit: Visit, mailbox: Mailbox, base: str) -> None:
+    """An English sender, verified, sending to anna@gemeente.example: at the files step."""
+    visit.page.goto(base + "/send/")
+    send_personal_and_verify(visit, mailbox, "Jan de Vries", "jan@zorg.example", EN)
+    visit.page.get_by_label("To").fill("anna@gemeente.example")
+    visit.page.get_by_role("button", name="Next").click()
+
+
+def start_with_manual_password(page: Page) -> None:
+    """From the files step to the summary, protected by PASSWORD."""
+    page.get_by_role("button", name="Next").click()
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_label("Repeat password").fill(PASSWORD)
+    page.get_by_role("button", name="Next").click()
+    page.get_by_role("button", name="Start transaction").click()
+    expect(page.get_by_role("heading", name="The transaction is complete")).to_be_visible()
 
 
 def test_send_download_and_reply_in_english(browser: Browser, portal, mailbox: Mailbox, tmp_path: Path) -> None:
@@ -189,8 +198,8 @@ def test_send_download_and_reply_in_english(browser: Browser, portal, mailbox: M
     sender.check("summary")
 
     # The recipient types the transaction ID from the mail on the download page.
+    access_id = mailbox.access_id_for("anna@gemeente.example")
     mail = mailbox.last_to("anna@gemeente.example")
-    access_id = re.search(r"id=([0-9A-Z-]+)", mail.text).group(1)
     assert access_id in mail.text.replace("?id=" + access_id, "")  # also written out for typing
     recipient = new_visit(browser, "download-en")
     page = recipient.page
@@ -300,26 +309,17 @@ def test_upload_resumes_after_the_connection_drops(browser: Browser, make_live, 
     expected = random_file(source, 20 * MiB + 5)
     visit = new_visit(browser, "resume")
     page = visit.page
-    page.goto(proxy.url + "/send/")
-    send_personal_and_verify(visit, mailbox, "Jan de Vries", "jan@zorg.example", EN)
-    page.get_by_label("To").fill("anna@gemeente.example")
-    page.get_by_role("button", name="Next").click()
+    to_files_step(visit, mailbox, proxy.url)
     expect(page.locator(".uploader")).to_be_visible()  # the script is ready
     page.locator("#picker").set_input_files(source)
     expect(page.locator(".upload-status")).to_have_text("Uploaded", timeout=60_000)
     assert proxy.dropped
     visit.errors.clear()  # the dropped request is logged as a network error
     visit.check("resumed")
-    page.get_by_role("button", name="Next").click()
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_label("Repeat password").fill(PASSWORD)
-    page.get_by_role("button", name="Next").click()
-    page.get_by_role("button", name="Start transaction").click()
-    expect(page.get_by_role("heading", name="The transaction is complete")).to_be_visible()
+    start_with_manual_password(page)
 
-    access_id = re.search(r"id=([0-9A-Z-]+)", mailbox.last_to("anna@gemeente.example").text).group(1)
     recipient = Recipient(app)
-    recipient.unlock(access_id, PASSWORD)
+    recipient.unlock(mailbox.access_id_for("anna@gemeente.example"), PASSWORD)
     assert hashlib.sha256(recipient.get(recipient.file_links()["scan.zip"]).data).hexdigest() == expected
 
 
@@ -327,10 +327,7 @@ def test_refused_file_cancel_and_retry(browser: Browser, portal, mailbox: Mailbo
     app, base = portal
     visit = new_visit(browser, "cancel-retry")
     page = visit.page
-    page.goto(base + "/send/")
-    send_personal_and_verify(visit, mailbox, "Jan de Vries", "jan@zorg.example", EN)
-    page.get_by_label("To").fill("anna@gemeente.example")
-    page.get_by_role("button", name="Next").click()
+    to_files_step(visit, mailbox, base)
 
     refused = tmp_path / "setup.exe"
     refused.write_bytes(b"MZ" + b"\0" * 100)
@@ -370,10 +367,7 @@ def test_everything_works_without_javascript(browser: Browser, portal, mailbox: 
     # axe-core needs scripts; these pages were checked with them on in the other tests.
     visit = Visit(context, "no-javascript", axe=False)
     page = visit.page
-    page.goto(base + "/send/")
-    send_personal_and_verify(visit, mailbox, "Jan de Vries", "jan@zorg.example", EN)
-    page.get_by_label("To").fill("anna@gemeente.example")
-    page.get_by_role("button", name="Next").click()
+    to_files_step(visit, mailbox, base)
     expect(page.locator(".uploader")).to_be_hidden()
     source = tmp_path / "verslag.pdf"
     expected = random_file(source, 2 * MiB + 3)
@@ -381,16 +375,11 @@ def test_everything_works_without_javascript(browser: Browser, portal, mailbox: 
     page.get_by_role("button", name="Upload").click()
     expect(page.locator("td.file-name")).to_have_text("verslag.pdf")
     visit.check("files")
-    page.get_by_role("button", name="Next").click()
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_label("Repeat password").fill(PASSWORD)
-    page.get_by_role("button", name="Next").click()
-    page.get_by_role("button", name="Start transaction").click()
-    expect(page.get_by_role("heading", name="The transaction is complete")).to_be_visible()
+    start_with_manual_password(page)
     visit.check("summary")
 
     page.goto(base + "/download/")
-    page.get_by_label("Transaction ID").fill(re.search(r"id=([0-9A-Z-]+)", mailbox.last_to("anna@gemeente.example").text).group(1))
+    page.get_by_label("Transaction ID").fill(mailbox.access_id_for("anna@gemeente.example"))
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Next").click()
     with page.expect_download() as download:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import re
 import time
 import zipfile
 from pathlib import Path
@@ -16,33 +15,11 @@ from tusclient.client import TusClient
 
 from app.crypto.stream import HEADER_BYTES, SEGMENT_SIZE, TAG_BYTES
 
-from .live import DroppingProxy, LiveServer
+from .live import DroppingProxy, LiveServer, random_file
 from .walker import Recipient, Sender, multipart
 
 PASSWORD = "Zonnebloem-Kade-1987!"
 MiB = 1024 * 1024
-
-
-def random_file(path: Path, size: int) -> str:
-    """Writes ``size`` random bytes; returns their SHA-256."""
-    digest = hashlib.sha256()
-    with open(path, "wb") as fh:
-        left = size
-        while left:
-            block = hashlib.sha512(digest.digest()).digest() * 1024  # 64 KiB, cheap and incompressible enough
-            block = block[: min(left, len(block))]
-            digest.update(block)
-            fh.write(block)
-            left -= len(block)
-    return digest.hexdigest()
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(MiB):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def at_files_step(app, mailbox) -> Sender:  # type: ignore[no-untyped-def]
@@ -60,11 +37,9 @@ def tus_client(sender: Sender, base: str) -> TusClient:
 def finish(sender: Sender, app) -> Recipient:  # type: ignore[no-untyped-def]
     """Completes the wizard and returns a recipient who has opened the transfer."""
     assert sender.files(action="next").status_code == 302
-    assert sender.options().status_code == 302
-    assert sender.notification().status_code == 200
-    access_id = re.search(r"id=([0-9A-Z-]+)", sender.mailbox.last_to("anna@gemeente.example").text).group(1)
+    sent = sender.finish()
     recipient = Recipient(app)
-    recipient.unlock(access_id, PASSWORD)
+    recipient.unlock(sent.access_id("anna@gemeente.example"), PASSWORD)
     return recipient
 
 

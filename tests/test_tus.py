@@ -56,20 +56,18 @@ def tus(app, mailbox) -> TusSender:
     return TusSender(app, mailbox).ready()
 
 
-def _finish_and_download(sender: Sender, app, name: str) -> bytes:
-    sender.files(action="next")
-    sender.options()
-    assert sender.notification().status_code == 200
+def _open_as_recipient(sender: Sender, app) -> Recipient:  # type: ignore[no-untyped-def]
+    """Goes on from the files step (uploads done) and opens the transfer as its recipient."""
+    assert sender.files(action="next").status_code == 302
+    sent = sender.finish()
     recipient = Recipient(app)
-    recipient.unlock(_access_id(sender, "anna@gemeente.example"), PASSWORD)
+    recipient.unlock(sent.access_id("anna@gemeente.example"), PASSWORD)
+    return recipient
+
+
+def _finish_and_download(sender: Sender, app, name: str) -> bytes:
+    recipient = _open_as_recipient(sender, app)
     return recipient.get(recipient.file_links()[name]).data
-
-
-def _access_id(sender: Sender, address: str) -> str:
-    import re
-
-    mail = sender.mailbox.last_to(address)
-    return re.search(r"id=([0-9A-Z-]+)", mail.text).group(1)
 
 
 def test_options_advertise_the_protocol_and_the_policy_size(tus: TusSender, app) -> None:
@@ -218,11 +216,7 @@ def test_an_unfinished_upload_is_not_part_of_the_transfer(tus: TusSender, app) -
     tus.create(2 * SEGMENT_SIZE, name="half.zip")
     location = tus.create(5, name="heel.pdf").headers["Location"]
     tus.patch(location, 0, b"whole")
-    tus.files(action="next")
-    tus.options()
-    assert tus.notification().status_code == 200
-    recipient = Recipient(app)
-    recipient.unlock(_access_id(tus, "anna@gemeente.example"), PASSWORD)
+    recipient = _open_as_recipient(tus, app)
     assert list(recipient.file_links()) == ["heel.pdf"]
     store = app.extensions["koerier"].store
     assert all(p.suffix != ".partial" for p in store.root.rglob("*"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -186,12 +187,16 @@ class Sender(Browser):
         assert r.status_code == 302, text_of(r)
         r = self.files(list(files), message)
         assert r.status_code == 302, text_of(r)
+        return self.finish(re.split(r"[\s,;]+", " ".join((to, cc, bcc)).strip()), **options)
+
+    def finish(self, addresses: Sequence[str] = ("anna@gemeente.example",), **options: Any) -> Sent:
+        """From the files step on: options, notification mail, "Start transaction"."""
         r = self.options(**options)
         assert r.status_code == 302, text_of(r)
         summary = self.notification()
         assert summary.status_code == 200, text_of(summary)
         sent = Sent(summary)
-        for address in re.split(r"[\s,;]+", " ".join((to, cc, bcc)).strip()):
+        for address in addresses:
             sent.notifications[address] = self.mailbox.last_to(address)
         return sent
 
