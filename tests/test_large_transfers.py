@@ -18,7 +18,6 @@ from app.crypto.stream import HEADER_BYTES, SEGMENT_SIZE, TAG_BYTES
 from .live import DroppingProxy, LiveServer, random_file
 from .walker import Recipient, Sender, multipart
 
-PASSWORD = "Zonnebloem-Kade-1987!"
 MiB = 1024 * 1024
 
 
@@ -32,15 +31,6 @@ def at_files_step(app, mailbox) -> Sender:  # type: ignore[no-untyped-def]
 
 def tus_client(sender: Sender, base: str) -> TusClient:
     return TusClient(base + "/send/uploads", headers={"Cookie": sender.cookie_header(), "X-CSRFToken": sender.upload_token()})
-
-
-def finish(sender: Sender, app) -> Recipient:  # type: ignore[no-untyped-def]
-    """Completes the wizard and returns a recipient who has opened the transfer."""
-    assert sender.files(action="next").status_code == 302
-    sent = sender.finish()
-    recipient = Recipient(app)
-    recipient.unlock(sent.access_id("anna@gemeente.example"), PASSWORD)
-    return recipient
 
 
 def fetch(server: LiveServer, recipient: Recipient, path: str, **headers: str) -> tuple[str, int]:
@@ -81,7 +71,7 @@ def test_tuspy_upload_survives_a_dropped_connection(make_live, mailbox, tmp_path
     resumed.upload()
     proxy.close()
 
-    recipient = finish(sender, app)
+    recipient = sender.open_uploaded()
     digest, size = fetch(server, recipient, recipient.file_links()["dossier.zip"])
     assert (digest, size) == (expected, source.stat().st_size)
 
@@ -146,7 +136,7 @@ def test_server_memory_does_not_grow_with_the_size(make_live, mailbox, tmp_path:
         sender = at_files_step(app, mailbox)
         server.reset_peak_rss()
         upload(server, sender, source)
-        recipient = finish(sender, app)
+        recipient = sender.open_uploaded()
         assert fetch(server, recipient, recipient.file_links()[source.name]) == (expected, size)
         assert fetch(server, recipient, "/download/all")[1] > size
         peaks[size] = server.peak_rss()
@@ -167,7 +157,7 @@ def test_streamed_zip_opens_and_matches(make_live, mailbox, tmp_path: Path) -> N
         random_file(path, size)
         originals[name] = path.read_bytes()
         upload_by_tus(server, sender, path)
-    recipient = finish(sender, app)
+    recipient = sender.open_uploaded()
     with requests.get(server.url + "/download/all", headers={"Cookie": recipient.cookie_header()}, timeout=60) as r:
         assert int(r.headers["Content-Length"]) == len(r.content)
         archive = zipfile.ZipFile(io.BytesIO(r.content))
@@ -182,7 +172,7 @@ def test_a_tampered_segment_cuts_the_download_before_its_bytes(make_live, mailbo
     random_file(source, 16 * SEGMENT_SIZE)
     sender = at_files_step(app, mailbox)
     upload_by_tus(server, sender, source)
-    recipient = finish(sender, app)
+    recipient = sender.open_uploaded()
     [blob] = [p for p in app.extensions["koerier"].store.root.rglob("*") if p.is_file()]
     with open(blob, "r+b") as fh:
         fh.seek(HEADER_BYTES + 10 * (SEGMENT_SIZE + TAG_BYTES) + 100)  # inside the eleventh segment

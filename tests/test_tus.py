@@ -15,10 +15,9 @@ from app.clock import utcnow
 from app.crypto.stream import SEGMENT_SIZE
 from app.models import StoredFile, Upload
 
-from .walker import Recipient, Sender, csrf_token
+from .walker import Sender, csrf_token
 
 TUS = {"Tus-Resumable": "1.0.0"}
-PASSWORD = "Zonnebloem-Kade-1987!"
 
 
 def metadata(**pairs: str) -> str:
@@ -56,17 +55,8 @@ def tus(app, mailbox) -> TusSender:
     return TusSender(app, mailbox).ready()
 
 
-def _open_as_recipient(sender: Sender, app) -> Recipient:  # type: ignore[no-untyped-def]
-    """Goes on from the files step (uploads done) and opens the transfer as its recipient."""
-    assert sender.files(action="next").status_code == 302
-    sent = sender.finish()
-    recipient = Recipient(app)
-    recipient.unlock(sent.access_id("anna@gemeente.example"), PASSWORD)
-    return recipient
-
-
-def _finish_and_download(sender: Sender, app, name: str) -> bytes:
-    recipient = _open_as_recipient(sender, app)
+def _finish_and_download(sender: Sender, name: str) -> bytes:
+    recipient = sender.open_uploaded()
     return recipient.get(recipient.file_links()[name]).data
 
 
@@ -97,7 +87,7 @@ def test_resumed_upload_stores_whole_segments_and_arrives_intact(tus: TusSender,
     assert rest.status_code == 204 and rest.headers["Upload-Offset"] == str(len(data))
     # A client whose last response got lost asks again and learns it is done.
     assert tus.head(location).headers["Upload-Offset"] == str(len(data))
-    assert _finish_and_download(tus, app, "scan.zip") == data
+    assert _finish_and_download(tus, "scan.zip") == data
 
 
 def test_no_plaintext_on_disk_and_the_blob_is_hidden_until_complete(tus: TusSender, app) -> None:
@@ -115,7 +105,7 @@ def test_no_plaintext_on_disk_and_the_blob_is_hidden_until_complete(tus: TusSend
 def test_empty_file_is_complete_on_creation(tus: TusSender, app) -> None:
     created = tus.create(0, name="leeg.pdf")
     assert created.status_code == 201 and created.headers["Upload-Offset"] == "0"
-    assert _finish_and_download(tus, app, "leeg.pdf") == b""
+    assert _finish_and_download(tus, "leeg.pdf") == b""
 
 
 def test_only_a_verified_sender_at_the_files_step_may_upload(app, mailbox) -> None:
@@ -216,7 +206,7 @@ def test_an_unfinished_upload_is_not_part_of_the_transfer(tus: TusSender, app) -
     tus.create(2 * SEGMENT_SIZE, name="half.zip")
     location = tus.create(5, name="heel.pdf").headers["Location"]
     tus.patch(location, 0, b"whole")
-    recipient = _open_as_recipient(tus, app)
+    recipient = tus.open_uploaded()
     assert list(recipient.file_links()) == ["heel.pdf"]
     store = app.extensions["koerier"].store
     assert all(p.suffix != ".partial" for p in store.root.rglob("*"))

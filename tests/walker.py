@@ -21,6 +21,8 @@ from werkzeug.test import TestResponse
 from .mailbox import Mailbox, Received
 
 BASE = "https://portal.example.nl"
+# The manual password the options step chooses unless a test says otherwise.
+PASSWORD = "Zonnebloem-Kade-1987!"
 
 
 def csrf_token(page: str) -> str:
@@ -149,8 +151,8 @@ class Sender(Browser):
             "recipient_language": "en",
             "notify_confirmation": "y",
             "password_mode": "manual",
-            "password": "Zonnebloem-Kade-1987!",
-            "password_repeat": "Zonnebloem-Kade-1987!",
+            "password": PASSWORD,
+            "password_repeat": PASSWORD,
         }
         data.update(overrides)
         data = {k: v for k, v in data.items() if v is not None}
@@ -188,6 +190,15 @@ class Sender(Browser):
         r = self.files(list(files), message)
         assert r.status_code == 302, text_of(r)
         return self.finish(re.split(r"[\s,;]+", " ".join((to, cc, bcc)).strip()), **options)
+
+    def open_uploaded(self, address: str = "anna@gemeente.example") -> "Recipient":
+        """With the files already uploaded (resumably): start the transaction
+        and return a recipient who has opened it."""
+        assert self.files(action="next").status_code == 302
+        sent = self.finish([address])
+        recipient = Recipient(self.app)
+        recipient.unlock(sent.access_id(address), PASSWORD)
+        return recipient
 
     def finish(self, addresses: Sequence[str] = ("anna@gemeente.example",), **options: Any) -> Sent:
         """From the files step on: options, notification mail, "Start transaction"."""
