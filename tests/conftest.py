@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tomli_w
 from flask import Flask
 
 from app import create_app
 
-from .live import LiveServer, toml
+from .live import LiveServer
 from .mailbox import Mailbox
 from .walker import Sender
 
@@ -71,7 +72,7 @@ def make_live(tmp_path: Path, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch)
     def factory(config: dict[str, Any] | None = None, workers: int = 1, port: int | None = None) -> tuple[Flask, LiveServer]:
         instance = tmp_path / "live"
         instance.mkdir()
-        (instance / "config.toml").write_text(toml(merge(base_config(mailbox), config or {})))
+        (instance / "config.toml").write_text(tomli_w.dumps(merge(base_config(mailbox), config or {})))
         # The server first, so that its workers meet a fresh database.
         servers.append(LiveServer(instance, workers=workers, port=port))
         app = create_app(instance_path=instance)

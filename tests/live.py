@@ -15,34 +15,10 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def toml(config: dict[str, Any], prefix: str = "") -> str:
-    """Just enough TOML for our configuration: tables of scalars and lists."""
-    scalars = {k: v for k, v in config.items() if not isinstance(v, dict)}
-    tables = {k: v for k, v in config.items() if isinstance(v, dict)}
-    lines = [f"[{prefix}]"] if prefix and scalars else []
-    for key, value in scalars.items():
-        lines.append(f"{key} = {_value(value)}")
-    out = "\n".join(lines) + ("\n\n" if lines else "")
-    for key, table in tables.items():
-        out += toml(table, f"{prefix}.{key}" if prefix else key)
-    return out
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_value(v) for v in value) + "]"
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def random_file(path: Path, size: int) -> str:
