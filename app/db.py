@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 
 from flask import Flask, Response, g
-from sqlalchemy import DateTime, Engine, create_engine, event
+from sqlalchemy import DateTime, Engine, create_engine, event, text
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -54,6 +54,9 @@ def make_engine(url: str) -> Engine:
             # off by default in SQLite and our cascades depend on them.
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
+            # Deleted rows (expired transfers' names and addresses) are
+            # overwritten with zeros instead of lingering in free pages.
+            cur.execute("PRAGMA secure_delete=ON")
             cur.execute("PRAGMA busy_timeout=10000")
             cur.close()
 
@@ -129,6 +132,33 @@ def _run_after_commit(db: Session) -> None:
 @event.listens_for(Session, "after_rollback")
 def _drop_after_commit(db: Session) -> None:
     db.info.pop("after_commit", None)
+
+
+def insert_new(db: Session, model: type[Base], **values: object) -> bool:
+    """Insert a row unless one with the same unique key exists; True if it was new.
+
+    One statement (INSERT ... ON CONFLICT DO NOTHING), so requests racing to
+    record the same thing neither fail nor record it twice.
+    """
+    if db.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return db.execute(insert(model).values(**values).on_conflict_do_nothing()).rowcount == 1
+
+
+def compact_deleted(db: Session) -> None:
+    """Let what was deleted leave the database files where the engine allows it.
+
+    SQLite keeps old page versions in its WAL until a checkpoint; this one
+    copies them into the main file (where secure_delete has zeroed the
+    deleted rows) and truncates the WAL. Best effort: a reader that is busy
+    right now only postpones it. PostgreSQL keeps dead tuples until vacuum
+    and reuse, and WAL segments until they are recycled; docs/FORMAT.md says
+    why that holds no key.
+    """
+    if db.get_bind().dialect.name == "sqlite":
+        db.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
 
 
 def session() -> Session:

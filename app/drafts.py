@@ -1,8 +1,14 @@
 """The sender's draft: every wizard step saves its part here.
 
-A draft holds its own data key, wrapped under the server's draft key. Files
-and the confidential message are encrypted under it from the first byte, so
-an abandoned draft never left plaintext anywhere.
+A draft holds its own data key (DEK), which becomes the transfer's at the
+commit. Files and the confidential message are encrypted under it from the
+first byte, so an abandoned draft never left plaintext anywhere.
+
+The DEK is wrapped under a random secret that only the sender's browser
+keeps (in the session cookie), as download grants do. The server cannot
+open a draft between requests, and a copy of the database, including the
+bytes a deleted draft row leaves in SQLite's WAL or PostgreSQL's dead
+tuples, together with the server's secret key, opens nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .clock import utcnow
-from .crypto.keys import new_key, open_text, seal_text, unwrap, wrap
+from .crypto.keys import DecryptionError, new_key, open_text, seal_text, unwrap, wrap
 from .ids import new_token
 from .models import Draft, StoredFile
 from .portal import Portal
@@ -23,38 +29,67 @@ from .portal import Portal
 MESSAGE_MAX_CHARS = 20_000
 
 
+class DraftLocked(Exception):
+    """The draft's key was not opened with the browser's secret in this request."""
+
+
+@dataclass(frozen=True)
+class DraftTicket:
+    """What the sender's browser keeps: the draft id and the secret that opens its key."""
+
+    draft_id: str
+    secret: str
+
+    def as_session(self) -> dict[str, str]:
+        return {"id": self.draft_id, "secret": self.secret}
+
+    @classmethod
+    def from_session(cls, raw: object) -> "DraftTicket | None":
+        if not isinstance(raw, dict):
+            return None
+        return cls(str(raw.get("id", "")), str(raw.get("secret", "")))
+
+
 def _dek_aad(draft_id: str) -> bytes:
-    return f"koerier/draft/v1/{draft_id}".encode()
+    return f"koerier/draft/v2/{draft_id}".encode()
 
 
-def create(db: Session, portal: Portal, now: datetime | None = None) -> Draft:
-    draft_id = new_token()
+def create(db: Session, now: datetime | None = None) -> tuple[Draft, DraftTicket]:
+    draft_id, secret, dek = new_token(), new_key(), new_key()
     draft = Draft(
         id=draft_id,
         transfer_id=str(uuid.uuid4()),
-        wrapped_dek=wrap(portal.draft_kek, new_key(), _dek_aad(draft_id)),
+        wrapped_dek=wrap(secret, dek, _dek_aad(draft_id)),
         created_at=now or utcnow(),
         updated_at=now or utcnow(),
     )
+    draft.dek = dek
     db.add(draft)
-    return draft
+    return draft, DraftTicket(draft_id, secret.hex())
 
 
-def find(db: Session, portal: Portal, draft_id: str | None, now: datetime | None = None) -> Draft | None:
-    """The draft, unless unknown or abandoned for longer than the configured time."""
-    if not draft_id:
+def find(db: Session, portal: Portal, ticket: DraftTicket | None, now: datetime | None = None) -> Draft | None:
+    """The draft with its key opened, unless unknown, abandoned for longer
+    than the configured time, or not opened by the ticket's secret."""
+    if ticket is None or not ticket.draft_id:
         return None
-    draft = db.get(Draft, draft_id)
+    draft = db.get(Draft, ticket.draft_id)
     if draft is None:
         return None
     idle_limit = timedelta(hours=portal.settings.transfer.draft_ttl_hours)
     if (now or utcnow()) - draft.updated_at > idle_limit:
         return None
+    try:
+        draft.dek = unwrap(bytes.fromhex(ticket.secret), draft.wrapped_dek, _dek_aad(draft.id))
+    except (DecryptionError, ValueError):
+        return None
     return draft
 
 
-def data_key(portal: Portal, draft: Draft) -> bytes:
-    return unwrap(portal.draft_kek, draft.wrapped_dek, _dek_aad(draft.id))
+def data_key(draft: Draft) -> bytes:
+    if draft.dek is None:
+        raise DraftLocked(draft.id)
+    return draft.dek
 
 
 def touch(draft: Draft, now: datetime | None = None) -> None:
@@ -87,16 +122,16 @@ def save_recipients(draft: Draft, to: list[str], cc: list[str], bcc: list[str]) 
     touch(draft)
 
 
-def save_message(portal: Portal, draft: Draft, text: str) -> None:
+def save_message(draft: Draft, text: str) -> None:
     text = text.strip()
-    draft.message_ct = seal_text(data_key(portal, draft), "message", draft.transfer_id, text) if text else None
+    draft.message_ct = seal_text(data_key(draft), "message", draft.transfer_id, text) if text else None
     touch(draft)
 
 
-def message(portal: Portal, draft: Draft) -> str:
+def message(draft: Draft) -> str:
     if draft.message_ct is None:
         return ""
-    return open_text(data_key(portal, draft), "message", draft.transfer_id, draft.message_ct)
+    return open_text(data_key(draft), "message", draft.transfer_id, draft.message_ct)
 
 
 @dataclass(frozen=True)
@@ -106,8 +141,8 @@ class FileView:
     size: int
 
 
-def files(portal: Portal, draft: Draft) -> list[FileView]:
-    dek = data_key(portal, draft)
+def files(draft: Draft) -> list[FileView]:
+    dek = data_key(draft)
     return [FileView(f.id, open_text(dek, "name", f.id, f.name_ct), f.size) for f in draft.files]
 
 

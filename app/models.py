@@ -28,8 +28,11 @@ class Draft(Base):
     transfer_id: Mapped[str] = mapped_column(String(36), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
-    # The DEK wrapped under the server's draft key (HKDF of SECRET_KEY).
+    # The DEK wrapped under a secret that only the sender's browser holds.
     wrapped_dek: Mapped[bytes] = mapped_column(LargeBinary)
+    # The DEK once app/drafts.py opened it with that secret: in memory for
+    # one request, never a column.
+    dek = None
 
     sender_name: Mapped[str] = mapped_column(String(200), default="")
     sender_phone: Mapped[str] = mapped_column(String(40), default="")
@@ -302,20 +305,23 @@ class RateCounter(Base):
 
 
 class Retrieval(Base):
-    """The first download of a file by a recipient, until the sender is told.
+    """A file served to a recipient: once per download session and way of
+    serving ("download", "preview", "archive"), until the sender is told.
 
-    The file name is sealed under a server key only between the download and
-    the notice mail (minutes); it is erased once the notice is sent.
+    A file name is kept only when the transfer shows file names in its mails
+    anyway, sealed under a server key between the download and the notice
+    mail (minutes); it is erased once the notice is sent.
     """
 
     __tablename__ = "retrieval"
-    __table_args__ = (UniqueConstraint("recipient_id", "file_id"),)
+    __table_args__ = (UniqueConstraint("grant_id", "file_id", "how"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     transfer_id: Mapped[str] = mapped_column(ForeignKey("transfer.id", ondelete="CASCADE"), index=True)
     recipient_id: Mapped[int] = mapped_column(ForeignKey("recipient.id", ondelete="CASCADE"))
     file_id: Mapped[str] = mapped_column(String(36))
     grant_id: Mapped[str] = mapped_column(String(36), index=True)
+    how: Mapped[str] = mapped_column(String(16))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     name_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
     notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -323,7 +329,7 @@ class Retrieval(Base):
     recipient: Mapped[Recipient] = relationship()
 
     def __repr__(self) -> str:
-        return f"<Retrieval recipient={self.recipient_id} file={self.file_id}>"
+        return f"<Retrieval {self.how} recipient={self.recipient_id} file={self.file_id}>"
 
 
 class Lease(Base):

@@ -26,11 +26,6 @@ class Portal:
     argon2_gate: Argon2Gate
 
     @property
-    def draft_kek(self) -> bytes:
-        """Wraps drafts' data keys until commit; useless after it."""
-        return derive(self.server_secret, "koerier/draft/v1")
-
-    @property
     def notice_key(self) -> bytes:
         """Seals a downloaded file's name for the few minutes until the sender is told."""
         return derive(self.server_secret, "koerier/notice/v1")

@@ -18,7 +18,7 @@ from flask_babel import force_locale, gettext
 from sqlalchemy import delete, exists, or_, select
 from sqlalchemy.orm import Session
 
-from . import audit, drafts, mails, retrievals
+from . import audit, db as dbmod, drafts, mails, retrievals
 from .clock import utcnow
 from .ids import group
 from .mailer import MailError
@@ -59,6 +59,8 @@ def run(new_session: Callable[[], Session], portal: Portal, now: datetime | None
         _remove_stale_rows(db, now, report)
         report.notices_sent = retrievals.send_due(db, portal, now)
         _send_reminders(db, portal, now, report)
+        db.commit()
+        dbmod.compact_deleted(db)
     return report
 
 

@@ -89,7 +89,7 @@ def create(
         raise Refused(name, "count")
     if drafts.reserved_bytes(draft) + length > limits.max_total_bytes:
         raise Refused(name, "size")
-    dek = drafts.data_key(portal, draft)
+    dek = drafts.data_key(draft)
     upload = Upload(
         id=str(uuid.uuid4()), draft=draft, blob_key=portal.store.new_key(), length=length, offset=0,
         created_at=now, updated_at=now,
@@ -123,7 +123,7 @@ def append(
     An exception from ``chunks`` (the client went away) propagates after
     that progress is recorded.
     """
-    dek = drafts.data_key(portal, draft)
+    dek = drafts.data_key(draft)
     try:
         fh = portal.store.open_pending(upload.blob_key)
     except BlobBusy:

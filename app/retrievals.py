@@ -1,49 +1,87 @@
-"""Telling the sender when recipients retrieve files ("Informeer mij zodra
-bestanden zijn opgehaald"): the first download of each file by each
-recipient, one mail per download session rather than one per file."""
+"""Retrievals: every file served to a recipient leaves a trace, and the sender
+can be told ("Informeer mij zodra bestanden zijn opgehaald").
+
+Any byte of a file sent out counts: a download, a preview, a range request
+of a resuming browser or video player, the ZIP of all files. Each file is
+recorded once per download session (grant) and way of serving, in the same
+statement that checks for an earlier record, so parallel range requests
+cannot skip the record or double it. The audit event is written with it.
+
+The sender's notice is one mail per download session, once it has gone
+quiet. File names are confidential: the server cannot read them after the
+commit, so the notice names files only when the sender chose to show file
+names in the notification mails; the names are then sealed under a server
+key for the minutes until the notice is sent. Otherwise it says which file
+(by position and size) and points to the private status page, which can
+name them.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask_babel import force_locale, gettext
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import mails
+from . import audit, mails
 from .clock import utcnow
+from .db import insert_new
 from .crypto.keys import unwrap, wrap
 from .mailer import MailError
-from .models import DownloadGrant, Recipient, Retrieval, Transfer
+from .models import DownloadGrant, Retrieval, StoredFile, Transfer
 from .portal import Portal
 
 log = logging.getLogger(__name__)
 
+AUDIT_KINDS = {"download": "file_downloaded", "preview": "file_previewed", "archive": "archive_downloaded"}
 
-def _aad(recipient_id: int, file_id: str) -> bytes:
-    return f"notice/{recipient_id}/{file_id}".encode()
+
+def _aad(grant_id: str, file_id: str) -> bytes:
+    return f"notice/v2/{grant_id}/{file_id}".encode()
+
+
+@dataclass(frozen=True)
+class Served:
+    """Who was served files, in which download session, from where."""
+
+    transfer: Transfer
+    recipient_id: int
+    recipient_email: str
+    grant_id: str
+    ip: str = ""
 
 
 def record(
-    db: Session, portal: Portal, transfer: Transfer, recipient: Recipient, grant_id: str,
-    files: list[tuple[str, str]], now: datetime | None = None,
+    db: Session, portal: Portal, served: Served, how: str, files: list[tuple[StoredFile, str]],
+    now: datetime | None = None,
 ) -> None:
-    """Note first downloads of (file id, name) pairs; later ones are not news."""
+    """Note that ``files`` (file, name) are being served ``how``: "download",
+    "preview" or "archive". Repeats within a download session are no news."""
     now = now or utcnow()
-    seen = set(db.scalars(select(Retrieval.file_id).where(Retrieval.recipient_id == recipient.id)))
-    for file_id, name in files:
-        if file_id in seen:
-            continue
-        seen.add(file_id)
-        sealed = wrap(portal.notice_key, name.encode(), _aad(recipient.id, file_id)) if transfer.notify_retrieval else None
-        db.add(
-            Retrieval(
-                transfer_id=transfer.id, recipient_id=recipient.id, file_id=file_id, grant_id=grant_id, at=now,
-                name_ct=sealed, notified_at=None if transfer.notify_retrieval else now,
-            )
+    transfer = served.transfer
+    sealing = transfer.notify_retrieval and transfer.expose_filenames
+    new = []
+    for stored, name in files:
+        inserted = insert_new(
+            db, Retrieval,
+            transfer_id=transfer.id, recipient_id=served.recipient_id, file_id=stored.id, grant_id=served.grant_id,
+            how=how, at=now,
+            name_ct=wrap(portal.notice_key, name.encode(), _aad(served.grant_id, stored.id)) if sealing else None,
+            notified_at=None if transfer.notify_retrieval else now,
         )
+        if inserted:
+            new.append(stored)
+    if not new:
+        return
+    details = {"file_ids": [f.id for f in new]} if how == "archive" else {"file_id": new[0].id, "size": new[0].size}
+    audit.record(
+        db, AUDIT_KINDS[how], transfer_id=transfer.id, actor=served.recipient_email, ip=served.ip, now=now,
+        grant=served.grant_id, **details,
+    )
 
 
 def send_due(db: Session, portal: Portal, now: datetime | None = None) -> int:
@@ -51,7 +89,7 @@ def send_due(db: Session, portal: Portal, now: datetime | None = None) -> int:
     now = now or utcnow()
     quiet = timedelta(minutes=portal.settings.retention.notice_quiet_minutes)
     pending: dict[str, list[Retrieval]] = defaultdict(list)
-    for row in db.scalars(select(Retrieval).where(Retrieval.notified_at.is_(None)).order_by(Retrieval.at)):
+    for row in db.scalars(select(Retrieval).where(Retrieval.notified_at.is_(None)).order_by(Retrieval.at, Retrieval.id)):
         pending[row.grant_id].append(row)
     sent = 0
     for grant_id, rows in pending.items():
@@ -71,17 +109,29 @@ def send_due(db: Session, portal: Portal, now: datetime | None = None) -> int:
     return sent
 
 
+@dataclass(frozen=True)
+class NoticeLine:
+    position: int
+    size: int
+    name: str | None
+    at: datetime
+
+
 def _notice(db: Session, portal: Portal, rows: list[Retrieval]):  # type: ignore[no-untyped-def]
     transfer = db.get(Transfer, rows[0].transfer_id)
     assert transfer is not None
     recipient = rows[0].recipient
-    files = [
-        (unwrap(portal.notice_key, r.name_ct, _aad(r.recipient_id, r.file_id)).decode() if r.name_ct else "?", r.at)
-        for r in rows
-    ]
+    positions = {f.id: (n, f.size) for n, f in enumerate(transfer.files, start=1)}
+    lines: dict[str, NoticeLine] = {}
+    for r in rows:
+        if r.file_id in lines or r.file_id not in positions:
+            continue
+        name = unwrap(portal.notice_key, r.name_ct, _aad(r.grant_id, r.file_id)).decode() if r.name_ct else None
+        lines[r.file_id] = NoticeLine(*positions[r.file_id], name, r.at)
     language = transfer.sender_language
     text, html = mails.render(
-        "retrieved", language, transfer=transfer, recipient=recipient, files=files, site=portal.settings.site
+        "retrieved", language, transfer=transfer, recipient=recipient, lines=sorted(lines.values(), key=lambda x: x.position),
+        site=portal.settings.site,
     )
     with force_locale(language):
         subject = gettext("%(email)s has downloaded files of “%(subject)s”", email=recipient.email, subject=transfer.subject)

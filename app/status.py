@@ -65,8 +65,14 @@ def activity(db: Session, transfer: Transfer, names: dict[str, str]) -> list[Rec
         row = by_email.get(event.actor)
         if row is not None and row.opened_at is None:
             row.opened_at = event.at
-    for retrieval in db.scalars(select(Retrieval).where(Retrieval.transfer_id == transfer.id).order_by(Retrieval.at)):
-        rows[retrieval.recipient_id].downloads.append((names.get(retrieval.file_id, "?"), retrieval.at))
+    seen: set[tuple[str, str]] = set()
+    for retrieval in db.scalars(
+        select(Retrieval).where(Retrieval.transfer_id == transfer.id).order_by(Retrieval.at, Retrieval.id)
+    ):
+        # A file previewed and then downloaded in one session is one line.
+        if (retrieval.grant_id, retrieval.file_id) not in seen:
+            seen.add((retrieval.grant_id, retrieval.file_id))
+            rows[retrieval.recipient_id].downloads.append((names.get(retrieval.file_id, "?"), retrieval.at))
     return list(rows.values())
 
 

@@ -99,7 +99,7 @@ def start(
         db, "transactions-sender", draft.sender_email, portal.settings.limits.transactions_per_sender_per_day,
         timedelta(days=1), now,
     )
-    dek = drafts.data_key(portal, draft)
+    dek = drafts.data_key(draft)
     file_names = [open_text(dek, "name", f.id, f.name_ct) for f in draft.files]
     status_token = new_token()
     transfer = Transfer(
@@ -284,7 +284,7 @@ def policy_problem(draft: Draft, decision: policy.Decision, now: datetime, porta
 
 def files_problems(portal: Portal, draft: Draft, limits: policy.Limits) -> list[tuple[str, str]]:
     """(file name, problem) for files the limits do not allow: "extension", "count", "size"."""
-    views = drafts.files(portal, draft)
+    views = drafts.files(draft)
     problems = [(f.name, "extension") for f in views if not limits.extension_allowed(f.name)]
     if len(views) > limits.max_files:
         problems += [(f.name, "count") for f in views[limits.max_files :]]

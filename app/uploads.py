@@ -89,7 +89,7 @@ def receive(
     check_csrf: Callable[[str], bool],
     limits: Limits,
 ) -> Received:
-    dek = drafts.data_key(portal, draft)
+    dek = drafts.data_key(draft)
     # Werkzeug's max_form_memory_size bounds the decoder's raw buffer, which
     # holds a whole read chunk, not just a field; fields are bounded below.
     # The buffer stays small because every chunk is drained before the next.

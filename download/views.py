@@ -11,7 +11,7 @@ from flask import abort, flash, redirect, render_template, request, session, url
 from flask_babel import format_datetime, gettext
 from werkzeug.wrappers import Response
 
-from app import access, audit, db, delivery, ratelimit, retrievals, transactions
+from app import access, db, delivery, ratelimit, retrievals, transactions
 from app.argon2_gate import Argon2Busy
 from app.clock import utcnow
 from app.forms import ButtonForm
@@ -117,6 +117,10 @@ def finish():  # type: ignore[no-untyped-def]
     return redirect(url_for("download.start"))
 
 
+def _served(opened: access.Opened) -> retrievals.Served:
+    return retrievals.Served(opened.transfer, opened.recipient.id, opened.recipient.email, opened.grant.id, client_ip())
+
+
 def _file(opened: access.Opened, file_id: str) -> StoredFile:
     for stored in opened.transfer.files:
         if stored.id == file_id:
@@ -160,20 +164,15 @@ def _send(opened: access.Opened, file_id: str, inline: bool) -> Response:
         headers["Content-Security-Policy"] = "default-src 'none'; frame-ancestors 'none'" if pdf else "sandbox"
     mimetype = info.content_type if inline else "application/octet-stream"
     start, end, status = 0, stored.size - 1, 200
-    if request.range is None or request.range.ranges[0][0] == 0:
-        # Once per download, not per range request of a resuming browser.
-        audit.record(
-            db.session(), "file_previewed" if inline else "file_downloaded", transfer_id=opened.transfer.id,
-            actor=opened.recipient.email, ip=client_ip(), file_id=stored.id, size=stored.size,
-        )
-        if not inline:
-            retrievals.record(db.session(), portal(), opened.transfer, opened.recipient, opened.grant.id, [(stored.id, info.name)])
     if request.range is not None:
         window = request.range.range_for_length(stored.size)
         if window is None:
             return Response(status=416, headers={"Content-Range": f"bytes */{stored.size}"})
         start, end, status = window[0], window[1] - 1, 206
         headers["Content-Range"] = f"bytes {start}-{end}/{stored.size}"
+    if request.method != "HEAD":
+        # Whatever range is asked for, a byte served is a retrieval.
+        retrievals.record(db.session(), portal(), _served(opened), "preview" if inline else "download", [(stored, info.name)])
     body = _guarded(delivery.stream(portal(), opened.dek, stored, start, end), f"file {stored.id}")
     response = Response(body, status=status, mimetype=mimetype, headers=headers, direct_passthrough=True)
     response.content_length = end - start + 1 if stored.size else 0
@@ -194,14 +193,9 @@ def preview(file_id: str) -> Response:
 def download_all() -> Response:
     opened = _opened()
     archive = delivery.zip_all(portal(), opened.dek, list(opened.transfer.files))
-    audit.record(
-        db.session(), "archive_downloaded", transfer_id=opened.transfer.id, actor=opened.recipient.email,
-        ip=client_ip(), file_ids=[f.id for f in opened.transfer.files],
-    )
-    retrievals.record(
-        db.session(), portal(), opened.transfer, opened.recipient, opened.grant.id,
-        [(f.id, delivery.describe(opened.dek, f).name) for f in opened.transfer.files],
-    )
+    if request.method != "HEAD":
+        files = [(f, delivery.describe(opened.dek, f).name) for f in opened.transfer.files]
+        retrievals.record(db.session(), portal(), _served(opened), "archive", files)
     name = clean_filename(opened.transfer.subject) + ".zip"
     response = Response(
         _guarded(archive, f"archive of {opened.transfer.id}"),

@@ -96,6 +96,10 @@ def test_withdraw_makes_the_transfer_unreachable_at_once(sender: Sender, app, ma
     assert {"transfer_created", "transfer_withdrawn", "transfer_deleted"} <= kinds
 
 
+def _notices(mailbox, sender: Sender) -> list:
+    return [m for m in mailbox.to(sender.person.email) if "has downloaded" in m.message["Subject"]]
+
+
 def test_retrieval_notice_is_one_mail_per_download_session(sender: Sender, app, mailbox) -> None:
     sent = sender.send(files=FILES, notify_retrieval="y")
     recipient = Recipient(app)
@@ -103,26 +107,41 @@ def test_retrieval_notice_is_one_mail_per_download_session(sender: Sender, app, 
     links = recipient.file_links()
     recipient.get(links["verslag.pdf"])
     recipient.get(links["foto.jpg"])
-    recipient.get("/download/all")  # the same files again: no news
-
-    def notices():  # type: ignore[no-untyped-def]
-        return [m for m in mailbox.to(sender.person.email) if "has downloaded" in m.message["Subject"]]
+    recipient.get("/download/all")  # the same files again: one mail still
 
     now = utcnow()
     assert _run(app, now).notices_sent == 0  # the session is still going
     report = _run(app, now + timedelta(minutes=4))
     assert report.notices_sent == 1
-    (mail,) = notices()
+    (mail,) = _notices(mailbox, sender)
     assert "anna@gemeente.example" in mail.message["Subject"]
-    assert "verslag.pdf" in mail.text and "foto.jpg" in mail.text
-    # The sealed names are erased once told; a second session downloading the same files is no news.
+    # File names are off in the mails: the notice says which file without naming it.
+    assert "File 1 of 2 (1.1 KB)" in mail.text and "File 2 of 2" in mail.text
+    assert "verslag" not in mail.text and "foto" not in mail.text
+    assert "status page" in mail.text
     with app.app_context():
         assert all(r.name_ct is None for r in db.session().scalars(select(Retrieval)))
+    # Another session is another retrieval, and another mail.
     again = Recipient(app)
     again.unlock(sent.access_id("anna@gemeente.example"), PASSWORD)
     again.get("/download/all")
-    assert _run(app, now + timedelta(minutes=10)).notices_sent == 0
-    assert len(notices()) == 1
+    assert _run(app, now + timedelta(minutes=10)).notices_sent == 1
+    assert len(_notices(mailbox, sender)) == 2
+
+
+def test_retrieval_notice_names_files_only_when_names_are_shown_in_mails(sender: Sender, app, mailbox) -> None:
+    sent = sender.send(files=FILES, notify_retrieval="y", expose_filenames="y")
+    recipient = Recipient(app)
+    recipient.unlock(sent.access_id("anna@gemeente.example"), PASSWORD)
+    recipient.get(recipient.file_links()["foto.jpg"])
+    with app.app_context():
+        (row,) = db.session().scalars(select(Retrieval))
+        assert row.name_ct is not None and b"foto" not in row.name_ct
+    assert _run(app, utcnow() + timedelta(minutes=4)).notices_sent == 1
+    (mail,) = _notices(mailbox, sender)
+    assert "foto.jpg (400 B)" in mail.text and "verslag.pdf" not in mail.text
+    with app.app_context():
+        assert all(r.name_ct is None for r in db.session().scalars(select(Retrieval)))
 
 
 def test_no_retrieval_notice_unless_asked(sender: Sender, app, mailbox) -> None:

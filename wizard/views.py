@@ -34,7 +34,7 @@ STRENGTH_LABELS = {0: _l("Weak"), 1: _l("Weak"), 2: _l("Fair"), 3: _l("Strong"),
 
 
 def _draft() -> Draft | None:
-    return drafts.find(db.session(), portal(), session.get("draft"))
+    return drafts.find(db.session(), portal(), drafts.DraftTicket.from_session(session.get("draft")))
 
 
 def _decision(draft: Draft, recipients: list[str] | None = None) -> policy.Decision:
@@ -84,8 +84,8 @@ def personal():  # type: ignore[no-untyped-def]
     if not form.validate_on_submit():
         return render_template("wizard/personal.html", form=form, step="personal")
     if draft is None:
-        draft = drafts.create(db.session(), portal())
-        session["draft"] = draft.id
+        draft, ticket = drafts.create(db.session())
+        session["draft"] = ticket.as_session()
         reply = session.pop("reply", None)
         if reply:
             drafts.prefill_reply(draft, **reply)
@@ -208,7 +208,7 @@ def _render_files(  # type: ignore[no-untyped-def]
         "wizard/files.html",
         form=form,
         remove_form=ButtonForm(),
-        files=drafts.files(portal(), draft),
+        files=drafts.files(draft),
         used=drafts.total_bytes(draft),
         limits=limits,
         extensions=sorted(e for e in limits.allowed_extensions or () if e),
@@ -229,7 +229,7 @@ def files():  # type: ignore[no-untyped-def]
         return detour
     assert draft is not None
     if request.method == "GET":
-        return _render_files(draft, MessageForm(data={"message": drafts.message(portal(), draft)}))
+        return _render_files(draft, MessageForm(data={"message": drafts.message(draft)}))
 
     boundary = request.mimetype_params.get("boundary", "").encode()
     if request.mimetype != "multipart/form-data" or not boundary:
@@ -255,7 +255,7 @@ def files():  # type: ignore[no-untyped-def]
         return _render_files(
             draft, form, [gettext("A confidential message is not allowed for these recipients.")], status=422, limits=limits
         )
-    drafts.save_message(portal(), draft, form.message.data or "")
+    drafts.save_message(draft, form.message.data or "")
     errors += [_file_problem(name, why, limits) for name, why in received.refused]
     if errors:
         return _render_files(draft, form, errors, status=422, limits=limits)
@@ -360,7 +360,7 @@ def options():  # type: ignore[no-untyped-def]
                 try:
                     with portal().argon2_gate.slot():
                         slot = keyslots.password_slot(
-                            drafts.data_key(portal(), draft), draft.transfer_id, form.password.data,
+                            drafts.data_key(draft), draft.transfer_id, form.password.data,
                             keyslots.params_from(config.crypto),
                         )
                     pending = slot.as_json()
