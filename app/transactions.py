@@ -192,10 +192,11 @@ def reply_origin(db: Session, portal: Portal, token: str, now: datetime | None =
 
 
 def download_link(portal: Portal, recipient: Recipient, link_secret: str | None) -> str:
-    query = {"id": group(recipient.access_id)}
-    if link_secret:
-        query["key"] = link_secret
-    return f"{portal.settings.site.base_url.rstrip('/')}/download/?{urlencode(query)}"
+    """The recipient's link. A no-password link carries its secret after "#":
+    browsers never send the fragment, so it reaches no access log, proxy or
+    server; the page's script posts it (see app/static/js/link.js)."""
+    link = f"{portal.settings.site.base_url.rstrip('/')}/download/?{urlencode({'id': group(recipient.access_id)})}"
+    return f"{link}#{urlencode({'key': link_secret})}" if link_secret else link
 
 
 def _notification_mails(
@@ -212,6 +213,7 @@ def _notification_mails(
             recipient=recipient,
             access_id=group(recipient.access_id),
             link=download_link(portal, recipient, link_secrets.get(recipient.id)),
+            link_key=link_secrets.get(recipient.id),
             reply_link=reply_link(portal, transfer, recipient),
             visible=visible,
             file_names=file_names if transfer.expose_filenames else [],

@@ -2,24 +2,27 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, PasswordField, StringField
-from wtforms.validators import DataRequired, Length
+from wtforms import PasswordField, StringField
+from wtforms.validators import DataRequired, Length, ValidationError
 
 
 class UnlockForm(FlaskForm):
+    """Transaction ID with the password, or, for a transfer sent without a
+    password, with the access key from the link.
+
+    The page's script takes the key from the link's fragment; without
+    scripts the recipient types or pastes it. Either way it travels in a POST
+    body, never in a URL, and opening takes a click, so mail scanners that
+    follow links do not open the transfer on their own.
+    """
+
     transaction_id = StringField(
         _l("Transaction ID"),
         validators=[DataRequired(_l("Please enter the transaction ID from the e-mail.")), Length(max=100)],
     )
     password = PasswordField(_l("Password"), validators=[Length(max=1000)])
+    key = StringField(_l("Access key"), validators=[Length(max=200)], filters=[lambda v: v.strip() if v else v])
 
-
-class LinkForm(FlaskForm):
-    """No-password mode: the link carries the secret; a button opens it.
-
-    Opening needs a POST so that mail scanners that follow links do not
-    open the transfer (and record a download) on their own.
-    """
-
-    transaction_id = HiddenField(validators=[DataRequired(), Length(max=100)])
-    key = HiddenField(validators=[DataRequired(), Length(max=200)])
+    def validate_password(self, field: PasswordField) -> None:
+        if not field.data and not self.key.data:
+            raise ValidationError(_l("Please enter the password."))

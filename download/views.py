@@ -22,7 +22,7 @@ from app.models import StoredFile
 from app.web import client_ip, portal
 
 from . import bp
-from .forms import LinkForm, UnlockForm
+from .forms import UnlockForm
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +48,14 @@ def _opened() -> access.Opened:
 @bp.route("/", methods=["GET", "POST"])
 def start():  # type: ignore[no-untyped-def]
     if request.method == "GET" and request.args.get("key"):
-        link = LinkForm(data={"transaction_id": request.args.get("id", ""), "key": request.args["key"]})
-        return render_template("download/open_link.html", form=link)
-    by_link = request.method == "POST" and "key" in request.form
-    form: UnlockForm | LinkForm = LinkForm() if by_link else UnlockForm(
-        data={"transaction_id": request.args.get("id", "")} if request.method == "GET" else None
-    )
-    template = "download/open_link.html" if by_link else "download/start.html"
+        # A link from before keys moved into the fragment: it still opens.
+        old_link = UnlockForm(data={"transaction_id": request.args.get("id", ""), "key": request.args["key"]})
+        return render_template("download/open_link.html", form=old_link)
+    form = UnlockForm(data={"transaction_id": request.args.get("id", "")} if request.method == "GET" else None)
+    template = "download/start.html"
     if not form.validate_on_submit():
         return render_template(template, form=form), 200 if request.method == "GET" else 422
+    by_link = bool(form.key.data)
     secret = form.key.data if by_link else (form.password.data or "")
     try:
         ticket = access.unlock(
@@ -76,6 +75,9 @@ def start():  # type: ignore[no-untyped-def]
         return render_template(template, form=form, error=error), 503, {"Retry-After": "10"}
     except access.AccessDenied:
         error = gettext(
+            "This transaction ID and access key do not match an available transfer. "
+            "Check both, or ask the sender whether the transfer has expired."
+        ) if by_link else gettext(
             "This transaction ID and password do not match an available transfer. "
             "Check both, or ask the sender whether the transfer has expired."
         )

@@ -48,12 +48,15 @@ class LiveServer:
         self.instance = instance
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.access_log = instance / "access.log"
         env = {**os.environ, "KOERIER_INSTANCE_PATH": str(instance)}
         env.pop("KOERIER_CONFIG", None)
         self.process = subprocess.Popen(
             [
                 sys.executable, "-m", "gunicorn", "--workers", str(workers), "--threads", str(threads),
-                "--bind", f"127.0.0.1:{self.port}", "--timeout", "120", "--no-control-socket", "wsgi:app",
+                "--bind", f"127.0.0.1:{self.port}", "--timeout", "120", "--no-control-socket",
+                # Request lines as a proxy or an operator's log would keep them.
+                "--access-logfile", str(self.access_log), "wsgi:app",
             ],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(instance / "gunicorn.log", "wb"),
         )

@@ -23,7 +23,7 @@ from app.models import StoredFile, Upload
 
 from .live import ROOT, DroppingProxy, free_port, random_file
 from .mailbox import Mailbox
-from .walker import Recipient
+from .walker import Recipient, Sender
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 AXE = ROOT / "tests" / "browser" / "node_modules" / "axe-core" / "axe.min.js"
@@ -90,6 +90,7 @@ def portal(make_live):  # type: ignore[no-untyped-def]
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     app, server = make_live({"site": {"base_url": base}}, port=port)
+    app.config["LIVE_SERVER"] = server
     return app, base
 
 
@@ -386,3 +387,38 @@ def test_everything_works_without_javascript(browser: Browser, portal, mailbox: 
         page.get_by_role("link", name="Download verslag.pdf").click()
     download.value.save_as(tmp_path / "got.pdf")
     assert hashlib.sha256((tmp_path / "got.pdf").read_bytes()).hexdigest() == expected
+
+
+def test_a_no_password_link_opens_without_its_key_reaching_the_server(browser: Browser, portal, mailbox: Mailbox) -> None:
+    app, base = portal
+    sent = Sender(app, mailbox).send(
+        to="anna@gemeente.example, kees@gemeente.example", password_mode="none", password=None, password_repeat=None
+    )
+    link, key = sent.link("anna@gemeente.example"), sent.link_key("anna@gemeente.example")
+    assert link.startswith(base) and "#key=" in link
+
+    visit = new_visit(browser, "open-link")
+    page = visit.page
+    page.goto(link)
+    expect(page.get_by_text("Your link holds the access key.")).to_be_visible()
+    expect(page.get_by_label("Password", exact=True)).to_be_hidden()
+    assert key not in page.url  # gone from the address bar and the history entry
+    visit.check("link-landing")
+    page.get_by_role("button", name="Next").click()
+    expect(page.get_by_role("cell", name="verslag.pdf", exact=True)).to_be_visible()
+    visit.check("link-opened")
+
+    # Without scripts the recipient types the key from the mail.
+    plain = Visit(browser.new_context(locale="en-GB", java_script_enabled=False), "open-link-no-javascript", axe=False)
+    page = plain.page
+    page.goto(sent.link("kees@gemeente.example"))
+    page.get_by_text("Sent without a password?").click()
+    page.get_by_label("Access key").fill(sent.link_key("kees@gemeente.example"))
+    page.get_by_role("button", name="Next").click()
+    expect(page.get_by_role("cell", name="verslag.pdf", exact=True)).to_be_visible()
+    plain.check("link-opened")
+
+    log = app.config["LIVE_SERVER"].access_log.read_text()
+    assert "/download/transfer" in log
+    for secret in (key, sent.link_key("kees@gemeente.example")):
+        assert secret not in log

@@ -84,9 +84,9 @@ def test_no_password_mode_opens_by_link_alone(sender: Sender, app) -> None:
     mail = sent.notifications["anna@gemeente.example"]
     assert "Password: contact the sender" not in mail.text
     recipient = Recipient(app)
-    # Following the link shows a button; a mail scanner's GET opens nothing.
+    # Following the link shows the form (the page's script fills in the key); a mail scanner's GET opens nothing.
     landing = recipient.get(sent.link("anna@gemeente.example").removeprefix("https://portal.example.nl"))
-    assert landing.status_code == 200 and "Open transfer" in text_of(landing)
+    assert landing.status_code == 200 and "Access key" in text_of(landing)
     assert recipient.get("/download/transfer").status_code == 302
     assert recipient.open_link(sent.link("anna@gemeente.example")).status_code == 302
     assert recipient.get(recipient.file_links()["verslag.pdf"]).data.startswith(b"%PDF")

@@ -98,7 +98,7 @@ class Sent:
     notifications: dict[str, Received] = field(default_factory=dict)
 
     def link(self, address: str) -> str:
-        match = re.search(r"(https://portal\.example\.nl/download/\?\S+)", self.notifications[address].text)
+        match = re.search(r"(https?://[^/\s]+/download/\?\S+)", self.notifications[address].text)
         assert match, "no download link in the mail"
         return match.group(1)
 
@@ -106,7 +106,7 @@ class Sent:
         return parse_qs(urlsplit(self.link(address)).query)["id"][0]
 
     def link_key(self, address: str) -> str:
-        return parse_qs(urlsplit(self.link(address)).query)["key"][0]
+        return parse_qs(urlsplit(self.link(address)).fragment)["key"][0]
 
     @property
     def generated_password(self) -> str:
@@ -219,12 +219,12 @@ class Recipient(Browser):
         )
 
     def open_link(self, link: str) -> TestResponse:
-        path = link.removeprefix(BASE)
-        page = self.get(path).get_data(as_text=True)
-        query = parse_qs(urlsplit(path).query)
-        return self.post(
+        """As a browser does: the fragment stays in the browser, the page posts the key."""
+        parts = urlsplit(link.removeprefix(BASE))
+        return self.submit(
             "/download/",
-            data={"csrf_token": csrf_token(page), "transaction_id": query["id"][0], "key": query["key"][0]},
+            {"transaction_id": parse_qs(parts.query)["id"][0], "key": parse_qs(parts.fragment)["key"][0]},
+            page=parts._replace(fragment="").geturl(),
         )
 
     def file_links(self) -> dict[str, str]:
