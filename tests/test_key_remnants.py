@@ -117,3 +117,23 @@ def test_an_expired_transfer_leaves_no_personal_data_in_the_sqlite_files(app, ma
         blob = path.read_bytes()
         for marker in (b"0592 771188", b"REMNANT-SUBJECT-51f2", b"REMNANT-BODY-8a0c"):
             assert marker not in blob, (marker, path)
+
+
+def test_the_commit_deletes_the_draft_and_the_browser_forgets_its_secret(app, mailbox) -> None:
+    from sqlalchemy import func, select
+
+    from app.models import Draft
+
+    sender = Sender(app, mailbox)
+    sender.personal()
+    sender.verify()
+    with sender.client.session_transaction(base_url=BASE) as session:
+        ticket = drafts.DraftTicket.from_session(session["draft"])
+    sender.recipients("anna@gemeente.example")
+    sender.files([(NAME, b"content")])
+    sender.finish()
+    with app.app_context():
+        assert db.session().scalar(select(func.count()).select_from(Draft)) == 0
+        assert drafts.find(db.session(), app.extensions["koerier"], ticket) is None
+    with sender.client.session_transaction(base_url=BASE) as session:
+        assert "draft" not in session and ticket.secret not in str(dict(session))
