@@ -18,6 +18,7 @@ import binascii
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
+from typing import BinaryIO
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -173,7 +174,7 @@ def _reserver(db: Session, draft: Draft, upload: Upload) -> Callable[[int], int]
     return reserve
 
 
-def _record(db: Session, portal: Portal, fh, draft: Draft, upload: Upload, writer: ResumableWriter) -> None:  # type: ignore[no-untyped-def]
+def _record(db: Session, portal: Portal, fh: BinaryIO, draft: Draft, upload: Upload, writer: ResumableWriter) -> None:
     # Synced before it is committed: the database never claims bytes, or a
     # new header, that the disk might not have after a power cut. If this
     # raises, the reservation stays ahead and the upload starts over.

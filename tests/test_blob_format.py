@@ -82,7 +82,7 @@ def test_a_version_2_blob_relabelled_as_version_1_fails() -> None:
 
 
 @pytest.mark.parametrize("seal", [seal_v1, seal_v2], ids=["v1", "v2"])
-def test_the_segment_size_field_is_authenticated(seal) -> None:  # type: ignore[no-untyped-def]
+def test_the_segment_size_field_is_authenticated(seal) -> None:
     # One segment: a reader that left the size out of the associated data
     # would find the same segment at the same place and decrypt it.
     dek = new_key()
@@ -109,3 +109,22 @@ def test_swapped_blobs_of_one_transfer_fail_to_download(sender: Sender, app) -> 
     for name in ("first.pdf", "second.pdf"):
         with pytest.raises(DecryptionError):
             recipient.get(recipient.file_links()[name]).data
+
+
+def test_a_blob_copied_into_another_transfer_fails_to_download(sender: Sender, app) -> None:
+    def blob_keys() -> set[str]:
+        with app.app_context():
+            return set(db.session().scalars(select(StoredFile.blob_key)))
+
+    size = SEGMENT_SIZE + 10
+    sender.send(files=[("mine.pdf", os.urandom(size))])
+    [mine] = blob_keys()
+    theirs = sender.send(files=[("theirs.pdf", os.urandom(size))])
+    [target] = blob_keys() - {mine}
+    store = app.extensions["koerier"].store
+    (store.root / target[:2] / target).write_bytes((store.root / mine[:2] / mine).read_bytes())
+
+    recipient = Recipient(app)
+    recipient.unlock(theirs.access_id("anna@gemeente.example"), PASSWORD)
+    with pytest.raises(DecryptionError):
+        recipient.get(recipient.file_links()["theirs.pdf"]).data

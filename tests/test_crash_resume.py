@@ -9,7 +9,9 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import pytest
@@ -24,6 +26,7 @@ from .walker import Sender
 MiB = 1024 * 1024
 STRIDE = SEGMENT_SIZE + TAG_BYTES
 IDS = {"transfer_id": "transfer", "file_id": "file"}
+T = TypeVar("T")
 
 
 def reused_nonces(before: bytes, after: bytes) -> list[int]:
@@ -41,7 +44,7 @@ def reused_nonces(before: bytes, after: bytes) -> list[int]:
     return reused
 
 
-def wait_for(condition, what: str, timeout: float = 60):  # type: ignore[no-untyped-def]
+def wait_for(condition: Callable[[], T], what: str, timeout: float = 60) -> T:
     """Polls ``condition`` until it returns something true; the deadline only catches a hang."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -60,7 +63,7 @@ def stalled_patch(server: LiveServer, url: str, headers: dict[str, str], length:
     return sock
 
 
-def test_a_killed_worker_never_makes_a_resume_reuse_a_nonce(make_live, mailbox) -> None:  # type: ignore[no-untyped-def]
+def test_a_killed_worker_never_makes_a_resume_reuse_a_nonce(make_live, mailbox) -> None:
     app, server = make_live()
     sender = Sender(app, mailbox)
     sender.personal()
@@ -68,9 +71,10 @@ def test_a_killed_worker_never_makes_a_resume_reuse_a_nonce(make_live, mailbox) 
     sender.recipients("anna@gemeente.example")
     tus = {"Tus-Resumable": "1.0.0", "Cookie": sender.cookie_header(), "X-CSRFToken": sender.upload_token()}
     length = 8 * MiB
+    metadata = "filename " + base64.b64encode(b"scan.zip").decode()
     created = requests.post(
         server.url + "/send/uploads", timeout=30,
-        headers={**tus, "Upload-Length": str(length), "Upload-Metadata": "filename " + base64.b64encode(b"scan.zip").decode()},
+        headers={**tus, "Upload-Length": str(length), "Upload-Metadata": metadata},
     )
     assert created.status_code == 201
     url = urljoin(server.url, created.headers["Location"])
@@ -143,7 +147,7 @@ class FailingSink(io.BytesIO):
         super().__init__()
         self.fail_at = fail_at
 
-    def write(self, data) -> int:  # type: ignore[no-untyped-def]
+    def write(self, data: bytes | bytearray | memoryview) -> int:
         if self.tell() + len(data) > self.fail_at:
             super().write(bytes(data)[:100])
             raise OSError("disk full")

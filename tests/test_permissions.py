@@ -7,6 +7,7 @@ import email
 import os
 import stat
 import threading
+from collections.abc import Iterator
 from email.policy import default
 from pathlib import Path
 
@@ -50,13 +51,14 @@ def loose(instance: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def open_umask():  # type: ignore[no-untyped-def]
+def open_umask() -> Iterator[None]:
     previous = os.umask(0o022)
     yield
     os.umask(previous)
 
 
-def test_a_whole_transfer_leaves_nothing_readable_by_others(make_app, tmp_path: Path, open_umask) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.usefixtures("open_umask")
+def test_a_whole_transfer_leaves_nothing_readable_by_others(make_app, tmp_path: Path) -> None:
     instance = tmp_path / "instance"
     app = make_app({"mail": {"backend": "outbox"}}, instance=instance)
     outbox = Outbox(instance / "outbox")
@@ -89,14 +91,16 @@ def test_a_whole_transfer_leaves_nothing_readable_by_others(make_app, tmp_path: 
     assert loose(instance) == {}
 
 
-def test_an_older_instance_is_tightened_at_start_up(make_app, tmp_path: Path, open_umask) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.usefixtures("open_umask")
+def test_an_older_instance_is_tightened_at_start_up(make_app, tmp_path: Path) -> None:
     instance = tmp_path / "instance"
     make_app({"mail": {"backend": "outbox"}}, instance=instance)
     # What a version without these rules left behind.
     blob_folder = instance / "store" / "ab"
     blob_folder.mkdir()
     (blob_folder / ("ab" + "0" * 30)).write_bytes(b"ciphertext")
-    for path in (instance / "koerier.sqlite3", instance / "secret_key", instance / "store", blob_folder, instance / "outbox"):
+    for name in ("koerier.sqlite3", "secret_key", "store", "store/ab", "outbox"):
+        path = instance / name
         path.chmod(0o755 if path.is_dir() else 0o644)
 
     create_app({"mail": {"backend": "outbox"}}, instance_path=instance)
