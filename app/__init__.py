@@ -11,7 +11,7 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import cli, db, errors, i18n, scheduler, site_pages, web
+from . import cli, db, errors, i18n, private_files, scheduler, site_pages, web
 from .mailer import make_mailer
 from .argon2_gate import Argon2Gate
 from .portal import Portal
@@ -31,7 +31,7 @@ def create_app(test_config: dict[str, Any] | None = None, instance_path: str | o
     ``test_config`` has the shape of the TOML file (sections of keys).
     """
     instance = Path(instance_path or os.environ.get("KOERIER_INSTANCE_PATH") or PROJECT_ROOT / "instance").resolve()
-    instance.mkdir(parents=True, exist_ok=True)
+    private_files.make_dir(instance)
     app = Flask(__name__, instance_path=str(instance))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

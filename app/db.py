@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
+from pathlib import Path
 
 from flask import Flask, Response, g
 from sqlalchemy import DateTime, Engine, create_engine, event, text
@@ -18,6 +19,7 @@ from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from . import private_files
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 def make_engine(url: str) -> Engine:
     engine = create_engine(url)
     if engine.dialect.name == "sqlite":
+        _private_sqlite_files(engine.url.database)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
@@ -61,6 +64,23 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
     return engine
+
+
+def _private_sqlite_files(database: str | None) -> None:
+    """The database file made 0600 before SQLite opens it.
+
+    SQLite gives the -wal and -shm files it creates the mode of the database
+    file, so all three stay private; files an older version made are
+    tightened.
+    """
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if not path.exists():
+        # Not exclusive: a worker starting at the same moment may have made it.
+        private_files.create(path, exclusive=False).close()
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        private_files.tighten(path.with_name(path.name + suffix))
 
 
 def create_schema(engine: Engine, attempts: int = 5) -> None:

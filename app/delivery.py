@@ -47,7 +47,8 @@ def message(dek: bytes, transfer: Transfer) -> str:
 def stream(portal: Portal, dek: bytes, stored: StoredFile, start: int = 0, end: int | None = None) -> Iterator[bytes]:
     """Plaintext of bytes ``start``..``end`` (inclusive); raises DecryptionError mid-way on tampering."""
     with portal.store.open(stored.blob_key) as fh:
-        reader = SegmentReader(fh, dek, portal.store.size(stored.blob_key))
+        size = portal.store.size(stored.blob_key)
+        reader = SegmentReader(fh, dek, size, transfer_id=str(stored.transfer_id), file_id=stored.id)
         if reader.size != stored.size:
             raise DecryptionError("blob size does not match the record")
         yield from reader.iter_range(start, end)

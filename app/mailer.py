@@ -12,6 +12,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol
 
+from . import private_files
 from .settings import Mail
 
 log = logging.getLogger(__name__)
@@ -30,13 +31,16 @@ class OutboxMailer:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
+        # The mails carry download links and, without a password, link keys.
+        private_files.make_dir(folder)
+        private_files.tighten(folder)
 
     def send(self, messages: Sequence[EmailMessage]) -> None:
         for message in messages:
             stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%f")
             path = self.folder / f"{stamp}-{secrets.token_hex(4)}.eml"
-            path.write_bytes(bytes(message))
+            with private_files.create(path) as fh:
+                fh.write(bytes(message))
             log.info("mail to %s written to %s", message["To"], path)
 
 

@@ -180,6 +180,11 @@ class Upload(Base):
     length: Mapped[int] = mapped_column(BigInteger)
     # Plaintext bytes stored and synced to disk: whole segments only.
     offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Segment indices below this may have been sealed under the blob's
+    # header: committed before any of them is sealed, so a nonce is never
+    # used twice (see ResumableWriter). Equal to the offset's segments only
+    # when a request ended cleanly; ahead of them, the upload starts over.
+    reserved_segments: Mapped[int] = mapped_column(BigInteger, default=0)
     name_ct: Mapped[bytes] = mapped_column(LargeBinary)
     type_ct: Mapped[bytes] = mapped_column(LargeBinary)
     # Set while a PATCH writes, so a second one (a retry racing the first)

@@ -5,32 +5,36 @@ they arrive (see ``ResumableWriter``) into a pending blob; only whole
 segments are stored, and the offset a client is told is the offset that is
 on disk and synced. Once the last byte is in, the blob is published and the
 upload becomes a file of the draft, exactly like one sent by the plain form.
+
+The row's ``reserved_segments`` is committed ahead of sealing, so a request
+killed mid-way leaves a mark the next one sees; that upload then starts over
+under a new file key (docs/FORMAT.md, "Resumable uploads").
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
+from typing import BinaryIO
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import drafts
 from .clock import utcnow
-from .crypto.stream import ResumableWriter
+from .crypto.stream import SEGMENT_SIZE, ResumableWriter
 from .models import Draft, StoredFile, Upload
 from .policy import Limits
 from .portal import Portal
 from .storage import BlobBusy
 from .uploads import clean_filename, sealed_name_and_type
 
-# How often a long PATCH records its progress: at most this much sending
-# time is lost when a connection drops without the server noticing at once.
-CHECKPOINT_SECONDS = 10.0
+# Segment indices reserved by one commit while an upload is written: 64 MiB
+# at the default segment size, so commits stay rare next to the bytes.
+RESERVE_SEGMENTS = 64 * 1024 * 1024 // SEGMENT_SIZE
 
 
 class Refused(Exception):
@@ -92,16 +96,19 @@ def create(
     dek = drafts.data_key(draft)
     upload = Upload(
         id=str(uuid.uuid4()), draft=draft, blob_key=portal.store.new_key(), length=length, offset=0,
-        created_at=now, updated_at=now,
+        reserved_segments=0, created_at=now, updated_at=now,
     )
     upload.name_ct, upload.type_ct = sealed_name_and_type(dek, upload.id, name)
+    # Added first: sealing an empty file's one segment commits its reservation.
+    db.add(upload)
     with portal.store.open_pending(upload.blob_key, create=True) as fh:
-        writer = ResumableWriter.start(fh, dek, length)
+        writer = ResumableWriter.start(
+            fh, dek, length, _reserver(db, draft, upload), transfer_id=draft.transfer_id, file_id=upload.id,
+        )
         portal.store.persist(fh)
     drafts.touch(draft, now)
     if writer.complete:
         return _finish(db, portal, draft, upload)
-    db.add(upload)
     return upload
 
 
@@ -118,10 +125,14 @@ def append(
 ) -> Upload | StoredFile:
     """Store the bytes from ``offset`` on; returns the upload, or the file once complete.
 
-    Progress is committed as it goes (not at the end of the request), so a
-    connection that drops half-way keeps every whole segment that arrived.
-    An exception from ``chunks`` (the client went away) propagates after
-    that progress is recorded.
+    Commits as it goes: each reservation of segment indices before they are
+    sealed, and the offset (with the reservation brought down to what was
+    sealed) when the request ends, also when ``chunks`` raises because the
+    client went away: that exception propagates after the progress is
+    recorded. A request that dies without reaching its end (a killed worker)
+    leaves the reservation ahead of the offset, and the next request starts
+    the upload over at offset 0 under a new file key, answering
+    OffsetMismatch unless the client asked for offset 0.
     """
     dek = drafts.data_key(draft)
     try:
@@ -131,35 +142,50 @@ def append(
     except FileNotFoundError:
         raise Gone(upload.id) from None
     with fh:
-        # Checked under the lock: the request that held it before may have
+        # Read under the lock: the request that held it before may have
         # stored more since this request read the row.
         db.refresh(upload)
-        if offset != upload.offset:
-            raise OffsetMismatch(f"offset {offset}, stored {upload.offset}")
-        writer = ResumableWriter(fh, dek, upload.length, upload.offset)
-        last_checkpoint = time.monotonic()
+        writer = ResumableWriter(
+            fh, dek, upload.length, upload.offset, upload.reserved_segments, _reserver(db, draft, upload),
+            transfer_id=draft.transfer_id, file_id=upload.id,
+        )
+        # Any commit from here on (a reservation) must not claim the old offset.
+        upload.offset = writer.offset
         try:
+            if offset != writer.offset:
+                raise OffsetMismatch(f"offset {offset}, stored {writer.offset}")
             for chunk in chunks:
                 writer.write(chunk)
-                if time.monotonic() - last_checkpoint >= CHECKPOINT_SECONDS:
-                    _checkpoint(db, portal, fh, draft, upload, writer.offset)
-                    last_checkpoint = time.monotonic()
         finally:
-            _checkpoint(db, portal, fh, draft, upload, writer.offset)
+            _record(db, portal, fh, draft, upload, writer)
     if writer.complete:
         return _finish(db, portal, draft, upload)
     return upload
 
 
-def _checkpoint(db: Session, portal: Portal, fh, draft: Draft, upload: Upload, offset: int) -> None:  # type: ignore[no-untyped-def]
-    # Synced before the offset is committed: the database never claims
-    # bytes the disk might not have after a power cut.
-    portal.store.persist(fh)
-    if offset != upload.offset:
-        upload.offset = offset
+def _reserver(db: Session, draft: Draft, upload: Upload) -> Callable[[int], int]:
+    def reserve(index: int) -> int:
+        upload.reserved_segments = index + RESERVE_SEGMENTS
         upload.updated_at = utcnow()
         drafts.touch(draft)
         db.commit()
+        return upload.reserved_segments
+
+    return reserve
+
+
+def _record(db: Session, portal: Portal, fh: BinaryIO, draft: Draft, upload: Upload, writer: ResumableWriter) -> None:
+    # Synced before it is committed: the database never claims bytes, or a
+    # new header, that the disk might not have after a power cut. If this
+    # raises, the reservation stays ahead and the upload starts over.
+    portal.store.persist(fh)
+    upload.offset = writer.offset
+    # Every index sealed under the header, a failed write's included; ahead
+    # of the offset's segments only when a write failed.
+    upload.reserved_segments = writer.spent
+    upload.updated_at = utcnow()
+    drafts.touch(draft)
+    db.commit()
 
 
 def _finish(db: Session, portal: Portal, draft: Draft, upload: Upload) -> StoredFile:

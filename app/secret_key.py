@@ -10,6 +10,8 @@ import os
 import secrets
 from pathlib import Path
 
+from . import private_files
+
 ENV_VAR = "KOERIER_SECRET_KEY"
 
 
@@ -20,6 +22,7 @@ def load_or_create(instance: Path) -> str:
             raise ValueError(f"{ENV_VAR} must be at least 32 characters long")
         return from_env
     path = instance / "secret_key"
+    private_files.tighten(path)
     try:
         return path.read_text().strip()
     except FileNotFoundError:
@@ -29,7 +32,7 @@ def load_or_create(instance: Path) -> str:
     # workers starting at once agree on one key, and neither can read a
     # file the other has created but not yet filled.
     draft = instance / f".secret_key.{secrets.token_hex(8)}"
-    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, private_files.FILE_MODE)
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(key + "\n")

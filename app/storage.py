@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from . import private_files
+
 
 class BlobBusy(Exception):
     """Another request is writing this blob right now."""
@@ -24,7 +26,12 @@ class BlobBusy(Exception):
 class LocalBlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root
-        root.mkdir(parents=True, exist_ok=True)
+        private_files.make_dir(root)
+        # Blobs an older version wrote readable by others end up in folders
+        # that keep others out; no need to visit every blob.
+        private_files.tighten(root)
+        for folder in root.iterdir():
+            private_files.tighten(folder)
 
     @staticmethod
     def new_key() -> str:
@@ -38,10 +45,10 @@ class LocalBlobStore:
     @contextmanager
     def create(self, key: str) -> Iterator[BinaryIO]:
         final = self._path(key)
-        final.parent.mkdir(exist_ok=True)
+        final.parent.mkdir(mode=private_files.DIR_MODE, exist_ok=True)
         partial = final.with_suffix(".partial")
         try:
-            with open(partial, "xb") as fh:
+            with private_files.create(partial) as fh:
                 yield fh
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -60,9 +67,9 @@ class LocalBlobStore:
         FileNotFoundError if the blob is gone and ``create`` is not set.
         """
         final = self._path(key)
-        final.parent.mkdir(exist_ok=True)
+        final.parent.mkdir(mode=private_files.DIR_MODE, exist_ok=True)
         flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0)
-        fh = os.fdopen(os.open(final.with_suffix(".partial"), flags, 0o600), "r+b")
+        fh = os.fdopen(os.open(final.with_suffix(".partial"), flags, private_files.FILE_MODE), "r+b")
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -132,7 +132,7 @@ def receive(
                         result.refused.append((name, "count"))
                         skipping = True
                     if not skipping:
-                        upload = _OpenUpload(portal, dek, name)
+                        upload = _OpenUpload(portal, dek, name, draft.transfer_id)
                         count += 1
                     field_name = None
                 elif isinstance(event, Data):
@@ -176,14 +176,14 @@ def receive(
 class _OpenUpload:
     """One file being written: ciphertext only, visible only once complete."""
 
-    def __init__(self, portal: Portal, dek: bytes, name: str) -> None:
+    def __init__(self, portal: Portal, dek: bytes, name: str, transfer_id: str) -> None:
         self.id = str(uuid.uuid4())
         self.name = name
         self.dek = dek
         self.blob_key = portal.store.new_key()
         self._ctx = portal.store.create(self.blob_key)
         self._sink = self._ctx.__enter__()
-        self._writer = SegmentWriter(self._sink, dek)
+        self._writer = SegmentWriter(self._sink, dek, transfer_id=transfer_id, file_id=self.id)
 
     @property
     def size(self) -> int:

@@ -16,11 +16,12 @@ from app.crypto.stream import (
 from .walker import Recipient, Sender
 
 STRIDE = SEGMENT_SIZE + TAG_BYTES
+IDS = {"transfer_id": "7c0d6b1e-transfer", "file_id": "5f2a9c3d-file"}
 
 
 def seal(data: bytes, dek: bytes, chunk: int = 10_000) -> bytes:
     sink = io.BytesIO()
-    writer = SegmentWriter(sink, dek)
+    writer = SegmentWriter(sink, dek, **IDS)
     for i in range(0, len(data), chunk):
         writer.write(data[i : i + chunk])
     writer.close()
@@ -28,31 +29,32 @@ def seal(data: bytes, dek: bytes, chunk: int = 10_000) -> bytes:
 
 
 def unseal(blob: bytes, dek: bytes, start: int = 0, end: int | None = None) -> bytes:
-    return b"".join(SegmentReader(io.BytesIO(blob), dek, len(blob)).iter_range(start, end))
+    return b"".join(SegmentReader(io.BytesIO(blob), dek, len(blob), **IDS).iter_range(start, end))
 
 
 @pytest.mark.parametrize("size", [0, 1, SEGMENT_SIZE, SEGMENT_SIZE + 1, 3 * SEGMENT_SIZE + 1234])
 def test_resumable_pieces_with_torn_tails_give_the_same_format(size: int) -> None:
     data, dek = os.urandom(size), new_key()
     sink = io.BytesIO()
-    writer = ResumableWriter.start(sink, dek, size)
+    writer = ResumableWriter.start(sink, dek, size, lambda index: index + 4, **IDS)
     rng = random.Random(size)
     while not writer.complete:
-        # A request brings some bytes and dies; a partial segment is never stored,
+        # A request brings some bytes and ends; a partial segment is never stored,
         # and junk past the stored offset (a torn write) is cut off on resume.
         writer.write(data[writer.offset : writer.offset + rng.randint(1, 150_000)])
         assert writer.offset % SEGMENT_SIZE == 0 or writer.offset == size
         if not writer.complete:
             sink.seek(0, io.SEEK_END)
             sink.write(b"torn write")
-            writer = ResumableWriter(sink, dek, size, writer.offset)
+            writer = ResumableWriter(sink, dek, size, writer.offset, writer.spent, lambda index: index + 4, **IDS)
+            assert not writer.restarted
     blob = sink.getvalue()
     assert len(blob) == ciphertext_size(size)
     assert unseal(blob, dek) == data
 
 
 def test_resumable_refuses_bytes_past_the_length() -> None:
-    writer = ResumableWriter.start(io.BytesIO(), new_key(), 10)
+    writer = ResumableWriter.start(io.BytesIO(), new_key(), 10, lambda index: index + 1, **IDS)
     with pytest.raises(LengthExceeded):
         writer.write(b"x" * 11)
 
@@ -63,7 +65,7 @@ def test_round_trip_and_size(size: int) -> None:
     blob = seal(data, dek)
     assert len(blob) == ciphertext_size(size)
     assert unseal(blob, dek) == data
-    reader = SegmentReader(io.BytesIO(blob), dek, len(blob))
+    reader = SegmentReader(io.BytesIO(blob), dek, len(blob), **IDS)
     assert reader.size == size
 
 
@@ -83,7 +85,7 @@ def _fails(blob: bytes, dek: bytes) -> list[bytes]:
     """Collects what a reader yields before failing; it must fail."""
     got: list[bytes] = []
     with pytest.raises(DecryptionError):
-        for chunk in SegmentReader(io.BytesIO(blob), dek, len(blob)).iter_range():
+        for chunk in SegmentReader(io.BytesIO(blob), dek, len(blob), **IDS).iter_range():
             got.append(chunk)
     return got
 

@@ -42,7 +42,10 @@ def test_chunk_boundaries_do_not_matter(sender: Sender, size: int) -> None:
     sender.personal()
     sender.verify()
     sender.recipients("anna@gemeente.example")
-    assert sender.files([("a.zip", b"\r\n--" * (size // 4) + b"x" * (size % 4))], action="upload").status_code == 302
+    data = b"\r\n--" * (size // 4) + b"x" * (size % 4)
+    assert sender.files([("a.zip", data)], action="upload").status_code == 302
+    recipient = sender.open_uploaded()
+    assert recipient.get(recipient.file_links()["a.zip"]).data == data
 
 
 def test_oversized_form_field_is_refused(sender: Sender) -> None:

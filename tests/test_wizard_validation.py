@@ -102,11 +102,28 @@ def test_file_count_limit(make_app, mailbox) -> None:
 
 
 def test_request_larger_than_the_limit_is_refused_before_reading(make_app, mailbox) -> None:
+    import io
+
+    from sqlalchemy import func, select
+
+    from app import db
+    from app.models import StoredFile
+
+    from .walker import csrf_token, multipart
+
     app = make_app({"transfer": {"max_total_bytes": 1000}})
     sender = Sender(app, mailbox)
     walk_to(sender, "files")
-    r = sender.files([("groot.zip", b"z" * (3 * 1024 * 1024))])
+    token = csrf_token(sender.get("/send/files").get_data(as_text=True))
+    body, content_type = multipart([("csrf_token", token), ("files", ("groot.zip", b"z" * (3 * 1024 * 1024)))])
+    stream = io.BytesIO(body)
+    r = sender.post("/send/files", input_stream=stream, content_length=len(body), content_type=content_type)
     assert r.status_code == 413
+    # Refused on its declared length: not a byte of the body was read, nothing stored.
+    assert stream.tell() == 0
+    assert not [p for p in app.extensions["koerier"].store.root.rglob("*") if p.is_file()]
+    with app.app_context():
+        assert db.session().scalar(select(func.count()).select_from(StoredFile)) == 0
 
 
 def test_upload_without_csrf_token_stores_nothing(sender: Sender, app) -> None:

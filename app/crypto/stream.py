@@ -1,23 +1,26 @@
 """Segmented AES-256-GCM file format (STREAM construction, as in age).
 
-Layout of a blob::
+Layout of a blob (format version 2)::
 
     header  = magic "KOER" | version (1 byte) | segment size (u32 BE) | salt (16)
-    segment = AES-256-GCM(file_key, nonce, plaintext[i], aad=header)
+    segment = AES-256-GCM(file_key, nonce, plaintext[i], aad=header || "koerier/blob/v2/<transfer id>/<file id>")
     nonce   = segment counter (11 bytes BE) | last-segment flag (1 byte)
 
 ``file_key = HKDF-SHA256(DEK, salt, "koerier/file/v1")``. Every segment but
 the last holds exactly ``segment size`` plaintext bytes; the last holds 0..size
 bytes (0 only for an empty file). Because the counter and the last flag are
 in the nonce, reordering, splicing and truncation all fail authentication,
-and segment N sits at a computable offset, which makes ranges cheap.
+and segment N sits at a computable offset, which makes ranges cheap. The
+ids in the associated data bind a blob to its file: two blobs swapped, or a
+blob copied to another transfer, fail authentication. Version 1 blobs (aad =
+header alone) stay readable.
 """
 
 from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from cryptography.exceptions import InvalidTag
@@ -26,7 +29,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from .keys import SALT_BYTES, DecryptionError, derive
 
 MAGIC = b"KOER"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 SEGMENT_SIZE = 64 * 1024
 TAG_BYTES = 16
 _HEADER = struct.Struct(f">4sBI{SALT_BYTES}s")
@@ -41,18 +45,32 @@ def new_header(segment_size: int = SEGMENT_SIZE) -> bytes:
     return _HEADER.pack(MAGIC, VERSION, segment_size, os.urandom(SALT_BYTES))
 
 
-def _parse_header(header: bytes) -> tuple[int, bytes]:
-    """(segment size, salt) of a well-formed header."""
+def _parse_header(header: bytes) -> tuple[int, int, bytes]:
+    """(version, segment size, salt) of a well-formed header."""
     if len(header) != HEADER_BYTES:
         raise DecryptionError("truncated header")
     magic, version, segment_size, salt = _HEADER.unpack(header)
-    if magic != MAGIC or version != VERSION or not 1024 <= segment_size <= 16 * 1024 * 1024:
+    if magic != MAGIC or version not in READABLE_VERSIONS or not 1024 <= segment_size <= 16 * 1024 * 1024:
         raise DecryptionError("not a Koerier blob")
-    return segment_size, salt
+    return version, segment_size, salt
 
 
-def _file_aead(dek: bytes, header: bytes) -> AESGCM:
-    return AESGCM(derive(dek, "koerier/file/v1", _parse_header(header)[1]))
+class _Sealer:
+    """The file key and associated data of one blob, from its header and its file's ids."""
+
+    def __init__(self, dek: bytes, header: bytes, transfer_id: str, file_id: str) -> None:
+        version, self.segment_size, salt = _parse_header(header)
+        self.aead = AESGCM(derive(dek, "koerier/file/v1", salt))
+        self.aad = header if version == 1 else header + f"koerier/blob/v2/{transfer_id}/{file_id}".encode()
+
+    def seal(self, index: int, last: bool, plaintext: bytes | bytearray | memoryview) -> bytes:
+        return self.aead.encrypt(_nonce(index, last), plaintext, self.aad)
+
+    def open(self, index: int, last: bool, sealed: bytes) -> bytes:
+        try:
+            return self.aead.decrypt(_nonce(index, last), sealed, self.aad)
+        except (InvalidTag, ValueError):
+            raise DecryptionError(f"segment {index} failed authentication") from None
 
 
 def ciphertext_size(plaintext_size: int, segment_size: int = SEGMENT_SIZE) -> int:
@@ -68,16 +86,18 @@ class SegmentWriter:
     segment always carries the last flag.
     """
 
-    def __init__(self, sink: BinaryIO, dek: bytes, segment_size: int = SEGMENT_SIZE) -> None:
-        self._header = new_header(segment_size)
-        self._aead = _file_aead(dek, self._header)
+    def __init__(
+        self, sink: BinaryIO, dek: bytes, *, transfer_id: str, file_id: str, segment_size: int = SEGMENT_SIZE,
+    ) -> None:
+        header = new_header(segment_size)
+        self._sealer = _Sealer(dek, header, transfer_id, file_id)
         self._sink = sink
         self._segment_size = segment_size
         self._buffer = bytearray()
         self._counter = 0
         self._closed = False
         self.size = 0
-        sink.write(self._header)
+        sink.write(header)
 
     def write(self, data: bytes) -> None:
         if self._closed:
@@ -108,7 +128,7 @@ class SegmentWriter:
             self._closed = True
 
     def _seal(self, plaintext: bytes | bytearray | memoryview, last: bool) -> None:
-        self._sink.write(self._aead.encrypt(_nonce(self._counter, last), plaintext, self._header))
+        self._sink.write(self._sealer.seal(self._counter, last, plaintext))
         self._counter += 1
 
 
@@ -120,51 +140,76 @@ class ResumableWriter:
     """Seals a file of known length whose bytes may arrive over several requests.
 
     Knowing the length up front means a segment's last flag is known as soon
-    as its bytes are complete, so every segment is sealed once and written
-    once. Bytes of an incomplete segment are held in memory only and dropped
-    when the request ends: ``offset`` is always a whole number of segments
-    (or the full length), which is what a resuming client is told. The
-    segment after it is therefore sealed for the first time when its bytes
-    arrive again, and no nonce ever covers two different plaintexts on disk.
+    as its bytes are complete, so every segment is sealed once, as it
+    arrives. Bytes of an incomplete segment are held in memory only and
+    dropped when the request ends: ``offset`` is always a whole number of
+    segments (or the full length).
+
+    A segment index is never sealed twice under one file key, whatever
+    crashes: before sealing index *i* the writer needs ``i < reserved``, and
+    raises the mark through ``reserve(i)``, which must make the new mark
+    durable (commit it) before returning it. ``spent`` counts the indices
+    used, a failed write included. The owner stores ``offset`` and
+    ``reserved = spent`` together once the bytes are synced. Opened with a
+    mark ahead of the offset (a request died, or its last commit failed,
+    after sealing segments nobody recorded), the writer cannot know what
+    was sealed under the header on disk, so it starts over under a fresh
+    header, and with it a fresh file key, at offset 0 (``restarted``).
     """
 
-    def __init__(self, sink: BinaryIO, dek: bytes, length: int, offset: int) -> None:
+    def __init__(
+        self, sink: BinaryIO, dek: bytes, length: int, offset: int, reserved: int, reserve: Callable[[int], int],
+        *, transfer_id: str, file_id: str,
+    ) -> None:
         sink.seek(0)
         header = sink.read(HEADER_BYTES)
-        self._segment_size, _ = _parse_header(header)
-        if offset % self._segment_size or (offset >= length and length):
+        _, segment_size, _ = _parse_header(header)
+        if offset % segment_size or (offset >= length and length):
             raise ValueError("a stored offset is a whole number of segments, short of the length")
-        self._aead = _file_aead(dek, header)
-        self._header = header
+        self.restarted = reserved > offset // segment_size
+        if self.restarted:
+            header = new_header(segment_size)
+            sink.seek(0)
+            sink.write(header)
+            offset = 0
+        self._sealer = _Sealer(dek, header, transfer_id, file_id)
+        self._segment_size = segment_size
         self._sink = sink
         self._length = length
-        self._last_index = max(0, -(-length // self._segment_size) - 1)
-        self._counter = offset // self._segment_size
+        self._last_index = max(0, -(-length // segment_size) - 1)
+        self._reserve = reserve
+        # Under a fresh header no index is used yet, and the stored mark
+        # still covers every index below it.
+        self.reserved = reserved
+        self.spent = offset // segment_size
         self._buffer = bytearray()
         self.offset = offset
-        # Anything past the stored offset is a torn write of a request that
-        # died; it is cut off and rewritten.
-        sink.seek(HEADER_BYTES + self._counter * (self._segment_size + TAG_BYTES))
+        # Anything past the offset is a torn write of a request that died,
+        # or segments of an abandoned header; either way it is cut off.
+        sink.seek(HEADER_BYTES + self.spent * (segment_size + TAG_BYTES))
         sink.truncate()
 
     @classmethod
-    def start(cls, sink: BinaryIO, dek: bytes, length: int, segment_size: int = SEGMENT_SIZE) -> "ResumableWriter":
+    def start(
+        cls, sink: BinaryIO, dek: bytes, length: int, reserve: Callable[[int], int],
+        *, transfer_id: str, file_id: str, segment_size: int = SEGMENT_SIZE,
+    ) -> "ResumableWriter":
         sink.write(new_header(segment_size))
-        writer = cls(sink, dek, length, 0)
+        writer = cls(sink, dek, length, 0, 0, reserve, transfer_id=transfer_id, file_id=file_id)
         if length == 0:
             writer._seal(b"")
         return writer
 
     @property
     def complete(self) -> bool:
-        return self.offset == self._length and self._counter > self._last_index
+        return self.offset == self._length and self.spent > self._last_index
 
     def write(self, data: bytes) -> None:
         if self.offset + len(self._buffer) + len(data) > self._length:
             raise LengthExceeded("more bytes than the declared length")
         view = memoryview(data)
         while view:
-            want = self._segment_size if self._counter < self._last_index else self._length - self.offset
+            want = self._segment_size if self.spent < self._last_index else self._length - self.offset
             take = want - len(self._buffer)
             if not self._buffer and len(view) >= want:
                 # A whole segment in the caller's buffer: seal it without copying.
@@ -178,9 +223,15 @@ class ResumableWriter:
                 self._buffer = bytearray()
 
     def _seal(self, plaintext: bytes | bytearray | memoryview) -> None:
-        last = self._counter == self._last_index
-        self._sink.write(self._aead.encrypt(_nonce(self._counter, last), plaintext, self._header))
-        self._counter += 1
+        index = self.spent
+        if index >= self.reserved:
+            reserved = self._reserve(index)
+            if reserved <= index:
+                raise ValueError("a reservation must cover the index it was asked for")
+            self.reserved = reserved
+        # Spent from here on, even if the write below fails or tears.
+        self.spent += 1
+        self._sink.write(self._sealer.seal(index, index == self._last_index, plaintext))
         self.offset += len(plaintext)
 
 
@@ -191,9 +242,10 @@ class SegmentReader:
     tampered segment stops the stream before any of its bytes go out.
     """
 
-    def __init__(self, source: BinaryIO, dek: bytes, blob_size: int) -> None:
+    def __init__(self, source: BinaryIO, dek: bytes, blob_size: int, *, transfer_id: str, file_id: str) -> None:
         header = source.read(HEADER_BYTES)
-        segment_size, _ = _parse_header(header)
+        self._sealer = _Sealer(dek, header, transfer_id, file_id)
+        segment_size = self._sealer.segment_size
         body = blob_size - HEADER_BYTES
         stride = segment_size + TAG_BYTES
         self._segments = max(1, -(-body // stride))
@@ -201,19 +253,13 @@ class SegmentReader:
         if tail < TAG_BYTES:
             raise DecryptionError("truncated segment")
         self._source = source
-        self._header = header
-        self._aead = _file_aead(dek, header)
         self._segment_size = segment_size
         self._stride = stride
         self.size = body - self._segments * TAG_BYTES
 
     def _segment(self, index: int) -> bytes:
         self._source.seek(HEADER_BYTES + index * self._stride)
-        sealed = self._source.read(self._stride)
-        try:
-            return self._aead.decrypt(_nonce(index, index == self._segments - 1), sealed, self._header)
-        except (InvalidTag, ValueError):
-            raise DecryptionError(f"segment {index} failed authentication") from None
+        return self._sealer.open(index, index == self._segments - 1, self._source.read(self._stride))
 
     def iter_range(self, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         """Plaintext bytes ``start`` to ``end`` inclusive (default: to the end)."""
