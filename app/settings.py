@@ -192,6 +192,9 @@ class Password:
     min_score: int = 3
     generated_groups: int = 5
     patterns: list[PasswordPattern] = field(default_factory=list)
+    # Words anyone could guess for this portal (the municipality, its
+    # places, the organisation): a password built on them counts as weak.
+    guessable_words: list[str] = field(default_factory=list)
 
     def check(self, path: str) -> None:
         if not self.modes:
@@ -203,6 +206,11 @@ class Password:
         _range(path, "min_length", self.min_length, 4, 256)
         _range(path, "min_score", self.min_score, 0, 4)
         _range(path, "generated_groups", self.generated_groups, 4, 16)
+        if len(self.guessable_words) > 1000:
+            raise ConfigError(f"{path}.guessable_words: at most 1000 words")
+        for word in self.guessable_words:
+            if not 3 <= len(word.strip()) <= 100:
+                raise ConfigError(f"{path}.guessable_words: {word!r} must have 3 to 100 characters")
 
 
 @dataclass(frozen=True)

@@ -426,8 +426,8 @@ def password_strength():  # type: ignore[no-untyped-def]
 
 
 def _assess(draft: Draft, password: str) -> password_policy.Assessment:
-    """The operator's password policy; the sender's own name and address count as guessable."""
-    return password_policy.assess(password, settings().password, [draft.sender_name, draft.sender_email])
+    """The operator's password policy; the sender's own name and address, and the site's name, count as guessable."""
+    return password_policy.assess(password, settings().password, [draft.sender_name, draft.sender_email, settings().site.name])
 
 
 def _password_message(assessment: password_policy.Assessment) -> str:
