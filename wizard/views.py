@@ -544,13 +544,26 @@ def new():  # type: ignore[no-untyped-def]
     return redirect(url_for("wizard.personal"))
 
 
-@bp.get("/reply/<token>")
+@bp.route("/reply/<token>", methods=["GET", "POST"])
 def reply(token: str):  # type: ignore[no-untyped-def]
-    """"Reply securely": a new wizard, prefilled to answer the sender."""
+    """"Reply securely": a new wizard, prefilled to answer the sender.
+
+    An unfinished transfer in this browser is not dropped unasked: the page
+    asks first, and only a confirmed (CSRF-checked) post discards it.
+    """
     origin = transactions.reply_origin(db.session(), portal(), token)
     if origin is None:
         flash(gettext("This transfer is no longer available. You can still send a new transfer."), "info")
         return redirect(url_for("wizard.personal"))
+    unfinished = _draft()
+    if unfinished is not None:
+        form = ButtonForm()
+        if request.method == "GET":
+            resume = transactions.first_missing_step(unfinished, _sender_verified(unfinished)) or "notification"
+            return render_template("wizard/reply_confirm.html", form=form, token=token, resume=resume)
+        if not form.validate_on_submit():
+            abort(400)
+        drafts.discard(db.session(), portal(), unfinished)
     transfer = origin.transfer
     session.pop("draft", None)
     session.pop("summary", None)
