@@ -67,7 +67,8 @@ def _frequency_lists() -> dict[str, list[str]]:
     for language in LANGUAGES:
         # Words of one or two letters match all over a password and slow the
         # search tenfold, adding nothing that zxcvbn's own lists lack.
-        words = [w for w in wordfreq.top_n_list(language, WORDS_PER_LANGUAGE, wordlist="small") if w.isalpha() and len(w) >= 3]
+        listed = wordfreq.top_n_list(language, WORDS_PER_LANGUAGE, wordlist="small")
+        words = [w for w in listed if w.isalpha() and len(w) >= 3]
         # Also without accents, as people type them ("cafe" for "café").
         lists[f"words_{language}"] = list(dict.fromkeys(v for w in words for v in (w, _unaccented(w))))
     # The whole word lists stay cached in wordfreq otherwise; a worker needs only these.
@@ -125,7 +126,8 @@ def _estimate(password: str, user_inputs: list[str]) -> tuple[int, dict[str, Any
     """zxcvbn's own steps (``zxcvbn.zxcvbn``), but with the user inputs in a
     dictionary of this call rather than in zxcvbn's module global, and with
     decorations matched as well."""
-    dictionaries = {**matching.RANKED_DICTIONARIES, "user_inputs": matching.build_ranked_dict([w.lower() for w in user_inputs])}
+    own = matching.build_ranked_dict([w.lower() for w in user_inputs])
+    dictionaries = {**matching.RANKED_DICTIONARIES, "user_inputs": own}
     matches = matching.omnimatch(password, dictionaries)
     decorations = _decorations(password)
     matches += decorations + _decorated(password, matches, decorations)

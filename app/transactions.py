@@ -190,15 +190,14 @@ def _count_against_limits(db: Session, portal: Portal, draft: Draft, now: dateti
     In a savepoint, so that a refused start counts against neither.
     """
     limits, sender, wanted = portal.settings.limits, draft.sender_email, len(drafts.recipients(draft))
+    budget = limits.recipients_per_sender_per_day
     with db.begin_nested():
         ratelimit.hit(db, "transactions-sender", sender, limits.transactions_per_sender_per_day, DAY, now)
         try:
-            ratelimit.hit(db, "recipients-sender", sender, limits.recipients_per_sender_per_day, DAY, now, n=wanted)
+            ratelimit.hit(db, "recipients-sender", sender, budget, DAY, now, n=wanted)
         except ratelimit.RateLimited as exc:
             used_before = ratelimit.count(db, "recipients-sender", sender, DAY, now) - wanted
-            raise RecipientBudgetExhausted(
-                exc.retry_at, limits.recipients_per_sender_per_day, max(0, limits.recipients_per_sender_per_day - used_before), wanted,
-            ) from None
+            raise RecipientBudgetExhausted(exc.retry_at, budget, max(0, budget - used_before), wanted) from None
 
 
 def reply_link(portal: Portal, transfer: Transfer, recipient: Recipient) -> str:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from .walker import BASE, Sender, text_of
 
 
@@ -24,7 +22,7 @@ def test_the_absolute_timeout_ends_a_session_that_is_still_active(make_app, mail
     assert r.location.endswith("/send/") and "Your session has expired" in text_of(sender.get(r.location))
 
 
-def test_a_session_only_verification_ends_with_the_idle_session(make_app, mailbox, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_session_only_verification_ends_with_the_idle_session(make_app, mailbox, monkeypatch) -> None:
     app = make_app({"site": {"session_idle_minutes": 5}})
     sender = Sender(app, mailbox)
     sender.personal()

@@ -426,8 +426,9 @@ def password_strength():  # type: ignore[no-untyped-def]
 
 
 def _assess(draft: Draft, password: str) -> password_policy.Assessment:
-    """The operator's password policy; the sender's own name and address, and the site's name, count as guessable."""
-    return password_policy.assess(password, settings().password, [draft.sender_name, draft.sender_email, settings().site.name])
+    """The operator's password policy; the sender's name and address, and the site's name, count as guessable."""
+    guessable = [draft.sender_name, draft.sender_email, settings().site.name]
+    return password_policy.assess(password, settings().password, guessable)
 
 
 def _password_message(assessment: password_policy.Assessment) -> str:
@@ -532,7 +533,8 @@ def done():  # type: ignore[no-untyped-def]
     if transfer is None or transfer.expires_at <= utcnow():
         session.pop("summary", None)
         return redirect(url_for("wizard.personal"))
-    return render_template("wizard/done.html", summary=_summary(transfer, bool(kept.get("mail_failed"))), password=None, step="done")
+    summary = _summary(transfer, bool(kept.get("mail_failed")))
+    return render_template("wizard/done.html", summary=summary, password=None, step="done")
 
 
 @bp.post("/new")
