@@ -83,7 +83,8 @@ def policy_group() -> None:
 def _limits_summary(limits: policy.Limits) -> str:
     extensions = "any" if limits.allowed_extensions is None else f"{len(limits.allowed_extensions)} types"
     return (
-        f"max {limits.max_total_bytes:,} bytes, {limits.max_files} files, {limits.max_expiry_days} days; "
+        f"max {limits.max_total_bytes:,} bytes, {limits.max_files} files, {limits.max_recipients} recipients, "
+        f"{limits.max_expiry_days} days; "
         f"passwords: {'/'.join(limits.password_modes)}; extensions: {extensions}; "
         f"file names in mail: {limits.expose_filenames}; retrieval notice: {limits.retrieval_notice}; "
         f"message: {limits.confidential_message}; edit notification: {'yes' if limits.edit_notification else 'no'}"

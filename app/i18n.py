@@ -3,7 +3,9 @@ browser's Accept-Language decides on the first visit."""
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, abort, current_app, redirect, request, session
 from flask_babel import Babel
@@ -26,11 +28,26 @@ def switch(code: str):  # type: ignore[no-untyped-def]
     if code not in LANGUAGES:
         abort(404)
     session["lang"] = code
-    target = request.args.get("next", "/")
-    # Only local paths: a crafted link must not turn this into an open redirect.
-    if not target.startswith("/") or target.startswith("//") or "\\" in target:
-        target = "/"
-    return redirect(target)
+    return redirect(local_path(request.args.get("next", "/")))
+
+
+def local_path(target: str) -> str:
+    """``target`` if it is a path on this site, else "/".
+
+    Browsers drop tabs and line breaks from a URL and read a backslash as a
+    slash, so "/%09/evil.example" (a tab) or "/\\evil.example" lead to another
+    host: a target holding any such character, or naming a scheme or a host,
+    is refused.
+    """
+    if any(ch.isspace() or ch == "\\" or unicodedata.category(ch)[0] in "CZ" for ch in target):
+        return "/"
+    try:
+        parts = urlsplit(target)
+    except ValueError:  # e.g. an unclosed "[" where a host would be
+        return "/"
+    if parts.scheme or parts.netloc or not parts.path.startswith("/") or parts.path.startswith("//"):
+        return "/"
+    return target
 
 
 def init_app(app: Flask) -> None:

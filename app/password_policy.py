@@ -3,27 +3,93 @@ pattern such as the AGB convention ``Agb12345678!``.
 
 A pattern is an agreed convention between parties who already share the
 secret part (the AGB code), so a full match is accepted even though zxcvbn
-would call it weak; the minimum length still applies.
+would call it weak; the minimum length still applies. AGB codes are public
+(the Vektis AGB register), so such a password is only as secret as the
+convention that nobody else guesses it: anyone who knows who the parties
+are can look the code up.
+
+zxcvbn ships English lists only, so ``Welkom2024!!`` or ``Gemeente2026!``
+looked random to it. Here it also knows the frequent words of every
+interface language (wordfreq), words Dutch passwords are built on (seasons,
+months, football clubs ...), the site's name and the operator's own words
+(``password.guessable_words``), and the digits-and-symbols endings people
+add to a word to satisfy composition rules ("2024!!", "01!"), which password
+crackers try as a whole, not character by character.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
-import threading
+import unicodedata
 from dataclasses import dataclass, field
+from typing import Any
 
-from zxcvbn import zxcvbn
+import wordfreq
+from zxcvbn import feedback, matching, scoring, time_estimates
 
-from .settings import Password
-from .zxcvbn_text import translate
+from .settings import LANGUAGES, Password
+from .zxcvbn_text import ADDED, COMMON_IN_PASSWORDS, COMMON_WORD, OWN_WORDS, translate
 
-# zxcvbn keeps the user inputs of the current call in a module global.
-_zxcvbn_lock = threading.Lock()
 _ZXCVBN_MAX = 72
 
 # Lower case and digits without look-alikes (0/o, 1/l/i): easy to read out
 # over the phone, 5 bits per character.
 GENERATED_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
+
+# wordfreq's "small" lists hold about this many words per language.
+WORDS_PER_LANGUAGE = 30_000
+
+# What Dutch passwords are built on, most common first; ranked before any
+# frequency list, because people pick these for passwords far more often
+# than they use them in text.
+DUTCH_PASSWORD_WORDS = (
+    "welkom", "wachtwoord", "geheim", "hallo", "voetbal", "liefde", "schatje", "prinses", "vakantie",
+    "zomer", "winter", "lente", "herfst", "voorjaar", "najaar",
+    "januari", "februari", "maart", "april", "mei", "juni", "juli", "augustus", "september", "oktober",
+    "november", "december",
+    "maandag", "dinsdag", "woensdag", "donderdag", "vrijdag", "zaterdag", "zondag",
+    "ajax", "feyenoord", "psv", "az", "twente", "utrecht", "vitesse", "heerenveen", "groningen", "sparta",
+    "excelsior", "heracles", "zwolle", "fortuna", "nec", "nac", "willem",
+    "oranje", "nederland", "holland", "amsterdam", "rotterdam", "denhaag", "eindhoven",
+    "gemeente", "provincie", "ziekenhuis", "huisarts", "zorg", "kantoor", "beveiliging", "inloggen",
+    "toegang", "sleutel", "veilig", "bestanden", "overdracht", "beheerder", "gebruiker",
+    "kabouter", "konijn", "poes", "hond", "sinterklaas", "kerstmis", "koningsdag",
+)
+
+# Punctuation a password decoration is made of.
+_SYMBOLS = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+_DECORATION = re.compile(f"([{re.escape(_SYMBOLS)}]{{0,3}})([0-9]{{0,4}})([{re.escape(_SYMBOLS)}]{{0,3}})")
+
+
+def _frequency_lists() -> dict[str, list[str]]:
+    lists = {"dutch_passwords": list(DUTCH_PASSWORD_WORDS)}
+    for language in LANGUAGES:
+        # Words of one or two letters match all over a password and slow the
+        # search tenfold, adding nothing that zxcvbn's own lists lack.
+        listed = wordfreq.top_n_list(language, WORDS_PER_LANGUAGE, wordlist="small")
+        words = [w for w in listed if w.isalpha() and len(w) >= 3]
+        # Also without accents, as people type them ("cafe" for "café").
+        lists[f"words_{language}"] = list(dict.fromkeys(v for w in words for v in (w, _unaccented(w))))
+    # The whole word lists stay cached in wordfreq otherwise; a worker needs only these.
+    for cached in (wordfreq.top_n_list, wordfreq.get_frequency_list, wordfreq.get_frequency_dict):
+        cached.cache_clear()
+    return lists
+
+
+def _unaccented(word: str) -> str:
+    return "".join(ch for ch in unicodedata.normalize("NFKD", word) if not unicodedata.combining(ch))
+
+
+# Once per process, at import, before any request thread exists. From then
+# on zxcvbn's dictionaries are only read: each call gets its own user inputs
+# (see _estimate), so no lock is needed.
+matching.add_frequency_lists(_frequency_lists())
+# zxcvbn has warnings for its own lists and patterns only.
+_WARNINGS = {
+    "dutch_passwords": COMMON_IN_PASSWORDS, "user_inputs": OWN_WORDS, "decorated": COMMON_WORD, "decoration": ADDED,
+    **{f"words_{lang}": COMMON_WORD for lang in LANGUAGES},
+}
 
 
 @dataclass(frozen=True)
@@ -41,19 +107,93 @@ class Assessment:
 
 
 def assess(password: str, policy: Password, user_inputs: list[str]) -> Assessment:
+    """``user_inputs``: words of the sender and the site, guessable to anyone
+    who knows them; the operator's ``guessable_words`` are added."""
     pattern = next((p.name for p in policy.patterns if p.matches(password)), None)
-    inputs = [part for value in user_inputs for part in _input_parts(value)]
-    with _zxcvbn_lock:
-        result = zxcvbn(password[:_ZXCVBN_MAX], user_inputs=inputs)
-    feedback = result.get("feedback") or {}
+    inputs = [part for value in [*user_inputs, *policy.guessable_words] for part in _input_parts(value)]
+    score, advice = _estimate(password[:_ZXCVBN_MAX], inputs)
     return Assessment(
-        score=int(result["score"]),
+        score=score,
         length_ok=len(password) >= policy.min_length,
         pattern=pattern,
-        warning=translate(feedback.get("warning") or ""),
-        suggestions=[translate(s) for s in feedback.get("suggestions") or []],
+        warning=translate(advice.get("warning") or ""),
+        suggestions=[translate(s) for s in advice.get("suggestions") or []],
         min_score=policy.min_score,
     )
+
+
+def _estimate(password: str, user_inputs: list[str]) -> tuple[int, dict[str, Any]]:
+    """zxcvbn's own steps (``zxcvbn.zxcvbn``), but with the user inputs in a
+    dictionary of this call rather than in zxcvbn's module global, and with
+    decorations matched as well."""
+    own = matching.build_ranked_dict([w.lower() for w in user_inputs])
+    dictionaries = {**matching.RANKED_DICTIONARIES, "user_inputs": own}
+    matches = matching.omnimatch(password, dictionaries)
+    decorations = _decorations(password)
+    matches += decorations + _decorated(password, matches, decorations)
+    result = scoring.most_guessable_match_sequence(password, matches)
+    score = int(time_estimates.guesses_to_score(result["guesses"]))
+    advice = feedback.get_feedback(score, result["sequence"])
+    if score <= 2 and result["sequence"] and not advice.get("warning"):
+        longest = max(result["sequence"], key=lambda m: len(m["token"]))
+        advice["warning"] = _WARNINGS.get(longest.get("dictionary_name", ""), _WARNINGS.get(longest["pattern"], ""))
+    return score, advice
+
+
+def _decorations(password: str) -> list[dict[str, Any]]:
+    """Runs of up to three symbols, four digits and three symbols, each as
+    one match guessed the way cracking rules try them."""
+    found = []
+    for i in range(len(password)):
+        for j in range(i + 1, min(len(password), i + 10) + 1):
+            parts = _DECORATION.fullmatch(password, i, j)
+            if parts:
+                before, number, after = parts.groups()
+                guesses = _symbol_guesses(before) * _number_guesses(number) * _symbol_guesses(after)
+                found.append({"pattern": "decoration", "token": password[i:j], "i": i, "j": j - 1, "guesses": guesses})
+    return found
+
+
+def _decorated(password: str, matches: list[dict[str, Any]], decorations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each dictionary word together with the decorations right before and
+    after it, as one match: a cracking rule adds them to a word in one go
+    ("2024Welkom!" is no harder than "Welkom2024!")."""
+    ending, starting = {}, {}
+    for d in decorations:  # the longest decoration ending / starting at each index
+        if d["j"] not in ending or ending[d["j"]]["i"] > d["i"]:
+            ending[d["j"]] = d
+        if d["i"] not in starting or starting[d["i"]]["j"] < d["j"]:
+            starting[d["i"]] = d
+    found = []
+    for word in (m for m in matches if m["pattern"] == "dictionary"):
+        guesses = scoring.estimate_guesses(word, password)
+        before, after = ending.get(word["i"] - 1), starting.get(word["j"] + 1)
+        options = [(before, None), (None, after), (before, after)] if before and after else [(before, after)]
+        for pre, post in options:
+            if pre is None and post is None:
+                continue
+            i, j = (pre or word)["i"], (post or word)["j"]
+            # Prepending is a rarer rule than appending.
+            total = guesses * (2 * pre["guesses"] if pre else 1) * (post["guesses"] if post else 1)
+            found.append({
+                "pattern": "decorated", "token": password[i : j + 1], "i": i, "j": j, "guesses": total,
+                "dictionary_name": word["dictionary_name"],
+            })
+    return found
+
+
+def _number_guesses(digits: str) -> int:
+    if len(digits) == 4 and 1900 <= int(digits) <= 2099:
+        return 200  # a year
+    return 10 ** len(digits)
+
+
+def _symbol_guesses(symbols: str) -> int:
+    if not symbols:
+        return 1
+    if len(set(symbols)) == 1:
+        return len(_SYMBOLS) * len(symbols)  # "!", "!!", "!!!"
+    return len(_SYMBOLS) ** len(symbols)
 
 
 def _input_parts(value: str) -> list[str]:

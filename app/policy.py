@@ -36,6 +36,7 @@ class Limits:
 
     max_total_bytes: int
     max_files: int
+    max_recipients: int
     max_expiry_days: int
     password_modes: tuple[str, ...]
     allowed_extensions: frozenset[str] | None  # None: any
@@ -65,6 +66,7 @@ def base_limits(settings: Settings) -> Limits:
     return Limits(
         max_total_bytes=t.max_total_bytes,
         max_files=t.max_files,
+        max_recipients=t.max_recipients,
         max_expiry_days=t.max_expiry_days,
         password_modes=tuple(p.modes),
         allowed_extensions=_extensions(t.allowed_extensions),
@@ -90,7 +92,7 @@ def rule_for(settings: Settings, sender: str, recipient: str) -> Rule | None:
 def apply(base: Limits, rule: Rule) -> Limits:
     """One rule's overrides on top of the global limits."""
     changes: dict[str, object] = {"rules": (rule.name,)}
-    for key in ("max_total_bytes", "max_files", "max_expiry_days", "expose_filenames", "retrieval_notice",
+    for key in ("max_total_bytes", "max_files", "max_recipients", "max_expiry_days", "expose_filenames", "retrieval_notice",
                 "confidential_message", "edit_notification"):
         if getattr(rule, key) is not None:
             changes[key] = getattr(rule, key)
@@ -126,6 +128,7 @@ def strictest(a: Limits, b: Limits) -> Limits:
     return Limits(
         max_total_bytes=min(a.max_total_bytes, b.max_total_bytes),
         max_files=min(a.max_files, b.max_files),
+        max_recipients=min(a.max_recipients, b.max_recipients),
         max_expiry_days=min(a.max_expiry_days, b.max_expiry_days),
         password_modes=tuple(m for m in a.password_modes if m in b.password_modes),
         allowed_extensions=extensions,
@@ -148,14 +151,23 @@ class Refusal:
 class Decision:
     limits: Limits
     refusals: tuple[Refusal, ...]
+    recipient_count: int = 0
+
+    @property
+    def too_many(self) -> bool:
+        return self.recipient_count > self.limits.max_recipients
 
     @property
     def allowed(self) -> bool:
-        return not self.refusals and bool(self.limits.password_modes)
+        return not self.refusals and not self.too_many and bool(self.limits.password_modes)
 
 
 def decide(settings: Settings, sender: str, recipients: list[str], language: str) -> Decision:
-    """The combined limits for a transfer, and every recipient a rule refuses."""
+    """The combined limits for a transfer, and every recipient a rule refuses.
+
+    ``recipients`` are To, Cc and Bcc alike: a Bcc recipient is as much a
+    recipient to the rules, and counts against ``max_recipients`` too.
+    """
     base = base_limits(settings)
     combined: Limits | None = None
     refusals = []
@@ -172,7 +184,7 @@ def decide(settings: Settings, sender: str, recipients: list[str], language: str
         else:
             limits = apply(base, rule)
         combined = limits if combined is None else strictest(combined, limits)
-    return Decision(combined or base, tuple(refusals))
+    return Decision(combined or base, tuple(refusals), len(set(recipients)))
 
 
 def text_for(value: str | dict[str, str], language: str) -> str:

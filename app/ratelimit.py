@@ -1,7 +1,7 @@
 """Rate limits kept in the database, so they hold across worker processes.
 
 Fixed windows: a counter per (limit, subject, window start). The increment is
-a single UPDATE ... SET count = count + 1, so concurrent workers never lose a
+a single UPDATE ... SET count = count + n, so concurrent workers never lose a
 hit; the first hit of a window inserts the row, and a worker that loses that
 insert race retries the update.
 """
@@ -50,22 +50,24 @@ def check(db: Session, limit: str, subject: str, allowed: int, window: timedelta
         raise RateLimited(_window(now, window) + window)
 
 
-def hit(db: Session, limit: str, subject: str, allowed: int, window: timedelta, now: datetime | None = None) -> None:
-    """Count one hit; raise RateLimited if it is beyond ``allowed``."""
+def hit(
+    db: Session, limit: str, subject: str, allowed: int, window: timedelta, now: datetime | None = None, n: int = 1,
+) -> None:
+    """Count ``n`` hits at once; raise RateLimited if that goes beyond ``allowed``."""
     now = now or utcnow()
     start, key = _window(now, window), _key(limit, subject)
     for _ in range(2):
         bumped = db.execute(
             update(RateCounter)
             .where(RateCounter.key == key, RateCounter.window_start == start)
-            .values(count=RateCounter.count + 1)
+            .values(count=RateCounter.count + n)
             .execution_options(synchronize_session=False)
         )
         if bumped.rowcount:
             break
         try:
             with db.begin_nested():
-                db.add(RateCounter(key=key, window_start=start, count=1))
+                db.add(RateCounter(key=key, window_start=start, count=n))
             break
         except IntegrityError:
             continue  # another worker inserted it first; count on its row

@@ -24,6 +24,9 @@ PASSWORD_MODES = ("none", "generate", "manual")
 # sender may change (Cryptshare's "on/off" plus "may be changed").
 TOGGLES = ("never", "off", "on", "always")
 MESSAGE_RULES = ("forbidden", "allowed", "required")
+# The highest max_recipients an operator may set: every recipient's mail is
+# sent while the sender waits for the summary page.
+MAX_RECIPIENTS = 1000
 # The Rijkscloud list of permitted extensions; "" stands for files without one.
 DEFAULT_EXTENSIONS = [
     "eps", "gif", "jpeg", "jpg", "png", "doc", "docx", "odt", "xls", "xlsx", "ods", "pps", "ppsx", "ppt", "pptx",
@@ -133,6 +136,9 @@ class Storage:
 class Transfer:
     max_total_bytes: int = 10 * 1024**3
     max_files: int = 100
+    # To, Cc and Bcc together. Each recipient costs a mail, a key slot and
+    # an access ID, and an open portal must not become a relay.
+    max_recipients: int = 50
     default_expiry_days: int = 7
     max_expiry_days: int = 30
     draft_ttl_hours: int = 24
@@ -145,6 +151,7 @@ class Transfer:
     def check(self, path: str) -> None:
         _range(path, "max_total_bytes", self.max_total_bytes, 1, 2**50)
         _range(path, "max_files", self.max_files, 1, 10_000)
+        _range(path, "max_recipients", self.max_recipients, 1, MAX_RECIPIENTS)
         _range(path, "max_expiry_days", self.max_expiry_days, 1, 3650)
         _range(path, "default_expiry_days", self.default_expiry_days, 1, self.max_expiry_days)
         _range(path, "draft_ttl_hours", self.draft_ttl_hours, 1, 24 * 30)
@@ -185,6 +192,9 @@ class Password:
     min_score: int = 3
     generated_groups: int = 5
     patterns: list[PasswordPattern] = field(default_factory=list)
+    # Words anyone could guess for this portal (the municipality, its
+    # places, the organisation): a password built on them counts as weak.
+    guessable_words: list[str] = field(default_factory=list)
 
     def check(self, path: str) -> None:
         if not self.modes:
@@ -196,6 +206,11 @@ class Password:
         _range(path, "min_length", self.min_length, 4, 256)
         _range(path, "min_score", self.min_score, 0, 4)
         _range(path, "generated_groups", self.generated_groups, 4, 16)
+        if len(self.guessable_words) > 1000:
+            raise ConfigError(f"{path}.guessable_words: at most 1000 words")
+        for word in self.guessable_words:
+            if not 3 <= len(word.strip()) <= 100:
+                raise ConfigError(f"{path}.guessable_words: {word!r} must have 3 to 100 characters")
 
 
 @dataclass(frozen=True)
@@ -239,6 +254,8 @@ class Limits:
     verification_mails_per_ip_per_hour: int = 20
     failed_downloads_per_ip_per_hour: int = 30
     transactions_per_sender_per_day: int = 50
+    # To, Cc and Bcc of all transfers a sender started in a day.
+    recipients_per_sender_per_day: int = 250
 
     def check(self, path: str) -> None:
         for f in dataclasses.fields(self):
@@ -272,6 +289,7 @@ class Rule:
     reason: str | dict[str, str] = ""
     max_total_bytes: int | None = None
     max_files: int | None = None
+    max_recipients: int | None = None
     max_expiry_days: int | None = None
     password_modes: list[str] | None = None
     allowed_extensions: list[str] | None = None
@@ -300,6 +318,8 @@ class Rule:
         for key in ("max_total_bytes", "max_files", "max_expiry_days"):
             if getattr(self, key) is not None:
                 _range(path, key, getattr(self, key), 1, 2**50)
+        if self.max_recipients is not None:
+            _range(path, "max_recipients", self.max_recipients, 1, MAX_RECIPIENTS)
         _check_limits(path, self)
 
     def reason_for(self, language: str) -> str:

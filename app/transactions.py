@@ -26,6 +26,20 @@ from .models import Draft, KeySlot, Recipient, Transfer
 from .portal import Portal
 
 
+DAY = timedelta(days=1)
+# Co-recipients listed by name in a mail; the rest are counted, so that a
+# mail's size does not grow with the number of recipients.
+LISTED_RECIPIENTS = 5
+
+
+class RecipientBudgetExhausted(ratelimit.RateLimited):
+    """The sender's recipients for today are used up; ``left`` can still be sent to."""
+
+    def __init__(self, retry_at: datetime, allowed: int, left: int, wanted: int) -> None:
+        super().__init__(retry_at)
+        self.allowed, self.left, self.wanted = allowed, left, wanted
+
+
 class NotReady(Exception):
     """A step of the wizard is missing; ``step`` names the first one."""
 
@@ -95,10 +109,7 @@ def start(
     decision = policy.decide(portal.settings, draft.sender_email, drafts.recipients(draft), sender_language)
     if (missing := policy_problem(draft, decision, now, portal)) is not None:
         raise NotReady(missing)
-    ratelimit.hit(
-        db, "transactions-sender", draft.sender_email, portal.settings.limits.transactions_per_sender_per_day,
-        timedelta(days=1), now,
-    )
+    _count_against_limits(db, portal, draft, now)
     dek = drafts.data_key(draft)
     file_names = [open_text(dek, "name", f.id, f.name_ct) for f in draft.files]
     status_token = new_token()
@@ -173,6 +184,22 @@ def start(
     return started
 
 
+def _count_against_limits(db: Session, portal: Portal, draft: Draft, now: datetime) -> None:
+    """One transfer, and each of its recipients, against the sender's daily limits.
+
+    In a savepoint, so that a refused start counts against neither.
+    """
+    limits, sender, wanted = portal.settings.limits, draft.sender_email, len(drafts.recipients(draft))
+    budget = limits.recipients_per_sender_per_day
+    with db.begin_nested():
+        ratelimit.hit(db, "transactions-sender", sender, limits.transactions_per_sender_per_day, DAY, now)
+        try:
+            ratelimit.hit(db, "recipients-sender", sender, budget, DAY, now, n=wanted)
+        except ratelimit.RateLimited as exc:
+            used_before = ratelimit.count(db, "recipients-sender", sender, DAY, now) - wanted
+            raise RecipientBudgetExhausted(exc.retry_at, budget, max(0, budget - used_before), wanted) from None
+
+
 def reply_link(portal: Portal, transfer: Transfer, recipient: Recipient) -> str:
     """Opens the wizard prefilled to answer; it grants nothing by itself."""
     token = URLSafeSerializer(portal.server_secret, salt="koerier/reply/v1").dumps([transfer.id, recipient.id])
@@ -204,6 +231,7 @@ def _notification_mails(
 ) -> list[EmailMessage]:
     # Bcc recipients get their own mail like everyone else, and are listed in nobody's.
     visible = [r for r in transfer.recipients if r.kind != "bcc"]
+    listed, unlisted = visible[:LISTED_RECIPIENTS], max(0, len(visible) - LISTED_RECIPIENTS)
     out = []
     for recipient in transfer.recipients:
         text, html = mails.render(
@@ -215,7 +243,8 @@ def _notification_mails(
             link=download_link(portal, recipient, link_secrets.get(recipient.id)),
             link_key=link_secrets.get(recipient.id),
             reply_link=reply_link(portal, transfer, recipient),
-            visible=visible,
+            listed=listed,
+            unlisted=unlisted,
             file_names=file_names if transfer.expose_filenames else [],
             site=portal.settings.site,
         )
@@ -236,6 +265,8 @@ def _confirmation_mail(portal: Portal, transfer: Transfer, file_names: list[str]
         language,
         transfer=transfer,
         files=list(zip(file_names, [f.size for f in transfer.files])),
+        listed=transfer.recipients[:LISTED_RECIPIENTS],
+        unlisted=max(0, len(transfer.recipients) - LISTED_RECIPIENTS),
         status_link=status_link,
         site=portal.settings.site,
     )

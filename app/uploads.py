@@ -51,17 +51,36 @@ class Received:
     refused: list[tuple[str, str]] = field(default_factory=list)
 
 
+_WINDOWS_FORBIDDEN = str.maketrans(dict.fromkeys('<>:"|?*', "_"))
+# Windows opens the device, not a file, for these names with any extension.
+_WINDOWS_DEVICES = {
+    "CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$",
+    *(f"{port}{n}" for port in ("COM", "LPT") for n in "0123456789\u00b9\u00b2\u00b3"),
+}
+
+
 def clean_filename(raw: str) -> str:
-    """A display name: no path, no control or invisible characters, bounded."""
+    """A display name that is also a safe file name where it is saved.
+
+    No path (``/`` or ``\\``, and no drive: ``C:evil.txt`` is a path on
+    drive C), no control or invisible characters, bounded; and nothing
+    Windows would read otherwise: the characters ``<>:"|?*``, trailing dots
+    and spaces, and device names such as ``CON.txt`` or ``aux.tar.gz``, so a
+    file saved from a download or unpacked from "Download all" lands where
+    its name says.
+    """
     name = raw.replace("\\", "/").rsplit("/", 1)[-1]
     name = unicodedata.normalize("NFC", name)
-    name = "".join(
-        ch for ch in name if unicodedata.category(ch)[0] != "C" and ord(ch) not in _INVISIBLE
-    ).strip(" .")
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C" and ord(ch) not in _INVISIBLE)
+    if name[1:2] == ":" and name[:1].isascii() and name[:1].isalpha():
+        name = name[2:]
+    name = name.translate(_WINDOWS_FORBIDDEN).strip(" .")
     if len(name) > MAX_NAME_CHARS:
         stem, dot, ext = name.rpartition(".")
         keep = ext if dot and len(ext) <= 10 else ""
-        name = name[: MAX_NAME_CHARS - len(keep) - 1].rstrip() + ("." + keep if keep else "")
+        name = name[: MAX_NAME_CHARS - len(keep) - 1].rstrip(" .") + ("." + keep if keep else "")
+    if name.split(".", 1)[0].rstrip(" ").upper() in _WINDOWS_DEVICES:
+        name = "_" + name
     return name or "file"
 
 

@@ -12,8 +12,18 @@ def N_(text: str) -> str:  # noqa: N802  (the conventional gettext no-op marker)
     return text
 
 
+# Our own warnings, for matches in the lists app/password_policy.py adds.
+COMMON_WORD = N_("A common word is easy to guess, even with capitals, digits or symbols added.")
+COMMON_IN_PASSWORDS = N_("This word is very common in passwords.")
+OWN_WORDS = N_("Your own name or e-mail address, and words about this portal, are easy to guess.")
+ADDED = N_("Years, digits and symbols added to a word are easy to guess.")
+
 KNOWN = frozenset(
     (
+        COMMON_WORD,
+        COMMON_IN_PASSWORDS,
+        OWN_WORDS,
+        ADDED,
         N_("Add another word or two. Uncommon words are better."),
         N_("Capitalization doesn't help very much."),
         N_("Reversed words aren't much harder to guess."),

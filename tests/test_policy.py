@@ -199,10 +199,7 @@ def test_policy_is_checked_again_when_the_transaction_starts(make_app, mailbox, 
     # The operator tightens the rules while the sender is on the last step;
     # the browser's cookies go along to the restarted portal.
     stricter = make_app({"password": {"modes": ["manual"], "default_mode": "manual"}}, instance=instance)
-    cookies = list(sender.client._cookies.values())
-    sender.app, sender.client = stricter, stricter.test_client()
-    for cookie in cookies:
-        sender.client.set_cookie(cookie.key, cookie.value, domain=cookie.domain, path=cookie.path)
+    sender.restart_on(stricter)
     mailbox.clear()
     r = sender.post("/send/notification", data={"csrf_token": csrf_token(page), "subject": "Dossier", "body": "Tekst"})
     assert r.status_code == 302 and r.location.endswith("/send/options")

@@ -29,4 +29,7 @@ def test_slots_keep_their_own_parameters(make_app, mailbox, tmp_path) -> None:
     sender = Sender(make_app(instance=instance), mailbox)
     sent = sender.send()
     stronger = make_app({"crypto": {"argon2_time_cost": 2, "argon2_memory_kib": 128}}, instance=instance)
-    assert Recipient(stronger).unlock(sent.access_id("anna@gemeente.example"), "Zonnebloem-Kade-1987!").status_code == 302
+    recipient = Recipient(stronger)
+    assert recipient.unlock(sent.access_id("anna@gemeente.example"), "Zonnebloem-Kade-1987!").status_code == 302
+    # The slot's own parameters gave the right key: the file decrypts to what was sent.
+    assert recipient.get(recipient.file_links()["verslag.pdf"]).data == b"%PDF-1.4 test report\n"

@@ -92,8 +92,9 @@ def test_verified_address_is_remembered_per_browser(make_app, mailbox) -> None:
     sender.personal()
     r = sender.verify()
     cookie = r.headers.getlist("Set-Cookie")
-    remembered = [c for c in cookie if c.startswith("koerier_sender=")]
+    remembered = [c for c in cookie if c.startswith("__Host-koerier_sender=")]
     assert remembered and "Max-Age=2592000" in remembered[0] and "HttpOnly" in remembered[0]
+    assert "Secure" in remembered[0] and "Path=/" in remembered[0] and "Domain=" not in remembered[0]
     # Another address in the same browser must be verified again.
     mailbox.clear()
     assert sender.personal(email="ander@zorg.example").location.endswith("/send/verify")
@@ -102,6 +103,6 @@ def test_verified_address_is_remembered_per_browser(make_app, mailbox) -> None:
 def test_session_only_by_default(sender: Sender) -> None:
     sender.personal()
     r = sender.verify()
-    remembered = [c for c in r.headers.getlist("Set-Cookie") if c.startswith("koerier_sender=")]
-    assert remembered and "Max-Age" not in remembered[0] and "Expires" not in remembered[0]
-    assert "Secure" in remembered[0]
+    # Kept in the session, which the idle and absolute timeouts end (tests/test_sessions.py).
+    assert not [c for c in r.headers.getlist("Set-Cookie") if "koerier_sender=" in c]
+    assert sender.personal().location.endswith("/send/recipients")

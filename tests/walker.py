@@ -73,6 +73,15 @@ class Browser:
     def post(self, path: str, **kw: Any) -> TestResponse:
         return self.client.post(path, base_url=BASE, **kw)
 
+    def restart_on(self, app: Flask) -> None:
+        """Go on with this browser's cookies on another app: the portal restarted, e.g. with a new config."""
+        cookies = list(self.client._cookies.values())
+        language = self.client.environ_base["HTTP_ACCEPT_LANGUAGE"]
+        self.app, self.client = app, app.test_client()
+        self.client.environ_base["HTTP_ACCEPT_LANGUAGE"] = language
+        for cookie in cookies:
+            self.client.set_cookie(cookie.key, cookie.value, domain=cookie.domain, path=cookie.path)
+
     def cookie_header(self) -> str:
         """This browser's cookies, for another HTTP client to carry on the session."""
         return "; ".join(f"{c.key}={c.value}" for c in self.client._cookies.values())

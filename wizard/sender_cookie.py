@@ -1,45 +1,55 @@
 """Remembering a verified sender address in this browser.
 
-A signed cookie, separate from the session so that its lifetime can follow
-the operator's ``remember_days``: a browser-session cookie (checked for at
-most a working day) when 0, a persistent one otherwise, as Cryptshare does.
+With ``verification.remember_days = 0`` the verification lives in the
+signed session, so it ends with it: after the idle or absolute timeout
+(app/web.py), as everything else a forgotten browser still holds. With
+more days, a signed persistent cookie of its own, as Cryptshare does;
+``__Host-`` bound (Secure, whole site, this host only) in https mode.
 """
 
 from __future__ import annotations
 
-from flask import Response, current_app, request
+from flask import Response, current_app, request, session
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 COOKIE = "koerier_sender"
-SESSION_ONLY_SECONDS = 12 * 3600
+SESSION_KEY = "verified_sender"
 
 
 def _serializer() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="koerier/verified-sender")
 
 
-def _max_age() -> int:
-    days = current_app.config["KOERIER"].verification.remember_days
-    return days * 86400 if days else SESSION_ONLY_SECONDS
+def _remember_days() -> int:
+    return current_app.config["KOERIER"].verification.remember_days
+
+
+def _cookie_name() -> str:
+    return ("__Host-" if current_app.config["KOERIER"].site.https else "") + COOKIE
 
 
 def verified_email() -> str | None:
-    raw = request.cookies.get(COOKIE)
+    if not _remember_days():
+        return session.get(SESSION_KEY)
+    raw = request.cookies.get(_cookie_name())
     if not raw:
         return None
     try:
-        return str(_serializer().loads(raw, max_age=_max_age()))
+        return str(_serializer().loads(raw, max_age=_remember_days() * 86400))
     except BadSignature:
         return None
 
 
 def remember(response: Response, email: str) -> None:
-    days = current_app.config["KOERIER"].verification.remember_days
+    if not _remember_days():
+        session[SESSION_KEY] = email
+        return
     response.set_cookie(
-        COOKIE,
+        _cookie_name(),
         _serializer().dumps(email),
-        max_age=days * 86400 if days else None,
-        secure=current_app.config["SESSION_COOKIE_SECURE"],
+        max_age=_remember_days() * 86400,
+        path="/",
+        secure=current_app.config["KOERIER"].site.https,
         httponly=True,
         samesite="Lax",
     )

@@ -21,7 +21,7 @@ from app.clock import utcnow
 from app.forms import ButtonForm
 from app.ids import group
 from app.mailer import MailError
-from app.models import Draft
+from app.models import Draft, Transfer
 from app.web import client_ip, human_size, limit_body, portal, settings
 
 from . import bp, sender_cookie
@@ -195,7 +195,13 @@ def _refusal_errors(form: RecipientsForm, decision: policy.Decision) -> None:
         field.errors.append(
             gettext("You cannot send to %(address)s: %(reason)s", address=refusal.address, reason=refusal.reason)
         )
-    if not decision.refusals:
+    if decision.too_many:
+        form.to.errors.append(gettext(
+            "A transfer can go to at most %(max)d recipients (To, Cc and Bcc together); you entered %(count)d. "
+            "Please remove some, or send separate transfers.",
+            max=decision.limits.max_recipients, count=decision.recipient_count,
+        ))
+    elif not decision.refusals:
         # Each recipient is allowed, but their rules share no password mode.
         form.to.errors.append(gettext("These recipients cannot be combined in one transfer. Please send separate transfers."))
 
@@ -420,8 +426,9 @@ def password_strength():  # type: ignore[no-untyped-def]
 
 
 def _assess(draft: Draft, password: str) -> password_policy.Assessment:
-    """The operator's password policy; the sender's own name and address count as guessable."""
-    return password_policy.assess(password, settings().password, [draft.sender_name, draft.sender_email])
+    """The operator's password policy; the sender's name and address, and the site's name, count as guessable."""
+    guessable = [draft.sender_name, draft.sender_email, settings().site.name]
+    return password_policy.assess(password, settings().password, guessable)
 
 
 def _password_message(assessment: password_policy.Assessment) -> str:
@@ -459,6 +466,13 @@ def notification():  # type: ignore[no-untyped-def]
     except transactions.NotReady as exc:
         flash(gettext("Please check this step again: the rules for your recipients do not allow what was chosen."), "error")
         return redirect(url_for(f"wizard.{exc.step}"))
+    except transactions.RecipientBudgetExhausted as exc:
+        form.subject.errors.append(gettext(
+            "Your daily limit of recipients is reached: %(left)d of %(max)d left today, and this transfer has %(count)d. "
+            "Remove recipients, or try again after %(time)s.",
+            left=exc.left, max=exc.allowed, count=exc.wanted, time=format_datetime(exc.retry_at, "short"),
+        ))
+        return render_template("wizard/notification.html", form=form, draft=draft, step="notification"), 429
     except ratelimit.RateLimited as exc:
         form.subject.errors.append(_retry_message(exc))
         return render_template("wizard/notification.html", form=form, draft=draft, step="notification"), 429
@@ -483,10 +497,22 @@ def _start(draft: Draft):  # type: ignore[no-untyped-def]
         portal().mailer.send(started.mails)
     except MailError:
         mail_failed = True
-    transfer = started.transfer
-    summary = {
-        "status_link": started.status_link,
-        "files": [{"name": n, "size": f.size} for n, f in zip(started.file_names, transfer.files)],
+    # Only what finds the transfer again: a reload of the summary reads the
+    # rest from the database, so the cookie stays small whatever was sent.
+    session["summary"] = {"transfer": started.transfer.id, "mail_failed": mail_failed}
+    summary = _summary(started.transfer, mail_failed, started.file_names, started.status_link)
+    return render_template("wizard/done.html", summary=summary, password=started.generated_password, step="done")
+
+
+def _summary(
+    transfer: Transfer, mail_failed: bool, file_names: list[str] | None = None, status_link: str | None = None
+) -> dict[str, object]:
+    """The summary page's content. File names and the status link exist only
+    in the request that started the transfer; a reload shows sizes alone."""
+    names = file_names or [None] * len(transfer.files)
+    return {
+        "status_link": status_link,
+        "files": [{"name": n, "size": f.size} for n, f in zip(names, transfer.files)],
         "recipients": [{"email": r.email, "kind": r.kind, "access_id": group(r.access_id)} for r in transfer.recipients],
         "language": transfer.language,
         "expires_at": transfer.expires_at.isoformat(),
@@ -498,16 +524,16 @@ def _start(draft: Draft):  # type: ignore[no-untyped-def]
         "has_message": transfer.message_ct is not None,
         "mail_failed": mail_failed,
     }
-    # Kept for a reload, without file names or the status link: those stay out of the cookie.
-    session["summary"] = {**summary, "files": [{"size": f["size"]} for f in summary["files"]], "status_link": None}
-    return render_template("wizard/done.html", summary=summary, password=started.generated_password, step="done")
 
 
 @bp.get("/done")
 def done():  # type: ignore[no-untyped-def]
-    summary = session.get("summary")
-    if summary is None:
+    kept = session.get("summary")
+    transfer = db.session().get(Transfer, kept["transfer"]) if isinstance(kept, dict) and "transfer" in kept else None
+    if transfer is None or transfer.expires_at <= utcnow():
+        session.pop("summary", None)
         return redirect(url_for("wizard.personal"))
+    summary = _summary(transfer, bool(kept.get("mail_failed")))
     return render_template("wizard/done.html", summary=summary, password=None, step="done")
 
 
@@ -520,13 +546,26 @@ def new():  # type: ignore[no-untyped-def]
     return redirect(url_for("wizard.personal"))
 
 
-@bp.get("/reply/<token>")
+@bp.route("/reply/<token>", methods=["GET", "POST"])
 def reply(token: str):  # type: ignore[no-untyped-def]
-    """"Reply securely": a new wizard, prefilled to answer the sender."""
+    """"Reply securely": a new wizard, prefilled to answer the sender.
+
+    An unfinished transfer in this browser is not dropped unasked: the page
+    asks first, and only a confirmed (CSRF-checked) post discards it.
+    """
     origin = transactions.reply_origin(db.session(), portal(), token)
     if origin is None:
         flash(gettext("This transfer is no longer available. You can still send a new transfer."), "info")
         return redirect(url_for("wizard.personal"))
+    unfinished = _draft()
+    if unfinished is not None:
+        form = ButtonForm()
+        if request.method == "GET":
+            resume = transactions.first_missing_step(unfinished, _sender_verified(unfinished)) or "notification"
+            return render_template("wizard/reply_confirm.html", form=form, token=token, resume=resume)
+        if not form.validate_on_submit():
+            abort(400)
+        drafts.discard(db.session(), portal(), unfinished)
     transfer = origin.transfer
     session.pop("draft", None)
     session.pop("summary", None)
