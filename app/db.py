@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 
 from flask import Flask, Response, g
-from sqlalchemy import DateTime, Engine, create_engine, event
+from sqlalchemy import DateTime, Engine, create_engine, event, text
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -60,16 +60,24 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+# Any constant: names the advisory lock that serialises schema creation.
+SCHEMA_LOCK = 0x6B6F6572
+
+
 def create_schema(engine: Engine, attempts: int = 5) -> None:
     """Create missing tables (and their triggers).
 
     The workers of a fresh deployment boot at the same moment and race to
-    create the same tables; the loser of a race finds them made, and
-    checking again sees them.
+    create the same tables. PostgreSQL creates them in one transaction under
+    an advisory lock, so the others wait and then find them made; on SQLite
+    the loser of a race finds them made, and checking again sees them.
     """
     for attempt in range(1, attempts + 1):
         try:
-            Base.metadata.create_all(engine)
+            with engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
+                Base.metadata.create_all(conn)
             return
         except DatabaseError:
             if attempt == attempts:
