@@ -12,8 +12,11 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
+from typing import Any
+
 from flask import Flask, Response, g
 from sqlalchemy import DateTime, Engine, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -114,6 +117,19 @@ def init_app(app: Flask, url: str) -> None:
         if db is not None:
             db.rollback()
             db.close()
+
+
+def upsert(db: Session, model: type[Base], values: dict[str, Any], update: dict[str, Any], where: Any = None) -> Any:
+    """``INSERT ... ON CONFLICT (primary key) DO UPDATE``: one atomic statement.
+
+    For counters bumped by parallel requests: there is no moment between
+    "is there a row" and "write it" for another worker to slip into. Add
+    ``.returning(...)`` to read the result; a row the ``where`` refused to
+    update returns nothing.
+    """
+    dialect = postgresql if db.get_bind().dialect.name == "postgresql" else sqlite
+    keys = [column.name for column in model.__table__.primary_key]
+    return dialect.insert(model).values(**values).on_conflict_do_update(index_elements=keys, set_=update, where=where)
 
 
 def after_commit(db: Session, action: Callable[[], None]) -> None:
