@@ -84,6 +84,17 @@ def _grant_aad(grant_id: str) -> bytes:
     return f"koerier/grant/v1/{grant_id}".encode()
 
 
+@dataclass(frozen=True)
+class _Guess:
+    """A counted guess: what it may open, as plain values, and the lock it started."""
+
+    recipient_id: int | None
+    transfer_id: str
+    slots: list[keyslots.SlotData]
+    keys: list[str]
+    lockout: Lockout | None
+
+
 def unlock(
     db: Session, portal: Portal, typed_id: str, secret: str, *, by_link: bool = False, ip: str = "",
     now: datetime | None = None,
@@ -94,29 +105,26 @@ def unlock(
     hold no uncommitted writes (SQLite has one writer at a time).
     """
     now = now or utcnow()
-    recipient = _live_recipient(db, normalize_access_id(typed_id), now)
-    slots = _candidates(recipient, by_link) if recipient is not None else []
-    keys = _throttle_keys(typed_id, slots)
     # The Argon2 slot first: a request turned away as busy has guessed nothing.
     with portal.argon2_gate.slot():
-        lockout = _count_guess(db, portal, keys, ip, now)
-        dek = _open(recipient.transfer_id, slots, secret) if recipient is not None else None
-        if not slots and not by_link:
+        guess = _count_guess(db, portal, typed_id, by_link, ip, now)
+        dek = _open(guess, secret)
+        if not guess.slots and not by_link:
             # Nothing to try (unknown ID, or a transfer that opens only by
             # its link): spend what a password check costs, so the answer looks the same.
             keyslots.burn_time(keyslots.params_from(portal.settings.crypto))
-    if dek is None:
+    recipient = db.get(Recipient, guess.recipient_id) if guess.recipient_id is not None else None
+    if dek is None or recipient is None:  # (a transfer deleted meanwhile is no longer available)
         audit.record(
             db, "download_failed", transfer_id=recipient.transfer_id if recipient else None,
             actor=recipient.email if recipient else "", ip=ip, now=now,
         )
-        if lockout is not None:
-            _locked(db, portal, lockout, recipient, ip, now)
+        if guess.lockout is not None:
+            _locked(db, portal, guess.lockout, recipient, ip, now)
         raise AccessDenied()
 
-    assert recipient is not None
     # The right secret: the back-off starts over, and this was no failure.
-    db.execute(delete(AccessThrottle).where(AccessThrottle.key.in_(keys)))
+    db.execute(delete(AccessThrottle).where(AccessThrottle.key.in_(guess.keys)))
     if ip:
         ratelimit.refund(db, IP_LIMIT, ip, HOUR, now)
     grant_id, grant_secret = str(uuid.uuid4()), os.urandom(32)
@@ -133,25 +141,37 @@ def unlock(
     return GrantTicket(grant_id, grant_secret.hex())
 
 
-def _count_guess(db: Session, portal: Portal, keys: list[str], ip: str, now: datetime) -> Lockout | None:
-    """Count one guess on every key and on the client IP, committed before it is judged.
+def _count_guess(db: Session, portal: Portal, typed_id: str, by_link: bool, ip: str, now: datetime) -> _Guess:
+    """Find what a guess may open and count it, committed before it is judged.
 
     A separate short transaction rather than the request's: committed at
     once, so a parallel request sees it before its own Argon2 run starts and
-    a request that crashes or times out cannot roll it back. Every statement
-    is an atomic read-and-write (RETURNING), and the first one writes, so
-    SQLite takes its write lock at once and waits for other writers rather
-    than failing; rows are always taken in the same order (IP, ID, slot), so
-    PostgreSQL's row locks cannot deadlock. A refused guess (locked, or too
-    many from this IP) rolls back and counts nothing.
+    a request that crashes or times out cannot roll it back; and closed
+    before the Argon2 run, so no request holds a database connection (let
+    alone two) while it computes. Every counting statement is an atomic
+    read-and-write (RETURNING), and the first write opens the transaction,
+    so SQLite takes its write lock at once and waits for other writers
+    rather than failing; rows are always taken in the same order (IP, ID,
+    slot), so PostgreSQL's row locks cannot deadlock. A refused guess
+    (locked, or too many from this IP) rolls back and counts nothing.
     """
     limits = portal.settings.limits
     with Session(db.get_bind()) as counting:
+        recipient = _live_recipient(counting, normalize_access_id(typed_id), now)
+        slots = _candidates(recipient, by_link) if recipient is not None else []
+        keys = _throttle_keys(typed_id, slots)
         if ip:
             ratelimit.hit(counting, IP_LIMIT, ip, limits.failed_downloads_per_ip_per_hour, HOUR, now)
         started = [lockout for key in keys if (lockout := _count(counting, portal, key, now)) is not None]
+        guess = _Guess(
+            recipient.id if recipient is not None else None,
+            recipient.transfer_id if recipient is not None else "",
+            [keyslots.SlotData(slot.id, slot.kind, slot.kdf, slot.salt, slot.wrapped_dek) for slot in slots],
+            keys,
+            max(started, key=lambda lockout: lockout.until, default=None),
+        )
         counting.commit()
-    return max(started, key=lambda lockout: lockout.until, default=None)
+    return guess
 
 
 def _count(db: Session, portal: Portal, key: str, now: datetime) -> Lockout | None:
@@ -217,11 +237,10 @@ def _candidates(recipient: Recipient, by_link: bool) -> list[KeySlot]:
     return [s for s in recipient.transfer.slots if s.kind == "password"]
 
 
-def _open(transfer_id: str, slots: list[KeySlot], secret: str) -> bytes | None:
-    for slot in slots:
-        data = keyslots.SlotData(slot.id, slot.kind, slot.kdf, slot.salt, slot.wrapped_dek)
+def _open(guess: _Guess, secret: str) -> bytes | None:
+    for slot in guess.slots:
         try:
-            return keyslots.open_slot(data, transfer_id, secret)
+            return keyslots.open_slot(slot, guess.transfer_id, secret)
         except DecryptionError:
             continue
     return None
