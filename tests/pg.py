@@ -82,6 +82,14 @@ class PostgresServer:
             raise RuntimeError(f"{' '.join(args)} failed:\n{result.stdout}{result.stderr}{log}")
 
     def start(self) -> "PostgresServer":
+        try:
+            self._start()
+        except Exception:
+            shutil.rmtree(self.base, ignore_errors=True)
+            raise
+        return self
+
+    def _start(self) -> None:
         self._as_server(
             str(self.bindir / "initdb"), "-D", str(self.data_dir), "-U", USER, "--auth=trust", "-E", "UTF8",
             "--no-locale", "--no-sync",
@@ -95,7 +103,6 @@ class PostgresServer:
             str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log), "-o", options, "-w", "-t", "60",
             "start",
         )
-        return self
 
     def stop(self) -> None:
         try:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import DatabaseError
 
 from app import db, purge
 from app.models import Event, KeySlot, StoredFile, Transfer
@@ -38,3 +40,15 @@ def test_a_whole_transfer_on_postgresql(make_app, mailbox, pg_url: str) -> None:
     assert {"transfer_created", "download_failed", "download_unlocked", "file_downloaded", "transfer_expired"} <= kinds
     assert not [p for p in app.extensions["koerier"].store.root.rglob("*") if p.is_file()]
     assert recipient.get("/download/transfer").status_code == 302
+
+
+def test_the_audit_trail_is_append_only_on_postgresql(make_app, pg_url: str) -> None:
+    app = make_app({"storage": {"database_url": pg_url}})
+    with db.new_session(app) as session:
+        session.add(Event(kind="test", actor="jan@zorg.example"))
+        session.commit()
+        for statement in (update(Event).values(actor="someone else"), delete(Event)):
+            with pytest.raises(DatabaseError, match="append-only"):
+                session.execute(statement)
+            session.rollback()
+        assert session.scalar(select(Event.actor)) == "jan@zorg.example"
