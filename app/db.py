@@ -11,7 +11,6 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-
 from typing import Any
 
 from flask import Flask, Response, g

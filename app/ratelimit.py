@@ -68,7 +68,9 @@ def refund(db: Session, limit: str, subject: str, window: timedelta, now: dateti
     """Take back a hit counted at ``now``, for a request that turned out not to count."""
     db.execute(
         update(RateCounter)
-        .where(RateCounter.key == _key(limit, subject), RateCounter.window_start == _window(now, window), RateCounter.count > 0)
+        .where(
+            RateCounter.key == _key(limit, subject), RateCounter.window_start == _window(now, window), RateCounter.count > 0
+        )
         .values(count=RateCounter.count - 1)
         .execution_options(synchronize_session=False)
     )

@@ -72,7 +72,8 @@ def test_a_password_slot_moved_to_another_transfer_does_not_open_it(app, mailbox
     second = Sender(app, mailbox).send().access_id("anna@gemeente.example")
 
     def transfer_of(access_id: str) -> str:
-        return s.scalar(select(RecipientRow.transfer_id).where(RecipientRow.access_id == normalize_access_id(access_id)))
+        canonical = normalize_access_id(access_id)
+        return s.scalar(select(RecipientRow.transfer_id).where(RecipientRow.access_id == canonical))
 
     def move_slot(source: str, target: str) -> None:
         s.execute(update(KeySlot).where(KeySlot.transfer_id == source).values(transfer_id=target))

@@ -14,12 +14,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
+from flask import Flask
 from sqlalchemy import select
 
 from app import db
 from app.ids import group, new_access_id
 from app.models import Event
 
+from .live import LiveServer
 from .walker import Recipient, Sender, csrf_token
 
 # Enough Argon2 slots that no request of a burst is turned away as "busy".
@@ -49,7 +51,7 @@ def unlock_answer(response: requests.Response) -> str:
     return f"HTTP {response.status_code}"
 
 
-def unlock_posts(app, server, ids: list[str], forwarded_for: str = "") -> Callable[[int], str]:  # type: ignore[no-untyped-def]
+def unlock_posts(app: Flask, server: LiveServer, ids: list[str], forwarded_for: str = "") -> Callable[[int], str]:
     """Wrong-password posts, one browser each, prepared before the burst."""
     prepared = []
     for i, typed in enumerate(ids):
@@ -67,7 +69,7 @@ def unlock_posts(app, server, ids: list[str], forwarded_for: str = "") -> Callab
     return post
 
 
-def events(app, kind: str) -> list[Event]:  # type: ignore[no-untyped-def]
+def events(app: Flask, kind: str) -> list[Event]:
     with db.new_session(app) as session:
         return list(session.scalars(select(Event).where(Event.kind == kind)))
 
@@ -113,8 +115,11 @@ def test_parallel_wrong_codes_are_checked_at_most_max_attempts_times(make_live, 
     token = csrf_token(sender.get("/send/verify").get_data(as_text=True))
     headers = {"Cookie": sender.cookie_header(), "Accept-Language": "en"}
 
+    def verify(code: str) -> requests.Response:
+        return requests.post(server.url + "/send/verify", data={"csrf_token": token, "code": code}, headers=headers, timeout=120)
+
     def post(_: int) -> str:
-        r = requests.post(server.url + "/send/verify", data={"csrf_token": token, "code": wrong}, headers=headers, timeout=120)
+        r = verify(wrong)
         if r.status_code == 200 and "This code is not correct" in r.text:
             return "wrong"
         if r.status_code == 200 and "Too many wrong attempts. Please ask for a new code." in r.text:
@@ -127,5 +132,5 @@ def test_parallel_wrong_codes_are_checked_at_most_max_attempts_times(make_live, 
     assert answers["wrong"] <= 4
     assert len(events(app, "verification_failed")) <= 5
     # And the right code no longer helps.
-    r = requests.post(server.url + "/send/verify", data={"csrf_token": token, "code": real}, headers=headers, timeout=120)
+    r = verify(real)
     assert r.status_code == 200 and "Too many wrong attempts" in r.text
