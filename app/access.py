@@ -1,9 +1,22 @@
 """Opening a transfer with a transaction ID and a password (or link secret).
 
 Unknown ID, wrong password and expired transfer all end in the same
-``AccessDenied`` after the same Argon2 work, and lockouts are counted per
-typed ID whether it exists or not: nothing here tells an attacker which IDs
+``AccessDenied`` after the same Argon2 work, and an unknown ID is counted
+and locked exactly like a real one: nothing here tells an attacker which IDs
 are real.
+
+Guesses count against the typed ID, and also against what they try to
+open: all recipient IDs of a transfer share its one password slot, so they
+share that slot's counter and lockout (a link slot belongs to one
+recipient). The per-ID counter is the same for real and unknown IDs, and
+stays when a transfer expires or is deleted, so an ID's lockout never
+changes with what happens to its transfer. (Only someone who already holds
+two real IDs of one transfer could see that they share a counter; nobody
+finds a real ID by guessing.)
+
+A guess is counted, in its own committed transaction, before its Argon2
+run starts: parallel requests cannot all slip under the limit, and a request
+that dies half-way cannot take its guess back.
 
 A successful unlock creates a download grant: the DEK wrapped under a fresh
 secret that only the browser keeps. The database alone cannot open it and
@@ -18,15 +31,19 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from . import audit, keyslots, notices, ratelimit, shredding
 from .clock import utcnow
 from .crypto.keys import DecryptionError, unwrap, wrap
+from .db import upsert
 from .ids import normalize_access_id
-from .models import AccessThrottle, DownloadGrant, Recipient, Transfer
+from .models import AccessThrottle, DownloadGrant, KeySlot, Recipient, Transfer
 from .portal import Portal
+
+IP_LIMIT = "download-failures-ip"
+HOUR = timedelta(hours=1)
 
 
 class AccessDenied(Exception):
@@ -47,57 +64,76 @@ class GrantTicket:
     secret: str
 
 
-def _throttle_key(typed_id: str) -> str:
-    canonical = normalize_access_id(typed_id) or typed_id.strip().upper()
-    return hashlib.sha256(canonical.encode()).hexdigest()
+@dataclass(frozen=True)
+class Lockout:
+    """Set when a guess used the last try: the lock it started."""
+
+    until: datetime
+    minutes: int
+
+
+def _throttle_keys(typed_id: str, slots: list[KeySlot]) -> list[str]:
+    """The counters a guess goes to: the typed ID's, then its transfer's slot's."""
+    subjects = [normalize_access_id(typed_id) or typed_id.strip().upper()]
+    if slots:
+        subjects.append("slot\x00" + min(slot.id for slot in slots))
+    return [hashlib.sha256(subject.encode()).hexdigest() for subject in subjects]
 
 
 def _grant_aad(grant_id: str) -> bytes:
     return f"koerier/grant/v1/{grant_id}".encode()
 
 
+@dataclass(frozen=True)
+class _Guess:
+    """A counted guess: what it may open, as plain values, and the lock it started."""
+
+    recipient_id: int | None
+    transfer_id: str
+    slots: list[keyslots.SlotData]
+    keys: list[str]
+    lockout: Lockout | None
+
+
 def unlock(
     db: Session, portal: Portal, typed_id: str, secret: str, *, by_link: bool = False, ip: str = "",
     now: datetime | None = None,
 ) -> GrantTicket:
-    now = now or utcnow()
-    config = portal.settings.download
-    per_ip = portal.settings.limits.failed_downloads_per_ip_per_hour
-    if ip:
-        ratelimit.check(db, "download-failures-ip", ip, per_ip, timedelta(hours=1), now)
-    key = _throttle_key(typed_id)
-    throttle = db.get(AccessThrottle, key) or AccessThrottle(key=key, failures=0, lockouts=0)
-    if throttle.locked_until is not None and throttle.locked_until > now:
-        raise AccessLocked(throttle.locked_until)
+    """Open a transfer, or raise AccessDenied, AccessLocked, RateLimited or Argon2Busy.
 
-    recipient = _live_recipient(db, normalize_access_id(typed_id), now)
+    Commits the guess counters on a connection of its own, so ``db`` must
+    hold no uncommitted writes (SQLite has one writer at a time).
+    """
+    now = now or utcnow()
+    # The Argon2 slot first: a request turned away as busy has guessed nothing.
     with portal.argon2_gate.slot():
-        dek = _open(recipient, secret, by_link, portal) if recipient is not None else None
-        if dek is None and recipient is None and not by_link:
+        guess = _count_guess(db, portal, typed_id, by_link, ip, now)
+        dek = _open(guess, secret)
+        if not guess.slots and not by_link:
+            # Nothing to try (unknown ID, or a transfer that opens only by
+            # its link): spend what a password check costs, so the answer looks the same.
             keyslots.burn_time(keyslots.params_from(portal.settings.crypto))
-    if dek is None:
-        throttle.failures += 1
-        throttle.updated_at = now
-        db.add(throttle)
+    recipient = db.get(Recipient, guess.recipient_id) if guess.recipient_id is not None else None
+    if dek is None or recipient is None:  # (a transfer deleted meanwhile is no longer available)
         audit.record(
             db, "download_failed", transfer_id=recipient.transfer_id if recipient else None,
             actor=recipient.email if recipient else "", ip=ip, now=now,
         )
-        if throttle.failures >= config.max_attempts:
-            _lock(db, portal, throttle, recipient, ip, now)
-        if ip:
-            ratelimit.hit(db, "download-failures-ip", ip, per_ip, timedelta(hours=1), now)
+        if guess.lockout is not None:
+            _locked(db, portal, guess.lockout, recipient, ip, now)
         raise AccessDenied()
 
-    if throttle in db:
-        db.delete(throttle)
+    # The right secret: the back-off starts over, and this was no failure.
+    db.execute(delete(AccessThrottle).where(AccessThrottle.key.in_(guess.keys)))
+    if ip:
+        ratelimit.refund(db, IP_LIMIT, ip, HOUR, now)
     grant_id, grant_secret = str(uuid.uuid4()), os.urandom(32)
     db.add(
         DownloadGrant(
             id=grant_id,
             transfer_id=recipient.transfer_id,
             recipient_id=recipient.id,
-            expires_at=now + timedelta(minutes=config.grant_minutes),
+            expires_at=now + timedelta(minutes=portal.settings.download.grant_minutes),
             wrapped_dek=wrap(grant_secret, dek, _grant_aad(grant_id)),
         )
     )
@@ -105,27 +141,85 @@ def unlock(
     return GrantTicket(grant_id, grant_secret.hex())
 
 
-def _lock(
-    db: Session, portal: Portal, throttle: AccessThrottle, recipient: Recipient | None, ip: str, now: datetime
-) -> None:
-    """Lock the typed ID; a repeat offender waits twice as long each time."""
+def _count_guess(db: Session, portal: Portal, typed_id: str, by_link: bool, ip: str, now: datetime) -> _Guess:
+    """Find what a guess may open and count it, committed before it is judged.
+
+    A separate short transaction rather than the request's: committed at
+    once, so a parallel request sees it before its own Argon2 run starts and
+    a request that crashes or times out cannot roll it back; and closed
+    before the Argon2 run, so no request holds a database connection (let
+    alone two) while it computes. Every counting statement is an atomic
+    read-and-write (RETURNING), and the first write opens the transaction,
+    so SQLite takes its write lock at once and waits for other writers
+    rather than failing; rows are always taken in the same order (IP, ID,
+    slot), so PostgreSQL's row locks cannot deadlock. A refused guess
+    (locked, or too many from this IP) rolls back and counts nothing.
+    """
+    limits = portal.settings.limits
+    with Session(db.get_bind()) as counting:
+        recipient = _live_recipient(counting, normalize_access_id(typed_id), now)
+        slots = _candidates(recipient, by_link) if recipient is not None else []
+        keys = _throttle_keys(typed_id, slots)
+        if ip:
+            ratelimit.hit(counting, IP_LIMIT, ip, limits.failed_downloads_per_ip_per_hour, HOUR, now)
+        started = [lockout for key in keys if (lockout := _count(counting, portal, key, now)) is not None]
+        guess = _Guess(
+            recipient.id if recipient is not None else None,
+            recipient.transfer_id if recipient is not None else "",
+            [keyslots.SlotData(slot.id, slot.kind, slot.kdf, slot.salt, slot.wrapped_dek) for slot in slots],
+            keys,
+            max(started, key=lambda lockout: lockout.until, default=None),
+        )
+        counting.commit()
+    return guess
+
+
+def _count(db: Session, portal: Portal, key: str, now: datetime) -> Lockout | None:
+    """One more failure for ``key``, or AccessLocked while it is locked.
+
+    The guess that uses the last try locks at once, before it is judged; if
+    it turns out right, the unlock lifts the lock again.
+    """
     config = portal.settings.download
-    minutes = min(config.lockout_minutes * 2**throttle.lockouts, config.max_lockout_hours * 60)
-    throttle.failures = 0
-    throttle.lockouts += 1
-    throttle.locked_until = now + timedelta(minutes=minutes)
+    not_locked = AccessThrottle.locked_until.is_(None) | (AccessThrottle.locked_until <= now)
+    counted = db.execute(
+        upsert(
+            db, AccessThrottle, {"key": key, "failures": 1, "lockouts": 0, "updated_at": now},
+            update={"failures": AccessThrottle.failures + 1, "updated_at": now}, where=not_locked,
+        ).returning(AccessThrottle.failures, AccessThrottle.lockouts)
+    ).one_or_none()
+    if counted is None:
+        raise AccessLocked(db.scalar(select(AccessThrottle.locked_until).where(AccessThrottle.key == key)))
+    failures, lockouts = counted
+    if failures < config.max_attempts:
+        return None
+    # Each next lockout of the same key lasts twice as long.
+    minutes = min(config.lockout_minutes * 2**lockouts, config.max_lockout_hours * 60)
+    lockout = Lockout(now + timedelta(minutes=minutes), minutes)
+    db.execute(
+        update(AccessThrottle)
+        .where(AccessThrottle.key == key)
+        .values(failures=0, lockouts=lockouts + 1, locked_until=lockout.until, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return lockout
+
+
+def _locked(db: Session, portal: Portal, lockout: Lockout, recipient: Recipient | None, ip: str, now: datetime) -> None:
+    """Record a lockout, and tell the sender (or delete the transfer)."""
+    config = portal.settings.download
     transfer = recipient.transfer if recipient is not None else None
     audit.record(
         db, "download_locked", transfer_id=transfer.id if transfer else None,
-        actor=recipient.email if recipient else "", ip=ip, now=now, minutes=minutes,
+        actor=recipient.email if recipient else "", ip=ip, now=now, minutes=lockout.minutes,
     )
     if transfer is None:
         return
     if config.delete_on_lockout:
-        notices.lockout(portal, transfer, recipient.email, throttle.locked_until, deleted=True)
+        notices.lockout(portal, transfer, recipient.email, lockout.until, deleted=True)
         shredding.shred(db, portal, transfer, reason="lockout", ip=ip)
     elif config.notify_sender_on_lockout:
-        notices.lockout(portal, transfer, recipient.email, throttle.locked_until, deleted=False)
+        notices.lockout(portal, transfer, recipient.email, lockout.until, deleted=False)
 
 
 def _live_recipient(db: Session, access_id: str, now: datetime) -> Recipient | None:
@@ -136,20 +230,17 @@ def _live_recipient(db: Session, access_id: str, now: datetime) -> Recipient | N
     )
 
 
-def _open(recipient: Recipient, secret: str, by_link: bool, portal: Portal) -> bytes | None:
-    transfer = recipient.transfer
+def _candidates(recipient: Recipient, by_link: bool) -> list[KeySlot]:
+    """The slots a guess for this recipient's ID may open."""
     if by_link:
-        candidates = [s for s in transfer.slots if s.kind == "link" and s.recipient_id == recipient.id]
-    else:
-        candidates = [s for s in transfer.slots if s.kind == "password"]
-        if not candidates:
-            # No-password transfers open only through the link; spend the
-            # same time as a password check so the answer looks the same.
-            keyslots.burn_time(keyslots.params_from(portal.settings.crypto))
-    for slot in candidates:
-        data = keyslots.SlotData(slot.id, slot.kind, slot.kdf, slot.salt, slot.wrapped_dek)
+        return [s for s in recipient.transfer.slots if s.kind == "link" and s.recipient_id == recipient.id]
+    return [s for s in recipient.transfer.slots if s.kind == "password"]
+
+
+def _open(guess: _Guess, secret: str) -> bytes | None:
+    for slot in guess.slots:
         try:
-            return keyslots.open_slot(data, transfer.id, secret)
+            return keyslots.open_slot(slot, guess.transfer_id, secret)
         except DecryptionError:
             continue
     return None

@@ -12,9 +12,11 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from flask import Flask, Response, g
 from sqlalchemy import DateTime, Engine, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -81,18 +83,24 @@ def _private_sqlite_files(database: str | None) -> None:
         private_files.create(path, exclusive=False).close()
     for suffix in ("", "-wal", "-shm", "-journal"):
         private_files.tighten(path.with_name(path.name + suffix))
+# Any constant: names the advisory lock that serialises schema creation.
+SCHEMA_LOCK = 0x6B6F6572
 
 
 def create_schema(engine: Engine, attempts: int = 5) -> None:
     """Create missing tables (and their triggers).
 
     The workers of a fresh deployment boot at the same moment and race to
-    create the same tables; the loser of a race finds them made, and
-    checking again sees them.
+    create the same tables. PostgreSQL creates them in one transaction under
+    an advisory lock, so the others wait and then find them made; on SQLite
+    the loser of a race finds them made, and checking again sees them.
     """
     for attempt in range(1, attempts + 1):
         try:
-            Base.metadata.create_all(engine)
+            with engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
+                Base.metadata.create_all(conn)
             return
         except DatabaseError:
             if attempt == attempts:
@@ -131,6 +139,23 @@ def init_app(app: Flask, url: str) -> None:
             db.close()
 
 
+def upsert(db: Session, model: type[Base], values: dict[str, Any], update: dict[str, Any], where: Any = None) -> Any:
+    """``INSERT ... ON CONFLICT (primary key) DO UPDATE``: one atomic statement.
+
+    For counters bumped by parallel requests: there is no moment between
+    "is there a row" and "write it" for another worker to slip into. Add
+    ``.returning(...)`` to read the result; a row the ``where`` refused to
+    update returns nothing.
+    """
+    keys = [column.name for column in model.__table__.primary_key]
+    return _insert(db, model).values(**values).on_conflict_do_update(index_elements=keys, set_=update, where=where)
+
+
+def _insert(db: Session, model: type[Base]) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT (both engines have it)."""
+    return (postgresql if db.get_bind().dialect.name == "postgresql" else sqlite).insert(model)
+
+
 def after_commit(db: Session, action: Callable[[], None]) -> None:
     """Run ``action`` once the session's transaction has committed.
 
@@ -160,11 +185,11 @@ def insert_new(db: Session, model: type[Base], **values: object) -> bool:
     One statement (INSERT ... ON CONFLICT DO NOTHING), so requests racing to
     record the same thing neither fail nor record it twice.
     """
-    if db.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return db.execute(insert(model).values(**values).on_conflict_do_nothing()).rowcount == 1
+    # RETURNING, not rowcount, which drivers do not report for every INSERT.
+    inserted = db.execute(
+        _insert(db, model).values(**values).on_conflict_do_nothing().returning(*model.__table__.primary_key)
+    )
+    return inserted.first() is not None
 
 
 def compact_deleted(db: Session) -> None:

@@ -200,12 +200,18 @@ class Upload(Base):
 
 
 class VerificationCode(Base):
-    """A mailed code that proves a sender owns an address. Stored as an HMAC."""
+    """A mailed code that proves a sender owns an address. Stored as an HMAC.
+
+    It belongs to the browser that asked for it (a hash of the random id in
+    that browser's session), so another browser's guesses never reach it.
+    """
 
     __tablename__ = "verification_code"
+    __table_args__ = (Index("ix_verification_code_email_browser", "email", "browser"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    email: Mapped[str] = mapped_column(String(320), index=True)
+    email: Mapped[str] = mapped_column(String(320))
+    browser: Mapped[str] = mapped_column(String(64))
     code_hash: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -217,10 +223,12 @@ class VerificationCode(Base):
 
 
 class AccessThrottle(Base):
-    """Failed unlock attempts per transaction ID, known or not.
+    """Failed unlock attempts per transaction ID, known or not, and per key slot.
 
     Keyed by a hash of whatever ID was typed, so an unknown ID is counted and
-    locked exactly like a real one and the lockout itself tells nothing.
+    locked exactly like a real one and the lockout itself tells nothing; a
+    second row per key slot adds up the guesses made through every
+    recipient ID that opens it (see app/access.py).
     """
 
     __tablename__ = "access_throttle"

@@ -1,9 +1,9 @@
 """Rate limits kept in the database, so they hold across worker processes.
 
-Fixed windows: a counter per (limit, subject, window start). The increment is
-a single UPDATE ... SET count = count + n, so concurrent workers never lose a
-hit; the first hit of a window inserts the row, and a worker that loses that
-insert race retries the update.
+Fixed windows: a counter per (limit, subject, window start). A hit is one
+INSERT ... ON CONFLICT DO UPDATE SET count = count + n RETURNING count, so
+concurrent workers never lose a hit, and each learns its own position in the
+window from the same statement that counted it.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import hashlib
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .clock import utcnow
+from .db import upsert
 from .models import RateCounter
 
 EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
@@ -55,21 +55,24 @@ def hit(
 ) -> None:
     """Count ``n`` hits at once; raise RateLimited if that goes beyond ``allowed``."""
     now = now or utcnow()
-    start, key = _window(now, window), _key(limit, subject)
-    for _ in range(2):
-        bumped = db.execute(
-            update(RateCounter)
-            .where(RateCounter.key == key, RateCounter.window_start == start)
-            .values(count=RateCounter.count + n)
-            .execution_options(synchronize_session=False)
-        )
-        if bumped.rowcount:
-            break
-        try:
-            with db.begin_nested():
-                db.add(RateCounter(key=key, window_start=start, count=n))
-            break
-        except IntegrityError:
-            continue  # another worker inserted it first; count on its row
-    if count(db, limit, subject, window, now) > allowed:
+    start = _window(now, window)
+    counted = db.scalar(
+        upsert(
+            db, RateCounter, {"key": _key(limit, subject), "window_start": start, "count": n},
+            update={"count": RateCounter.count + n},
+        ).returning(RateCounter.count)
+    )
+    if counted > allowed:
         raise RateLimited(start + window)
+
+
+def refund(db: Session, limit: str, subject: str, window: timedelta, now: datetime) -> None:
+    """Take back a hit counted at ``now``, for a request that turned out not to count."""
+    db.execute(
+        update(RateCounter)
+        .where(
+            RateCounter.key == _key(limit, subject), RateCounter.window_start == _window(now, window), RateCounter.count > 0
+        )
+        .values(count=RateCounter.count - 1)
+        .execution_options(synchronize_session=False)
+    )

@@ -250,7 +250,10 @@ class Download:
 class Limits:
     """Rate limits, counted in the database so every worker sees the same numbers."""
 
+    # Per address and browser: another browser cannot use up a sender's quota.
     verification_mails_per_address_per_hour: int = 5
+    # Per address across all browsers: bounds the mail anyone can have sent to one address.
+    verification_mails_per_address_per_day: int = 20
     verification_mails_per_ip_per_hour: int = 20
     failed_downloads_per_ip_per_hour: int = 30
     transactions_per_sender_per_day: int = 50

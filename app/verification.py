@@ -3,6 +3,13 @@
 Codes come from the CSPRNG, are stored only as an HMAC under a server key,
 are single use, expire, and allow a limited number of tries. Requesting a
 new code replaces the old one, after a cooldown.
+
+A code belongs to the browser that asked for it (a random id in its signed
+session, bound into the HMAC and the lookup): wrong guesses from another
+browser never touch it, and the hourly mail limit per address counts per
+browser too. Typing somebody else's address therefore burns only the
+typist's own tries and quota; a daily limit per address, across all
+browsers, still bounds how many codes anyone can have mailed to it.
 """
 
 from __future__ import annotations
@@ -13,13 +20,18 @@ import secrets
 from datetime import datetime, timedelta
 
 from flask_babel import force_locale, gettext
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from . import audit, mails, ratelimit
 from .clock import utcnow
 from .models import VerificationCode
 from .portal import Portal
+
+
+def new_browser_id() -> str:
+    """A random id for one browser's session: codes are bound to it."""
+    return secrets.token_urlsafe(16)
 
 
 class ResendTooSoon(Exception):
@@ -37,45 +49,69 @@ class CodeRejected(Exception):
         self.attempts_left = attempts_left
 
 
-def _digest(portal: Portal, email: str, code: str) -> bytes:
-    return hmac.new(portal.code_key, f"{email}\x00{code}".encode(), hashlib.sha256).digest()
+def _digest(portal: Portal, email: str, browser: str, code: str) -> bytes:
+    return hmac.new(portal.code_key, f"{email}\x00{browser}\x00{code}".encode(), hashlib.sha256).digest()
 
 
-def _latest(db: Session, email: str) -> VerificationCode | None:
+def _browser_key(browser: str) -> str:
+    # The session's id itself stays in the (signed) cookie only.
+    return hashlib.sha256(browser.encode()).hexdigest()
+
+
+def _latest(db: Session, email: str, browser: str) -> VerificationCode | None:
     return db.scalar(
         select(VerificationCode)
-        .where(VerificationCode.email == email, VerificationCode.used_at.is_(None))
+        .where(
+            VerificationCode.email == email,
+            VerificationCode.browser == _browser_key(browser),
+            VerificationCode.used_at.is_(None),
+        )
         .order_by(VerificationCode.created_at.desc(), VerificationCode.id.desc())
         .limit(1)
     )
 
 
-def send_code(db: Session, portal: Portal, email: str, language: str, ip: str = "", now: datetime | None = None) -> None:
-    """Mail a fresh code to ``email``.
+def send_code(
+    db: Session, portal: Portal, email: str, browser: str, language: str, ip: str = "", now: datetime | None = None
+) -> None:
+    """Mail a fresh code for ``email`` to use in ``browser``.
 
     Raises ResendTooSoon, ratelimit.RateLimited (too many mails to this
-    address or from this IP in the hour) or mailer.MailError.
+    address for this browser in the hour, to this address in the day, or
+    from this IP in the hour) or mailer.MailError.
     """
     now = now or utcnow()
     config = portal.settings.verification
-    previous = _latest(db, email)
+    previous = _latest(db, email, browser)
     if previous is not None:
         wait = previous.created_at + timedelta(seconds=config.resend_cooldown_seconds) - now
         if wait > timedelta(0):
             raise ResendTooSoon(int(wait.total_seconds()) + 1)
-    limits, hour = portal.settings.limits, timedelta(hours=1)
-    # Check both before counting either, so a refused request costs nothing.
-    ratelimit.check(db, "verification-address", email, limits.verification_mails_per_address_per_hour, hour, now)
+    limits, hour, day = portal.settings.limits, timedelta(hours=1), timedelta(days=1)
+    counters = [
+        ("verification-address-browser", f"{email}\x00{browser}", limits.verification_mails_per_address_per_hour, hour),
+        ("verification-address-day", email, limits.verification_mails_per_address_per_day, day),
+    ]
     if ip:
-        ratelimit.check(db, "verification-ip", ip, limits.verification_mails_per_ip_per_hour, hour, now)
-        ratelimit.hit(db, "verification-ip", ip, limits.verification_mails_per_ip_per_hour, hour, now)
-    ratelimit.hit(db, "verification-address", email, limits.verification_mails_per_address_per_hour, hour, now)
-    db.execute(delete(VerificationCode).where(VerificationCode.email == email, VerificationCode.used_at.is_(None)))
+        counters.append(("verification-ip", ip, limits.verification_mails_per_ip_per_hour, hour))
+    # Check all before counting any, so a refused request costs nothing.
+    for limit, subject, allowed, window in counters:
+        ratelimit.check(db, limit, subject, allowed, window, now)
+    for limit, subject, allowed, window in counters:
+        ratelimit.hit(db, limit, subject, allowed, window, now)
+    db.execute(
+        delete(VerificationCode).where(
+            VerificationCode.email == email,
+            VerificationCode.browser == _browser_key(browser),
+            VerificationCode.used_at.is_(None),
+        )
+    )
     code = "".join(secrets.choice("0123456789") for _ in range(config.code_length))
     db.add(
         VerificationCode(
             email=email,
-            code_hash=_digest(portal, email, code),
+            browser=_browser_key(browser),
+            code_hash=_digest(portal, email, browser, code),
             created_at=now,
             expires_at=now + timedelta(minutes=config.code_ttl_minutes),
         )
@@ -90,22 +126,39 @@ def send_code(db: Session, portal: Portal, email: str, language: str, ip: str = 
     portal.mailer.send([mails.compose(portal.settings, email, subject, text, html)])
 
 
-def check_code(db: Session, portal: Portal, email: str, typed: str, ip: str = "", now: datetime | None = None) -> None:
-    """Accept or raise CodeRejected. Every try counts, right or wrong."""
+def check_code(
+    db: Session, portal: Portal, email: str, browser: str, typed: str, ip: str = "", now: datetime | None = None
+) -> None:
+    """Accept or raise CodeRejected. Every try counts, right or wrong.
+
+    The try is counted by one conditional UPDATE ... RETURNING before the
+    code is compared, so parallel tries cannot all pass as the first one;
+    an expired or used-up code is refused without a comparison.
+    """
     now = now or utcnow()
     config = portal.settings.verification
-    row = _latest(db, email)
+    row = _latest(db, email, browser)
     if row is None:
         raise CodeRejected("missing")
-    if row.attempts >= config.max_attempts:
-        raise CodeRejected("exhausted")
     if now >= row.expires_at:
         raise CodeRejected("expired")
-    row.attempts += 1
+    attempts = db.scalar(
+        update(VerificationCode)
+        .where(
+            VerificationCode.id == row.id,
+            VerificationCode.used_at.is_(None),
+            VerificationCode.attempts < config.max_attempts,
+        )
+        .values(attempts=VerificationCode.attempts + 1)
+        .returning(VerificationCode.attempts)
+        .execution_options(synchronize_session=False)
+    )
+    if attempts is None:
+        raise CodeRejected("exhausted")
     typed = "".join(ch for ch in typed if ch.isdigit())
-    if not hmac.compare_digest(row.code_hash, _digest(portal, email, typed)):
+    if not hmac.compare_digest(row.code_hash, _digest(portal, email, browser, typed)):
         audit.record(db, "verification_failed", actor=email, ip=ip, now=now)
-        left = config.max_attempts - row.attempts
+        left = config.max_attempts - attempts
         raise CodeRejected("wrong" if left > 0 else "exhausted", left)
     row.used_at = now
     audit.record(db, "verification_succeeded", actor=email, ip=ip, now=now)

@@ -9,10 +9,11 @@ import pytest
 import tomli_w
 from flask import Flask
 
-from app import create_app
+from app import create_app, db
 
 from .live import LiveServer
 from .mailbox import Mailbox
+from .pg import INSTALL_HINT, PostgresDatabase, PostgresServer, find_bindir
 from .walker import Sender
 
 # Cheap Argon2 for speed; tests/test_production_params.py uses the real ones.
@@ -47,18 +48,28 @@ def base_config(mailbox: Mailbox) -> dict[str, Any]:
     }
 
 
+def _close_databases(apps: list[Flask]) -> None:
+    """Let go of pooled connections, so a test's PostgreSQL database can be dropped cleanly."""
+    for app in apps:
+        with db.new_session(app) as session:
+            session.get_bind().dispose()
+
+
 @pytest.fixture
-def make_app(tmp_path: Path, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Flask]:
+def make_app(tmp_path: Path, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Flask]]:
     monkeypatch.delenv("KOERIER_CONFIG", raising=False)
     monkeypatch.delenv("KOERIER_SECRET_KEY", raising=False)
     mailbox.clear()
+    apps: list[Flask] = []
 
     def factory(config: dict[str, Any] | None = None, instance: Path | None = None) -> Flask:
         app = create_app(merge(base_config(mailbox), config or {}), instance_path=instance or tmp_path / "instance")
         app.config["TESTING"] = True
+        apps.append(app)
         return app
 
-    return factory
+    yield factory
+    _close_databases(apps)
 
 
 @pytest.fixture
@@ -68,20 +79,25 @@ def make_live(tmp_path: Path, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.delenv("KOERIER_SECRET_KEY", raising=False)
     mailbox.clear()
     servers: list[LiveServer] = []
+    apps: list[Flask] = []
 
-    def factory(config: dict[str, Any] | None = None, workers: int = 1, port: int | None = None) -> tuple[Flask, LiveServer]:
+    def factory(
+        config: dict[str, Any] | None = None, workers: int = 1, port: int | None = None, threads: int = 4
+    ) -> tuple[Flask, LiveServer]:
         instance = tmp_path / "live"
         instance.mkdir()
         (instance / "config.toml").write_text(tomli_w.dumps(merge(base_config(mailbox), config or {})))
         # The server first, so that its workers meet a fresh database.
-        servers.append(LiveServer(instance, workers=workers, port=port))
+        servers.append(LiveServer(instance, workers=workers, port=port, threads=threads))
         app = create_app(instance_path=instance)
         app.config["TESTING"] = True
+        apps.append(app)
         return app, servers[-1]
 
     yield factory
     for server in servers:
         server.stop()
+    _close_databases(apps)
 
 
 @pytest.fixture
@@ -92,3 +108,33 @@ def app(make_app: Callable[..., Flask]) -> Flask:
 @pytest.fixture
 def sender(app: Flask, mailbox: Mailbox) -> Sender:
     return Sender(app, mailbox)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the whole session, started on first use."""
+    bindir = find_bindir()
+    if bindir is None:
+        pytest.fail(INSTALL_HINT, pytrace=False)
+    server = PostgresServer(bindir).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_database(postgres: PostgresServer) -> Iterator[PostgresDatabase]:
+    """A fresh, empty database for this test; ``.url`` goes into ``storage.database_url``."""
+    database = PostgresDatabase(postgres, postgres.create_database())
+    yield database
+    postgres.drop_database(database.name)
+
+
+@pytest.fixture
+def pg_url(pg_database: PostgresDatabase) -> str:
+    return pg_database.url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Runs a test on each database engine: "" is the default SQLite file."""
+    return "" if request.param == "sqlite" else request.getfixturevalue("pg_url")

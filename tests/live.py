@@ -65,7 +65,7 @@ class LiveServer:
             try:
                 requests.get(self.url + "/", timeout=2)
                 break
-            except (requests.ConnectionError, requests.Timeout):
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or workers still booting
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("gunicorn did not start:\n" + (instance / "gunicorn.log").read_text()) from None
                 time.sleep(0.1)

@@ -46,18 +46,27 @@ def test_two_app_instances_share_counters(make_app, tmp_path) -> None:
             ratelimit.hit(db.session(), "demo", "x", 2, HOUR, now)
 
 
-def test_verification_mails_per_address(make_app, mailbox) -> None:
-    app = make_app({"verification": {"resend_cooldown_seconds": 0}, "limits": {"verification_mails_per_address_per_hour": 2}})
+def test_verification_mails_per_address_and_browser_and_per_address_per_day(make_app, mailbox) -> None:
+    app = make_app({
+        "verification": {"resend_cooldown_seconds": 0},
+        "limits": {"verification_mails_per_address_per_hour": 2, "verification_mails_per_address_per_day": 3},
+    })
     portal = app.extensions["koerier"]
     now = utcnow()
     with app.test_request_context():
         s = db.session()
-        verification.send_code(s, portal, "a@zorg.example", "en", ip="10.0.0.1", now=now)
-        verification.send_code(s, portal, "a@zorg.example", "en", ip="10.0.0.2", now=now)
+        verification.send_code(s, portal, "a@zorg.example", "browser-1", "en", ip="10.0.0.1", now=now)
+        verification.send_code(s, portal, "a@zorg.example", "browser-1", "en", ip="10.0.0.2", now=now)
         with pytest.raises(ratelimit.RateLimited):
-            verification.send_code(s, portal, "a@zorg.example", "en", ip="10.0.0.3", now=now)
-        verification.send_code(s, portal, "a@zorg.example", "en", now=now + HOUR)
-    assert len(mailbox.to("a@zorg.example")) == 3
+            verification.send_code(s, portal, "a@zorg.example", "browser-1", "en", ip="10.0.0.3", now=now)
+        # Another browser has its own hourly quota for the same address ...
+        verification.send_code(s, portal, "a@zorg.example", "browser-2", "en", now=now)
+        # ... but all browsers together stop at the daily cap, until the next day.
+        with pytest.raises(ratelimit.RateLimited) as exc:
+            verification.send_code(s, portal, "a@zorg.example", "browser-3", "en", now=now)
+        assert exc.value.retry_at == now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+        verification.send_code(s, portal, "a@zorg.example", "browser-3", "en", now=now + timedelta(days=1))
+    assert len(mailbox.to("a@zorg.example")) == 4
 
 
 def test_verification_mails_per_ip_shows_when_to_retry(make_app, mailbox) -> None:
@@ -107,27 +116,40 @@ def test_transactions_per_sender_per_day(make_app, mailbox) -> None:
         assert db.session().query(Transfer).count() == 1
 
 
+def attempt(app, typed_id: str, secret: str, **kw) -> access.GrantTicket:  # type: ignore[no-untyped-def]
+    """One unlock attempt as a request makes it: its own session, committed whatever the answer."""
+    with app.test_request_context():
+        s = db.session()
+        try:
+            return access.unlock(s, app.extensions["koerier"], typed_id, secret, **kw)
+        finally:
+            s.commit()
+
+
 def test_lockouts_grow_and_the_sender_is_told(sender: Sender, app, mailbox) -> None:
     sent = sender.send()
     real = sent.access_id("anna@gemeente.example")
-    portal = app.extensions["koerier"]
     now = utcnow()
-    with app.test_request_context():
-        s = db.session()
-        durations = []
-        for round_ in range(3):
-            for _ in range(5):
-                with pytest.raises(access.AccessDenied):
-                    access.unlock(s, portal, real, "wrong", now=now)
-            with pytest.raises(access.AccessLocked) as exc:
-                access.unlock(s, portal, real, "wrong", now=now)
-            durations.append(exc.value.until - now)
-            now = exc.value.until + timedelta(seconds=1)
-        assert durations == [timedelta(minutes=15), timedelta(minutes=30), timedelta(minutes=60)]
-        # The right password after the lockout resets the back-off.
-        assert access.unlock(s, portal, real, "Zonnebloem-Kade-1987!", now=now)
+    durations = []
+    for round_ in range(3):
+        for _ in range(5):
+            with pytest.raises(access.AccessDenied):
+                attempt(app, real, "wrong", now=now)
+        with pytest.raises(access.AccessLocked) as exc:
+            attempt(app, real, "wrong", now=now)
+        durations.append(exc.value.until - now)
+        now = exc.value.until + timedelta(seconds=1)
+    assert durations == [timedelta(minutes=15), timedelta(minutes=30), timedelta(minutes=60)]
+    # The right password after the lockout resets the back-off.
+    assert attempt(app, real, "Zonnebloem-Kade-1987!", now=now)
+    for _ in range(5):
+        with pytest.raises(access.AccessDenied):
+            attempt(app, real, "wrong", now=now)
+    with pytest.raises(access.AccessLocked) as exc:
+        attempt(app, real, "wrong", now=now)
+    assert exc.value.until - now == timedelta(minutes=15)
     notices = [m for m in mailbox.to(sender.person.email) if "Wrong passwords" in m.message["Subject"]]
-    assert len(notices) == 3
+    assert len(notices) == 4
     assert "anna@gemeente.example" in notices[0].text and "locked until" in notices[0].text
 
 
@@ -155,22 +177,19 @@ def test_verification_per_ip_recovers_next_hour(make_app, mailbox) -> None:
     now = utcnow()
     with app.test_request_context():
         s = db.session()
-        verification.send_code(s, portal, "a@zorg.example", "en", ip="10.9.9.9", now=now)
+        verification.send_code(s, portal, "a@zorg.example", "browser-1", "en", ip="10.9.9.9", now=now)
         with pytest.raises(ratelimit.RateLimited):
-            verification.send_code(s, portal, "b@zorg.example", "en", ip="10.9.9.9", now=now)
-        verification.send_code(s, portal, "b@zorg.example", "en", ip="10.9.9.9", now=now + HOUR)
+            verification.send_code(s, portal, "b@zorg.example", "browser-1", "en", ip="10.9.9.9", now=now)
+        verification.send_code(s, portal, "b@zorg.example", "browser-1", "en", ip="10.9.9.9", now=now + HOUR)
 
 
 def test_failed_downloads_per_ip_recover_next_hour(make_app) -> None:
     app = make_app({"limits": {"failed_downloads_per_ip_per_hour": 2}})
-    portal = app.extensions["koerier"]
     now = utcnow()
-    with app.test_request_context():
-        s = db.session()
-        for _ in range(2):
-            with pytest.raises(access.AccessDenied):
-                access.unlock(s, portal, group(new_access_id()), "x", ip="10.1.1.1", now=now)
-        with pytest.raises(ratelimit.RateLimited):
-            access.unlock(s, portal, group(new_access_id()), "x", ip="10.1.1.1", now=now)
-        with pytest.raises(access.AccessDenied):  # judged again, not refused outright
-            access.unlock(s, portal, group(new_access_id()), "x", ip="10.1.1.1", now=now + HOUR)
+    for _ in range(2):
+        with pytest.raises(access.AccessDenied):
+            attempt(app, group(new_access_id()), "x", ip="10.1.1.1", now=now)
+    with pytest.raises(ratelimit.RateLimited):
+        attempt(app, group(new_access_id()), "x", ip="10.1.1.1", now=now)
+    with pytest.raises(access.AccessDenied):  # judged again, not refused outright
+        attempt(app, group(new_access_id()), "x", ip="10.1.1.1", now=now + HOUR)

@@ -46,6 +46,11 @@ def _retry_message(exc: ratelimit.RateLimited) -> str:
     return gettext("Too many attempts. Please try again after %(time)s.", time=format_datetime(exc.retry_at, "short"))
 
 
+def _browser() -> str:
+    """This browser's id, to which its verification codes belong."""
+    return session.setdefault("browser", verification.new_browser_id())
+
+
 def _sender_verified(draft: Draft) -> bool:
     return bool(draft.sender_email) and sender_cookie.verified_email() == draft.sender_email
 
@@ -94,7 +99,7 @@ def personal():  # type: ignore[no-untyped-def]
     if _sender_verified(draft):
         return redirect(url_for("wizard.recipients"))
     try:
-        verification.send_code(db.session(), portal(), draft.sender_email, str(get_locale()), ip=client_ip())
+        verification.send_code(db.session(), portal(), draft.sender_email, _browser(), str(get_locale()), ip=client_ip())
     except verification.ResendTooSoon:
         pass  # a code sent moments ago is still on its way; reuse it
     except ratelimit.RateLimited as exc:
@@ -117,7 +122,7 @@ def verify():  # type: ignore[no-untyped-def]
     form = VerifyForm()
     if form.validate_on_submit():
         try:
-            verification.check_code(db.session(), portal(), draft.sender_email, form.code.data, ip=client_ip())
+            verification.check_code(db.session(), portal(), draft.sender_email, _browser(), form.code.data, ip=client_ip())
         except verification.CodeRejected as exc:
             form.code.errors.append(_code_message(exc))
         else:
@@ -148,7 +153,7 @@ def resend():  # type: ignore[no-untyped-def]
     if not ButtonForm().validate_on_submit():
         abort(400)
     try:
-        verification.send_code(db.session(), portal(), draft.sender_email, str(get_locale()), ip=client_ip())
+        verification.send_code(db.session(), portal(), draft.sender_email, _browser(), str(get_locale()), ip=client_ip())
         flash(gettext("A new code has been sent to %(email)s.", email=draft.sender_email), "info")
     except verification.ResendTooSoon as exc:
         flash(gettext("Please wait %(seconds)d seconds before asking for a new code.", seconds=exc.seconds), "error")

@@ -1,0 +1,89 @@
+"""Opening a transfer: transaction IDs, key slots, lockouts and download grants."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import delete, select, update
+
+from app import db
+from app.clock import utcnow
+from app.ids import group, new_access_id, normalize_access_id
+from app.models import DownloadGrant, Event, KeySlot, Recipient as RecipientRow
+
+from .walker import PASSWORD, Recipient, Sender, text_of
+
+CROCKFORD_BASE32 = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+LOCKED = "Too many wrong attempts for this transaction ID"
+
+
+def test_access_ids_are_28_characters_of_the_whole_crockford_alphabet() -> None:
+    ids = [new_access_id() for _ in range(4000)]
+    # 28 characters x 5 bits = 140 bits, from all 32 symbols and only those.
+    assert {len(i) for i in ids} == {28}
+    assert set("".join(ids)) == set(CROCKFORD_BASE32)
+    assert len(set(ids)) == len(ids)
+
+
+def test_recipient_ids_of_one_transfer_share_its_password_lockout(sender: Sender, app) -> None:
+    addresses = ["anna@gemeente.example", "piet@gemeente.example", "kees@gemeente.example"]
+    sent = sender.send(to=", ".join(addresses))
+    ids = [sent.access_id(a) for a in addresses]
+    browser = Recipient(app)
+    for n in range(5):
+        assert browser.unlock(ids[n % 3], "fout").status_code == 403
+    # Five guesses in all, at most two per ID: the password slot is locked for every ID.
+    for typed in ids:
+        r = browser.unlock(typed, PASSWORD)
+        assert r.status_code == 429 and LOCKED in text_of(r)
+    with db.new_session(app) as s:
+        assert len(s.scalars(select(Event).where(Event.kind == "download_locked")).all()) == 1
+    # An unknown ID is still counted on its own.
+    assert browser.unlock(group(new_access_id()), "fout").status_code == 403
+
+
+def test_a_right_password_is_no_failure_for_the_per_ip_limit(make_app, mailbox) -> None:
+    app = make_app({"limits": {"failed_downloads_per_ip_per_hour": 2}})
+    real = Sender(app, mailbox).send().access_id("anna@gemeente.example")
+    browser = Recipient(app)
+    assert browser.unlock(group(new_access_id()), "fout").status_code == 403
+    assert browser.unlock(real, PASSWORD).status_code == 302
+    assert browser.unlock(group(new_access_id()), "fout").status_code == 403
+    assert browser.unlock(group(new_access_id()), "fout").status_code == 429
+
+
+def test_a_download_grant_past_its_expiry_no_longer_opens(sender: Sender, app) -> None:
+    sent = sender.send()
+    recipient = Recipient(app)
+    assert recipient.unlock(sent.access_id("anna@gemeente.example"), PASSWORD).status_code == 302
+    link = recipient.file_links()["verslag.pdf"]
+    assert recipient.get(link).status_code == 200
+    with db.new_session(app) as s:
+        s.execute(update(DownloadGrant).values(expires_at=utcnow() - timedelta(seconds=1)))
+        s.commit()
+    assert recipient.get(link).status_code == 404
+    assert recipient.get("/download/all").status_code == 404
+    assert recipient.get("/download/transfer").location.endswith("/download/")
+
+
+def test_a_password_slot_moved_to_another_transfer_does_not_open_it(app, mailbox) -> None:
+    """The slot's associated data names its transfer: same password, other transfer, no key."""
+    first = Sender(app, mailbox).send().access_id("anna@gemeente.example")
+    second = Sender(app, mailbox).send().access_id("anna@gemeente.example")
+
+    def transfer_of(access_id: str) -> str:
+        canonical = normalize_access_id(access_id)
+        return s.scalar(select(RecipientRow.transfer_id).where(RecipientRow.access_id == canonical))
+
+    def move_slot(source: str, target: str) -> None:
+        s.execute(update(KeySlot).where(KeySlot.transfer_id == source).values(transfer_id=target))
+        s.commit()
+
+    with db.new_session(app) as s:
+        one, other = transfer_of(first), transfer_of(second)
+        s.execute(delete(KeySlot).where(KeySlot.transfer_id == other))
+        move_slot(one, other)
+        assert Recipient(app).unlock(second, PASSWORD).status_code == 403
+        # Back where it belongs, the same row opens its own transfer.
+        move_slot(other, one)
+        assert Recipient(app).unlock(first, PASSWORD).status_code == 302
