@@ -49,35 +49,45 @@ def _regions(data: np.ndarray, margin: int) -> Iterator[tuple[int, int]]:
 
 
 def find_sealed(blob: bytes, keys: dict[str, bytes], secrets: list[bytes]) -> list[tuple[str, int, bytes]]:
-    """(key label, offset, secret) for every secret found sealed under one of ``keys``."""
-    width = max(len(s) for s in secrets)
-    blocks = -(-width // 16)
+    """(key label, offset, secret) for every secret found sealed under one of ``keys``.
+
+    Each secret's first 8 bytes are looked for at every offset (one AES block
+    of key stream per offset and key); the rare match is then checked whole.
+    """
+    assert all(len(s) >= 16 for s in secrets), "short secrets would match by chance"
     data = np.frombuffer(blob, dtype=np.uint8)
-    if len(data) < NONCE_BYTES + width:
+    width = max(len(s) for s in secrets)
+    last_offset = len(data) - NONCE_BYTES - width
+    if last_offset < 0:
         return []
     nonces = np.lib.stride_tricks.sliding_window_view(data, NONCE_BYTES)
-    bodies = np.lib.stride_tricks.sliding_window_view(data, width)
-    wanted = [np.frombuffer(s, dtype=np.uint8) for s in secrets]
+    heads = np.lib.stride_tricks.sliding_window_view(data, 8)
+    wanted = np.array([np.frombuffer(s[:8], dtype=np.uint64)[0] for s in secrets], dtype=np.uint64)
     # GCM's first plaintext block is encrypted with counter 2 (J0 = nonce || 1).
-    counters = [np.frombuffer((2 + j).to_bytes(4, "big"), dtype=np.uint8) for j in range(blocks)]
+    counter = np.frombuffer((2).to_bytes(4, "big"), dtype=np.uint8)
     found = []
-    last_offset = len(data) - NONCE_BYTES - width
     for lo, hi in _regions(data, NONCE_BYTES + width):
         for start in range(lo, min(hi, last_offset + 1), CHUNK):
             stop = min(start + CHUNK, hi, last_offset + 1)
-            nonce = nonces[start:stop]
-            counter_blocks = np.empty((stop - start, blocks * 16), dtype=np.uint8)
-            for j in range(blocks):
-                counter_blocks[:, j * 16 : j * 16 + NONCE_BYTES] = nonce
-                counter_blocks[:, j * 16 + NONCE_BYTES : (j + 1) * 16] = counters[j]
-            body = bodies[start + NONCE_BYTES : stop + NONCE_BYTES]
+            blocks = np.empty((stop - start, 16), dtype=np.uint8)
+            blocks[:, :NONCE_BYTES] = nonces[start:stop]
+            blocks[:, NONCE_BYTES:] = counter
+            body = np.ascontiguousarray(heads[start + NONCE_BYTES : stop + NONCE_BYTES]).view(np.uint64)[:, 0]
             for label, key in keys.items():
-                stream = Cipher(algorithms.AES(key), modes.ECB()).encryptor().update(counter_blocks.tobytes())
-                plain = np.frombuffer(stream, dtype=np.uint8).reshape(stop - start, -1)[:, :width] ^ body
-                for secret, expected in zip(secrets, wanted):
-                    for hit in np.nonzero((plain[:, : len(secret)] == expected).all(axis=1))[0]:
-                        found.append((label, start + int(hit), secret))
+                stream = np.frombuffer(Cipher(algorithms.AES(key), modes.ECB()).encryptor().update(blocks.tobytes()), dtype=np.uint8)
+                first = np.ascontiguousarray(stream.reshape(-1, 16)[:, :8]).view(np.uint64)[:, 0] ^ body
+                for hit in np.nonzero(np.isin(first, wanted))[0]:
+                    offset = start + int(hit)
+                    found += [(label, offset, s) for s in secrets if _opens(blob, offset, key, s)]
     return found
+
+
+def _opens(blob: bytes, offset: int, key: bytes, secret: bytes) -> bool:
+    nonce = blob[offset : offset + NONCE_BYTES]
+    blocks = b"".join(nonce + (2 + j).to_bytes(4, "big") for j in range(-(-len(secret) // 16)))
+    stream = Cipher(algorithms.AES(key), modes.ECB()).encryptor().update(blocks)
+    body = blob[offset + NONCE_BYTES : offset + NONCE_BYTES + len(secret)]
+    return bytes(a ^ b for a, b in zip(stream, body)) == secret
 
 
 def find_plain(blob: bytes, secrets: list[bytes]) -> list[bytes]:

@@ -11,6 +11,7 @@ can derive from its secret: no data key, no file name, no message.
 from __future__ import annotations
 
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -34,8 +35,10 @@ def _dek(app, recipient: Recipient) -> bytes:
         return opened.dek
 
 
-def _live_a_little(app, mailbox) -> list[bytes]:
-    """Several transfers through their whole life; returns their data keys."""
+def _live_a_little(app, mailbox, backup=lambda: None) -> list[bytes]:  # type: ignore[no-untyped-def]
+    """Several transfers through their whole life; returns their data keys.
+
+    ``backup`` runs while they are all live, before anything expires."""
     deks = []
     for mode in ("manual", "generate", "none"):
         sender = Sender(app, mailbox)
@@ -60,6 +63,7 @@ def _live_a_little(app, mailbox) -> list[bytes]:
     with app.app_context():
         draft = drafts.find(db.session(), app.extensions["koerier"], ticket)
         deks.append(drafts.data_key(draft))
+    backup()
     # Notices go out, then everything expires and is shredded.
     with app.app_context():
         run = lambda when: purge.run(lambda: db.new_session(app), app.extensions["koerier"], when)  # noqa: E731
@@ -117,6 +121,24 @@ def test_an_expired_transfer_leaves_no_personal_data_in_the_sqlite_files(app, ma
         blob = path.read_bytes()
         for marker in (b"0592 771188", b"REMNANT-SUBJECT-51f2", b"REMNANT-BODY-8a0c"):
             assert marker not in blob, (marker, path)
+
+
+def test_postgresql_files_and_dump_hold_no_key_the_server_can_open(make_app, mailbox, pg_database) -> None:
+    """Dead tuples, WAL segments and a pg_dump: nothing opens with the server's secret alone."""
+    app = make_app({"storage": {"database_url": pg_database.url}})
+    dumps = []
+    deks = _live_a_little(app, mailbox, backup=lambda: dumps.append(pg_database.dump()))
+    pg_database.server.checkpoint()  # every page the test changed is in the data files now
+    files = [p for p in pg_database.data_dir.rglob("*") if p.is_file() and not p.name.startswith("postmaster")]
+    assert any(p.parent.name == "pg_wal" for p in files)
+    _scan(files, app, deks)
+    # The plain dump writes bytea values as hex; each is scanned as the bytes it stands for.
+    (dump,) = dumps
+    values = [bytes.fromhex(h.decode()) for h in re.findall(rb"\\\\x([0-9a-f]+)", dump)]
+    assert len(values) > 10
+    dump_file = app.extensions["koerier"].instance_path / "dump.bin"
+    dump_file.write_bytes(dump + b"".join(v + b"\0" * 64 for v in values))
+    _scan([dump_file], app, deks)
 
 
 def test_the_commit_deletes_the_draft_and_the_browser_forgets_its_secret(app, mailbox) -> None:
