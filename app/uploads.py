@@ -57,7 +57,7 @@ class UploadRejected(Exception):
 class Received:
     fields: dict[str, str] = field(default_factory=dict)
     added: list[StoredFile] = field(default_factory=list)
-    # (file name, why): "extension", "count" or "size"; nothing of these was stored.
+    # (file name, why): "extension", "count", "size", "quota" or "space"; nothing of these was stored.
     refused: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -98,8 +98,14 @@ def receive(
     boundary: bytes,
     check_csrf: Callable[[str], bool],
     limits: Limits,
+    quota_left: int | None = None,
+    space: bool = True,
 ) -> Received:
     """Store the files of a multipart body as it streams; all of them, or none on an exception.
+
+    Files that would take the sender past ``quota_left`` bytes are refused
+    ("quota"); without ``space`` every file is refused ("space") and only
+    the fields are kept.
 
     Every buffer is bounded, whatever the body: the decoder's (the preamble,
     part headers and an epilogue live there beside one read), each field,
@@ -120,6 +126,7 @@ def receive(
     )
     result = Received()
     used = drafts.reserved_bytes(draft)
+    added = 0
     count = len(draft.files) + len(draft.uploads)
     csrf_ok = False
     field_name: str | None = None
@@ -155,15 +162,20 @@ def receive(
                     if not skipping and count >= limits.max_files:
                         result.refused.append((name, "count"))
                         skipping = True
+                    if not skipping and not space:
+                        result.refused.append((name, "space"))
+                        skipping = True
                     if not skipping:
                         upload = _OpenUpload(portal, dek, name)
                         count += 1
                     field_name = None
                 elif isinstance(event, Data):
                     if upload is not None:
-                        if used + upload.size + len(event.data) > limits.max_total_bytes:
+                        grown = upload.size + len(event.data)
+                        too_big = used + grown > limits.max_total_bytes
+                        if too_big or (quota_left is not None and added + grown > quota_left):
                             upload.abort()
-                            result.refused.append((upload.name, "size"))
+                            result.refused.append((upload.name, "size" if too_big else "quota"))
                             upload, skipping = None, True
                             count -= 1
                         else:
@@ -177,6 +189,7 @@ def receive(
                         if upload is not None:
                             result.added.append(upload.finish(draft, position=count))
                             used += upload.size
+                            added += upload.size
                             upload = None
                         elif field_name is not None:
                             finish_field()

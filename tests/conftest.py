@@ -69,12 +69,14 @@ def make_live(tmp_path: Path, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch)
     mailbox.clear()
     servers: list[LiveServer] = []
 
-    def factory(config: dict[str, Any] | None = None, workers: int = 1, port: int | None = None) -> tuple[Flask, LiveServer]:
+    def factory(
+        config: dict[str, Any] | None = None, workers: int = 1, port: int | None = None, threads: int = 4,
+    ) -> tuple[Flask, LiveServer]:
         instance = tmp_path / "live"
         instance.mkdir()
         (instance / "config.toml").write_text(tomli_w.dumps(merge(base_config(mailbox), config or {})))
         # The server first, so that its workers meet a fresh database.
-        servers.append(LiveServer(instance, workers=workers, port=port))
+        servers.append(LiveServer(instance, threads=threads, workers=workers, port=port))
         app = create_app(instance_path=instance)
         app.config["TESTING"] = True
         return app, servers[-1]
