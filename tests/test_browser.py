@@ -11,19 +11,24 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+import requests
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 from sqlalchemy import select
 
 from app import db
 from app.models import StoredFile, Upload
+from app.upload_limits import UploadLease
 
 from .live import ROOT, DroppingProxy, free_port, random_file
 from .mailbox import Mailbox
-from .walker import Recipient
+from .rawhttp import Held
+from .walker import Recipient, Sender
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 AXE = ROOT / "tests" / "browser" / "node_modules" / "axe-core" / "axe.min.js"
@@ -386,3 +391,57 @@ def test_everything_works_without_javascript(browser: Browser, portal, mailbox: 
         page.get_by_role("link", name="Download verslag.pdf").click()
     download.value.save_as(tmp_path / "got.pdf")
     assert hashlib.sha256((tmp_path / "got.pdf").read_bytes()).hexdigest() == expected
+
+
+def test_upload_waits_while_the_sender_has_too_many_running(browser: Browser, make_live, mailbox: Mailbox, tmp_path: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    app, _ = make_live({"site": {"base_url": base}, "limits": {"concurrent_uploads_per_sender": 1}}, port=port)
+    # The same sender uploads from another browser, holding the one slot.
+    other = Sender(app, mailbox)
+    other.personal()
+    other.verify()
+    other.recipients("anna@gemeente.example")
+    headers = {"Tus-Resumable": "1.0.0", "Cookie": other.cookie_header(), "X-CSRFToken": other.upload_token()}
+    created = requests.post(base + "/send/uploads", headers={**headers, "Upload-Length": "100", "Upload-Metadata": ""}, timeout=30)
+    patch = {**headers, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream", "Content-Length": "100"}
+    running = Held(port, "PATCH", urlsplit(created.headers["Location"]).path, patch, b"x")
+    with app.app_context():
+        for _ in range(100):
+            if db.session().scalars(select(UploadLease)).all():
+                break
+            db.session().close()
+            time.sleep(0.1)
+
+    visit = new_visit(browser, "busy")
+    page = visit.page
+    to_files_step(visit, mailbox, base)
+    expect(page.locator(".uploader")).to_be_visible()  # the script is ready
+    source = tmp_path / "scan.zip"
+    random_file(source, 100_000)
+    page.locator("#picker").set_input_files(source)
+    status = page.locator(".upload", has_text="scan.zip").locator(".upload-status")
+    expect(status).to_have_text("Too many uploads are running at the same time. Please wait a moment and try again.")
+    visit.errors.clear()  # the 429 answer, which the console reports
+    visit.check("busy")
+
+    assert running.send(b"y" * 99) and running.answer().status == 204
+    expect(status).to_have_text("Uploaded", timeout=60_000)  # retried after the server's Retry-After
+
+
+def test_upload_says_when_the_portal_is_short_of_space(browser: Browser, make_live, mailbox: Mailbox, tmp_path: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    make_live({"site": {"base_url": base}, "storage": {"min_free_bytes": 2**59}}, port=port)
+    visit = new_visit(browser, "short-of-space")
+    page = visit.page
+    to_files_step(visit, mailbox, base)
+    expect(page.locator(".uploader")).to_be_visible()  # the script is ready
+    source = tmp_path / "scan.zip"
+    random_file(source, 100_000)
+    page.locator("#picker").set_input_files(source)
+    item = page.locator(".upload", has_text="scan.zip")
+    expect(item.locator(".upload-status")).to_have_text("The portal is short of storage space right now. Please try again later.")
+    expect(item.get_by_role("button", name="Retry: scan.zip")).to_be_visible()
+    visit.errors.clear()  # the 507 answer, which the console reports
+    visit.check("short-of-space")
