@@ -6,11 +6,11 @@ and the one that fills the disk. So:
 - **Concurrent uploads** (form posts, tus creations and PATCHes in flight)
   are capped per verified sender and per client network. Each subject has a
   fixed number of lease rows whose primary key is (subject, slot): a request
-  claims a slot by inserting it, or by taking over an expired one in a single
-  conditional UPDATE, so no two requests can ever hold the same slot, in any
-  worker or process. A lease lasts ``LEASE_TTL`` unless renewed; a thread in
-  each process renews its running requests' leases, so the slots of a
-  killed worker free themselves.
+  claims a slot by inserting it, so no two requests can ever hold the same
+  slot, in any worker or process, and there is no count to race on. A lease
+  lasts ``LEASE_TTL`` unless renewed; a thread in each process renews its
+  running requests' leases, so the slots of a killed worker expire, and the
+  next claim removes them.
 - **Open drafts** are capped per client network by seats of the same shape,
   which go with their draft (``ON DELETE CASCADE``).
 - **Per verified sender**: a draft becomes its sender's when its first upload

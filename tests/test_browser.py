@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
 from sqlalchemy import select
 
 from app import db
@@ -393,6 +393,17 @@ def test_everything_works_without_javascript(browser: Browser, portal, mailbox: 
     assert hashlib.sha256((tmp_path / "got.pdf").read_bytes()).hexdigest() == expected
 
 
+def pick_a_file(browser: Browser, mailbox: Mailbox, base: str, tmp_path: Path, folder: str) -> tuple[Visit, Locator]:
+    """At the files step, with the script ready, scan.zip is picked; its item in the upload list."""
+    visit = new_visit(browser, folder)
+    to_files_step(visit, mailbox, base)
+    expect(visit.page.locator(".uploader")).to_be_visible()
+    source = tmp_path / "scan.zip"
+    random_file(source, 100_000)
+    visit.page.locator("#picker").set_input_files(source)
+    return visit, visit.page.locator(".upload", has_text="scan.zip")
+
+
 def test_upload_waits_while_the_sender_has_too_many_running(browser: Browser, make_live, mailbox: Mailbox, tmp_path: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -413,14 +424,8 @@ def test_upload_waits_while_the_sender_has_too_many_running(browser: Browser, ma
             db.session().close()
             time.sleep(0.1)
 
-    visit = new_visit(browser, "busy")
-    page = visit.page
-    to_files_step(visit, mailbox, base)
-    expect(page.locator(".uploader")).to_be_visible()  # the script is ready
-    source = tmp_path / "scan.zip"
-    random_file(source, 100_000)
-    page.locator("#picker").set_input_files(source)
-    status = page.locator(".upload", has_text="scan.zip").locator(".upload-status")
+    visit, item = pick_a_file(browser, mailbox, base, tmp_path, "busy")
+    status = item.locator(".upload-status")
     expect(status).to_have_text("Too many uploads are running at the same time. Please wait a moment and try again.")
     visit.errors.clear()  # the 429 answer, which the console reports
     visit.check("busy")
@@ -433,14 +438,7 @@ def test_upload_says_when_the_portal_is_short_of_space(browser: Browser, make_li
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     make_live({"site": {"base_url": base}, "storage": {"min_free_bytes": 2**59}}, port=port)
-    visit = new_visit(browser, "short-of-space")
-    page = visit.page
-    to_files_step(visit, mailbox, base)
-    expect(page.locator(".uploader")).to_be_visible()  # the script is ready
-    source = tmp_path / "scan.zip"
-    random_file(source, 100_000)
-    page.locator("#picker").set_input_files(source)
-    item = page.locator(".upload", has_text="scan.zip")
+    visit, item = pick_a_file(browser, mailbox, base, tmp_path, "short-of-space")
     expect(item.locator(".upload-status")).to_have_text("The portal is short of storage space right now. Please try again later.")
     expect(item.get_by_role("button", name="Retry: scan.zip")).to_be_visible()
     visit.errors.clear()  # the 507 answer, which the console reports

@@ -117,7 +117,8 @@ def tus_create() -> Response:
     try:
         with upload_limits.running(portal(), upload_leases(), request.environ, draft, client_ip()):
             if length > upload_limits.quota_left(db.session(), portal(), draft.sender_email):
-                raise resumable.Refused(uploads.clean_filename(metadata.get("filename", "")), "quota")
+                name = uploads.clean_filename(metadata.get("filename") or metadata.get("name") or "")
+                raise resumable.Refused(name, "quota")
             found = resumable.create(db.session(), portal(), draft, length, metadata, limits)
             db.session().commit()
     except resumable.Refused as refused:

@@ -275,7 +275,8 @@ def files():  # type: ignore[no-untyped-def]
             draft, form, [gettext("A confidential message is not allowed for these recipients.")], status=422, limits=limits
         )
     drafts.save_message(portal(), draft, form.message.data or "")
-    errors += dict.fromkeys(_file_problem(name, why, limits) for name, why in received.refused)
+    # Once each: every file refused for want of space has the same message.
+    errors += list(dict.fromkeys(_file_problem(name, why, limits) for name, why in received.refused))
     if errors:
         short = any(why == "space" for _, why in received.refused)
         return _render_files(draft, form, errors, status=507 if short else 422, limits=limits)
