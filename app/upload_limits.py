@@ -25,7 +25,8 @@ and the one that fills the disk. So:
 - **Free disk**: no upload starts that would leave the blob store's file
   system with less than ``storage.min_free_bytes``.
 - **Read timeout**: a body that sends nothing for
-  ``limits.upload_read_timeout_seconds`` ends its request.
+  ``limits.upload_read_timeout_seconds`` ends its request; and a body left
+  unread by a refusal is not read by the server afterwards either.
 
 Leases, seats and ownership must be seen by every worker at once, so they
 are written in short sessions of their own that commit at once, never in
@@ -48,10 +49,12 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Request, Response, request
 from sqlalchemy import ForeignKey, String, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
+from werkzeug.exceptions import HTTPException
+from werkzeug.wsgi import LimitedStream
 
 from . import drafts
 from .clock import utcnow
@@ -312,23 +315,26 @@ def read_timeout(environ: dict[str, Any], seconds: float) -> Iterator[None]:
 
 
 def stop_reading(environ: dict[str, Any]) -> None:
-    """After refusing an upload with its body unread: nobody reads it afterwards either.
-
-    gunicorn reads (drains) an unread body before it reuses or closes the
-    connection, for up to five seconds, holding the thread; a slow client
-    could keep every thread in that drain. An application cannot make
-    gunicorn close instead: it drops a ``Connection: close`` header, a
-    hop-by-hop header that WSGI forbids applications. Shutting the socket's
-    read side ends the drain at once (what already arrived, then end of
-    file). Call it once the answer is written (the response's close): bytes
-    the client sends after it make the kernel reset the connection.
-    """
+    """Read nothing more from this request's client: what it sent still in
+    the socket, then end of file. Call it once the answer is written: bytes
+    the client sends after it make the kernel reset the connection."""
     sock = _client_socket(environ)
     if sock is not None:
         try:
             sock.shutdown(socket.SHUT_RD)
         except OSError:
             pass  # gone already
+
+
+def _body_left(request: Request) -> bool:
+    """Whether the request announced a body that was not read to its end."""
+    if not request.content_length:
+        return False
+    try:
+        stream = request.stream
+    except HTTPException:
+        return True  # refused for its size before anything was read
+    return isinstance(stream, LimitedStream) and not stream.is_exhausted
 
 
 @contextmanager
@@ -354,3 +360,18 @@ def running(portal: Portal, leases: Leases, environ: dict[str, Any], draft: Draf
 def init_app(app: Flask) -> None:
     sessionmaker = app.extensions["koerier.sessionmaker"]
     app.extensions["koerier.upload_leases"] = Leases(sessionmaker)
+
+    @app.after_request
+    def _leave_no_body_to_drain(response: Response) -> Response:
+        # A request refused before its body was read (an upload over a cap,
+        # a forged or malformed one, one too large): gunicorn would read the
+        # rest before it closes or reuses the connection, holding the thread,
+        # and it bounds that only between reads of a kilobyte each, so a
+        # client trickling a byte a second holds it for many minutes. A
+        # "Connection: close" header cannot stop it: gunicorn drops it (a
+        # hop-by-hop header, which WSGI forbids applications). Shutting the
+        # socket's read side once the answer is out ends that drain at once.
+        if _body_left(request):
+            environ = request.environ
+            response.call_on_close(lambda: stop_reading(environ))
+        return response

@@ -20,9 +20,7 @@ from app.models import Draft, StoredFile, Upload
 from app.web import client_ip, limit_body, portal, upload_leases
 
 from . import bp
-from .views import (
-    SHORT_OF_SPACE, STEPS, TOO_MANY_UPLOADS, _csrf_ok, _decision, _draft, _file_problem, _sender_verified, _unread_body,
-)
+from .views import SHORT_OF_SPACE, STEPS, TOO_MANY_UPLOADS, _csrf_ok, _decision, _draft, _file_problem, _sender_verified
 
 TUS_VERSION = "1.0.0"
 READ_SIZE = 1024 * 1024
@@ -41,12 +39,10 @@ def _error(status: int, message: str, **headers: str) -> Response:
 
 
 def _too_many_uploads() -> Response:
-    _unread_body()
     return _error(429, str(TOO_MANY_UPLOADS), **{"Retry-After": str(upload_limits.RETRY_AFTER_SECONDS)})
 
 
 def _short_of_space() -> Response:
-    _unread_body()
     return _error(507, str(SHORT_OF_SPACE))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import abort, after_this_request, flash, redirect, render_template, request, session, url_for
+from flask import abort, flash, redirect, render_template, request, session, url_for
 from flask_babel import format_datetime, get_locale, gettext
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import ValidationError as CSRFValidationError
@@ -257,10 +257,8 @@ def files():  # type: ignore[no-untyped-def]
             )
             db.session().commit()
     except uploads.UploadRejected:
-        _unread_body()
         abort(400)
     except upload_limits.TooManyUploads:
-        _unread_body()
         form = MessageForm(data={"message": drafts.message(portal(), draft)})
         headers = {"Retry-After": str(upload_limits.RETRY_AFTER_SECONDS)}
         return (*_render_files(draft, form, [str(TOO_MANY_UPLOADS)], status=429, limits=limits), headers)
@@ -290,16 +288,6 @@ def files():  # type: ignore[no-untyped-def]
             return _render_files(draft, form, problems, status=422, limits=limits)
         return redirect(url_for("wizard.options"))
     return redirect(url_for("wizard.files"))
-
-
-def _unread_body() -> None:
-    """Refused: once the answer is out, the rest of this request's body is not read."""
-    environ = request.environ
-
-    @after_this_request
-    def _stop(response: Response) -> Response:
-        response.call_on_close(lambda: upload_limits.stop_reading(environ))
-        return response
 
 
 def _file_problem(name: str, why: str, limits: policy.Limits) -> str:
