@@ -149,7 +149,8 @@ def receive(
         for chunk in itertools.chain(read_chunks(stream), [None]):
             decoder.receive_data(chunk)
             while not isinstance(event := decoder.next_event(), NeedData):
-                if isinstance(event, (Field, File)) and not csrf_ok and (isinstance(event, File) or event.name != "csrf_token"):
+                first_not_token = isinstance(event, File) or (isinstance(event, Field) and event.name != "csrf_token")
+                if first_not_token and not csrf_ok:
                     raise UploadRejected("the CSRF token must be the first part")
                 if isinstance(event, Field):
                     field_name, field_buf = event.name, bytearray()

@@ -404,7 +404,9 @@ def pick_a_file(browser: Browser, mailbox: Mailbox, base: str, tmp_path: Path, f
     return visit, visit.page.locator(".upload", has_text="scan.zip")
 
 
-def test_upload_waits_while_the_sender_has_too_many_running(browser: Browser, make_live, mailbox: Mailbox, tmp_path: Path) -> None:
+def test_upload_waits_while_the_sender_has_too_many_running(
+    browser: Browser, make_live, mailbox: Mailbox, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     app, _ = make_live({"site": {"base_url": base}, "limits": {"concurrent_uploads_per_sender": 1}}, port=port)
@@ -414,9 +416,9 @@ def test_upload_waits_while_the_sender_has_too_many_running(browser: Browser, ma
     other.verify()
     other.recipients("anna@gemeente.example")
     headers = {"Tus-Resumable": "1.0.0", "Cookie": other.cookie_header(), "X-CSRFToken": other.upload_token()}
-    created = requests.post(base + "/send/uploads", headers={**headers, "Upload-Length": "100", "Upload-Metadata": ""}, timeout=30)
-    patch = {**headers, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream", "Content-Length": "100"}
-    running = Held(port, "PATCH", urlsplit(created.headers["Location"]).path, patch, b"x")
+    created = requests.post(base + "/send/uploads", headers={**headers, "Upload-Length": "100"}, timeout=30)
+    patch = {**headers, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}
+    running = Held(port, "PATCH", urlsplit(created.headers["Location"]).path, {**patch, "Content-Length": "100"}, b"x")
     with app.app_context():
         for _ in range(100):
             if db.session().scalars(select(UploadLease)).all():
@@ -434,12 +436,15 @@ def test_upload_waits_while_the_sender_has_too_many_running(browser: Browser, ma
     expect(status).to_have_text("Uploaded", timeout=60_000)  # retried after the server's Retry-After
 
 
-def test_upload_says_when_the_portal_is_short_of_space(browser: Browser, make_live, mailbox: Mailbox, tmp_path: Path) -> None:
+def test_upload_says_when_the_portal_is_short_of_space(
+    browser: Browser, make_live, mailbox: Mailbox, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     make_live({"site": {"base_url": base}, "storage": {"min_free_bytes": 2**59}}, port=port)
     visit, item = pick_a_file(browser, mailbox, base, tmp_path, "short-of-space")
-    expect(item.locator(".upload-status")).to_have_text("The portal is short of storage space right now. Please try again later.")
+    message = "The portal is short of storage space right now. Please try again later."
+    expect(item.locator(".upload-status")).to_have_text(message)
     expect(item.get_by_role("button", name="Retry: scan.zip")).to_be_visible()
     visit.errors.clear()  # the 507 answer, which the console reports
     visit.check("short-of-space")

@@ -45,14 +45,21 @@ def fields(token: str) -> Iterator[bytes]:
 
 
 END = f"\r\n--{BOUNDARY}--\r\n".encode()
+UNENDING_HEADER = f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="csrf_token"\r\nX-Padding: '.encode()
 BODIES: dict[str, Callable[[str], Iterator[bytes]]] = {
     "no boundary line at all": lambda token: filler(),
-    "a part header that never ends": lambda token: iter([f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\nX-Padding: ".encode(), *filler()]),
-    "a huge field before the token": lambda token: iter([part("message"), *filler(), b"\r\n", part("csrf_token"), token.encode(), END]),
-    "a file part before the token": lambda token: iter([part("files", "scan.pdf"), *filler(), b"\r\n", part("csrf_token"), token.encode(), END]),
+    "a part header that never ends": lambda token: iter([UNENDING_HEADER, *filler()]),
+    "a huge field before the token": lambda token: iter(
+        [part("message"), *filler(), b"\r\n", part("csrf_token"), token.encode(), END]
+    ),
+    "a file part before the token": lambda token: iter(
+        [part("files", "scan.pdf"), *filler(), b"\r\n", part("csrf_token"), token.encode(), END]
+    ),
     "a huge token": lambda token: iter([part("csrf_token"), *filler(), END]),
     "endless fields after the token": fields,
-    "an endless epilogue": lambda token: iter([part("csrf_token"), token.encode(), b"\r\n", part("action"), b"upload", END, *filler()]),
+    "an endless epilogue": lambda token: iter(
+        [part("csrf_token"), token.encode(), b"\r\n", part("action"), b"upload", END, *filler()]
+    ),
 }
 
 
@@ -73,7 +80,8 @@ def test_hostile_body_is_refused_early_in_bounded_memory(make_live, mailbox, sha
     server.reset_peak_rss()
     before = server.rss()
     length = sum(len(chunk) for chunk in BODIES[shape](token))
-    answer, sent = stream(server.port, "POST", "/send/files", {**headers, "Content-Length": str(length)}, BODIES[shape](token))
+    headers["Content-Length"] = str(length)
+    answer, sent = stream(server.port, "POST", "/send/files", headers, BODIES[shape](token))
 
     assert answer.status == 400, answer.body[:300]
     assert sent < length // 10, f"the server read {sent} of {length} bytes before answering"

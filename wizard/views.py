@@ -90,9 +90,9 @@ def personal():  # type: ignore[no-untyped-def]
         try:
             draft = upload_limits.open_draft(db.session(), portal(), client_ip())
         except upload_limits.TooManyDrafts:
-            form.email.errors.append(
-                _l("Too many unfinished transfers were started from your network. Please finish one, or try again later.")
-            )
+            form.email.errors.append(_l(
+                "Too many unfinished transfers were started from your network. Please finish one, or try again later."
+            ))
             return render_template("wizard/personal.html", form=form, step="personal"), 429
         session["draft"] = draft.id
         reply = session.pop("reply", None)
