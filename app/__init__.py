@@ -11,7 +11,7 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import cli, db, errors, i18n, private_files, scheduler, site_pages, web
+from . import cli, db, errors, i18n, private_files, scheduler, site_pages, upload_limits, web
 from .mailer import make_mailer
 from .argon2_gate import Argon2Gate
 from .portal import Portal
@@ -68,6 +68,7 @@ def create_app(test_config: dict[str, Any] | None = None, instance_path: str | o
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
 
     db.init_app(app, settings.storage.database_url or f"sqlite:///{instance / 'koerier.sqlite3'}")
+    upload_limits.init_app(app)
     csrf.init_app(app)
     i18n.init_app(app)
     web.init_app(app)

@@ -126,10 +126,14 @@ class Mail:
 class Storage:
     database_url: str = ""
     blob_dir: str = "store"
+    # Uploads that would leave less free space on the blob store's file
+    # system are refused ("try later") instead of filling the disk.
+    min_free_bytes: int = 1024**3
 
     def check(self, path: str) -> None:
         if not self.blob_dir:
             raise ConfigError(f"{path}.blob_dir: must not be empty")
+        _range(path, "min_free_bytes", self.min_free_bytes, 0, 2**60)
 
 
 @dataclass(frozen=True)
@@ -259,10 +263,22 @@ class Limits:
     transactions_per_sender_per_day: int = 50
     # To, Cc and Bcc of all transfers a sender started in a day.
     recipients_per_sender_per_day: int = 250
+    # A request body that sends nothing for this long ends its request.
+    upload_read_timeout_seconds: int = 30
+    # Uploads running at once (form posts, resumable creations and chunks).
+    concurrent_uploads_per_sender: int = 4
+    concurrent_uploads_per_ip: int = 8
+    # Unfinished wizards started from one client address (an IPv6 /64).
+    open_drafts_per_ip: int = 50
+    # A verified sender's drafts holding uploads; older ones are discarded.
+    open_drafts_per_sender: int = 3
+    # Bytes stored (or announced by running uploads) in one sender's drafts.
+    draft_bytes_per_sender: int = 20 * 1024**3
 
     def check(self, path: str) -> None:
+        ranges = {"upload_read_timeout_seconds": (1, 3600), "draft_bytes_per_sender": (1, 2**50)}
         for f in dataclasses.fields(self):
-            _range(path, f.name, getattr(self, f.name), 1, 100_000)
+            _range(path, f.name, getattr(self, f.name), *ranges.get(f.name, (1, 100_000)))
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,8 @@ streams in and each file's bytes go straight into a ``SegmentWriter``, so
 what reaches the disk is ciphertext and at most one 64 KiB segment is in
 memory per upload.
 
-Form fields that precede the files (the CSRF token, the confidential
-message) are read first, which is why the form puts them first: no file byte
-is stored before the CSRF token has been checked.
+The CSRF token must be the body's first part (the form puts it first) and
+is checked as soon as it ends: no other part of a forged request is read.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from sqlalchemy.orm import Session
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
 from . import drafts
@@ -31,8 +31,18 @@ from .models import Draft, StoredFile
 from .policy import Limits
 from .portal import Portal
 
-READ_SIZE = 256 * 1024
+READ_SIZE = 64 * 1024
+# Beside one read in the decoder's buffer: room for a part's headers (a
+# browser sends a few hundred bytes), or a preamble, or an epilogue.
+HEADER_ROOM = 8 * 1024
+# RFC 2046: a boundary has at most 70 characters.
+MAX_BOUNDARY = 70
+TOKEN_LIMIT = 1024
 FIELD_LIMIT = 256 * 1024
+FIELDS_LIMIT = 512 * 1024
+# Parts beyond the files a transfer may hold: the form's own fields, and
+# files past the limit, which are refused one by one with a message.
+EXTRA_PARTS = 100
 MAX_NAME_CHARS = 200
 # Characters that make a name lie about itself: bidi overrides and isolates
 # ("invoice\u202Efdp.exe"), zero-width characters.
@@ -47,7 +57,7 @@ class UploadRejected(Exception):
 class Received:
     fields: dict[str, str] = field(default_factory=dict)
     added: list[StoredFile] = field(default_factory=list)
-    # (file name, why): "extension", "count" or "size"; nothing of these was stored.
+    # (file name, why): "extension", "count", "size", "quota" or "space"; nothing of these was stored.
     refused: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -107,41 +117,63 @@ def receive(
     boundary: bytes,
     check_csrf: Callable[[str], bool],
     limits: Limits,
+    quota_left: int | None = None,
+    space: bool = True,
 ) -> Received:
+    """Store the files of a multipart body as it streams; all of them, or none on an exception.
+
+    Files that would take the sender past ``quota_left`` bytes are refused
+    ("quota"); without ``space`` every file is refused ("space") and only
+    the fields are kept.
+
+    Every buffer is bounded, whatever the body: the decoder's (the preamble,
+    part headers and an epilogue live there beside one read), each field,
+    all fields together, and the number of parts. The first part must be
+    the CSRF token, checked as soon as it ends, so nothing else of a forged
+    request is even read. A bound passed raises ``UploadRejected`` at once,
+    leaving the rest of the body unread.
+    """
+    if not 0 < len(boundary) <= MAX_BOUNDARY:
+        raise UploadRejected("the multipart boundary must have 1 to 70 characters")
     dek = drafts.data_key(draft)
-    # Werkzeug's max_form_memory_size bounds the decoder's raw buffer, which
-    # holds a whole read chunk, not just a field; fields are bounded below.
-    # The buffer stays small because every chunk is drained before the next.
-    decoder = MultipartDecoder(boundary)
+    # Werkzeug's decoder keeps a part's header, a preamble or an epilogue in
+    # its buffer until it ends; while file data streams it holds at most one
+    # read plus a possible partial boundary. Its max_form_memory_size bounds
+    # that buffer, so the room beyond one read is all a header may take.
+    decoder = MultipartDecoder(
+        boundary, max_form_memory_size=READ_SIZE + HEADER_ROOM, max_parts=limits.max_files + EXTRA_PARTS
+    )
     result = Received()
     used = drafts.reserved_bytes(draft)
+    added = 0
     count = len(draft.files) + len(draft.uploads)
     csrf_ok = False
     field_name: str | None = None
     field_buf = bytearray()
+    field_bytes = 0
     upload: _OpenUpload | None = None
     skipping = False
 
     def finish_field() -> None:
         nonlocal csrf_ok
         value = field_buf.decode("utf-8", errors="replace")
-        if field_name == "csrf_token":
+        if not csrf_ok:
             csrf_ok = check_csrf(value)
+            if not csrf_ok:
+                raise UploadRejected("CSRF token wrong")
         elif field_name:
             result.fields[field_name] = value
 
     try:
         for chunk in itertools.chain(read_chunks(stream), [None]):
             decoder.receive_data(chunk)
-            while True:
-                event = decoder.next_event()
-                if isinstance(event, NeedData):
-                    break
+            while not isinstance(event := decoder.next_event(), NeedData):
+                first_not_token = isinstance(event, File) or (isinstance(event, Field) and event.name != "csrf_token")
+                if first_not_token and not csrf_ok:
+                    raise UploadRejected("the CSRF token must be the first part")
                 if isinstance(event, Field):
                     field_name, field_buf = event.name, bytearray()
                 elif isinstance(event, File):
-                    if not csrf_ok:
-                        raise UploadRejected("CSRF token missing or wrong")
                     name = clean_filename(event.filename or "")
                     skipping = not event.filename
                     if not skipping and not limits.extension_allowed(name):
@@ -150,27 +182,34 @@ def receive(
                     if not skipping and count >= limits.max_files:
                         result.refused.append((name, "count"))
                         skipping = True
+                    if not skipping and not space:
+                        result.refused.append((name, "space"))
+                        skipping = True
                     if not skipping:
                         upload = _OpenUpload(portal, dek, name, draft.transfer_id)
                         count += 1
                     field_name = None
                 elif isinstance(event, Data):
                     if upload is not None:
-                        if used + upload.size + len(event.data) > limits.max_total_bytes:
+                        grown = upload.size + len(event.data)
+                        too_big = used + grown > limits.max_total_bytes
+                        if too_big or (quota_left is not None and added + grown > quota_left):
                             upload.abort()
-                            result.refused.append((upload.name, "size"))
+                            result.refused.append((upload.name, "size" if too_big else "quota"))
                             upload, skipping = None, True
                             count -= 1
                         else:
                             upload.write(event.data)
                     elif field_name is not None and not skipping:
                         field_buf += event.data
-                        if len(field_buf) > FIELD_LIMIT:
+                        field_bytes += len(event.data)
+                        if len(field_buf) > (FIELD_LIMIT if csrf_ok else TOKEN_LIMIT) or field_bytes > FIELDS_LIMIT:
                             raise UploadRejected(f"form field {field_name!r} is too large")
                     if not event.more_data:
                         if upload is not None:
                             result.added.append(upload.finish(draft, position=count))
                             used += upload.size
+                            added += upload.size
                             upload = None
                         elif field_name is not None:
                             finish_field()
@@ -178,18 +217,32 @@ def receive(
                         skipping = False
                 elif isinstance(event, Epilogue):
                     break
-    except ValueError as exc:
-        # Werkzeug's decoder signals a malformed body or an oversized field this way.
+        if not csrf_ok:
+            raise UploadRejected("CSRF token missing")
+    except (ValueError, RequestEntityTooLarge) as exc:
+        # How Werkzeug's decoder says that a body is malformed or passed a bound.
+        _forget(db, portal, draft, result.added)
         raise UploadRejected(str(exc)) from None
+    except BaseException:
+        _forget(db, portal, draft, result.added)
+        raise
     finally:
         if upload is not None:
             upload.abort()
-    if not csrf_ok:
-        raise UploadRejected("CSRF token missing or wrong")
     for stored in result.added:
         db.add(stored)
     drafts.touch(draft)
     return result
+
+
+def _forget(db: Session, portal: Portal, draft: Draft, added: list[StoredFile]) -> None:
+    """The files a failed request had finished: neither rows nor blobs stay."""
+    for stored in added:
+        if stored in draft.files:
+            draft.files.remove(stored)
+        if stored in db:
+            db.expunge(stored)
+        portal.store.delete(stored.blob_key)
 
 
 class _OpenUpload:

@@ -13,6 +13,7 @@ from flask_babel import format_date, format_datetime, format_decimal, get_locale
 
 from .portal import Portal
 from .settings import Settings
+from .upload_limits import Leases
 
 
 def portal() -> Portal:
@@ -21,6 +22,10 @@ def portal() -> Portal:
 
 def settings() -> Settings:
     return current_app.config["KOERIER"]
+
+
+def upload_leases() -> Leases:
+    return current_app.extensions["koerier.upload_leases"]
 
 
 def client_ip() -> str:

@@ -77,12 +77,19 @@ class LiveServer:
         [pid] = self.worker_pids()
         return pid
 
+    def _status(self, field: str) -> int:
+        for line in Path(f"/proc/{self.worker_pid()}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError(f"no {field}")
+
     def peak_rss(self) -> int:
         """The worker's peak resident memory since the last reset, in bytes."""
-        for line in Path(f"/proc/{self.worker_pid()}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-        raise AssertionError("no VmHWM")
+        return self._status("VmHWM")
+
+    def rss(self) -> int:
+        """The worker's resident memory now, in bytes."""
+        return self._status("VmRSS")
 
     def reset_peak_rss(self) -> None:
         Path(f"/proc/{self.worker_pid()}/clear_refs").write_text("5")

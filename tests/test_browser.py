@@ -11,18 +11,23 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+import requests
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
 from sqlalchemy import select
 
 from app import db
 from app.models import StoredFile, Upload
+from app.upload_limits import UploadLease
 
 from .live import ROOT, DroppingProxy, free_port, random_file
 from .mailbox import Mailbox
+from .rawhttp import Held
 from .walker import Recipient, Sender
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -422,3 +427,58 @@ def test_a_no_password_link_opens_without_its_key_reaching_the_server(browser: B
     assert "/download/transfer" in log
     for secret in (key, sent.link_key("kees@gemeente.example")):
         assert secret not in log
+def pick_a_file(browser: Browser, mailbox: Mailbox, base: str, tmp_path: Path, folder: str) -> tuple[Visit, Locator]:
+    """At the files step, with the script ready, scan.zip is picked; its item in the upload list."""
+    visit = new_visit(browser, folder)
+    to_files_step(visit, mailbox, base)
+    expect(visit.page.locator(".uploader")).to_be_visible()
+    source = tmp_path / "scan.zip"
+    random_file(source, 100_000)
+    visit.page.locator("#picker").set_input_files(source)
+    return visit, visit.page.locator(".upload", has_text="scan.zip")
+
+
+def test_upload_waits_while_the_sender_has_too_many_running(
+    browser: Browser, make_live, mailbox: Mailbox, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    app, _ = make_live({"site": {"base_url": base}, "limits": {"concurrent_uploads_per_sender": 1}}, port=port)
+    # The same sender uploads from another browser, holding the one slot.
+    other = Sender(app, mailbox)
+    other.personal()
+    other.verify()
+    other.recipients("anna@gemeente.example")
+    headers = {"Tus-Resumable": "1.0.0", "Cookie": other.cookie_header(), "X-CSRFToken": other.upload_token()}
+    created = requests.post(base + "/send/uploads", headers={**headers, "Upload-Length": "100"}, timeout=30)
+    patch = {**headers, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}
+    running = Held(port, "PATCH", urlsplit(created.headers["Location"]).path, {**patch, "Content-Length": "100"}, b"x")
+    with app.app_context():
+        for _ in range(100):
+            if db.session().scalars(select(UploadLease)).all():
+                break
+            db.session().close()
+            time.sleep(0.1)
+
+    visit, item = pick_a_file(browser, mailbox, base, tmp_path, "busy")
+    status = item.locator(".upload-status")
+    expect(status).to_have_text("Too many uploads are running at the same time. Please wait a moment and try again.")
+    visit.errors.clear()  # the 429 answer, which the console reports
+    visit.check("busy")
+
+    assert running.send(b"y" * 99) and running.answer().status == 204
+    expect(status).to_have_text("Uploaded", timeout=60_000)  # retried after the server's Retry-After
+
+
+def test_upload_says_when_the_portal_is_short_of_space(
+    browser: Browser, make_live, mailbox: Mailbox, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    make_live({"site": {"base_url": base}, "storage": {"min_free_bytes": 2**59}}, port=port)
+    visit, item = pick_a_file(browser, mailbox, base, tmp_path, "short-of-space")
+    message = "The portal is short of storage space right now. Please try again later."
+    expect(item.locator(".upload-status")).to_have_text(message)
+    expect(item.get_by_role("button", name="Retry: scan.zip")).to_be_visible()
+    visit.errors.clear()  # the 507 answer, which the console reports
+    visit.check("short-of-space")

@@ -14,13 +14,13 @@ from flask_babel import gettext
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.http import http_date
 
-from app import csrf, db, resumable, transactions, uploads
+from app import csrf, db, resumable, transactions, upload_limits, uploads
 from app.crypto.stream import LengthExceeded
 from app.models import Draft, StoredFile, Upload
-from app.web import limit_body, portal
+from app.web import client_ip, limit_body, portal, upload_leases
 
 from . import bp
-from .views import STEPS, _csrf_ok, _decision, _draft, _file_problem, _sender_verified
+from .views import SHORT_OF_SPACE, STEPS, TOO_MANY_UPLOADS, _csrf_ok, _decision, _draft, _file_problem, _sender_verified
 
 TUS_VERSION = "1.0.0"
 READ_SIZE = 1024 * 1024
@@ -36,6 +36,14 @@ def _error(status: int, message: str, **headers: str) -> Response:
     response.status_code = status
     response.headers.update(headers)
     return _tus(response)
+
+
+def _too_many_uploads() -> Response:
+    return _error(429, str(TOO_MANY_UPLOADS), **{"Retry-After": str(upload_limits.RETRY_AFTER_SECONDS)})
+
+
+def _short_of_space() -> Response:
+    return _error(507, str(SHORT_OF_SPACE))
 
 
 def _sender_draft() -> Draft:
@@ -100,11 +108,20 @@ def tus_create() -> Response:
     if length < 0:
         return _error(400, "Upload-Length must not be negative")
     limits = _decision(draft).limits
+    if not upload_limits.space_for(portal(), length):
+        return _short_of_space()
     try:
-        found = resumable.create(db.session(), portal(), draft, length, metadata, limits)
+        with upload_limits.running(portal(), upload_leases(), request.environ, draft, client_ip()):
+            if length > upload_limits.quota_left(db.session(), portal(), draft.sender_email):
+                name = uploads.clean_filename(metadata.get("filename") or metadata.get("name") or "")
+                raise resumable.Refused(name, "quota")
+            found = resumable.create(db.session(), portal(), draft, length, metadata, limits)
+            db.session().commit()
     except resumable.Refused as refused:
-        status = 413 if refused.why == "size" else 403
+        status = 413 if refused.why in ("size", "quota") else 403
         return _error(status, _file_problem(refused.name, refused.why, limits))
+    except upload_limits.TooManyUploads:
+        return _too_many_uploads()
     response = _progress(found, status=201)
     response.headers["Location"] = url_for("wizard.tus_upload", upload_id=found.id)
     return response
@@ -135,9 +152,14 @@ def tus_patch(upload_id: str) -> Response:
         return _error(413, "The body runs past Upload-Length")
     # A body that runs past the length anyway (chunked) is refused by the writer.
     limit_body(found.length - found.offset)
+    if not upload_limits.space_for(portal(), found.length - found.offset):
+        return _short_of_space()
     try:
-        chunks = uploads.read_chunks(request.stream, READ_SIZE)
-        found = resumable.append(db.session(), portal(), draft, found, offset, chunks)
+        with upload_limits.running(portal(), upload_leases(), request.environ, draft, client_ip()):
+            chunks = uploads.read_chunks(request.stream, READ_SIZE)
+            found = resumable.append(db.session(), portal(), draft, found, offset, chunks)
+    except upload_limits.TooManyUploads:
+        return _too_many_uploads()
     except resumable.OffsetMismatch:
         return _progress(found, status=409)
     except resumable.Busy:

@@ -14,7 +14,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
 from app import (
-    audit, csrf, db, drafts, keyslots, password_policy, policy, ratelimit, status, transactions, uploads, verification,
+    audit, csrf, db, drafts, keyslots, password_policy, policy, ratelimit, status, transactions, upload_limits, uploads,
+    verification,
 )
 from app.argon2_gate import Argon2Busy
 from app.clock import utcnow
@@ -22,7 +23,7 @@ from app.forms import ButtonForm
 from app.ids import group
 from app.mailer import MailError
 from app.models import Draft, Transfer
-from app.web import client_ip, human_size, limit_body, portal, settings
+from app.web import client_ip, human_size, limit_body, portal, settings, upload_leases
 
 from . import bp, sender_cookie
 from .forms import MessageForm, NotificationForm, OptionsForm, PersonalForm, RecipientsForm, VerifyForm
@@ -30,6 +31,8 @@ from .forms import MessageForm, NotificationForm, OptionsForm, PersonalForm, Rec
 STEPS = ("personal", "verify", "recipients", "files", "options", "notification")
 UPLOAD_OVERHEAD = 2 * 1024 * 1024
 BUSY = _l("The portal is very busy right now. Please try again in a moment; what you entered is kept.")
+TOO_MANY_UPLOADS = _l("Too many uploads are running at the same time. Please wait a moment and try again.")
+SHORT_OF_SPACE = _l("The portal is short of storage space right now. Please try again later.")
 STRENGTH_LABELS = {0: _l("Weak"), 1: _l("Weak"), 2: _l("Fair"), 3: _l("Strong"), 4: _l("Strong")}
 
 
@@ -89,7 +92,13 @@ def personal():  # type: ignore[no-untyped-def]
     if not form.validate_on_submit():
         return render_template("wizard/personal.html", form=form, step="personal")
     if draft is None:
-        draft, ticket = drafts.create(db.session())
+        try:
+            draft, ticket = upload_limits.open_draft(db.session(), portal(), client_ip())
+        except upload_limits.TooManyDrafts:
+            form.email.errors.append(_l(
+                "Too many unfinished transfers were started from your network. Please finish one, or try again later."
+            ))
+            return render_template("wizard/personal.html", form=form, step="personal"), 429
         session["draft"] = ticket.as_session()
         reply = session.pop("reply", None)
         if reply:
@@ -251,11 +260,19 @@ def files():  # type: ignore[no-untyped-def]
         raise RequestEntityTooLarge()
     limit_body(budget)
     try:
-        received = uploads.receive(
-            db.session(), portal(), draft, request.stream, boundary, check_csrf=_csrf_ok, limits=limits
-        )
+        with upload_limits.running(portal(), upload_leases(), request.environ, draft, client_ip()):
+            received = uploads.receive(
+                db.session(), portal(), draft, request.stream, boundary, check_csrf=_csrf_ok, limits=limits,
+                quota_left=upload_limits.quota_left(db.session(), portal(), draft.sender_email),
+                space=upload_limits.space_for(portal(), request.content_length or budget),
+            )
+            db.session().commit()
     except uploads.UploadRejected:
         abort(400)
+    except upload_limits.TooManyUploads:
+        form = MessageForm(data={"message": drafts.message(draft)})
+        headers = {"Retry-After": str(upload_limits.RETRY_AFTER_SECONDS)}
+        return (*_render_files(draft, form, [str(TOO_MANY_UPLOADS)], status=429, limits=limits), headers)
 
     # The token was already checked from the stream by uploads.receive.
     form = MessageForm(formdata=None, data={"message": received.fields.get("message", "")}, meta={"csrf": False})
@@ -267,9 +284,11 @@ def files():  # type: ignore[no-untyped-def]
             draft, form, [gettext("A confidential message is not allowed for these recipients.")], status=422, limits=limits
         )
     drafts.save_message(draft, form.message.data or "")
-    errors += [_file_problem(name, why, limits) for name, why in received.refused]
+    # Once each: every file refused for want of space has the same message.
+    errors += list(dict.fromkeys(_file_problem(name, why, limits) for name, why in received.refused))
     if errors:
-        return _render_files(draft, form, errors, status=422, limits=limits)
+        short = any(why == "space" for _, why in received.refused)
+        return _render_files(draft, form, errors, status=507 if short else 422, limits=limits)
     if received.fields.get("action") == "next":
         problems = [_file_problem(name, why, limits) for name, why in transactions.files_problems(portal(), draft, limits)]
         if not draft.files and draft.message_ct is None:
@@ -283,6 +302,13 @@ def files():  # type: ignore[no-untyped-def]
 
 
 def _file_problem(name: str, why: str, limits: policy.Limits) -> str:
+    if why == "space":
+        return str(SHORT_OF_SPACE)
+    if why == "quota":
+        return gettext(
+            "“%(name)s” was not added: your unfinished transfers would hold more than %(max)s.",
+            name=name, max=human_size(settings().limits.draft_bytes_per_sender),
+        )
     if why == "extension":
         return gettext("“%(name)s” is not allowed: files of this type cannot be sent.", name=name)
     if why == "count":

@@ -12,6 +12,15 @@ const SPEED_WINDOW_MS = 5000;
 
 class UploadError extends Error {}
 class Retry extends Error {}
+// The server is at its limit of uploads running at once (429): wait as long
+// as it asks, showing its message, then try again.
+class Busy extends Error {
+  constructor(message, retryAfter) {
+    super(message);
+    const seconds = Number(retryAfter);
+    this.seconds = Number.isFinite(seconds) && seconds > 0 ? seconds : 5;
+  }
+}
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -124,14 +133,21 @@ class Upload {
   }
 
   async create() {
-    const response = await fetch(this.queue.endpoint, {
-      method: "POST",
-      credentials: "same-origin",
-      headers: this.headers({ "Upload-Length": String(this.file.size), "Upload-Metadata": `filename ${base64(this.file.name)}` }),
-    });
-    if (response.status !== 201) throw new UploadError(await serverMessage(response));
-    this.url = new URL(response.headers.get("Location"), location.href).href;
-    this.offset = Number(response.headers.get("Upload-Offset"));
+    for (let attempt = 0; ; attempt += 1) {
+      const response = await fetch(this.queue.endpoint, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: this.headers({ "Upload-Length": String(this.file.size), "Upload-Metadata": `filename ${base64(this.file.name)}` }),
+      });
+      if (response.status === 429 && attempt < RETRY_DELAYS_MS.length && this.state !== "cancelled") {
+        await this.waitWhileBusy(new Busy(await serverMessage(response), response.headers.get("Retry-After")));
+        continue;
+      }
+      if (response.status !== 201) throw new UploadError(await serverMessage(response));
+      this.url = new URL(response.headers.get("Location"), location.href).href;
+      this.offset = Number(response.headers.get("Upload-Offset"));
+      return;
+    }
   }
 
   async sendWithRetries() {
@@ -142,11 +158,20 @@ class Upload {
         return;
       } catch (error) {
         if (error instanceof UploadError || this.state === "cancelled") throw error;
-        if (attempt >= RETRY_DELAYS_MS.length) throw new UploadError(text("failed"));
-        this.status.textContent = text("reconnecting");
-        await sleep(RETRY_DELAYS_MS[attempt]);
+        if (attempt >= RETRY_DELAYS_MS.length) throw new UploadError(error instanceof Busy ? error.message : text("failed"));
+        if (error instanceof Busy) {
+          await this.waitWhileBusy(error);
+        } else {
+          this.status.textContent = text("reconnecting");
+          await sleep(RETRY_DELAYS_MS[attempt]);
+        }
       }
     }
+  }
+
+  async waitWhileBusy(busy) {
+    this.status.textContent = busy.message;
+    await sleep(busy.seconds * 1000);
   }
 
   async askOffset() {
@@ -167,15 +192,15 @@ class Upload {
       }
       xhr.upload.onprogress = (event) => this.showProgress(start + event.loaded);
       xhr.onload = () => {
+        let message = text("failed");
+        try {
+          message = JSON.parse(xhr.responseText).error || message;
+        } catch {}
         if (xhr.status === 204) resolve(Number(xhr.getResponseHeader("Upload-Offset")));
-        else if ([409, 423].includes(xhr.status) || xhr.status >= 500) reject(new Retry());
-        else {
-          let message = text("failed");
-          try {
-            message = JSON.parse(xhr.responseText).error || message;
-          } catch {}
-          reject(new UploadError(message));
-        }
+        else if (xhr.status === 429) reject(new Busy(message, xhr.getResponseHeader("Retry-After")));
+        // 507: the portal is short of storage space; its message says to try later.
+        else if ([409, 423].includes(xhr.status) || (xhr.status >= 500 && xhr.status !== 507)) reject(new Retry());
+        else reject(new UploadError(message));
       };
       xhr.onerror = xhr.ontimeout = xhr.onabort = () => reject(new Retry());
       xhr.send(this.file.slice(start, Math.min(start + CHUNK, this.file.size)));
