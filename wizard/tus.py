@@ -14,13 +14,13 @@ from flask_babel import gettext
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.http import http_date
 
-from app import csrf, db, resumable, transactions, upload_limits, uploads
+from app import csrf, db, resumable, upload_limits, uploads
 from app.crypto.stream import LengthExceeded
 from app.models import Draft, StoredFile, Upload
 from app.web import client_ip, limit_body, portal, upload_leases
 
 from . import bp
-from .views import SHORT_OF_SPACE, STEPS, TOO_MANY_UPLOADS, _csrf_ok, _decision, _draft, _file_problem, _sender_verified
+from .guards import SHORT_OF_SPACE, TOO_MANY_UPLOADS, csrf_token_ok, current_draft, decision, file_problem, skips_ahead
 
 TUS_VERSION = "1.0.0"
 READ_SIZE = 1024 * 1024
@@ -48,13 +48,12 @@ def _short_of_space() -> Response:
 
 def _sender_draft() -> Draft:
     """The draft, if the wizard has reached the files step; 403 otherwise."""
-    if request.method not in ("GET", "HEAD", "OPTIONS") and not _csrf_ok(request.headers.get("X-CSRFToken", "")):
+    if request.method not in ("GET", "HEAD", "OPTIONS") and not csrf_token_ok(request.headers.get("X-CSRFToken", "")):
         abort(_error(403, gettext("The page has expired. Please reload it and try again.")))
-    draft = _draft()
+    draft = current_draft()
     if draft is None:
         abort(_error(403, gettext("Your session has expired. Please start again.")))
-    missing = transactions.first_missing_step(draft, _sender_verified(draft))
-    if missing is not None and STEPS.index(missing) < STEPS.index("files"):
+    if skips_ahead(draft, "files"):
         abort(_error(403, gettext("Please complete the previous steps first.")))
     return draft
 
@@ -89,7 +88,7 @@ def tus_options() -> Response:
     response = _tus(Response(status=204))
     response.headers["Tus-Version"] = TUS_VERSION
     response.headers["Tus-Extension"] = "creation,termination,expiration"
-    response.headers["Tus-Max-Size"] = str(_decision(draft).limits.max_total_bytes)
+    response.headers["Tus-Max-Size"] = str(decision(draft).limits.max_total_bytes)
     return response
 
 
@@ -107,7 +106,7 @@ def tus_create() -> Response:
         return _error(400, "Upload-Length and Upload-Metadata are required and must be well-formed")
     if length < 0:
         return _error(400, "Upload-Length must not be negative")
-    limits = _decision(draft).limits
+    limits = decision(draft).limits
     if not upload_limits.space_for(portal(), length):
         return _short_of_space()
     try:
@@ -119,7 +118,7 @@ def tus_create() -> Response:
             db.session().commit()
     except resumable.Refused as refused:
         status = 413 if refused.why in ("size", "quota") else 403
-        return _error(status, _file_problem(refused.name, refused.why, limits))
+        return _error(status, file_problem(refused.name, refused.why, limits))
     except upload_limits.TooManyUploads:
         return _too_many_uploads()
     response = _progress(found, status=201)

@@ -7,11 +7,8 @@ from datetime import timedelta
 from flask import abort, flash, redirect, render_template, request, session, url_for
 from flask_babel import format_datetime, get_locale, gettext
 from flask_babel import lazy_gettext as _l
-from flask_wtf.csrf import ValidationError as CSRFValidationError
-from flask_wtf.csrf import validate_csrf
 from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import RequestEntityTooLarge
-from werkzeug.wrappers import Response
 
 from app import (
     audit, csrf, db, drafts, keyslots, password_policy, policy, ratelimit, status, transactions, upload_limits, uploads,
@@ -23,26 +20,18 @@ from app.forms import ButtonForm
 from app.ids import group
 from app.mailer import MailError
 from app.models import Draft, Transfer
-from app.web import client_ip, human_size, limit_body, portal, settings, upload_leases
+from app.web import client_ip, limit_body, portal, settings, upload_leases
 
 from . import bp, sender_cookie
+from .guards import (
+    TOO_MANY_UPLOADS, csrf_token_ok, current_draft, decision, file_problem, first_missing_step,
+    sender_verified, wizard_step,
+)
 from .forms import MessageForm, NotificationForm, OptionsForm, PersonalForm, RecipientsForm, VerifyForm
 
-STEPS = ("personal", "verify", "recipients", "files", "options", "notification")
 UPLOAD_OVERHEAD = 2 * 1024 * 1024
 BUSY = _l("The portal is very busy right now. Please try again in a moment; what you entered is kept.")
-TOO_MANY_UPLOADS = _l("Too many uploads are running at the same time. Please wait a moment and try again.")
-SHORT_OF_SPACE = _l("The portal is short of storage space right now. Please try again later.")
 STRENGTH_LABELS = {0: _l("Weak"), 1: _l("Weak"), 2: _l("Fair"), 3: _l("Strong"), 4: _l("Strong")}
-
-
-def _draft() -> Draft | None:
-    return drafts.find(db.session(), portal(), drafts.DraftTicket.from_session(session.get("draft")))
-
-
-def _decision(draft: Draft, recipients: list[str] | None = None) -> policy.Decision:
-    addresses = drafts.recipients(draft) if recipients is None else recipients
-    return policy.decide(settings(), draft.sender_email, addresses, str(get_locale()))
 
 
 def _retry_message(exc: ratelimit.RateLimited) -> str:
@@ -54,30 +43,9 @@ def _browser() -> str:
     return session.setdefault("browser", verification.new_browser_id())
 
 
-def _sender_verified(draft: Draft) -> bool:
-    return bool(draft.sender_email) and sender_cookie.verified_email() == draft.sender_email
-
-
-def _require(step: str) -> tuple[Draft | None, Response | None]:
-    """The draft, or a redirect to the first step that still needs doing."""
-    draft = _draft()
-    if draft is None:
-        if step == "notification" and "summary" in session:
-            # A second click on "Start transaction": the first one succeeded.
-            return None, redirect(url_for("wizard.done"))
-        if step != "personal":
-            flash(gettext("Your session has expired. Please start again."), "error")
-            return None, redirect(url_for("wizard.personal"))
-        return None, None
-    missing = transactions.first_missing_step(draft, _sender_verified(draft))
-    if missing is not None and STEPS.index(missing) < STEPS.index(step):
-        return draft, redirect(url_for(f"wizard.{missing}"))
-    return draft, None
-
-
 @bp.route("/", methods=["GET", "POST"])
 def personal():  # type: ignore[no-untyped-def]
-    draft, _ = _require("personal")
+    draft = current_draft()
     remembered = session.get("sender", {})
     replying_as = session.get("reply", {}).get("email")
     form = PersonalForm(
@@ -105,7 +73,7 @@ def personal():  # type: ignore[no-untyped-def]
             drafts.prefill_reply(draft, **reply)
     drafts.save_personal(draft, form.name.data, form.phone.data, form.email.data)
     session["sender"] = {"name": form.name.data, "phone": form.phone.data, "email": form.email.data}
-    if _sender_verified(draft):
+    if sender_verified(draft):
         return redirect(url_for("wizard.recipients"))
     try:
         verification.send_code(db.session(), portal(), draft.sender_email, _browser(), str(get_locale()), ip=client_ip())
@@ -121,12 +89,9 @@ def personal():  # type: ignore[no-untyped-def]
 
 
 @bp.route("/verify", methods=["GET", "POST"])
-def verify():  # type: ignore[no-untyped-def]
-    draft, detour = _require("verify")
-    if detour:
-        return detour
-    assert draft is not None
-    if _sender_verified(draft):
+@wizard_step("verify")
+def verify(draft: Draft):  # type: ignore[no-untyped-def]
+    if sender_verified(draft):
         return redirect(url_for("wizard.recipients"))
     form = VerifyForm()
     if form.validate_on_submit():
@@ -154,11 +119,8 @@ def _code_message(exc: verification.CodeRejected) -> str:
 
 
 @bp.post("/verify/resend")
-def resend():  # type: ignore[no-untyped-def]
-    draft, detour = _require("verify")
-    if detour:
-        return detour
-    assert draft is not None
+@wizard_step("verify")
+def resend(draft: Draft):  # type: ignore[no-untyped-def]
     if not ButtonForm().validate_on_submit():
         abort(400)
     try:
@@ -174,11 +136,8 @@ def resend():  # type: ignore[no-untyped-def]
 
 
 @bp.route("/recipients", methods=["GET", "POST"])
-def recipients():  # type: ignore[no-untyped-def]
-    draft, detour = _require("recipients")
-    if detour:
-        return detour
-    assert draft is not None
+@wizard_step("recipients")
+def recipients(draft: Draft):  # type: ignore[no-untyped-def]
     form = RecipientsForm(
         data={
             "to": "\n".join(draft.to_addresses),
@@ -189,14 +148,14 @@ def recipients():  # type: ignore[no-untyped-def]
         else None
     )
     if form.validate_on_submit():
-        decision = _decision(draft, [*form.parsed["to"], *form.parsed["cc"], *form.parsed["bcc"]])
-        if decision.allowed:
+        verdict = decision(draft, [*form.parsed["to"], *form.parsed["cc"], *form.parsed["bcc"]])
+        if verdict.allowed:
             drafts.save_recipients(draft, form.parsed["to"], form.parsed["cc"], form.parsed["bcc"])
             return redirect(url_for("wizard.files"))
-        _refusal_errors(form, decision)
+        _refusal_errors(form, verdict)
         audit.record(
             db.session(), "policy_refused", actor=draft.sender_email, ip=client_ip(),
-            recipients=[r.address for r in decision.refusals], rules=[r.rule for r in decision.refusals],
+            recipients=[r.address for r in verdict.refusals], rules=[r.rule for r in verdict.refusals],
         )
         return render_template("wizard/recipients.html", form=form, draft=draft, step="recipients"), 422
     status = 422 if request.method == "POST" else 200
@@ -223,7 +182,7 @@ def _refusal_errors(form: RecipientsForm, decision: policy.Decision) -> None:
 def _render_files(  # type: ignore[no-untyped-def]
     draft: Draft, form: MessageForm, errors: list[str] | None = None, status: int = 200, limits: policy.Limits | None = None
 ):
-    limits = limits or _decision(draft).limits
+    limits = limits or decision(draft).limits
     return render_template(
         "wizard/files.html",
         form=form,
@@ -243,18 +202,15 @@ def _render_files(  # type: ignore[no-untyped-def]
 # stream before it stores a single byte.
 @csrf.exempt
 @bp.route("/files", methods=["GET", "POST"])
-def files():  # type: ignore[no-untyped-def]
-    draft, detour = _require("files")
-    if detour:
-        return detour
-    assert draft is not None
+@wizard_step("files")
+def files(draft: Draft):  # type: ignore[no-untyped-def]
     if request.method == "GET":
         return _render_files(draft, MessageForm(data={"message": drafts.message(draft)}))
 
     boundary = request.mimetype_params.get("boundary", "").encode()
     if request.mimetype != "multipart/form-data" or not boundary:
         abort(400)
-    limits = _decision(draft).limits
+    limits = decision(draft).limits
     budget = limits.max_total_bytes - drafts.reserved_bytes(draft) + UPLOAD_OVERHEAD
     if (request.content_length or 0) > budget:
         raise RequestEntityTooLarge()
@@ -262,7 +218,7 @@ def files():  # type: ignore[no-untyped-def]
     try:
         with upload_limits.running(portal(), upload_leases(), request.environ, draft, client_ip()):
             received = uploads.receive(
-                db.session(), portal(), draft, request.stream, boundary, check_csrf=_csrf_ok, limits=limits,
+                db.session(), portal(), draft, request.stream, boundary, check_csrf=csrf_token_ok, limits=limits,
                 quota_left=upload_limits.quota_left(db.session(), portal(), draft.sender_email),
                 space=upload_limits.space_for(portal(), request.content_length or budget),
             )
@@ -285,12 +241,12 @@ def files():  # type: ignore[no-untyped-def]
         )
     drafts.save_message(draft, form.message.data or "")
     # Once each: every file refused for want of space has the same message.
-    errors += list(dict.fromkeys(_file_problem(name, why, limits) for name, why in received.refused))
+    errors += list(dict.fromkeys(file_problem(name, why, limits) for name, why in received.refused))
     if errors:
         short = any(why == "space" for _, why in received.refused)
         return _render_files(draft, form, errors, status=507 if short else 422, limits=limits)
     if received.fields.get("action") == "next":
-        problems = [_file_problem(name, why, limits) for name, why in transactions.files_problems(portal(), draft, limits)]
+        problems = [file_problem(name, why, limits) for name, why in transactions.files_problems(portal(), draft, limits)]
         if not draft.files and draft.message_ct is None:
             problems.append(gettext("Please add at least one file or a confidential message."))
         if limits.confidential_message == "required" and draft.message_ct is None:
@@ -301,39 +257,9 @@ def files():  # type: ignore[no-untyped-def]
     return redirect(url_for("wizard.files"))
 
 
-def _file_problem(name: str, why: str, limits: policy.Limits) -> str:
-    if why == "space":
-        return str(SHORT_OF_SPACE)
-    if why == "quota":
-        return gettext(
-            "“%(name)s” was not added: your unfinished transfers would hold more than %(max)s.",
-            name=name, max=human_size(settings().limits.draft_bytes_per_sender),
-        )
-    if why == "extension":
-        return gettext("“%(name)s” is not allowed: files of this type cannot be sent.", name=name)
-    if why == "count":
-        return gettext("“%(name)s” was not added: a transfer can hold at most %(max)d files.", name=name, max=limits.max_files)
-    if name:
-        return gettext(
-            "“%(name)s” was not added: the transfer would be larger than %(max)s.", name=name, max=human_size(limits.max_total_bytes)
-        )
-    return gettext("The files are larger than %(max)s in total. Please remove some.", max=human_size(limits.max_total_bytes))
-
-
-def _csrf_ok(token: str) -> bool:
-    try:
-        validate_csrf(token)
-    except CSRFValidationError:
-        return False
-    return True
-
-
 @bp.post("/files/<file_id>/remove")
-def remove_file(file_id: str):  # type: ignore[no-untyped-def]
-    draft, detour = _require("files")
-    if detour:
-        return detour
-    assert draft is not None
+@wizard_step("files")
+def remove_file(draft: Draft, file_id: str):  # type: ignore[no-untyped-def]
     if not ButtonForm().validate_on_submit():
         abort(400)
     drafts.remove_file(db.session(), portal(), draft, file_id)
@@ -341,13 +267,10 @@ def remove_file(file_id: str):  # type: ignore[no-untyped-def]
 
 
 @bp.route("/options", methods=["GET", "POST"])
-def options():  # type: ignore[no-untyped-def]
-    draft, detour = _require("options")
-    if detour:
-        return detour
-    assert draft is not None
+@wizard_step("options")
+def options(draft: Draft):  # type: ignore[no-untyped-def]
     config = settings()
-    limits = _decision(draft).limits
+    limits = decision(draft).limits
     today = utcnow().astimezone(config.site.zone).date()
     if request.method == "GET":
         fresh = not draft.options_saved
@@ -436,8 +359,8 @@ def options():  # type: ignore[no-untyped-def]
 @bp.post("/options/strength")
 def password_strength():  # type: ignore[no-untyped-def]
     """Live feedback for the options page's script: the same check the form runs."""
-    draft = _draft()
-    if draft is None or not _csrf_ok(request.headers.get("X-CSRFToken", "")):
+    draft = current_draft()
+    if draft is None or not csrf_token_ok(request.headers.get("X-CSRFToken", "")):
         abort(403)
     payload = request.get_json(silent=True)
     password = payload.get("password") if isinstance(payload, dict) else None
@@ -469,17 +392,14 @@ def _password_message(assessment: password_policy.Assessment) -> str:
 
 
 @bp.route("/notification", methods=["GET", "POST"])
-def notification():  # type: ignore[no-untyped-def]
-    draft, detour = _require("notification")
-    if detour:
-        return detour
-    assert draft is not None
+@wizard_step("notification")
+def notification(draft: Draft):  # type: ignore[no-untyped-def]
     language = draft.recipient_language
     defaults = {
         "subject": transactions.default_subject(len(draft.files), draft.sender_name, language),
         "body": transactions.default_body(portal(), draft, language),
     }
-    editable = _decision(draft).limits.edit_notification
+    editable = decision(draft).limits.edit_notification
     if request.method == "GET":
         form = NotificationForm(data={"subject": draft.subject or defaults["subject"], "body": draft.body or defaults["body"]})
     else:
@@ -588,11 +508,11 @@ def reply(token: str):  # type: ignore[no-untyped-def]
     if origin is None:
         flash(gettext("This transfer is no longer available. You can still send a new transfer."), "info")
         return redirect(url_for("wizard.personal"))
-    unfinished = _draft()
+    unfinished = current_draft()
     if unfinished is not None:
         form = ButtonForm()
         if request.method == "GET":
-            resume = transactions.first_missing_step(unfinished, _sender_verified(unfinished)) or "notification"
+            resume = first_missing_step(unfinished) or "notification"
             return render_template("wizard/reply_confirm.html", form=form, token=token, resume=resume)
         if not form.validate_on_submit():
             abort(400)

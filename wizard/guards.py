@@ -1,0 +1,100 @@
+"""What every wizard view needs first: the browser's draft, where it stands,
+and the checks and messages that the form views and the tus endpoint share."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from flask import flash, redirect, session, url_for
+from flask_babel import get_locale, gettext
+from flask_babel import lazy_gettext as _l
+from flask_wtf.csrf import ValidationError as CSRFValidationError
+from flask_wtf.csrf import validate_csrf
+
+from app import db, drafts, policy, transactions
+from app.models import Draft
+from app.web import human_size, portal, settings
+
+from . import sender_cookie
+
+STEPS = ("personal", "verify", "recipients", "files", "options", "notification")
+TOO_MANY_UPLOADS = _l("Too many uploads are running at the same time. Please wait a moment and try again.")
+SHORT_OF_SPACE = _l("The portal is short of storage space right now. Please try again later.")
+
+
+def current_draft() -> Draft | None:
+    """This browser's draft, its key opened with the secret its session holds."""
+    return drafts.find(db.session(), portal(), drafts.DraftTicket.from_session(session.get("draft")))
+
+
+def sender_verified(draft: Draft) -> bool:
+    return bool(draft.sender_email) and sender_cookie.verified_email() == draft.sender_email
+
+
+def decision(draft: Draft, recipients: list[str] | None = None) -> policy.Decision:
+    addresses = drafts.recipients(draft) if recipients is None else recipients
+    return policy.decide(settings(), draft.sender_email, addresses, str(get_locale()))
+
+
+def first_missing_step(draft: Draft) -> str | None:
+    return transactions.first_missing_step(draft, sender_verified(draft))
+
+
+def skips_ahead(draft: Draft, step: str) -> str | None:
+    """The earlier step ``draft`` still lacks, if ``step`` comes after it."""
+    missing = first_missing_step(draft)
+    return missing if missing is not None and STEPS.index(missing) < STEPS.index(step) else None
+
+
+def wizard_step(step: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The view gets the browser's draft as its first argument. Without a
+    draft, or with an earlier step still to do, the browser is sent there."""
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(view)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            draft = current_draft()
+            if draft is None:
+                if step == "notification" and "summary" in session:
+                    # A second click on "Start transaction": the first one succeeded.
+                    return redirect(url_for("wizard.done"))
+                flash(gettext("Your session has expired. Please start again."), "error")
+                return redirect(url_for("wizard.personal"))
+            if (missing := skips_ahead(draft, step)) is not None:
+                return redirect(url_for(f"wizard.{missing}"))
+            return view(draft, *args, **kwargs)
+
+        return guarded
+
+    return decorate
+
+
+def csrf_token_ok(token: str) -> bool:
+    """For requests that carry the form's token themselves (streamed bodies, scripts)."""
+    try:
+        validate_csrf(token)
+    except CSRFValidationError:
+        return False
+    return True
+
+
+def file_problem(name: str, why: str, limits: policy.Limits) -> str:
+    """Why a file was not added, as the sender reads it."""
+    if why == "space":
+        return str(SHORT_OF_SPACE)
+    if why == "quota":
+        return gettext(
+            "“%(name)s” was not added: your unfinished transfers would hold more than %(max)s.",
+            name=name, max=human_size(settings().limits.draft_bytes_per_sender),
+        )
+    if why == "extension":
+        return gettext("“%(name)s” is not allowed: files of this type cannot be sent.", name=name)
+    if why == "count":
+        return gettext("“%(name)s” was not added: a transfer can hold at most %(max)d files.", name=name, max=limits.max_files)
+    if name:
+        return gettext(
+            "“%(name)s” was not added: the transfer would be larger than %(max)s.", name=name, max=human_size(limits.max_total_bytes)
+        )
+    return gettext("The files are larger than %(max)s in total. Please remove some.", max=human_size(limits.max_total_bytes))
