@@ -25,4 +25,6 @@ class UnlockForm(FlaskForm):
 
     def validate_password(self, field: PasswordField) -> None:
         if not field.data and not self.key.data:
-            raise ValidationError(_l("Please enter the password."))
+            raise ValidationError(
+                _l("Please enter the password, or the access key from the e-mail if the transfer was sent without a password.")
+            )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .walker import Sender, text_of
+from .walker import Sender, csrf_token, multipart, text_of
 
 
 def walk_to(sender: Sender, step: str) -> None:
@@ -75,6 +75,22 @@ def test_files_step_needs_a_file_or_message(sender: Sender) -> None:
     r = sender.files([], message="")
     assert r.status_code == 422
     assert "Please add at least one file or a confidential message." in text_of(r)
+
+
+def test_the_files_page_shown_after_an_error_can_be_sent_again(sender: Sender) -> None:
+    """Its form carries a fresh token: the next post goes through, and the typed message stays."""
+    sender.personal()
+    sender.verify()
+    sender.recipients("anna@gemeente.example")
+    body, content_type = multipart([("csrf_token", sender.upload_token()), ("message", ""), ("action", "next")])
+    failed = sender.post("/send/files", data=body, content_type=content_type)
+    assert failed.status_code == 422
+    token = csrf_token(failed.get_data(as_text=True))
+    body, content_type = multipart([
+        ("csrf_token", token), ("files", ("verslag.pdf", b"%PDF-1.4")), ("message", "Zie bijlage."), ("action", "next"),
+    ])
+    again = sender.post("/send/files", data=body, content_type=content_type)
+    assert again.status_code == 302 and again.location.endswith("/send/options")
 
 
 def test_too_large_file_is_named_and_others_and_message_stay(make_app, mailbox) -> None:

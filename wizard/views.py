@@ -183,6 +183,12 @@ def _render_files(  # type: ignore[no-untyped-def]
     draft: Draft, form: MessageForm, errors: list[str] | None = None, status: int = 200, limits: policy.Limits | None = None
 ):
     limits = limits or decision(draft).limits
+    if "csrf_token" not in form:
+        # A post's message form was checked without a token (uploads.receive
+        # checked it from the stream); the page needs one for the next post.
+        shown = MessageForm(formdata=None, data={"message": form.message.data})
+        shown.message.errors = list(form.message.errors)
+        form = shown
     return render_template(
         "wizard/files.html",
         form=form,
