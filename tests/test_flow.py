@@ -140,3 +140,51 @@ def test_a_second_click_on_start_transaction_shows_the_summary(sender: Sender) -
     again = sender.post("/send/notification", data=data)
     assert again.status_code == 302 and again.location.endswith("/send/done")
     assert len(sender.mailbox.to("anna@gemeente.example")) == 1
+
+
+def test_parallel_clicks_on_start_transaction_make_one_transfer(make_live, mailbox) -> None:
+    """Each answer, whichever comes last, leads the browser to that one transfer's summary; none is a 500."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+    from sqlalchemy import func, select
+
+    from app import db
+    from app.models import Transfer
+
+    from .walker import csrf_token
+
+    app, server = make_live(workers=2, threads=4)
+    for attempt in range(3):
+        sender = Sender(app, mailbox)
+        sender.person.email = f"jan{attempt}@zorg.example"
+        sender.personal()
+        sender.verify()
+        sender.recipients("anna@gemeente.example")
+        sender.files([("a.txt", b"a")])
+        sender.options()
+        page = sender.get("/send/notification").get_data(as_text=True)
+        data = {"csrf_token": csrf_token(page), "subject": "Dossier", "body": "Tekst"}
+        cookie = sender.cookie_header()
+
+        def click(_: int) -> requests.Response:
+            return requests.post(
+                server.url + "/send/notification", data=data, headers={"Cookie": cookie}, allow_redirects=False, timeout=60
+            )
+
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(click, range(4)))
+        assert sorted(a.status_code for a in answers)[0] in (200, 302) and 500 not in [a.status_code for a in answers]
+        assert [a.status_code for a in answers].count(200) == 1
+        for answer in answers:
+            if answer.status_code == 302:
+                assert answer.headers["Location"].endswith("/send/done")
+                # The answer's own session cookie (Secure, so set by hand over plain http).
+                session_cookie = "; ".join(f"{c.name}={c.value}" for c in answer.cookies)
+                summary = requests.get(
+                    server.url + "/send/done", headers={"Cookie": session_cookie, "Accept-Language": "en"},
+                    allow_redirects=False, timeout=30,
+                )
+                assert summary.status_code == 200 and "The transaction is complete" in summary.text
+    with app.app_context():
+        assert db.session().scalar(select(func.count()).select_from(Transfer)) == 3

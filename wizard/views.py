@@ -8,6 +8,7 @@ from flask import abort, flash, redirect, render_template, request, session, url
 from flask_babel import format_datetime, get_locale, gettext
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from app import (
@@ -439,14 +440,22 @@ def notification(draft: Draft):  # type: ignore[no-untyped-def]
 
 
 def _start(draft: Draft):  # type: ignore[no-untyped-def]
-    started = transactions.start(db.session(), portal(), draft, str(get_locale()), ip=client_ip())
-    # The transfer must exist before any mail points at it.
+    transfer_id = draft.transfer_id
     try:
+        started = transactions.start(db.session(), portal(), draft, str(get_locale()), ip=client_ip())
+        # The transfer must exist before any mail points at it.
         db.session().commit()
-    except IntegrityError:
-        # A concurrent second submit of the same draft: the transfer id is
-        # fixed in the draft, so only the first commit can win.
+    except (IntegrityError, StaleDataError):
+        # A second click on "Start transaction" while the first was running:
+        # the transfer id is fixed in the draft, so only the first commit can
+        # win, and this one finds the draft gone or the id taken. The browser
+        # shows this answer, so it leads to that transfer's summary, whichever
+        # response sets the cookie first.
         db.session().rollback()
+        if db.session().get(Transfer, transfer_id) is None:
+            raise
+        session.pop("draft", None)
+        session.setdefault("summary", {"transfer": transfer_id, "mail_failed": False})
         return redirect(url_for("wizard.done"))
     session.pop("draft", None)
     mail_failed = False
