@@ -231,6 +231,9 @@ def test_send_download_and_reply_in_english(browser: Browser, portal, mailbox: M
     assert hashlib.sha256(saved.read_bytes()).hexdigest() == expected
 
     page.get_by_role("link", name="Reply securely").click()
+    expect(page.get_by_text("Your reply goes to Jan de Vries (jan@zorg.example)")).to_be_visible()
+    recipient.check("reply-confirm")
+    page.get_by_role("button", name="Start the reply").click()
     recipient.check("reply-personal")
     expect(page.get_by_label("Email address", exact=True)).to_have_value("anna@gemeente.example")
     send_personal_and_verify(recipient, mailbox, "Anna Jansen", "anna@gemeente.example", EN)

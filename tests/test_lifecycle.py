@@ -160,7 +160,10 @@ def test_reply_securely_opens_a_prefilled_wizard(sender: Sender, app, mailbox) -
 
     anna = Sender(app, mailbox)
     anna.person.name, anna.person.email = "Anna Jansen", "anna@gemeente.example"
-    assert anna.get(reply_url).location.endswith("/send/")
+    confirm = anna.get(reply_url)
+    assert "Your reply goes to Jan de Vries (jan@zorg.example)" in text_of(confirm)
+    started = anna.post(reply_url, data={"csrf_token": csrf_token(confirm.get_data(as_text=True))})
+    assert started.location.endswith("/send/")
     assert 'value="anna@gemeente.example"' in anna.get("/send/").get_data(as_text=True)
     mailbox.clear()
     assert anna.personal().location.endswith("/send/verify")  # still proves the address
@@ -187,7 +190,8 @@ def test_reply_button_on_the_download_page(sender: Sender, app) -> None:
     recipient.unlock(sent.access_id("anna@gemeente.example"), PASSWORD)
     page = recipient.get("/download/transfer").get_data(as_text=True)
     href = re.search(r'<a class="button" href="(/send/reply/[^"]+)">Reply securely</a>', page).group(1)
-    assert recipient.get(href).location.endswith("/send/")
+    confirm = recipient.get(href)
+    assert "Start the reply" in text_of(confirm) and 'href="/download/transfer">Back' in confirm.get_data(as_text=True)
     assert recipient.get("/send/reply/forged-token").location.endswith("/send/")
 
 

@@ -71,6 +71,15 @@ def test_verification_mail_in_the_senders_language(sender: Sender) -> None:
     assert "Geachte heer/mevrouw" in mail.text
 
 
+def test_the_receipt_names_recipient_kinds_in_the_senders_language(sender: Sender) -> None:
+    sender.get("/lang/nl?next=/send/")
+    sender.send(to="anna@gemeente.example", cc="kees@gemeente.example")
+    receipt = sender.mailbox.last_to(sender.person.email)
+    for part in (receipt.text, receipt.html):
+        assert "Aan: anna@gemeente.example" in part and "Cc: kees@gemeente.example" in part
+        assert "To: anna" not in part
+
+
 def test_mail_server_down_keeps_input_and_stores_nothing(make_app, mailbox) -> None:
     from sqlalchemy import func, select
 

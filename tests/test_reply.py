@@ -57,9 +57,17 @@ def test_a_reply_link_asks_before_discarding_an_unfinished_transfer(sender: Send
     assert _drafts(app) == drafts_before - 1 and len(_blobs(app)) == blobs_before - 1
 
 
-def test_without_an_unfinished_transfer_the_reply_starts_at_once(sender: Sender, app, mailbox) -> None:
+def test_a_reply_link_shows_whom_it_answers_and_starts_only_when_confirmed(sender: Sender, app, mailbox) -> None:
+    """Followed from anywhere, even another site, the link plants nothing; the post does."""
     reply = _reply_path(sender)
     anna = Sender(app, mailbox)
-    r = anna.get(reply)
-    assert r.status_code == 302 and r.location.endswith("/send/")
+    r = anna.get(reply, headers={"Sec-Fetch-Site": "cross-site"})
+    assert r.status_code == 200
+    page = text_of(r)
+    assert "Your reply goes to Jan de Vries (jan@zorg.example)" in page and QUESTION not in page
+    with anna.client.session_transaction(base_url="https://portal.example.nl") as session:
+        assert "reply" not in session
+    assert 'value="anna@gemeente.example"' not in anna.get("/send/").get_data(as_text=True)
+    started = anna.post(reply, data={"csrf_token": csrf_token(r.get_data(as_text=True))})
+    assert started.status_code == 302 and started.location.endswith("/send/")
     assert 'value="anna@gemeente.example"' in anna.get("/send/").get_data(as_text=True)

@@ -395,7 +395,9 @@ def _assess(draft: Draft, password: str) -> password_policy.Assessment:
 def _password_message(assessment: password_policy.Assessment) -> str:
     if not assessment.length_ok:
         return gettext("The password must have at least %(min)d characters.", min=settings().password.min_length)
-    return gettext("This password is too easy to guess. Choose a longer one, or use the agreed pattern.")
+    if settings().password.patterns:
+        return gettext("This password is too easy to guess. Choose a longer one, or use the agreed pattern.")
+    return gettext("This password is too easy to guess. Choose a longer one, for example three or four unrelated words.")
 
 
 @bp.route("/notification", methods=["GET", "POST"])
@@ -516,23 +518,26 @@ def new():  # type: ignore[no-untyped-def]
 def reply(token: str):  # type: ignore[no-untyped-def]
     """"Reply securely": a new wizard, prefilled to answer the sender.
 
-    An unfinished transfer in this browser is not dropped unasked: the page
-    asks first, and only a confirmed (CSRF-checked) post discards it.
+    The link only shows whom the reply goes to; a CSRF-checked post starts
+    it. So a link followed from another site cannot plant a recipient in
+    this browser's next transfer, and an unfinished transfer here is
+    discarded only when the page said so and the sender confirmed.
     """
     origin = transactions.reply_origin(db.session(), portal(), token)
     if origin is None:
         flash(gettext("This transfer is no longer available. You can still send a new transfer."), "info")
         return redirect(url_for("wizard.personal"))
-    unfinished = current_draft()
-    if unfinished is not None:
-        form = ButtonForm()
-        if request.method == "GET":
-            resume = first_missing_step(unfinished) or "notification"
-            return render_template("wizard/reply_confirm.html", form=form, token=token, resume=resume)
-        if not form.validate_on_submit():
-            abort(400)
-        drafts.discard(db.session(), portal(), unfinished)
     transfer = origin.transfer
+    unfinished = current_draft()
+    form = ButtonForm()
+    if not form.validate_on_submit():
+        if request.method == "POST":
+            abort(400)
+        resume = (first_missing_step(unfinished) or "notification") if unfinished is not None else None
+        back = url_for("download.transfer") if "grant" in session else url_for("site.index")
+        return render_template("wizard/reply_confirm.html", form=form, token=token, resume=resume, transfer=transfer, back=back)
+    if unfinished is not None:
+        drafts.discard(db.session(), portal(), unfinished)
     session.pop("draft", None)
     session.pop("summary", None)
     session["reply"] = {
