@@ -335,7 +335,9 @@ def _body_left(request: Request) -> bool:
         stream = request.stream
     except HTTPException:
         return True  # refused for its size before anything was read
-    return isinstance(stream, LimitedStream) and not stream.is_exhausted
+    # Under gunicorn the stream is limited by the maximum body size, not by
+    # the Content-Length, so "exhausted" would mean never: count the bytes.
+    return isinstance(stream, LimitedStream) and stream.tell() < request.content_length
 
 
 @contextmanager
