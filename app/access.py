@@ -35,6 +35,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from . import audit, keyslots, notices, ratelimit, shredding
+from .clients import network
 from .clock import utcnow
 from .crypto.keys import DecryptionError, unwrap, wrap
 from .db import upsert
@@ -126,7 +127,7 @@ def unlock(
     # The right secret: the back-off starts over, and this was no failure.
     db.execute(delete(AccessThrottle).where(AccessThrottle.key.in_(guess.keys)))
     if ip:
-        ratelimit.refund(db, IP_LIMIT, ip, HOUR, now)
+        ratelimit.refund(db, IP_LIMIT, network(ip), HOUR, now)
     grant_id, grant_secret = str(uuid.uuid4()), os.urandom(32)
     db.add(
         DownloadGrant(
@@ -161,7 +162,7 @@ def _count_guess(db: Session, portal: Portal, typed_id: str, by_link: bool, ip: 
         slots = _candidates(recipient, by_link) if recipient is not None else []
         keys = _throttle_keys(typed_id, slots)
         if ip:
-            ratelimit.hit(counting, IP_LIMIT, ip, limits.failed_downloads_per_ip_per_hour, HOUR, now)
+            ratelimit.hit(counting, IP_LIMIT, network(ip), limits.failed_downloads_per_ip_per_hour, HOUR, now)
         started = [lockout for key in keys if (lockout := _count(counting, portal, key, now)) is not None]
         guess = _Guess(
             recipient.id if recipient is not None else None,

@@ -256,8 +256,11 @@ class Limits:
 
     # Per address and browser: another browser cannot use up a sender's quota.
     verification_mails_per_address_per_hour: int = 5
-    # Per address across all browsers: bounds the mail anyone can have sent to one address.
-    verification_mails_per_address_per_day: int = 20
+    # Per address and client network (an IPv4 address or IPv6 /64), all
+    # browsers together: bounds the mail one network can have sent to an
+    # address, and whoever uses it up blocks only their own network.
+    verification_mails_per_address_per_ip_per_day: int = 20
+    # "ip" here and below: a client network, as above.
     verification_mails_per_ip_per_hour: int = 20
     failed_downloads_per_ip_per_hour: int = 30
     transactions_per_sender_per_day: int = 50
