@@ -264,8 +264,11 @@ class Limits:
     verification_mails_per_ip_per_hour: int = 20
     failed_downloads_per_ip_per_hour: int = 30
     transactions_per_sender_per_day: int = 50
-    # To, Cc and Bcc of all transfers a sender started in a day.
+    # To, Cc and Bcc of all transfers a sender (a mailbox: "+tags" do not
+    # count) started in a day; the transfers too, above.
     recipients_per_sender_per_day: int = 250
+    # The same, of all senders on one client network together.
+    recipients_per_ip_per_day: int = 250
     # A request body that sends nothing for this long ends its request.
     upload_read_timeout_seconds: int = 30
     # Uploads running at once (form posts, resumable creations and chunks).
