@@ -21,6 +21,10 @@ that dies half-way cannot take its guess back.
 A successful unlock creates a download grant: the DEK wrapped under a fresh
 secret that only the browser keeps. The database alone cannot open it and
 the cookie alone holds no key; deleting the transfer deletes its grants.
+Whoever holds the password or a link may open it again and again, and each
+opening is a download session with its own records; so the grants one
+recipient ID opens are bounded per hour. They are counted only once the
+secret proved right, so the count tells nothing to someone guessing.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from .models import AccessThrottle, DownloadGrant, KeySlot, Recipient, Transfer
 from .portal import Portal
 
 IP_LIMIT = "download-failures-ip"
+UNLOCK_LIMIT = "unlocks-recipient"
 HOUR = timedelta(hours=1)
 
 
@@ -128,6 +133,7 @@ def unlock(
     db.execute(delete(AccessThrottle).where(AccessThrottle.key.in_(guess.keys)))
     if ip:
         ratelimit.refund(db, IP_LIMIT, network(ip), HOUR, now)
+    ratelimit.hit(db, UNLOCK_LIMIT, recipient.access_id, portal.settings.limits.unlocks_per_recipient_per_hour, HOUR, now)
     grant_id, grant_secret = str(uuid.uuid4()), os.urandom(32)
     db.add(
         DownloadGrant(

@@ -263,6 +263,9 @@ class Limits:
     # "ip" here and below: a client network, as above.
     verification_mails_per_ip_per_hour: int = 20
     failed_downloads_per_ip_per_hour: int = 30
+    # Transfers opened (download sessions started) with one recipient's ID,
+    # by whoever holds its password or link.
+    unlocks_per_recipient_per_hour: int = 30
     transactions_per_sender_per_day: int = 50
     # To, Cc and Bcc of all transfers a sender (a mailbox: "+tags" do not
     # count) started in a day; the transfers too, above.
@@ -293,7 +296,9 @@ class Retention:
 
     scheduler: bool = True
     interval_minutes: int = 5
-    # A download session's retrieval notice goes out once it was quiet this long.
+    # A retrieval notice goes out once a download session was quiet this long,
+    # for all of its recipient's unreported sessions; at most one per recipient
+    # in this time.
     notice_quiet_minutes: int = 3
     reminder_days_before: int = 0
 
