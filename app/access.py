@@ -133,7 +133,8 @@ def unlock(
     db.execute(delete(AccessThrottle).where(AccessThrottle.key.in_(guess.keys)))
     if ip:
         ratelimit.refund(db, IP_LIMIT, network(ip), HOUR, now)
-    ratelimit.hit(db, UNLOCK_LIMIT, recipient.access_id, portal.settings.limits.unlocks_per_recipient_per_hour, HOUR, now)
+    allowed = portal.settings.limits.unlocks_per_recipient_per_hour
+    ratelimit.hit(db, UNLOCK_LIMIT, recipient.access_id, allowed, HOUR, now)
     grant_id, grant_secret = str(uuid.uuid4()), os.urandom(32)
     db.add(
         DownloadGrant(

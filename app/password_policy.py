@@ -73,6 +73,7 @@ _PIECE = re.compile(
     r"(?P<year>(?:19|20)[0-9]{2})|(?P<o_year>(?:19|2[0Oo])[0-9Oo]{2})|(?P<digits>[0-9]{1,4})"
     f"|(?P<run>(?P<symbol>[{re.escape(_SYMBOLS)}])(?P=symbol)*)"
 )
+# A decoration has at most this many pieces and characters.
 _MAX_PIECES, _MAX_DECORATION = 6, 16
 
 
@@ -159,8 +160,8 @@ def _decorations(password: str) -> list[dict[str, Any]]:
     rules try them: the product of its pieces' guesses."""
     found = []
     for i in range(len(password)):
-        guesses, pieces, pos = 1, [], i
-        while len(pieces) < _MAX_PIECES and (piece := _PIECE.match(password, pos, min(len(password), i + _MAX_DECORATION))):
+        guesses, pieces, pos, end = 1, [], i, min(len(password), i + _MAX_DECORATION)
+        while len(pieces) < _MAX_PIECES and (piece := _PIECE.match(password, pos, end)):
             guesses *= _piece_guesses(piece, pieces)
             pieces.append(piece.group())
             pos = piece.end()
