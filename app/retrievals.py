@@ -13,14 +13,13 @@ after session (see app/access.py), and must not make the portal mail the
 sender for each. It is due once one of those sessions is over (finished,
 expired, or quiet for ``retention.notice_quiet_minutes``), so a recipient
 who keeps downloading holds it back no longer than a grant lasts; and no
-sooner than that quiet time after the last notice about the same
-recipient. It lists the first sessions and counts the rest, so its size
-stays bounded. File names are confidential: the server cannot read them after the
-commit, so the notice names files only when the sender chose to show file
-names in the notification mails; the names are then sealed under a server
-key for the minutes until the notice is sent. Otherwise it says which file
-(by position and size) and points to the private status page, which can
-name them.
+sooner than that quiet time after the last notice about the same recipient.
+It lists the first sessions and counts the rest, so its size stays bounded.
+File names are confidential: the server cannot read them after the commit,
+so the notice names files only when the sender chose to show file names in
+the notification mails; the names are then sealed under a server key for the
+minutes until the notice is sent. Otherwise it says which file (by position
+and size) and points to the private status page, which can name them.
 """
 
 from __future__ import annotations

@@ -266,9 +266,10 @@ class Limits:
     # Transfers opened (download sessions started) with one recipient's ID,
     # by whoever holds its password or link.
     unlocks_per_recipient_per_hour: int = 30
+    # Per sender, that is per mailbox ("+tags" do not count): the transfers
+    # started in a day ...
     transactions_per_sender_per_day: int = 50
-    # To, Cc and Bcc of all transfers a sender (a mailbox: "+tags" do not
-    # count) started in a day; the transfers too, above.
+    # ... and their To, Cc and Bcc together.
     recipients_per_sender_per_day: int = 250
     # The same, of all senders on one client network together.
     recipients_per_ip_per_day: int = 250
