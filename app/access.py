@@ -21,6 +21,10 @@ that dies half-way cannot take its guess back.
 A successful unlock creates a download grant: the DEK wrapped under a fresh
 secret that only the browser keeps. The database alone cannot open it and
 the cookie alone holds no key; deleting the transfer deletes its grants.
+Whoever holds the password or a link may open it again and again, and each
+opening is a download session with its own records; so the grants one
+recipient ID opens are bounded per hour. They are counted only once the
+secret proved right, so the count tells nothing to someone guessing.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from . import audit, keyslots, notices, ratelimit, shredding
+from .clients import network
 from .clock import utcnow
 from .crypto.keys import DecryptionError, unwrap, wrap
 from .db import upsert
@@ -43,6 +48,7 @@ from .models import AccessThrottle, DownloadGrant, KeySlot, Recipient, Transfer
 from .portal import Portal
 
 IP_LIMIT = "download-failures-ip"
+UNLOCK_LIMIT = "unlocks-recipient"
 HOUR = timedelta(hours=1)
 
 
@@ -126,7 +132,9 @@ def unlock(
     # The right secret: the back-off starts over, and this was no failure.
     db.execute(delete(AccessThrottle).where(AccessThrottle.key.in_(guess.keys)))
     if ip:
-        ratelimit.refund(db, IP_LIMIT, ip, HOUR, now)
+        ratelimit.refund(db, IP_LIMIT, network(ip), HOUR, now)
+    allowed = portal.settings.limits.unlocks_per_recipient_per_hour
+    ratelimit.hit(db, UNLOCK_LIMIT, recipient.access_id, allowed, HOUR, now)
     grant_id, grant_secret = str(uuid.uuid4()), os.urandom(32)
     db.add(
         DownloadGrant(
@@ -161,7 +169,7 @@ def _count_guess(db: Session, portal: Portal, typed_id: str, by_link: bool, ip: 
         slots = _candidates(recipient, by_link) if recipient is not None else []
         keys = _throttle_keys(typed_id, slots)
         if ip:
-            ratelimit.hit(counting, IP_LIMIT, ip, limits.failed_downloads_per_ip_per_hour, HOUR, now)
+            ratelimit.hit(counting, IP_LIMIT, network(ip), limits.failed_downloads_per_ip_per_hour, HOUR, now)
         started = [lockout for key in keys if (lockout := _count(counting, portal, key, now)) is not None]
         guess = _Guess(
             recipient.id if recipient is not None else None,

@@ -14,7 +14,12 @@ interface language (wordfreq), words Dutch passwords are built on (seasons,
 months, football clubs ...), the site's name and the operator's own words
 (``password.guessable_words``), and the digits-and-symbols endings people
 add to a word to satisfy composition rules ("2024!!", "01!"), which password
-crackers try as a whole, not character by character.
+crackers try as a whole, not character by character: with separators
+("Welkom 2024", "Welkom_2024_!!"), long symbol runs ("2026!!!!!"), a year
+typed with the letter O ("2O24"), and pieces repeated ("#2026#",
+"20242024"). Without that, zxcvbn splits such an ending into several
+matches and charges a large fixed cost for each extra one, so every small
+variation of a weak password scored as strong.
 """
 
 from __future__ import annotations
@@ -57,9 +62,19 @@ DUTCH_PASSWORD_WORDS = (
     "kabouter", "konijn", "poes", "hond", "sinterklaas", "kerstmis", "koningsdag",
 )
 
-# Punctuation a password decoration is made of.
-_SYMBOLS = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
-_DECORATION = re.compile(f"([{re.escape(_SYMBOLS)}]{{0,3}})([0-9]{{0,4}})([{re.escape(_SYMBOLS)}]{{0,3}})")
+# Punctuation and separators a password decoration is made of; the first
+# ten are the ones most decorations use.
+_COMMON_SYMBOLS = "!.@#$*?_- "
+_SYMBOLS = _COMMON_SYMBOLS + "\"%&'()+,/:;<=>[\\]^`{|}~"
+# One piece of a decoration, as a cracking rule adds it: a year (1900-2099,
+# also with the letter O for a zero), up to four other digits, or one symbol
+# repeated any number of times.
+_PIECE = re.compile(
+    r"(?P<year>(?:19|20)[0-9]{2})|(?P<o_year>(?:19|2[0Oo])[0-9Oo]{2})|(?P<digits>[0-9]{1,4})"
+    f"|(?P<run>(?P<symbol>[{re.escape(_SYMBOLS)}])(?P=symbol)*)"
+)
+# A decoration has at most this many pieces and characters.
+_MAX_PIECES, _MAX_DECORATION = 6, 16
 
 
 def _frequency_lists() -> dict[str, list[str]]:
@@ -130,7 +145,7 @@ def _estimate(password: str, user_inputs: list[str]) -> tuple[int, dict[str, Any
     dictionaries = {**matching.RANKED_DICTIONARIES, "user_inputs": own}
     matches = matching.omnimatch(password, dictionaries)
     decorations = _decorations(password)
-    matches += decorations + _decorated(password, matches, decorations)
+    matches += decorations + _decorated(password, matches, decorations) + _repeated_words(matches)
     result = scoring.most_guessable_match_sequence(password, matches)
     score = int(time_estimates.guesses_to_score(result["guesses"]))
     advice = feedback.get_feedback(score, result["sequence"])
@@ -141,16 +156,16 @@ def _estimate(password: str, user_inputs: list[str]) -> tuple[int, dict[str, Any
 
 
 def _decorations(password: str) -> list[dict[str, Any]]:
-    """Runs of up to three symbols, four digits and three symbols, each as
-    one match guessed the way cracking rules try them."""
+    """Each run of decoration pieces as one match, guessed the way cracking
+    rules try them: the product of its pieces' guesses."""
     found = []
     for i in range(len(password)):
-        for j in range(i + 1, min(len(password), i + 10) + 1):
-            parts = _DECORATION.fullmatch(password, i, j)
-            if parts:
-                before, number, after = parts.groups()
-                guesses = _symbol_guesses(before) * _number_guesses(number) * _symbol_guesses(after)
-                found.append({"pattern": "decoration", "token": password[i:j], "i": i, "j": j - 1, "guesses": guesses})
+        guesses, pieces, pos, end = 1, [], i, min(len(password), i + _MAX_DECORATION)
+        while len(pieces) < _MAX_PIECES and (piece := _PIECE.match(password, pos, end)):
+            guesses *= _piece_guesses(piece, pieces)
+            pieces.append(piece.group())
+            pos = piece.end()
+            found.append({"pattern": "decoration", "token": password[i:pos], "i": i, "j": pos - 1, "guesses": guesses})
     return found
 
 
@@ -182,18 +197,32 @@ def _decorated(password: str, matches: list[dict[str, Any]], decorations: list[d
     return found
 
 
-def _number_guesses(digits: str) -> int:
-    if len(digits) == 4 and 1900 <= int(digits) <= 2099:
-        return 200  # a year
-    return 10 ** len(digits)
+def _repeated_words(matches: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A dictionary word that came earlier in the password already, as a
+    match of its own: typing it again is one rule ("Gemeente2024!!Gemeente")."""
+    words = [m for m in matches if m["pattern"] == "dictionary"]
+    first_end: dict[str, int] = {}
+    for m in words:
+        first_end[m["matched_word"]] = min(m["j"], first_end.get(m["matched_word"], m["j"]))
+    return [
+        {"pattern": "repeated_word", "token": m["token"], "i": m["i"], "j": m["j"], "guesses": 2,
+         "dictionary_name": m["dictionary_name"]}
+        for m in words if first_end[m["matched_word"]] < m["i"]
+    ]
 
 
-def _symbol_guesses(symbols: str) -> int:
-    if not symbols:
-        return 1
-    if len(set(symbols)) == 1:
-        return len(_SYMBOLS) * len(symbols)  # "!", "!!", "!!!"
-    return len(_SYMBOLS) ** len(symbols)
+def _piece_guesses(piece: re.Match[str], before: list[str]) -> int:
+    if piece.group() in before:
+        return 2  # the same piece again: "#2026#", "20242024"
+    if piece["year"]:
+        return 200
+    if piece["o_year"]:
+        return 2 * 200  # the year, and the rule that types O for 0
+    if piece["digits"]:
+        return 10 ** len(piece["digits"])
+    symbol = piece["symbol"]
+    # Which symbol, and how many of it: "!", "!!", "!!!!!".
+    return (len(_COMMON_SYMBOLS) if symbol in _COMMON_SYMBOLS else len(_SYMBOLS)) * len(piece.group())
 
 
 def _input_parts(value: str) -> list[str]:

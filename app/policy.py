@@ -15,6 +15,8 @@ from dataclasses import dataclass, replace
 from .settings import MESSAGE_RULES, TOGGLES, Rule, Settings
 
 DEFAULT_RULE = "(default)"
+# Refused recipients named in one audit event; the rest are counted.
+AUDITED_REFUSALS = 10
 
 
 def matches(pattern: str, address: str) -> bool:
@@ -162,13 +164,26 @@ class Decision:
         return not self.refusals and not self.too_many and bool(self.limits.password_modes)
 
 
+def most_recipients(settings: Settings) -> int:
+    """The most recipients any transfer may have, under whichever rules apply."""
+    return max([settings.transfer.max_recipients, *(r.max_recipients for r in settings.rules if r.max_recipients)])
+
+
 def decide(settings: Settings, sender: str, recipients: list[str], language: str) -> Decision:
     """The combined limits for a transfer, and every recipient a rule refuses.
 
     ``recipients`` are To, Cc and Bcc alike: a Bcc recipient is as much a
     recipient to the rules, and counts against ``max_recipients`` too.
+
+    More recipients than any rule allows are refused as too many, before
+    the rules are tried: a form field holds thousands of addresses, and
+    deciding (and recording a refusal) for each would cost time and fill
+    the audit trail.
     """
     base = base_limits(settings)
+    count = len(set(recipients))
+    if count > (most := most_recipients(settings)):
+        return Decision(replace(base, max_recipients=most), (), count)
     combined: Limits | None = None
     refusals = []
     for recipient in recipients:
@@ -184,7 +199,18 @@ def decide(settings: Settings, sender: str, recipients: list[str], language: str
         else:
             limits = apply(base, rule)
         combined = limits if combined is None else strictest(combined, limits)
-    return Decision(combined or base, tuple(refusals), len(set(recipients)))
+    return Decision(combined or base, tuple(refusals), count)
+
+
+def audited(decision: Decision) -> dict[str, object]:
+    """What the audit trail keeps of a refused choice of recipients: the
+    first few refusals and how many there were, so that one event stays
+    small whatever was entered."""
+    shown = decision.refusals[:AUDITED_REFUSALS]
+    return {
+        "recipients": [r.address for r in shown], "rules": [r.rule for r in shown],
+        "refused": len(decision.refusals), "entered": decision.recipient_count,
+    }
 
 
 def text_for(value: str | dict[str, str], language: str) -> str:

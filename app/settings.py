@@ -256,13 +256,23 @@ class Limits:
 
     # Per address and browser: another browser cannot use up a sender's quota.
     verification_mails_per_address_per_hour: int = 5
-    # Per address across all browsers: bounds the mail anyone can have sent to one address.
-    verification_mails_per_address_per_day: int = 20
+    # Per address and client network (an IPv4 address or IPv6 /64), all
+    # browsers together: bounds the mail one network can have sent to an
+    # address, and whoever uses it up blocks only their own network.
+    verification_mails_per_address_per_ip_per_day: int = 20
+    # "ip" here and below: a client network, as above.
     verification_mails_per_ip_per_hour: int = 20
     failed_downloads_per_ip_per_hour: int = 30
+    # Transfers opened (download sessions started) with one recipient's ID,
+    # by whoever holds its password or link.
+    unlocks_per_recipient_per_hour: int = 30
+    # Per sender, that is per mailbox ("+tags" do not count): the transfers
+    # started in a day ...
     transactions_per_sender_per_day: int = 50
-    # To, Cc and Bcc of all transfers a sender started in a day.
+    # ... and their To, Cc and Bcc together.
     recipients_per_sender_per_day: int = 250
+    # The same, of all senders on one client network together.
+    recipients_per_ip_per_day: int = 250
     # A request body that sends nothing for this long ends its request.
     upload_read_timeout_seconds: int = 30
     # Uploads running at once (form posts, resumable creations and chunks).
@@ -287,7 +297,9 @@ class Retention:
 
     scheduler: bool = True
     interval_minutes: int = 5
-    # A download session's retrieval notice goes out once it was quiet this long.
+    # A retrieval notice goes out once a download session was quiet this long,
+    # for all of its recipient's unreported sessions; at most one per recipient
+    # in this time.
     notice_quiet_minutes: int = 3
     reminder_days_before: int = 0
 

@@ -18,6 +18,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy.orm import Session
 
 from . import audit, drafts, keyslots, mails, password_policy, policy, ratelimit, status
+from .clients import network
 from .clock import utcnow
 from .crypto.keys import open_text
 from .db import after_commit
@@ -109,7 +110,7 @@ def start(
     decision = policy.decide(portal.settings, draft.sender_email, drafts.recipients(draft), sender_language)
     if (missing := policy_problem(draft, decision, now, portal)) is not None:
         raise NotReady(missing)
-    _count_against_limits(db, portal, draft, now)
+    _count_against_limits(db, portal, draft, ip, now)
     dek = drafts.data_key(draft)
     file_names = [open_text(dek, "name", f.id, f.name_ct) for f in draft.files]
     status_token = new_token()
@@ -184,20 +185,33 @@ def start(
     return started
 
 
-def _count_against_limits(db: Session, portal: Portal, draft: Draft, now: datetime) -> None:
-    """One transfer, and each of its recipients, against the sender's daily limits.
+def _count_against_limits(db: Session, portal: Portal, draft: Draft, ip: str, now: datetime) -> None:
+    """One transfer, and each of its recipients, against the daily limits.
 
-    In a savepoint, so that a refused start counts against neither.
+    Counted per mailbox (``mallory+1@`` and ``mallory+2@`` are one sender),
+    and the recipients also per client network, so that fresh addresses from
+    one network do not multiply the budget. In a savepoint, so that a
+    refused start counts against none of them.
     """
-    limits, sender, wanted = portal.settings.limits, draft.sender_email, len(drafts.recipients(draft))
-    budget = limits.recipients_per_sender_per_day
+    limits, sender, wanted = portal.settings.limits, mailbox(draft.sender_email), len(drafts.recipients(draft))
+    budgets = [("recipients-sender", sender, limits.recipients_per_sender_per_day)]
+    if ip:
+        budgets.append(("recipients-network", network(ip), limits.recipients_per_ip_per_day))
     with db.begin_nested():
         ratelimit.hit(db, "transactions-sender", sender, limits.transactions_per_sender_per_day, DAY, now)
-        try:
-            ratelimit.hit(db, "recipients-sender", sender, budget, DAY, now, n=wanted)
-        except ratelimit.RateLimited as exc:
-            used_before = ratelimit.count(db, "recipients-sender", sender, DAY, now) - wanted
-            raise RecipientBudgetExhausted(exc.retry_at, budget, max(0, budget - used_before), wanted) from None
+        for limit, subject, budget in budgets:
+            try:
+                ratelimit.hit(db, limit, subject, budget, DAY, now, n=wanted)
+            except ratelimit.RateLimited as exc:
+                used_before = ratelimit.count(db, limit, subject, DAY, now) - wanted
+                raise RecipientBudgetExhausted(exc.retry_at, budget, max(0, budget - used_before), wanted) from None
+
+
+def mailbox(address: str) -> str:
+    """The mailbox an address delivers to, for counting: without a "+tag"
+    in the local part (``jan+x@zorg.nl`` is ``jan@zorg.nl``)."""
+    local, at, domain = address.lower().rpartition("@")
+    return f"{local.split('+', 1)[0] or local}{at}{domain}"
 
 
 def reply_link(portal: Portal, transfer: Transfer, recipient: Recipient) -> str:

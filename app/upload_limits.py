@@ -36,7 +36,6 @@ the request's: on SQLite that would hold the write lock for a whole upload.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import logging
 import os
 import secrets
@@ -57,6 +56,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wsgi import LimitedStream
 
 from . import drafts
+from .clients import network
 from .clock import utcnow
 from .db import Base, UTCDateTime
 from .models import Draft, StoredFile, Upload
@@ -121,19 +121,6 @@ class TooManyDrafts(Exception):
 def subject_key(kind: str, subject: str) -> str:
     # Addresses and IPs are kept only as hashes.
     return hashlib.sha256(f"{kind}\x00{subject.lower()}".encode()).hexdigest()
-
-
-def network(ip: str) -> str:
-    """The unit a cap counts: an IPv4 address, or an IPv6 /64 (one host's usual share)."""
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return ip
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{address}/64", strict=False))
-    return str(address)
 
 
 def _take_slot(db: Session, model: type[UploadLease] | type[DraftSeat], key: str, capacity: int, **values: Any) -> bool:

@@ -8,8 +8,14 @@ A code belongs to the browser that asked for it (a random id in its signed
 session, bound into the HMAC and the lookup): wrong guesses from another
 browser never touch it, and the hourly mail limit per address counts per
 browser too. Typing somebody else's address therefore burns only the
-typist's own tries and quota; a daily limit per address, across all
-browsers, still bounds how many codes anyone can have mailed to it.
+typist's own tries and quota.
+
+Fresh browsers cost nothing, so the codes mailed to one address from all
+browsers together are bounded per client network and day: one network can
+have only so much mail sent to an address. Nothing counts per address
+alone, across networks: whoever used that up would lock the address's
+owner out, on any network. Mail to one address from many networks is
+bounded by each network's hourly limit.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from . import audit, mails, ratelimit
+from .clients import network
 from .clock import utcnow
 from .models import VerificationCode
 from .portal import Portal
@@ -77,8 +84,9 @@ def send_code(
     """Mail a fresh code for ``email`` to use in ``browser``.
 
     Raises ResendTooSoon, ratelimit.RateLimited (too many mails to this
-    address for this browser in the hour, to this address in the day, or
-    from this IP in the hour) or mailer.MailError.
+    address for this browser in the hour, to this address from this client
+    network in the day, or from this network in the hour) or
+    mailer.MailError.
     """
     now = now or utcnow()
     config = portal.settings.verification
@@ -87,13 +95,13 @@ def send_code(
         wait = previous.created_at + timedelta(seconds=config.resend_cooldown_seconds) - now
         if wait > timedelta(0):
             raise ResendTooSoon(int(wait.total_seconds()) + 1)
-    limits, hour, day = portal.settings.limits, timedelta(hours=1), timedelta(days=1)
+    limits, hour, day, client = portal.settings.limits, timedelta(hours=1), timedelta(days=1), network(ip)
     counters = [
         ("verification-address-browser", f"{email}\x00{browser}", limits.verification_mails_per_address_per_hour, hour),
-        ("verification-address-day", email, limits.verification_mails_per_address_per_day, day),
+        ("verification-address-network", f"{email}\x00{client}", limits.verification_mails_per_address_per_ip_per_day, day),
     ]
     if ip:
-        counters.append(("verification-ip", ip, limits.verification_mails_per_ip_per_hour, hour))
+        counters.append(("verification-ip", client, limits.verification_mails_per_ip_per_hour, hour))
     # Check all before counting any, so a refused request costs nothing.
     for limit, subject, allowed, window in counters:
         ratelimit.check(db, limit, subject, allowed, window, now)

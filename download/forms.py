@@ -4,6 +4,7 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length, ValidationError
+from wtforms.widgets import PasswordInput
 
 
 class UnlockForm(FlaskForm):
@@ -28,3 +29,9 @@ class UnlockForm(FlaskForm):
             raise ValidationError(
                 _l("Please enter the password, or the access key from the e-mail if the transfer was sent without a password.")
             )
+
+    def keep_password(self) -> None:
+        """Show the typed password again: the portal was busy, the password
+        was never tried (the page is never cached: Cache-Control: no-store).
+        A wrong password is not echoed back."""
+        self.password.widget = PasswordInput(hide_value=False)

@@ -71,6 +71,7 @@ def start():  # type: ignore[no-untyped-def]
         )
         return render_template(template, form=form, error=error), 429, {"Retry-After": _seconds_until(exc.until)}
     except Argon2Busy:
+        form.keep_password()
         error = gettext("The portal is very busy right now. Please try again in a moment.")
         return render_template(template, form=form, error=error), 503, {"Retry-After": "10"}
     except access.AccessDenied:

@@ -71,7 +71,7 @@ def test_policy_refusals_and_lockouts_are_recorded(make_app, mailbox) -> None:
         browser.unlock(sent.access_id("anna@gemeente.example"), "fout")
     events = _events(app)
     refused = next(e for e in events if e.kind == "policy_refused")
-    assert refused.data == {"recipients": ["x@evil.example"], "rules": ["blocked"]}
+    assert refused.data == {"recipients": ["x@evil.example"], "rules": ["blocked"], "refused": 1, "entered": 1}
     locked = next(e for e in events if e.kind == "download_locked")
     assert locked.data["minutes"] == 15 and locked.actor == "anna@gemeente.example"
 

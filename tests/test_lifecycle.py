@@ -100,7 +100,7 @@ def _notices(mailbox, sender: Sender) -> list:
     return [m for m in mailbox.to(sender.person.email) if "has downloaded" in m.message["Subject"]]
 
 
-def test_retrieval_notice_is_one_mail_per_download_session(sender: Sender, app, mailbox) -> None:
+def test_retrieval_notice_is_one_mail_per_recipient_for_its_sessions(sender: Sender, app, mailbox) -> None:
     sent = sender.send(files=FILES, notify_retrieval="y")
     recipient = Recipient(app)
     recipient.unlock(sent.access_id("anna@gemeente.example"), PASSWORD)
@@ -118,15 +118,20 @@ def test_retrieval_notice_is_one_mail_per_download_session(sender: Sender, app, 
     # File names are off in the mails: the notice says which file without naming it.
     assert "File 1 of 2 (1.1 KB)" in mail.text and "File 2 of 2" in mail.text
     assert "verslag" not in mail.text and "foto" not in mail.text
-    assert "status page" in mail.text
+    assert "status page" in mail.text and "Download session" not in mail.text
     with app.app_context():
         assert all(r.name_ct is None for r in db.session().scalars(select(Retrieval)))
-    # Another session is another retrieval, and another mail.
-    again = Recipient(app)
-    again.unlock(sent.access_id("anna@gemeente.example"), PASSWORD)
-    again.get("/download/all")
+    # Later sessions are new retrievals, told in one more mail that lists each session's files.
+    for path in ("/download/all", links["foto.jpg"]):
+        again = Recipient(app)
+        again.unlock(sent.access_id("anna@gemeente.example"), PASSWORD)
+        again.get(path)
     assert _run(app, now + timedelta(minutes=10)).notices_sent == 1
-    assert len(_notices(mailbox, sender)) == 2
+    mails = _notices(mailbox, sender)
+    assert len(mails) == 2
+    first, second = mails[1].text.split("Download session 1:")[1].split("Download session 2:")
+    assert "File 1 of 2" in first and "File 2 of 2" in first
+    assert "File 1 of 2" not in second and "File 2 of 2" in second
 
 
 def test_retrieval_notice_names_files_only_when_names_are_shown_in_mails(sender: Sender, app, mailbox) -> None:

@@ -46,27 +46,29 @@ def test_two_app_instances_share_counters(make_app, tmp_path) -> None:
             ratelimit.hit(db.session(), "demo", "x", 2, HOUR, now)
 
 
-def test_verification_mails_per_address_and_browser_and_per_address_per_day(make_app, mailbox) -> None:
+def test_verification_mails_per_address_and_browser_and_per_address_and_network_per_day(make_app, mailbox) -> None:
     app = make_app({
         "verification": {"resend_cooldown_seconds": 0},
-        "limits": {"verification_mails_per_address_per_hour": 2, "verification_mails_per_address_per_day": 3},
+        "limits": {"verification_mails_per_address_per_hour": 2, "verification_mails_per_address_per_ip_per_day": 3},
     })
     portal = app.extensions["koerier"]
     now = utcnow()
     with app.test_request_context():
         s = db.session()
         verification.send_code(s, portal, "a@zorg.example", "browser-1", "en", ip="10.0.0.1", now=now)
-        verification.send_code(s, portal, "a@zorg.example", "browser-1", "en", ip="10.0.0.2", now=now)
+        verification.send_code(s, portal, "a@zorg.example", "browser-1", "en", ip="10.0.0.1", now=now)
         with pytest.raises(ratelimit.RateLimited):
-            verification.send_code(s, portal, "a@zorg.example", "browser-1", "en", ip="10.0.0.3", now=now)
+            verification.send_code(s, portal, "a@zorg.example", "browser-1", "en", ip="10.0.0.1", now=now)
         # Another browser has its own hourly quota for the same address ...
-        verification.send_code(s, portal, "a@zorg.example", "browser-2", "en", now=now)
-        # ... but all browsers together stop at the daily cap, until the next day.
+        verification.send_code(s, portal, "a@zorg.example", "browser-2", "en", ip="10.0.0.1", now=now)
+        # ... but all browsers of one network together stop at the daily cap, until the next day ...
         with pytest.raises(ratelimit.RateLimited) as exc:
-            verification.send_code(s, portal, "a@zorg.example", "browser-3", "en", now=now)
+            verification.send_code(s, portal, "a@zorg.example", "browser-3", "en", ip="10.0.0.1", now=now)
         assert exc.value.retry_at == now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
-        verification.send_code(s, portal, "a@zorg.example", "browser-3", "en", now=now + timedelta(days=1))
-    assert len(mailbox.to("a@zorg.example")) == 4
+        verification.send_code(s, portal, "a@zorg.example", "browser-3", "en", ip="10.0.0.1", now=now + timedelta(days=1))
+        # ... while another network still has its own.
+        verification.send_code(s, portal, "a@zorg.example", "browser-4", "en", ip="10.0.0.2", now=now)
+    assert len(mailbox.to("a@zorg.example")) == 5
 
 
 def test_verification_mails_per_ip_shows_when_to_retry(make_app, mailbox) -> None:

@@ -154,10 +154,7 @@ def recipients(draft: Draft):  # type: ignore[no-untyped-def]
             drafts.save_recipients(draft, form.parsed["to"], form.parsed["cc"], form.parsed["bcc"])
             return redirect(url_for("wizard.files"))
         _refusal_errors(form, verdict)
-        audit.record(
-            db.session(), "policy_refused", actor=draft.sender_email, ip=client_ip(),
-            recipients=[r.address for r in verdict.refusals], rules=[r.rule for r in verdict.refusals],
-        )
+        audit.record(db.session(), "policy_refused", actor=draft.sender_email, ip=client_ip(), **policy.audited(verdict))
         return render_template("wizard/recipients.html", form=form, draft=draft, step="recipients"), 422
     status = 422 if request.method == "POST" else 200
     return render_template("wizard/recipients.html", form=form, draft=draft, step="recipients"), status
