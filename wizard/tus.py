@@ -17,7 +17,7 @@ from werkzeug.http import http_date
 from app import csrf, db, resumable, upload_limits, uploads
 from app.crypto.stream import LengthExceeded
 from app.models import Draft, StoredFile, Upload
-from app.web import client_ip, limit_body, portal, upload_leases
+from app.web import client_ip, limit_body, portal, streams_body, upload_leases
 
 from . import bp
 from .guards import SHORT_OF_SPACE, TOO_MANY_UPLOADS, csrf_token_ok, current_draft, decision, file_problem, skips_ahead
@@ -82,6 +82,7 @@ def _progress(found: Upload | StoredFile, status: int = 204) -> Response:
 
 
 @csrf.exempt
+@streams_body
 @bp.route("/uploads", methods=["OPTIONS"], provide_automatic_options=False)
 def tus_options() -> Response:
     draft = _sender_draft()
@@ -93,6 +94,7 @@ def tus_options() -> Response:
 
 
 @csrf.exempt
+@streams_body
 @bp.post("/uploads")
 def tus_create() -> Response:
     _check_version()
@@ -127,6 +129,7 @@ def tus_create() -> Response:
 
 
 @csrf.exempt
+@streams_body
 @bp.route("/uploads/<upload_id>", methods=["HEAD"])
 def tus_upload(upload_id: str) -> Response:
     _check_version()
@@ -134,6 +137,7 @@ def tus_upload(upload_id: str) -> Response:
 
 
 @csrf.exempt
+@streams_body
 @bp.route("/uploads/<upload_id>", methods=["PATCH"])
 def tus_patch(upload_id: str) -> Response:
     _check_version()
@@ -174,6 +178,7 @@ def tus_patch(upload_id: str) -> Response:
 
 
 @csrf.exempt
+@streams_body
 @bp.route("/uploads/<upload_id>", methods=["DELETE"])
 def tus_delete(upload_id: str) -> Response:
     _check_version()

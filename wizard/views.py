@@ -8,7 +8,6 @@ from flask import abort, flash, redirect, render_template, request, session, url
 from flask_babel import format_datetime, get_locale, gettext
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.exc import IntegrityError
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from app import (
     audit, csrf, db, drafts, keyslots, password_policy, policy, ratelimit, status, transactions, upload_limits, uploads,
@@ -20,7 +19,7 @@ from app.forms import ButtonForm
 from app.ids import group
 from app.mailer import MailError
 from app.models import Draft, Transfer
-from app.web import client_ip, limit_body, portal, settings, upload_leases
+from app.web import client_ip, limit_body, portal, settings, streams_body, upload_leases
 
 from . import bp, sender_cookie
 from .guards import (
@@ -192,7 +191,7 @@ def _render_files(  # type: ignore[no-untyped-def]
     return render_template(
         "wizard/files.html",
         form=form,
-        remove_form=ButtonForm(),
+        remove_form=ButtonForm(formdata=None),
         files=drafts.files(draft),
         used=drafts.total_bytes(draft),
         limits=limits,
@@ -203,15 +202,21 @@ def _render_files(  # type: ignore[no-untyped-def]
     ), status
 
 
+def _saved_message(draft: Draft) -> MessageForm:
+    return MessageForm(formdata=None, data={"message": drafts.message(draft)})
+
+
 # Exempt from the global CSRF hook, which would parse (and spool to disk) the
 # whole multipart body first; uploads.receive checks the token from the
-# stream before it stores a single byte.
+# stream before it stores a single byte. For the same reason every form
+# here is built with formdata=None, refusals included.
 @csrf.exempt
+@streams_body
 @bp.route("/files", methods=["GET", "POST"])
 @wizard_step("files")
 def files(draft: Draft):  # type: ignore[no-untyped-def]
     if request.method == "GET":
-        return _render_files(draft, MessageForm(data={"message": drafts.message(draft)}))
+        return _render_files(draft, _saved_message(draft))
 
     boundary = request.mimetype_params.get("boundary", "").encode()
     if request.mimetype != "multipart/form-data" or not boundary:
@@ -219,7 +224,10 @@ def files(draft: Draft):  # type: ignore[no-untyped-def]
     limits = decision(draft).limits
     budget = limits.max_total_bytes - drafts.reserved_bytes(draft) + UPLOAD_OVERHEAD
     if (request.content_length or 0) > budget:
-        raise RequestEntityTooLarge()
+        # Refused unread. The message typed beside the files is in that body
+        # too, beyond reach; the page shows the one saved before.
+        problem = file_problem("", "size", limits)
+        return _render_files(draft, _saved_message(draft), [problem], status=413, limits=limits)
     limit_body(budget)
     try:
         with upload_limits.running(portal(), upload_leases(), request.environ, draft, client_ip()):
@@ -232,9 +240,8 @@ def files(draft: Draft):  # type: ignore[no-untyped-def]
     except uploads.UploadRejected:
         abort(400)
     except upload_limits.TooManyUploads:
-        form = MessageForm(data={"message": drafts.message(draft)})
-        headers = {"Retry-After": str(upload_limits.RETRY_AFTER_SECONDS)}
-        return (*_render_files(draft, form, [str(TOO_MANY_UPLOADS)], status=429, limits=limits), headers)
+        page = _render_files(draft, _saved_message(draft), [str(TOO_MANY_UPLOADS)], status=429, limits=limits)
+        return (*page, {"Retry-After": str(upload_limits.RETRY_AFTER_SECONDS)})
 
     # The token was already checked from the stream by uploads.receive.
     form = MessageForm(formdata=None, data={"message": received.fields.get("message", "")}, meta={"csrf": False})
