@@ -17,6 +17,7 @@ from werkzeug.http import http_date
 from app import csrf, db, resumable, upload_limits, uploads
 from app.crypto.stream import LengthExceeded
 from app.models import Draft, StoredFile, Upload
+from app.policy import Limits
 from app.web import client_ip, limit_body, portal, streams_body, upload_leases
 
 from . import bp
@@ -42,7 +43,10 @@ def _too_many_uploads() -> Response:
     return _error(429, str(TOO_MANY_UPLOADS), **{"Retry-After": str(upload_limits.RETRY_AFTER_SECONDS)})
 
 
-def _short_of_space() -> Response:
+def _refused(why: str, limits: Limits) -> Response:
+    """An upload that may store nothing: its draft would be one too many in its network, or the disk is short."""
+    if why == "drafts":
+        return _error(429, file_problem("", why, limits))
     return _error(507, str(SHORT_OF_SPACE))
 
 
@@ -109,10 +113,12 @@ def tus_create() -> Response:
     if length < 0:
         return _error(400, "Upload-Length must not be negative")
     limits = decision(draft).limits
-    if not upload_limits.space_for(portal(), length):
-        return _short_of_space()
     try:
-        with upload_limits.running(portal(), upload_leases(), request.environ, draft, client_ip()):
+        with upload_limits.running(
+            portal(), upload_leases(), request.environ, draft, client_ip(), size=length
+        ) as refused:
+            if refused:
+                return _refused(refused, limits)
             if length > upload_limits.quota_left(db.session(), portal(), draft.sender_email):
                 name = uploads.clean_filename(metadata.get("filename") or metadata.get("name") or "")
                 raise resumable.Refused(name, "quota")
@@ -155,10 +161,12 @@ def tus_patch(upload_id: str) -> Response:
         return _error(413, "The body runs past Upload-Length")
     # A body that runs past the length anyway (chunked) is refused by the writer.
     limit_body(found.length - found.offset)
-    if not upload_limits.space_for(portal(), found.length - found.offset):
-        return _short_of_space()
+    if not upload_limits.room_for_rest(portal(), found):
+        return _refused("space", decision(draft).limits)
     try:
-        with upload_limits.running(portal(), upload_leases(), request.environ, draft, client_ip()):
+        with upload_limits.running(portal(), upload_leases(), request.environ, draft, client_ip()) as refused:
+            if refused:
+                return _refused(refused, decision(draft).limits)
             chunks = uploads.read_chunks(request.stream, READ_SIZE)
             found = resumable.append(db.session(), portal(), draft, found, offset, chunks)
     except upload_limits.TooManyUploads:
