@@ -116,9 +116,9 @@ def tus_create() -> Response:
     try:
         with upload_limits.running(
             portal(), upload_leases(), request.environ, draft, client_ip(), size=length
-        ) as refused:
-            if refused:
-                return _refused(refused, limits)
+        ) as why:
+            if why:
+                return _refused(why, limits)
             if length > upload_limits.quota_left(db.session(), portal(), draft.sender_email):
                 name = uploads.clean_filename(metadata.get("filename") or metadata.get("name") or "")
                 raise resumable.Refused(name, "quota")
@@ -164,9 +164,9 @@ def tus_patch(upload_id: str) -> Response:
     if not upload_limits.room_for_rest(portal(), found):
         return _refused("space", decision(draft).limits)
     try:
-        with upload_limits.running(portal(), upload_leases(), request.environ, draft, client_ip()) as refused:
-            if refused:
-                return _refused(refused, decision(draft).limits)
+        with upload_limits.running(portal(), upload_leases(), request.environ, draft, client_ip()) as why:
+            if why:
+                return _refused(why, decision(draft).limits)
             chunks = uploads.read_chunks(request.stream, READ_SIZE)
             found = resumable.append(db.session(), portal(), draft, found, offset, chunks)
     except upload_limits.TooManyUploads:
