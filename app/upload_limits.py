@@ -317,13 +317,19 @@ def free_bytes(portal: Portal) -> int:
 
 def promised_bytes(db: Session, portal: Portal, now: datetime) -> int:
     """What uploads admitted earlier may still write: the rest of every
-    resumable upload that can still be resumed, and every live claim."""
+    resumable upload that can still be resumed, and every live claim.
+
+    One statement, so one snapshot: a creation commits its upload row
+    before it drops its claim, and a snapshot that misses the row still
+    sees the claim (PostgreSQL gives each statement its own).
+    """
     resumable_since = now - timedelta(hours=portal.settings.transfer.draft_ttl_hours)
-    rest = db.scalar(
-        select(func.coalesce(func.sum(Upload.length - Upload.offset), 0)).where(Upload.updated_at > resumable_since)
+    rest = (
+        select(func.coalesce(func.sum(Upload.length - Upload.offset), 0))
+        .where(Upload.updated_at > resumable_since).scalar_subquery()
     )
-    claimed = db.scalar(select(func.coalesce(func.sum(SpaceClaim.size), 0)).where(SpaceClaim.expires_at > now))
-    return int(rest) + int(claimed)
+    claimed = select(func.coalesce(func.sum(SpaceClaim.size), 0)).where(SpaceClaim.expires_at > now).scalar_subquery()
+    return int(db.scalar(select(rest + claimed)))
 
 
 def claim_space(
