@@ -20,6 +20,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from . import db as dbmod
 from .clock import utcnow
 from .crypto.keys import DecryptionError, new_key, open_text, seal_text, unwrap, wrap
 from .ids import new_token
@@ -196,9 +197,10 @@ def save_notification(draft: Draft, subject: str, body: str) -> None:
 
 
 def discard(db: Session, portal: Portal, draft: Draft) -> None:
+    """The draft and its files go; the blobs once that is committed, so a
+    transaction rolled back leaves the draft whole."""
+    blob_keys = [stored.blob_key for stored in draft.files] + [upload.blob_key for upload in draft.uploads]
     for stored in list(draft.files):
-        portal.store.delete(stored.blob_key)
         db.delete(stored)
-    for upload in draft.uploads:
-        portal.store.delete(upload.blob_key)
     db.delete(draft)
+    dbmod.after_commit(db, lambda: [portal.store.delete(key) for key in blob_keys])

@@ -127,7 +127,8 @@ class Storage:
     database_url: str = ""
     blob_dir: str = "store"
     # Uploads that would leave less free space on the blob store's file
-    # system are refused ("try later") instead of filling the disk.
+    # system, beside what uploads admitted before them announced, are
+    # refused ("try later") instead of filling the disk.
     min_free_bytes: int = 1024**3
 
     def check(self, path: str) -> None:
@@ -278,7 +279,7 @@ class Limits:
     # Uploads running at once (form posts, resumable creations and chunks).
     concurrent_uploads_per_sender: int = 4
     concurrent_uploads_per_ip: int = 8
-    # Unfinished wizards started from one client address (an IPv6 /64).
+    # Unfinished transfers holding files (from their first upload) per client address (an IPv6 /64).
     open_drafts_per_ip: int = 50
     # A verified sender's drafts holding uploads; older ones are discarded.
     open_drafts_per_sender: int = 3

@@ -11,8 +11,12 @@ and the one that fills the disk. So:
   lasts ``LEASE_TTL`` unless renewed; a thread in each process renews its
   running requests' leases, so the slots of a killed worker expire, and the
   next claim removes them.
-- **Open drafts** are capped per client network by seats of the same shape,
-  which go with their draft (``ON DELETE CASCADE``).
+- **Drafts holding files** are capped per client network by seats of the
+  same shape, which go with their draft (``ON DELETE CASCADE``). A draft
+  takes its seat when its first upload starts, that is from a verified
+  sender: an empty draft is a cheap row that goes after
+  ``transfer.draft_ttl_hours``, so nothing an unverified visitor can do
+  takes a seat and locks the others behind their address out.
 - **Per verified sender**: a draft becomes its sender's when its first upload
   starts (the files step is reached only with a verified address, so this
   is never an address somebody merely typed). Beyond
@@ -23,7 +27,15 @@ and the one that fills the disk. So:
   most ``concurrent_uploads_per_sender``) are each checked against what is
   stored, so together they can pass it by what they themselves bring.
 - **Free disk**: no upload starts that would leave the blob store's file
-  system with less than ``storage.min_free_bytes``.
+  system with less than ``storage.min_free_bytes`` once every upload
+  admitted before it has stored what it announced: the rest of each
+  unfinished resumable upload, and the whole body of each running form
+  post or resumable creation (a space claim, kept like a lease). Admissions
+  are decided one at a time, in a short transaction holding one lock (the
+  database's write lock on SQLite, an advisory lock on PostgreSQL), so
+  parallel uploads cannot all pass on the same free space. Bytes a running
+  upload has written count twice until it ends (on disk, and still
+  promised): the check errs towards "try later", never towards a full disk.
 - **Read timeout**: a body that sends nothing for
   ``limits.upload_read_timeout_seconds`` ends its request; and a body left
   unread by a refusal is not read by the server afterwards either.
@@ -49,7 +61,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask, Request, Response, request
-from sqlalchemy import ForeignKey, String, delete, func, select, update
+from sqlalchemy import BigInteger, ForeignKey, String, delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from werkzeug.exceptions import HTTPException
@@ -65,6 +77,8 @@ from .portal import Portal
 log = logging.getLogger(__name__)
 
 LEASE_TTL = timedelta(seconds=60)
+# Any constant: names the advisory lock that serialises space admissions on PostgreSQL.
+SPACE_LOCK = 0x6B6F6573
 # What a refused visitor is told to wait: uploads end, slots free up.
 RETRY_AFTER_SECONDS = 15
 
@@ -110,12 +124,21 @@ class DraftOwner(Base):
         return f"<DraftOwner {self.draft_id[:8]} owner={self.owner[:8]}>"
 
 
+class SpaceClaim(Base):
+    """Bytes of the blob store's disk promised to one running upload request."""
+
+    __tablename__ = "space_claim"
+
+    holder: Mapped[str] = mapped_column(String(32), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+    def __repr__(self) -> str:
+        return f"<SpaceClaim {self.holder[:8]} {self.size} until {self.expires_at}>"
+
+
 class TooManyUploads(Exception):
     """The sender or their network has as many uploads running as allowed."""
-
-
-class TooManyDrafts(Exception):
-    """The network has as many open drafts as allowed."""
 
 
 def subject_key(kind: str, subject: str) -> str:
@@ -160,15 +183,19 @@ def claim_leases(
 
 
 def renew_leases(db: Session, holders: list[str], now: datetime | None = None, ttl: timedelta = LEASE_TTL) -> None:
-    db.execute(
-        update(UploadLease).where(UploadLease.holder.in_(holders)).values(expires_at=(now or utcnow()) + ttl)
-        .execution_options(synchronize_session=False)
-    )
+    """The running uploads' leases and space claims last another ``ttl``."""
+    until = (now or utcnow()) + ttl
+    for model in (UploadLease, SpaceClaim):
+        db.execute(
+            update(model).where(model.holder.in_(holders)).values(expires_at=until)
+            .execution_options(synchronize_session=False)
+        )
     db.commit()
 
 
 def release_leases(db: Session, holder: str) -> None:
     db.execute(delete(UploadLease).where(UploadLease.holder == holder))
+    db.execute(delete(SpaceClaim).where(SpaceClaim.holder == holder))
     db.commit()
 
 
@@ -183,8 +210,10 @@ class Leases:
         self._renewer_pid: int | None = None
 
     @contextmanager
-    def hold(self, draft_id: str, caps: list[tuple[str, int]]) -> Iterator[None]:
-        """A running upload; raises TooManyUploads when a cap is reached."""
+    def hold(self, draft_id: str, caps: list[tuple[str, int]]) -> Iterator[str]:
+        """A running upload, named by the holder id it yields; raises
+        TooManyUploads when a cap is reached. What the holder claims goes
+        with its leases."""
         holder = secrets.token_hex(16)
         with self.new_session() as db:
             if not claim_leases(db, holder, draft_id, caps, ttl=self.ttl):
@@ -197,7 +226,7 @@ class Leases:
                 self._renewer_pid = os.getpid()
                 threading.Thread(target=self._renew, name="koerier-upload-leases", daemon=True).start()
         try:
-            yield
+            yield holder
         finally:
             with self._lock:
                 self._held.discard(holder)
@@ -222,24 +251,12 @@ class Leases:
                 log.exception("renewing upload leases failed")
 
 
-def open_draft(db: Session, portal: Portal, ip: str) -> tuple[Draft, drafts.DraftTicket]:
-    """A new draft with a seat in its network's cap, and the ticket its
-    browser keeps; raises TooManyDrafts.
-
-    The draft and its seat commit together with the request.
-    """
-    draft, ticket = drafts.create(db)
-    db.flush()
-    key = subject_key("draft-network", network(ip))
-    if not _take_slot(db, DraftSeat, key, portal.settings.limits.open_drafts_per_ip, draft_id=draft.id):
-        db.delete(draft)
-        raise TooManyDrafts()
-    return draft, ticket
-
-
-def adopt(db: Session, portal: Portal, draft_id: str, sender: str) -> None:
-    """The draft of verified ``sender`` starts an upload: it is theirs from now on,
-    and their least recently used drafts beyond the cap go. Commits."""
+def adopt(db: Session, portal: Portal, draft_id: str, sender: str, ip: str) -> bool:
+    """The draft of verified ``sender`` starts an upload from ``ip``: it is
+    theirs from now on, it holds a seat in its network's cap, and their
+    least recently used drafts beyond their cap go. False, with nothing
+    changed, when the draft has no seat and its network has none left.
+    Commits."""
     owner = subject_key("draft-owner", sender)
     # An update first: the sender may have changed the draft's address (and
     # verified the new one) since its first upload.
@@ -249,6 +266,13 @@ def adopt(db: Session, portal: Portal, draft_id: str, sender: str) -> None:
                 db.add(DraftOwner(draft_id=draft_id, owner=owner))
         except IntegrityError:
             pass  # adopted a moment ago by a parallel upload into the same draft
+    if not _seated(db, draft_id):
+        key = subject_key("draft-network", network(ip))
+        taken = _take_slot(db, DraftSeat, key, portal.settings.limits.open_drafts_per_ip, draft_id=draft_id)
+        # A parallel upload into the same draft may have taken its seat.
+        if not taken and not _seated(db, draft_id):
+            db.rollback()
+            return False
     uploading = select(UploadLease.draft_id).where(UploadLease.expires_at > utcnow())
     others = db.scalars(
         select(Draft).join(DraftOwner, DraftOwner.draft_id == Draft.id)
@@ -259,6 +283,11 @@ def adopt(db: Session, portal: Portal, draft_id: str, sender: str) -> None:
         log.info("discarding draft %s: its sender has newer ones", old.id[:8])
         drafts.discard(db, portal, old)
     db.commit()
+    return True
+
+
+def _seated(db: Session, draft_id: str) -> bool:
+    return db.scalar(select(DraftSeat.slot).where(DraftSeat.draft_id == draft_id)) is not None
 
 
 def quota_left(db: Session, portal: Portal, sender: str) -> int:
@@ -269,9 +298,55 @@ def quota_left(db: Session, portal: Portal, sender: str) -> int:
     return portal.settings.limits.draft_bytes_per_sender - int(files) - int(uploads)
 
 
-def space_for(portal: Portal, declared: int) -> bool:
-    """Whether ``declared`` more bytes leave the blob store's disk above its watermark."""
-    return shutil.disk_usage(portal.store.root).free - declared >= portal.settings.storage.min_free_bytes
+def free_bytes(portal: Portal) -> int:
+    return shutil.disk_usage(portal.store.root).free
+
+
+def promised_bytes(db: Session, portal: Portal, now: datetime) -> int:
+    """What uploads admitted earlier may still write: the rest of every
+    resumable upload that can still be resumed, and every live claim.
+
+    One statement, so one snapshot: a creation commits its upload row
+    before it drops its claim, and a snapshot that misses the row still
+    sees the claim (PostgreSQL gives each statement its own).
+    """
+    resumable_since = now - timedelta(hours=portal.settings.transfer.draft_ttl_hours)
+    rest = (
+        select(func.coalesce(func.sum(Upload.length - Upload.offset), 0))
+        .where(Upload.updated_at > resumable_since).scalar_subquery()
+    )
+    claimed = select(func.coalesce(func.sum(SpaceClaim.size), 0)).where(SpaceClaim.expires_at > now).scalar_subquery()
+    return int(db.scalar(select(rest + claimed)))
+
+
+def claim_space(
+    db: Session, portal: Portal, holder: str, size: int, now: datetime | None = None, ttl: timedelta = LEASE_TTL,
+) -> bool:
+    """Promise ``size`` bytes of the store's disk to ``holder`` if they fit
+    beside everything promised before, above the watermark. Commits."""
+    now = now or utcnow()
+    if db.get_bind().dialect.name == "postgresql":
+        db.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SPACE_LOCK})
+    # A write before anything is read: on SQLite it takes the database's
+    # write lock, which the next admission then waits for.
+    db.execute(delete(SpaceClaim).where(SpaceClaim.expires_at <= now))
+    room = free_bytes(portal) - promised_bytes(db, portal, now) - size
+    if room < portal.settings.storage.min_free_bytes:
+        db.rollback()
+        return False
+    db.add(SpaceClaim(holder=holder, size=size, expires_at=now + ttl))
+    db.commit()
+    return True
+
+
+def room_for_rest(portal: Portal, upload: Upload) -> bool:
+    """Whether the disk still holds the rest of an admitted resumable upload.
+
+    Its bytes were promised at its creation, so it is refused only when the
+    disk really lacks them: measured against all promises, it would be
+    refused for the room that uploads running beside it already use.
+    """
+    return free_bytes(portal) >= upload.length - upload.offset
 
 
 def _client_socket(environ: dict[str, Any]) -> socket.socket | None:
@@ -328,23 +403,32 @@ def _body_left(request: Request) -> bool:
 
 
 @contextmanager
-def running(portal: Portal, leases: Leases, environ: dict[str, Any], draft: Draft, ip: str) -> Iterator[None]:
+def running(
+    portal: Portal, leases: Leases, environ: dict[str, Any], draft: Draft, ip: str, size: int | None = None,
+) -> Iterator[str | None]:
     """An upload into a verified sender's draft, from its first body byte to its last.
 
-    Raises TooManyUploads before anything is read. Whatever the upload
-    stores must be committed inside, so that the next upload to get the
-    slot sees it when it checks the quota.
+    Raises TooManyUploads before anything is read. Yields None when the
+    upload may store ``size`` bytes (the next part of a resumable upload
+    announces none: its creation claimed them), or why it may store none:
+    "drafts" (its network has as many drafts holding files as allowed) or
+    "space".
+    Whatever the upload stores must be committed inside, so that the next
+    upload to get the slot sees it when it checks the quota.
     """
     limits = portal.settings.limits
     caps = [
         (subject_key("uploads-sender", draft.sender_email), limits.concurrent_uploads_per_sender),
         (subject_key("uploads-network", network(ip)), limits.concurrent_uploads_per_ip),
     ]
-    with leases.hold(draft.id, caps):
+    with leases.hold(draft.id, caps) as holder:
         with leases.new_session() as db:
-            adopt(db, portal, draft.id, draft.sender_email)
+            refused = None if adopt(db, portal, draft.id, draft.sender_email, ip) else "drafts"
+        if refused is None and size is not None:
+            with leases.new_session() as db:
+                refused = None if claim_space(db, portal, holder, size) else "space"
         with read_timeout(environ, limits.upload_read_timeout_seconds):
-            yield
+            yield refused
 
 
 def init_app(app: Flask) -> None:

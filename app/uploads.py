@@ -57,7 +57,7 @@ class UploadRejected(Exception):
 class Received:
     fields: dict[str, str] = field(default_factory=dict)
     added: list[StoredFile] = field(default_factory=list)
-    # (file name, why): "extension", "count", "size", "quota" or "space"; nothing of these was stored.
+    # (file name, why): "extension", "count", "size", "quota", "space" or "drafts"; nothing of these was stored.
     refused: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -118,13 +118,13 @@ def receive(
     check_csrf: Callable[[str], bool],
     limits: Limits,
     quota_left: int | None = None,
-    space: bool = True,
+    refuse_files: str | None = None,
 ) -> Received:
     """Store the files of a multipart body as it streams; all of them, or none on an exception.
 
     Files that would take the sender past ``quota_left`` bytes are refused
-    ("quota"); without ``space`` every file is refused ("space") and only
-    the fields are kept.
+    ("quota"); with ``refuse_files`` ("space", "drafts") every file is
+    refused for that reason and only the fields are kept.
 
     Every buffer is bounded, whatever the body: the decoder's (the preamble,
     part headers and an epilogue live there beside one read), each field,
@@ -182,8 +182,8 @@ def receive(
                     if not skipping and count >= limits.max_files:
                         result.refused.append((name, "count"))
                         skipping = True
-                    if not skipping and not space:
-                        result.refused.append((name, "space"))
+                    if not skipping and refuse_files:
+                        result.refused.append((name, refuse_files))
                         skipping = True
                     if not skipping:
                         upload = _OpenUpload(portal, dek, name, draft.transfer_id)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import datetime
-
+from typing import IO, TypeVar
 from urllib.parse import urlsplit
 
-import time
-
+import flask
 from flask import Flask, Response, abort, current_app, request, session
 from flask_babel import format_date, format_datetime, format_decimal, get_locale
+from werkzeug.exceptions import BadRequest
 
 from .portal import Portal
 from .settings import Settings
@@ -51,6 +53,42 @@ def limit_body(max_bytes: int) -> None:
     request.max_content_length = max_bytes + 1
 
 
+View = TypeVar("View", bound=Callable[..., object])
+
+
+def streams_body(view: View) -> View:
+    """Mark a view that reads its request body itself, as a stream.
+
+    Werkzeug's form parser would read such a body whole, before the view
+    could refuse it, under the view's raised size limit and without its
+    lease or read timeout: nothing in these views may ask for
+    ``request.form`` or ``request.files`` (build forms with
+    ``formdata=None``). ``Request`` fails any that does.
+    """
+    view.streams_body = True  # type: ignore[attr-defined]
+    return view
+
+
+class Request(flask.Request):
+    """Werkzeug's parser, kept to what the portal's forms need."""
+
+    def _load_form_data(self) -> None:
+        view = current_app.view_functions.get(self.endpoint) if self.endpoint and current_app else None
+        if getattr(view, "streams_body", False):
+            raise RuntimeError(f"{self.endpoint} reads its body as a stream; its forms must not parse it")
+        super()._load_form_data()
+
+    def _get_file_stream(
+        self, total_content_length: int | None, content_type: str | None, filename: str | None = None,
+        content_length: int | None = None,
+    ) -> IO[bytes]:
+        # Werkzeug would spool a file part beyond 500 KB into a temporary
+        # file: plaintext on disk. Files reach the portal only through the
+        # upload views, which encrypt them as they stream in; no other form
+        # takes one.
+        raise BadRequest("this form takes no files")
+
+
 CSP = (
     "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
     "frame-ancestors 'none'; form-action 'self'"
@@ -63,6 +101,8 @@ def _origin(url: str) -> str:
 
 
 def init_app(app: Flask) -> None:
+    app.request_class = Request
+
     @app.context_processor
     def _globals() -> dict[str, object]:
         return {"site": settings().site, "current_language": str(get_locale())}

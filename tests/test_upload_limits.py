@@ -13,21 +13,18 @@ import html
 import os
 import threading
 import time
-from datetime import timedelta
 from urllib.parse import urlsplit
 
 import requests
 from sqlalchemy import func, select
 
-from app import create_app, db, purge
-from app.clock import utcnow
+from app import create_app, db
 from app.crypto.stream import SEGMENT_SIZE
-from app.db import new_session
 from app.models import Draft, StoredFile, Upload
 
 from .live import LiveServer
 from .rawhttp import HANG, Held
-from .walker import Person, Sender, csrf_token, multipart
+from .walker import Person, Sender, multipart
 
 MiB = 1024 * 1024
 
@@ -216,43 +213,6 @@ def test_parallel_upload_starts_never_pass_the_network_cap(make_live, mailbox) -
         h.close()
 
 
-def personal_over_http(server: LiveServer, name: str, email: str) -> requests.Response:
-    """The personal step in a fresh browser."""
-    page = requests.get(server.url + "/send/", headers={"Accept-Language": "en"}, timeout=HANG)
-    # Set for https (like the deployment), so requests would not send it back over http.
-    cookie = page.headers["Set-Cookie"].split(";", 1)[0]
-    form = {"csrf_token": csrf_token(page.text), "name": name, "phone": "0592 123456", "email": email}
-    return requests.post(
-        server.url + "/send/", data=form, headers={"Cookie": cookie, "Accept-Language": "en"}, allow_redirects=False,
-        timeout=HANG,
-    )
-
-
-def test_drafts_per_network_are_capped_until_one_is_finished(make_live, mailbox) -> None:
-    app, server = make_live({"limits": {"open_drafts_per_ip": 2}})
-    first = Sender(app, mailbox)
-    assert first.personal().status_code == 302
-    assert personal_over_http(server, "Kees", "kees@zorg.example").status_code == 302
-
-    refused = personal_over_http(server, "Mallory Mol", "mallory@evil.example")
-    assert refused.status_code == 429
-    assert "Too many unfinished transfers were started from your network" in refused.text
-    assert "Mallory Mol" in refused.text and "mallory@evil.example" in refused.text  # what was typed is kept
-
-    # A transfer sent frees its draft's seat.
-    first.verify()
-    first.recipients("anna@gemeente.example")
-    assert first.files([("verslag.pdf", b"%PDF-1.4")]).status_code == 302
-    first.finish()
-    assert personal_over_http(server, "Mallory Mol", "mallory@evil.example").status_code == 302
-
-    # And so does a draft removed after its idle time.
-    with app.app_context():
-        later = utcnow() + timedelta(hours=app.config["KOERIER"].transfer.draft_ttl_hours + 1)
-        purge.run(lambda: new_session(app), app.extensions["koerier"], now=later)
-    assert personal_over_http(server, "Mallory Mol", "mallory@evil.example").status_code == 302
-
-
 def upload_one(app, uploader: Uploader) -> str:  # type: ignore[no-untyped-def]
     """A small file into the uploader's draft; returns the draft's id."""
     path = uploader.new_upload(100)
@@ -323,7 +283,7 @@ def test_uploads_stop_above_the_disk_watermark(make_live, mailbox) -> None:
     # A post without files needs no space: the message is saved.
     assert jan.form([], message="Zie bijlage", action="upload").status_code == 302
 
-    # An upload created while there was space stops at its next chunk.
+    # An upload admitted while there was room goes on: its bytes were promised.
     roomy = create_app({"storage": {"min_free_bytes": 0}}, instance_path=server.instance)
     roomy.config["TESTING"] = True
     other = Sender(roomy, mailbox, Person(email="piet@zorg.example"))
@@ -338,6 +298,6 @@ def test_uploads_stop_above_the_disk_watermark(make_live, mailbox) -> None:
         headers={"Tus-Resumable": "1.0.0", "X-CSRFToken": token, "Cookie": other.cookie_header(),
                  "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream", "Accept-Language": "en"},
     )
-    assert r.status_code == 507 and r.json()["error"] == message
+    assert r.status_code == 204
     with app.app_context():
-        assert db.session().scalar(select(func.count()).select_from(StoredFile)) == 0
+        assert db.session().scalar(select(func.count()).select_from(StoredFile)) == 1

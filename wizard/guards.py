@@ -84,6 +84,12 @@ def file_problem(name: str, why: str, limits: policy.Limits) -> str:
     """Why a file was not added, as the sender reads it."""
     if why == "space":
         return str(SHORT_OF_SPACE)
+    if why == "drafts":
+        return gettext(
+            "From your network, %(max)d unfinished transfers already hold files: the most allowed at once. "
+            "Please finish one, or try again later.",
+            max=settings().limits.open_drafts_per_ip,
+        )
     if why == "quota":
         return gettext(
             "“%(name)s” was not added: your unfinished transfers would hold more than %(max)s.",

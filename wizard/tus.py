@@ -17,7 +17,8 @@ from werkzeug.http import http_date
 from app import csrf, db, resumable, upload_limits, uploads
 from app.crypto.stream import LengthExceeded
 from app.models import Draft, StoredFile, Upload
-from app.web import client_ip, limit_body, portal, upload_leases
+from app.policy import Limits
+from app.web import client_ip, limit_body, portal, streams_body, upload_leases
 
 from . import bp
 from .guards import SHORT_OF_SPACE, TOO_MANY_UPLOADS, csrf_token_ok, current_draft, decision, file_problem, skips_ahead
@@ -42,7 +43,10 @@ def _too_many_uploads() -> Response:
     return _error(429, str(TOO_MANY_UPLOADS), **{"Retry-After": str(upload_limits.RETRY_AFTER_SECONDS)})
 
 
-def _short_of_space() -> Response:
+def _refused(why: str, limits: Limits) -> Response:
+    """An upload that may store nothing: its draft would be one too many in its network, or the disk is short."""
+    if why == "drafts":
+        return _error(429, file_problem("", why, limits))
     return _error(507, str(SHORT_OF_SPACE))
 
 
@@ -82,6 +86,7 @@ def _progress(found: Upload | StoredFile, status: int = 204) -> Response:
 
 
 @csrf.exempt
+@streams_body
 @bp.route("/uploads", methods=["OPTIONS"], provide_automatic_options=False)
 def tus_options() -> Response:
     draft = _sender_draft()
@@ -93,6 +98,7 @@ def tus_options() -> Response:
 
 
 @csrf.exempt
+@streams_body
 @bp.post("/uploads")
 def tus_create() -> Response:
     _check_version()
@@ -107,10 +113,12 @@ def tus_create() -> Response:
     if length < 0:
         return _error(400, "Upload-Length must not be negative")
     limits = decision(draft).limits
-    if not upload_limits.space_for(portal(), length):
-        return _short_of_space()
     try:
-        with upload_limits.running(portal(), upload_leases(), request.environ, draft, client_ip()):
+        with upload_limits.running(
+            portal(), upload_leases(), request.environ, draft, client_ip(), size=length
+        ) as why:
+            if why:
+                return _refused(why, limits)
             if length > upload_limits.quota_left(db.session(), portal(), draft.sender_email):
                 name = uploads.clean_filename(metadata.get("filename") or metadata.get("name") or "")
                 raise resumable.Refused(name, "quota")
@@ -127,6 +135,7 @@ def tus_create() -> Response:
 
 
 @csrf.exempt
+@streams_body
 @bp.route("/uploads/<upload_id>", methods=["HEAD"])
 def tus_upload(upload_id: str) -> Response:
     _check_version()
@@ -134,6 +143,7 @@ def tus_upload(upload_id: str) -> Response:
 
 
 @csrf.exempt
+@streams_body
 @bp.route("/uploads/<upload_id>", methods=["PATCH"])
 def tus_patch(upload_id: str) -> Response:
     _check_version()
@@ -151,10 +161,12 @@ def tus_patch(upload_id: str) -> Response:
         return _error(413, "The body runs past Upload-Length")
     # A body that runs past the length anyway (chunked) is refused by the writer.
     limit_body(found.length - found.offset)
-    if not upload_limits.space_for(portal(), found.length - found.offset):
-        return _short_of_space()
+    if not upload_limits.room_for_rest(portal(), found):
+        return _refused("space", decision(draft).limits)
     try:
-        with upload_limits.running(portal(), upload_leases(), request.environ, draft, client_ip()):
+        with upload_limits.running(portal(), upload_leases(), request.environ, draft, client_ip()) as why:
+            if why:
+                return _refused(why, decision(draft).limits)
             chunks = uploads.read_chunks(request.stream, READ_SIZE)
             found = resumable.append(db.session(), portal(), draft, found, offset, chunks)
     except upload_limits.TooManyUploads:
@@ -174,6 +186,7 @@ def tus_patch(upload_id: str) -> Response:
 
 
 @csrf.exempt
+@streams_body
 @bp.route("/uploads/<upload_id>", methods=["DELETE"])
 def tus_delete(upload_id: str) -> Response:
     _check_version()

@@ -9,7 +9,6 @@ from flask_babel import format_datetime, get_locale, gettext
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from app import (
     audit, csrf, db, drafts, keyslots, password_policy, policy, ratelimit, status, transactions, upload_limits, uploads,
@@ -21,7 +20,7 @@ from app.forms import ButtonForm
 from app.ids import group
 from app.mailer import MailError
 from app.models import Draft, Transfer
-from app.web import client_ip, limit_body, portal, settings, upload_leases
+from app.web import client_ip, limit_body, portal, settings, streams_body, upload_leases
 
 from . import bp, sender_cookie
 from .guards import (
@@ -60,33 +59,32 @@ def personal():  # type: ignore[no-untyped-def]
     )
     if not form.validate_on_submit():
         return render_template("wizard/personal.html", form=form, step="personal")
-    if draft is None:
+    verified = sender_cookie.verified_email() == form.email.data
+    if not verified:
+        # Before a draft exists: a refused request leaves none behind.
         try:
-            draft, ticket = upload_limits.open_draft(db.session(), portal(), client_ip())
-        except upload_limits.TooManyDrafts:
-            form.email.errors.append(_l(
-                "Too many unfinished transfers were started from your network. Please finish one, or try again later."
-            ))
+            verification.send_code(
+                db.session(), portal(), form.email.data, _browser(), str(get_locale()), ip=client_ip()
+            )
+        except verification.ResendTooSoon:
+            pass  # a code sent moments ago is still on its way; reuse it
+        except ratelimit.RateLimited as exc:
+            form.email.errors.append(_retry_message(exc))
             return render_template("wizard/personal.html", form=form, step="personal"), 429
+        except MailError:
+            form.email.errors.append(_l("We could not send the verification code. Please try again in a few minutes."))
+            return render_template("wizard/personal.html", form=form, step="personal"), 503
+    if draft is None:
+        # An empty draft is a cheap row, gone after draft_ttl_hours; it
+        # takes a seat in its network's cap only with its first upload.
+        draft, ticket = drafts.create(db.session())
         session["draft"] = ticket.as_session()
         reply = session.pop("reply", None)
         if reply:
             drafts.prefill_reply(draft, **reply)
     drafts.save_personal(draft, form.name.data, form.phone.data, form.email.data)
     session["sender"] = {"name": form.name.data, "phone": form.phone.data, "email": form.email.data}
-    if sender_verified(draft):
-        return redirect(url_for("wizard.recipients"))
-    try:
-        verification.send_code(db.session(), portal(), draft.sender_email, _browser(), str(get_locale()), ip=client_ip())
-    except verification.ResendTooSoon:
-        pass  # a code sent moments ago is still on its way; reuse it
-    except ratelimit.RateLimited as exc:
-        form.email.errors.append(_retry_message(exc))
-        return render_template("wizard/personal.html", form=form, step="personal"), 429
-    except MailError:
-        form.email.errors.append(_l("We could not send the verification code. Please try again in a few minutes."))
-        return render_template("wizard/personal.html", form=form, step="personal"), 503
-    return redirect(url_for("wizard.verify"))
+    return redirect(url_for("wizard.recipients" if verified else "wizard.verify"))
 
 
 @bp.route("/verify", methods=["GET", "POST"])
@@ -190,7 +188,7 @@ def _render_files(  # type: ignore[no-untyped-def]
     return render_template(
         "wizard/files.html",
         form=form,
-        remove_form=ButtonForm(),
+        remove_form=ButtonForm(formdata=None),
         files=drafts.files(draft),
         used=drafts.total_bytes(draft),
         limits=limits,
@@ -201,15 +199,21 @@ def _render_files(  # type: ignore[no-untyped-def]
     ), status
 
 
+def _saved_message(draft: Draft) -> MessageForm:
+    return MessageForm(formdata=None, data={"message": drafts.message(draft)})
+
+
 # Exempt from the global CSRF hook, which would parse (and spool to disk) the
 # whole multipart body first; uploads.receive checks the token from the
-# stream before it stores a single byte.
+# stream before it stores a single byte. For the same reason every form
+# here is built with formdata=None, refusals included.
 @csrf.exempt
+@streams_body
 @bp.route("/files", methods=["GET", "POST"])
 @wizard_step("files")
 def files(draft: Draft):  # type: ignore[no-untyped-def]
     if request.method == "GET":
-        return _render_files(draft, MessageForm(data={"message": drafts.message(draft)}))
+        return _render_files(draft, _saved_message(draft))
 
     boundary = request.mimetype_params.get("boundary", "").encode()
     if request.mimetype != "multipart/form-data" or not boundary:
@@ -217,22 +221,27 @@ def files(draft: Draft):  # type: ignore[no-untyped-def]
     limits = decision(draft).limits
     budget = limits.max_total_bytes - drafts.reserved_bytes(draft) + UPLOAD_OVERHEAD
     if (request.content_length or 0) > budget:
-        raise RequestEntityTooLarge()
+        # Refused unread. The message typed beside the files is in that body
+        # too, beyond reach; the page shows the one saved before.
+        problem = file_problem("", "size", limits)
+        return _render_files(draft, _saved_message(draft), [problem], status=413, limits=limits)
     limit_body(budget)
     try:
-        with upload_limits.running(portal(), upload_leases(), request.environ, draft, client_ip()):
+        with upload_limits.running(
+            portal(), upload_leases(), request.environ, draft, client_ip(), size=request.content_length or budget
+        ) as refused:
+            # Refused, the body is still read for its fields (files skipped),
+            # so that the message typed beside the files is kept.
             received = uploads.receive(
                 db.session(), portal(), draft, request.stream, boundary, check_csrf=csrf_token_ok, limits=limits,
-                quota_left=upload_limits.quota_left(db.session(), portal(), draft.sender_email),
-                space=upload_limits.space_for(portal(), request.content_length or budget),
+                quota_left=upload_limits.quota_left(db.session(), portal(), draft.sender_email), refuse_files=refused,
             )
             db.session().commit()
     except uploads.UploadRejected:
         abort(400)
     except upload_limits.TooManyUploads:
-        form = MessageForm(data={"message": drafts.message(draft)})
-        headers = {"Retry-After": str(upload_limits.RETRY_AFTER_SECONDS)}
-        return (*_render_files(draft, form, [str(TOO_MANY_UPLOADS)], status=429, limits=limits), headers)
+        page = _render_files(draft, _saved_message(draft), [str(TOO_MANY_UPLOADS)], status=429, limits=limits)
+        return (*page, {"Retry-After": str(upload_limits.RETRY_AFTER_SECONDS)})
 
     # The token was already checked from the stream by uploads.receive.
     form = MessageForm(formdata=None, data={"message": received.fields.get("message", "")}, meta={"csrf": False})
@@ -244,11 +253,12 @@ def files(draft: Draft):  # type: ignore[no-untyped-def]
             draft, form, [gettext("A confidential message is not allowed for these recipients.")], status=422, limits=limits
         )
     drafts.save_message(draft, form.message.data or "")
-    # Once each: every file refused for want of space has the same message.
+    # Once each: every file refused for want of space (or of a seat) has the same message.
     errors += list(dict.fromkeys(file_problem(name, why, limits) for name, why in received.refused))
     if errors:
-        short = any(why == "space" for _, why in received.refused)
-        return _render_files(draft, form, errors, status=507 if short else 422, limits=limits)
+        whys = {why for _, why in received.refused}
+        status = 507 if "space" in whys else 429 if "drafts" in whys else 422
+        return _render_files(draft, form, errors, status=status, limits=limits)
     if received.fields.get("action") == "next":
         problems = [file_problem(name, why, limits) for name, why in transactions.files_problems(portal(), draft, limits)]
         if not draft.files and draft.message_ct is None:
@@ -506,6 +516,10 @@ def done():  # type: ignore[no-untyped-def]
 def new():  # type: ignore[no-untyped-def]
     if not ButtonForm().validate_on_submit():
         abort(400)
+    # A draft left here would keep its seat in the network's cap for a day.
+    unfinished = current_draft()
+    if unfinished is not None:
+        drafts.discard(db.session(), portal(), unfinished)
     session.pop("summary", None)
     session.pop("draft", None)
     return redirect(url_for("wizard.personal"))
