@@ -344,9 +344,13 @@ def test_refused_file_cancel_and_retry(browser: Browser, portal, mailbox: Mailbo
     page.locator("#picker").set_input_files(refused)
     item = page.locator(".upload", has_text="setup.exe")
     expect(item.locator(".upload-status")).to_contain_text("files of this type cannot be sent")
-    expect(item.get_by_role("button", name="Retry: setup.exe")).to_be_visible()
+    # Trying again cannot help a refused type: the row offers only to remove it.
+    expect(item.get_by_role("button", name="Retry: setup.exe")).to_be_hidden()
+    expect(item.get_by_role("button", name="Remove: setup.exe")).to_be_visible()
     visit.errors.clear()  # the refusal is a 403 answer, which the console reports
     visit.check("refused")
+    item.get_by_role("button", name="Remove: setup.exe").click()
+    expect(item).to_have_count(0)
 
     # A slow upload, cancelled half-way: it leaves nothing on the server.
     big = tmp_path / "scan.zip"
@@ -474,7 +478,7 @@ def test_upload_waits_while_the_sender_has_too_many_running(
 
     visit, item = pick_a_file(browser, mailbox, base, tmp_path, "busy")
     status = item.locator(".upload-status")
-    expect(status).to_have_text("Too many uploads are running at the same time. Please wait a moment and try again.")
+    expect(status).to_have_text("Waiting for other uploads to finish; this file starts by itself.")
     visit.errors.clear()  # the 429 answer, which the console reports
     visit.check("busy")
 

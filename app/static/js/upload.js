@@ -10,13 +10,21 @@ const CHUNK = 8 * 1024 * 1024;
 const RETRY_DELAYS_MS = [500, 1000, 2000, 4000, 8000, 15000, 30000];
 const SPEED_WINDOW_MS = 5000;
 
-class UploadError extends Error {}
-class Retry extends Error {}
-// The server is at its limit of uploads running at once (429): wait as long
-// as it asks, showing its message, then try again.
-class Busy extends Error {
-  constructor(message, retryAfter) {
+class UploadError extends Error {
+  // final: the server refused the file itself (its type, its size), so trying again cannot help.
+  constructor(message, final = false) {
     super(message);
+    this.final = final;
+  }
+}
+class Retry extends Error {}
+// The server is at its limit of uploads running at once (429 with
+// Retry-After): wait as long as it asks, saying so, then try again. A 429
+// without Retry-After (too many unfinished transfers) is an answer, not a wait.
+class Busy extends Error {
+  constructor(retryAfter, refusal) {
+    super(text("waiting_for_uploads"));
+    this.refusal = refusal; // the server's own words, for when waiting has not helped
     const seconds = Number(retryAfter);
     this.seconds = Number.isFinite(seconds) && seconds > 0 ? seconds : 5;
   }
@@ -108,7 +116,7 @@ class Upload {
     this.status.textContent = message;
     this.cancelButton.hidden = !["waiting", "uploading"].includes(state);
     this.retryButton.hidden = state !== "failed";
-    this.removeButton.hidden = state !== "done";
+    this.removeButton.hidden = !["done", "failed", "refused"].includes(state);
   }
 
   headers(extra = {}) {
@@ -127,7 +135,7 @@ class Upload {
     } catch (error) {
       if (this.state === "cancelled") return;
       const message = error instanceof UploadError ? error.message : text("failed");
-      this.setState("failed", message);
+      this.setState(error instanceof UploadError && error.final ? "refused" : "failed", message);
       announce(`${this.file.name}: ${message}`);
     }
   }
@@ -139,11 +147,13 @@ class Upload {
         credentials: "same-origin",
         headers: this.headers({ "Upload-Length": String(this.file.size), "Upload-Metadata": `filename ${base64(this.file.name)}` }),
       });
-      if (response.status === 429 && attempt < RETRY_DELAYS_MS.length && this.state !== "cancelled") {
-        await this.waitWhileBusy(new Busy(await serverMessage(response), response.headers.get("Retry-After")));
+      const retryAfter = response.headers.get("Retry-After");
+      if (response.status === 429 && retryAfter && attempt < RETRY_DELAYS_MS.length && this.state !== "cancelled") {
+        // Read to its end, or the unread answer keeps its request open.
+        await this.waitWhileBusy(new Busy(retryAfter, await serverMessage(response)));
         continue;
       }
-      if (response.status !== 201) throw new UploadError(await serverMessage(response));
+      if (response.status !== 201) throw new UploadError(await serverMessage(response), [403, 413].includes(response.status));
       this.url = new URL(response.headers.get("Location"), location.href).href;
       this.offset = Number(response.headers.get("Upload-Offset"));
       return;
@@ -158,7 +168,7 @@ class Upload {
         return;
       } catch (error) {
         if (error instanceof UploadError || this.state === "cancelled") throw error;
-        if (attempt >= RETRY_DELAYS_MS.length) throw new UploadError(error instanceof Busy ? error.message : text("failed"));
+        if (attempt >= RETRY_DELAYS_MS.length) throw new UploadError(error instanceof Busy ? error.refusal : text("failed"));
         if (error instanceof Busy) {
           await this.waitWhileBusy(error);
         } else {
@@ -197,7 +207,7 @@ class Upload {
           message = JSON.parse(xhr.responseText).error || message;
         } catch {}
         if (xhr.status === 204) resolve(Number(xhr.getResponseHeader("Upload-Offset")));
-        else if (xhr.status === 429) reject(new Busy(message, xhr.getResponseHeader("Retry-After")));
+        else if (xhr.status === 429 && xhr.getResponseHeader("Retry-After")) reject(new Busy(xhr.getResponseHeader("Retry-After"), message));
         // 507: the portal is short of storage space; its message says to try later.
         else if ([409, 423].includes(xhr.status) || (xhr.status >= 500 && xhr.status !== 507)) reject(new Retry());
         else reject(new UploadError(message));
