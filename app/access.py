@@ -53,7 +53,17 @@ HOUR = timedelta(hours=1)
 
 
 class AccessDenied(Exception):
-    """Unknown, expired or wrong: deliberately one answer."""
+    """Unknown, expired or wrong: deliberately one answer.
+
+    ``attempts_left`` counts down the typed ID's counter (and its transfer's
+    slot's, whichever is lower), which an unknown ID has exactly like a real
+    one; ``locked_until`` is set when this guess used the last try.
+    """
+
+    def __init__(self, attempts_left: int, locked_until: datetime | None = None) -> None:
+        super().__init__(attempts_left)
+        self.attempts_left = attempts_left
+        self.locked_until = locked_until
 
 
 class AccessLocked(Exception):
@@ -99,6 +109,7 @@ class _Guess:
     slots: list[keyslots.SlotData]
     keys: list[str]
     lockout: Lockout | None
+    attempts_left: int
 
 
 def unlock(
@@ -127,7 +138,8 @@ def unlock(
         )
         if guess.lockout is not None:
             _locked(db, portal, guess.lockout, recipient, ip, now)
-        raise AccessDenied()
+            raise AccessDenied(0, guess.lockout.until)
+        raise AccessDenied(guess.attempts_left)
 
     # The right secret: the back-off starts over, and this was no failure.
     db.execute(delete(AccessThrottle).where(AccessThrottle.key.in_(guess.keys)))
@@ -170,20 +182,23 @@ def _count_guess(db: Session, portal: Portal, typed_id: str, by_link: bool, ip: 
         keys = _throttle_keys(typed_id, slots)
         if ip:
             ratelimit.hit(counting, IP_LIMIT, network(ip), limits.failed_downloads_per_ip_per_hour, HOUR, now)
-        started = [lockout for key in keys if (lockout := _count(counting, portal, key, now)) is not None]
+        counted = [_count(counting, portal, key, now) for key in keys]
+        started = [lockout for _, lockout in counted if lockout is not None]
         guess = _Guess(
             recipient.id if recipient is not None else None,
             recipient.transfer_id if recipient is not None else "",
             [keyslots.SlotData(slot.id, slot.kind, slot.kdf, slot.salt, slot.wrapped_dek) for slot in slots],
             keys,
             max(started, key=lambda lockout: lockout.until, default=None),
+            min(left for left, _ in counted),
         )
         counting.commit()
     return guess
 
 
-def _count(db: Session, portal: Portal, key: str, now: datetime) -> Lockout | None:
-    """One more failure for ``key``, or AccessLocked while it is locked.
+def _count(db: Session, portal: Portal, key: str, now: datetime) -> tuple[int, Lockout | None]:
+    """One more failure for ``key``: the tries it has left, and the lock
+    this one started; or AccessLocked while it is locked.
 
     The guess that uses the last try locks at once, before it is judged; if
     it turns out right, the unlock lifts the lock again.
@@ -200,7 +215,7 @@ def _count(db: Session, portal: Portal, key: str, now: datetime) -> Lockout | No
         raise AccessLocked(db.scalar(select(AccessThrottle.locked_until).where(AccessThrottle.key == key)))
     failures, lockouts = counted
     if failures < config.max_attempts:
-        return None
+        return config.max_attempts - failures, None
     # Each next lockout of the same key lasts twice as long.
     minutes = min(config.lockout_minutes * 2**lockouts, config.max_lockout_hours * 60)
     lockout = Lockout(now + timedelta(minutes=minutes), minutes)
@@ -210,7 +225,7 @@ def _count(db: Session, portal: Portal, key: str, now: datetime) -> Lockout | No
         .values(failures=0, lockouts=lockouts + 1, locked_until=lockout.until, updated_at=now)
         .execution_options(synchronize_session=False)
     )
-    return lockout
+    return 0, lockout
 
 
 def _locked(db: Session, portal: Portal, lockout: Lockout, recipient: Recipient | None, ip: str, now: datetime) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from urllib.parse import quote
 
 from flask import abort, flash, redirect, render_template, request, session, url_for
-from flask_babel import format_datetime, gettext
+from flask_babel import format_datetime, gettext, ngettext
 from werkzeug.wrappers import Response
 
 from app import access, db, delivery, ratelimit, retrievals, transactions
@@ -17,7 +17,7 @@ from app.clock import utcnow
 from app.forms import ButtonForm
 from app.uploads import clean_filename
 from app.crypto.keys import DecryptionError
-from app.ids import group
+from app.ids import group, normalize_access_id
 from app.models import StoredFile
 from app.web import client_ip, portal
 
@@ -38,11 +38,27 @@ def _ticket() -> access.GrantTicket | None:
     return access.GrantTicket(str(raw.get("id", "")), str(raw.get("secret", "")))
 
 
+class GrantLapsed(Exception):
+    """The browser's download session is over (or never began)."""
+
+
 def _opened() -> access.Opened:
     opened = access.open_grant(db.session(), _ticket())
     if opened is None:
-        abort(404)
+        raise GrantLapsed()
     return opened
+
+
+@bp.errorhandler(GrantLapsed)
+def ask_again(_: GrantLapsed):  # type: ignore[no-untyped-def]
+    """A file asked for after the download session ended: the recipient
+    unlocks again, with the transaction ID filled in, and then gets that file."""
+    raw = session.get("grant")
+    typed_id = str(raw.get("for", "")) if isinstance(raw, dict) else ""
+    if request.endpoint in CONTINUABLE:
+        session["after_unlock"] = {"how": request.endpoint, "file": (request.view_args or {}).get("file_id", "")}
+    flash(gettext("Your download session has ended. Please enter the password again to continue."), "info")
+    return redirect(url_for("download.start", id=typed_id or None))
 
 
 @bp.route("/", methods=["GET", "POST"])
@@ -74,17 +90,53 @@ def start():  # type: ignore[no-untyped-def]
         form.keep_password()
         error = gettext("The portal is very busy right now. Please try again in a moment.")
         return render_template(template, form=form, error=error), 503, {"Retry-After": "10"}
-    except access.AccessDenied:
-        error = gettext(
+    except access.AccessDenied as exc:
+        return render_template(template, form=form, error=_denied_message(exc, by_link)), 403
+    session["grant"] = {"id": ticket.grant_id, "secret": ticket.secret, "for": group(normalize_access_id(form.transaction_id.data))}
+    return redirect(_after_unlock())
+
+
+def _denied_message(exc: access.AccessDenied, by_link: bool) -> str:
+    """Said the same of an unknown ID as of a wrong password, so the
+    count of tries left is that of the typed ID, which both have."""
+    if exc.locked_until is not None:
+        return gettext(
+            "Too many wrong attempts for this transaction ID. Please try again after %(time)s.",
+            time=format_datetime(exc.locked_until, "short"),
+        )
+    if by_link:
+        mismatch = gettext(
             "This transaction ID and access key do not match an available transfer. "
             "Check both, or ask the sender whether the transfer has expired."
-        ) if by_link else gettext(
-            "This transaction ID and password do not match an available transfer. "
-            "Check both, or ask the sender whether the transfer has expired."
         )
-        return render_template(template, form=form, error=error), 403
-    session["grant"] = {"id": ticket.grant_id, "secret": ticket.secret}
-    return redirect(url_for("download.transfer"))
+    else:
+        mismatch = gettext(
+            "This transaction ID and password do not match an available transfer. "
+            "Check both, or ask the sender whether the transfer has expired. "
+            "If the e-mail says the transfer was sent without a password, open the link in it, "
+            "or enter its access key under “Sent without a password?”."
+        )
+    left = ngettext(
+        "You have %(num)d more attempt before this transaction ID is locked for a while.",
+        "You have %(num)d more attempts before this transaction ID is locked for a while.",
+        exc.attempts_left,
+    )
+    return f"{mismatch} {left}"
+
+
+# Where a recipient whose download session ended is taken once they unlock again.
+CONTINUABLE = ("download.file", "download.preview", "download.download_all")
+
+
+def _after_unlock() -> str:
+    wanted = session.pop("after_unlock", None)
+    if not isinstance(wanted, dict) or wanted.get("how") not in CONTINUABLE:
+        return url_for("download.transfer")
+    if wanted["how"] == "download.preview":
+        return url_for("download.preview", file_id=str(wanted.get("file", "")))
+    # The transfer page starts the download itself, so the recipient is not
+    # left on the page where they typed the password.
+    return url_for("download.transfer", get=str(wanted.get("file", "")) if wanted["how"] == "download.file" else "all")
 
 
 @bp.get("/transfer")
@@ -94,8 +146,16 @@ def transfer():  # type: ignore[no-untyped-def]
         flash(gettext("Please enter the transaction ID and password again."), "info")
         return redirect(url_for("download.start"))
     files = [delivery.describe(opened.dek, f) for f in opened.transfer.files]
+    wanted = request.args.get("get", "")
+    resumed = next((f for f in files if f.id == wanted), None)
+    resume_url = (
+        url_for("download.download_all") if wanted == "all" and files
+        else url_for("download.file", file_id=resumed.id) if resumed else None
+    )
     return render_template(
         "download/transfer.html",
+        resume_url=resume_url,
+        resume_name=resumed.name if resumed else None,
         transfer=opened.transfer,
         recipient=opened.recipient,
         access_id=group(opened.recipient.access_id),
