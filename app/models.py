@@ -41,6 +41,9 @@ class Draft(Base):
     cc_addresses: Mapped[list[str]] = mapped_column(JSON, default=list)
     bcc_addresses: Mapped[list[str]] = mapped_column(JSON, default=list)
     message_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # A refused form of one of the draft's steps, until its page shows it
+    # (app/refused_posts.py): sealed under the DEK.
+    refusal_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
 
     options_saved: Mapped[bool] = mapped_column(default=False)
     expires_on: Mapped[date | None]
@@ -49,8 +52,10 @@ class Draft(Base):
     notify_retrieval: Mapped[bool] = mapped_column(default=False)
     expose_filenames: Mapped[bool] = mapped_column(default=False)
     password_mode: Mapped[str] = mapped_column(String(16), default="")
-    # A manual password is never stored: the options step turns it into a
-    # finished key slot right away (see app/keyslots.py).
+    # A manual password is never stored as it is: the options step turns it
+    # into a finished key slot right away (see app/keyslots.py); only a
+    # refused options form carries it, sealed, to the page that shows the
+    # refusal (refusal_ct).
     pending_slot: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     subject: Mapped[str | None] = mapped_column(String(300))

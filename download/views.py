@@ -11,7 +11,7 @@ from flask import abort, flash, redirect, render_template, request, session, url
 from flask_babel import format_datetime, gettext, ngettext
 from werkzeug.wrappers import Response
 
-from app import access, db, delivery, ratelimit, retrievals, transactions
+from app import access, db, delivery, ratelimit, refused_posts, retrievals, transactions
 from app.argon2_gate import Argon2Busy
 from app.clock import utcnow
 from app.forms import ButtonForm
@@ -69,8 +69,14 @@ def start():  # type: ignore[no-untyped-def]
         return render_template("download/open_link.html", form=old_link)
     form = UnlockForm(data={"transaction_id": request.args.get("id", "")} if request.method == "GET" else None)
     template = "download/start.html"
+    if request.method == "GET":
+        refusal = refused_posts.take()
+        if refusal is None:
+            return render_template(template, form=form)
+        refusal.fill(form)
+        return render_template(template, form=form, error=" ".join(refusal.notes)), *refusal.answer()
     if not form.validate_on_submit():
-        return render_template(template, form=form), 200 if request.method == "GET" else 422
+        return _refuse(form)
     by_link = bool(form.key.data)
     secret = form.key.data if by_link else (form.password.data or "")
     try:
@@ -79,21 +85,27 @@ def start():  # type: ignore[no-untyped-def]
         )
     except ratelimit.RateLimited as exc:
         error = gettext("Too many attempts. Please try again after %(time)s.", time=format_datetime(exc.retry_at, "short"))
-        return render_template(template, form=form, error=error), 429, {"Retry-After": _seconds_until(exc.retry_at)}
+        return _refuse(form, error, 429, {"Retry-After": _seconds_until(exc.retry_at)})
     except access.AccessLocked as exc:
         error = gettext(
             "Too many wrong attempts for this transaction ID. Please try again after %(time)s.",
             time=format_datetime(exc.until, "short"),
         )
-        return render_template(template, form=form, error=error), 429, {"Retry-After": _seconds_until(exc.until)}
+        return _refuse(form, error, 429, {"Retry-After": _seconds_until(exc.until)})
     except Argon2Busy:
+        # Answered in place, with the password shown again: it was never tried.
         form.keep_password()
         error = gettext("The portal is very busy right now. Please try again in a moment.")
         return render_template(template, form=form, error=error), 503, {"Retry-After": "10"}
     except access.AccessDenied as exc:
-        return render_template(template, form=form, error=_denied_message(exc, by_link)), 403
+        return _refuse(form, _denied_message(exc, by_link), 403)
     session["grant"] = {"id": ticket.grant_id, "secret": ticket.secret, "for": group(normalize_access_id(form.transaction_id.data))}
     return redirect(_after_unlock())
+
+
+def _refuse(form: UnlockForm, error: str | None = None, status: int = 422, headers: dict[str, str] | None = None) -> Response:
+    # The access key is a secret, like the password: typed (or taken from the link) again.
+    return refused_posts.refuse(form, notes=[error] if error else [], status=status, headers=headers, forget=("key",))
 
 
 def _denied_message(exc: access.AccessDenied, by_link: bool) -> str:

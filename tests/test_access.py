@@ -61,8 +61,10 @@ def test_a_download_grant_past_its_expiry_no_longer_opens(sender: Sender, app) -
     with db.new_session(app) as s:
         s.execute(update(DownloadGrant).values(expires_at=utcnow() - timedelta(seconds=1)))
         s.commit()
-    assert recipient.get(link).status_code == 404
-    assert recipient.get("/download/all").status_code == 404
+    # The recipient is asked for the password again, and nothing is served.
+    for path in (link, "/download/all"):
+        answer = recipient.get(path)
+        assert answer.status_code == 302 and answer.location.startswith("/download/?id=")
     assert recipient.get("/download/transfer").location.endswith("/download/")
 
 

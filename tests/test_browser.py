@@ -64,11 +64,18 @@ class Visit:
         self.axe = axe
         self.page = context.new_page()
         self.errors: list[str] = []
-        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        self.page.on("console", self._console)
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         self.shots = SHOTS / folder
         self.shots.mkdir(parents=True, exist_ok=True)
         self.count = 0
+
+    def _console(self, message) -> None:  # type: ignore[no-untyped-def]
+        # A page that shows a refusal answers with its status (422, 403, …),
+        # which chromium logs as a failed load of the document itself.
+        document = message.text.startswith("Failed to load resource") and message.location.get("url") == self.page.url
+        if message.type == "error" and not document:
+            self.errors.append(message.text)
 
     def check(self, name: str) -> None:
         """axe-core on the page as it is now, the console, and a screenshot."""
@@ -498,3 +505,43 @@ def test_upload_says_when_the_portal_is_short_of_space(
     expect(item.get_by_role("button", name="Retry: scan.zip")).to_be_visible()
     visit.errors.clear()  # the 507 answer, which the console reports
     visit.check("short-of-space")
+
+
+@pytest.mark.parametrize("scripts", [True, False], ids=["with-js", "without-js"])
+def test_back_after_a_refused_step_shows_that_step_again(browser: Browser, portal, mailbox: Mailbox, scripts: bool) -> None:
+    _, base = portal
+    context = browser.new_context(locale="en-GB", java_script_enabled=scripts, viewport={"width": 1280, "height": 900})
+    visit = Visit(context, f"back-after-refusal-{'js' if scripts else 'nojs'}", axe=scripts)
+    page = visit.page
+
+    def back_to(heading: str) -> None:
+        page.go_back()
+        assert not page.url.startswith("chrome-error"), page.url
+        expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
+        page.go_forward()
+
+    page.goto(base + "/send/")
+    page.get_by_label("Name").fill("Jan de Vries")
+    page.get_by_label("Phone").fill("call me")
+    page.get_by_label("Email address", exact=True).fill("jan@zorg.example")
+    page.get_by_role("button", name="Next").click()
+    expect(page.get_by_text("Please enter a phone number").first).to_be_visible()
+    visit.check("personal-refused")
+    # Kept: what was typed, the wrong value included, to be corrected.
+    expect(page.get_by_label("Name")).to_have_value("Jan de Vries")
+    page.get_by_label("Phone").fill("0592 123456")
+    page.get_by_role("button", name="Next").click()
+    expect(page.get_by_label("Verification code")).to_be_visible()
+    back_to("Personal data")
+
+    page.get_by_label("Verification code").fill(mailbox.code_for("jan@zorg.example"))
+    page.get_by_role("button", name="Verify").click()
+    page.get_by_label("To").fill("anna@gemeente.example; kees@@gemeente")
+    page.get_by_role("button", name="Next").click()
+    expect(page.get_by_text("“kees@@gemeente” is not a valid e-mail address.").first).to_be_visible()
+    visit.check("recipients-refused")
+    page.get_by_label("To").fill("anna@gemeente.example")
+    page.get_by_role("button", name="Next").click()
+    expect(page.get_by_role("heading", name="Message and files", exact=True)).to_be_visible()
+    back_to("Recipients")
+    context.close()

@@ -20,7 +20,7 @@ from app.clock import utcnow
 from app.crypto.keys import new_key, wrap
 
 from .key_scan import find_plain, find_sealed, server_keys
-from .walker import BASE, PASSWORD, Recipient, Sender
+from .walker import BASE, PASSWORD, Recipient, Sender, csrf_token
 
 NAME = "REMNANT-NAME-7d21f0a9.pdf"
 MESSAGE = "REMNANT-MESSAGE-33c8e1b7 confidential"
@@ -58,6 +58,14 @@ def _live_a_little(app, mailbox, backup=lambda: None) -> list[bytes]:  # type: i
     abandoned.verify()
     abandoned.recipients("anna@gemeente.example")
     abandoned.files([(NAME, b"draft content")], message=MESSAGE, action="upload")
+    # Its last step refused, with the typed password sealed in the draft for
+    # the page that shows the refusal, which is never loaded.
+    token = csrf_token(abandoned.get("/send/options").get_data(as_text=True))
+    refused = abandoned.client.post("/send/options", base_url=BASE, data={
+        "csrf_token": token, "expires_on": "2001-01-01", "recipient_language": "en", "password_mode": "manual",
+        "password": PASSWORD, "password_repeat": PASSWORD,
+    })
+    assert refused.status_code == 303
     with abandoned.client.session_transaction(base_url=BASE) as session:
         ticket = drafts.DraftTicket.from_session(session["draft"])
     with app.app_context():
@@ -74,7 +82,7 @@ def _live_a_little(app, mailbox, backup=lambda: None) -> list[bytes]:  # type: i
 
 def _scan(paths: list[Path], app, deks: list[bytes]) -> None:
     keys = server_keys(app.extensions["koerier"].server_secret)
-    secrets = [*deks, NAME.encode(), MESSAGE.encode()[:32]]
+    secrets = [*deks, NAME.encode(), MESSAGE.encode()[:32], PASSWORD.encode()]
     scanned = 0
     for path in paths:
         blob = path.read_bytes()

@@ -84,7 +84,8 @@ def test_withdraw_makes_the_transfer_unreachable_at_once(sender: Sender, app, ma
     notice = mailbox.last_to("anna@gemeente.example")
     assert notice.message["Subject"].startswith("Ingetrokken") or "ingetrokken" in notice.text
     # An open download session ends too, and the ID now gets the common answer.
-    assert opened.get(file_url).status_code == 404
+    asked_again = opened.get(file_url)
+    assert asked_again.status_code == 302 and asked_again.location.startswith("/download/?id=")
     late = Recipient(app).unlock(sent.access_id("anna@gemeente.example"), PASSWORD)
     assert late.status_code == 403
     assert _blobs(app) == []

@@ -23,7 +23,7 @@ from app import db
 from app.upload_limits import UploadLease
 
 from .live import LiveServer
-from .rawhttp import HANG, Held
+from .rawhttp import HANG, Answer, Held
 from .test_upload_limits import MiB, Uploader
 from .walker import Sender, multipart, text_of
 
@@ -75,6 +75,15 @@ def busy_sender(make_live, mailbox, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     running.close()
 
 
+def shown(jan: Uploader, answer: Answer) -> requests.Response:
+    """The page a browser shows for ``answer``: a refusal redirects to it, with the session cookie it set."""
+    assert answer.status == 303 and answer.headers["location"] == "/send/files"
+    session = answer.headers["set-cookie"].split(";", 1)[0]
+    name = session.split("=", 1)[0]
+    cookies = [c for c in jan.sender.cookie_header().split("; ") if not c.startswith(name + "=")] + [session]
+    return requests.get(jan.server.url + "/send/files", headers={"Cookie": "; ".join(cookies), "Accept-Language": "en"}, timeout=HANG)
+
+
 def held_form_post(jan: Uploader, marker: bytes) -> Held:
     """A form post of a 2 MiB file that starts with ``marker``, its last bytes held back."""
     content = marker + os.urandom(2 * MiB)
@@ -100,9 +109,9 @@ def test_a_refused_form_upload_is_answered_unread_and_never_spooled(busy_sender)
         while not post.answered(0.2):
             assert not on_disk(jan.server, tmpdir, marker), "the refused file's plaintext is on disk"
             assert time.monotonic() < deadline, "no answer until the whole body is sent"
-        answer = post.answer()
-        assert answer.status == 429
-        assert "Too many uploads are running at the same time" in answer.body.decode()
+        page = shown(jan, post.answer())
+        assert page.status_code == 429
+        assert "Too many uploads are running at the same time" in page.text
         assert not on_disk(jan.server, tmpdir, marker)
     finally:
         post.close()
@@ -114,8 +123,10 @@ def test_refused_form_uploads_do_not_hold_threads(busy_sender) -> None:
     posts = [held_form_post(jan, b"PLAINTEXT") for _ in range(12)]
     try:
         assert requests.get(jan.server.url + "/help", timeout=30).status_code == 200
+        # Each is refused: sent back to the files page, which says why (see above).
         for post in posts:
-            assert post.answer().status == 429
+            answer = post.answer()
+            assert answer.status == 303 and answer.headers["location"] == "/send/files"
     finally:
         for post in posts:
             post.close()

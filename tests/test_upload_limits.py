@@ -73,11 +73,11 @@ class Uploader:
         parts: list[tuple[str, str | tuple[str, bytes]]] = [("csrf_token", self.token)]
         parts += [("files", file) for file in files] + [("message", message), ("action", action)]
         body, content_type = multipart(parts)
-        return requests.post(
+        return self.sender.follow_refusal(requests.post(
             self.server.url + "/send/files", data=body,
             headers={"Cookie": self.sender.cookie_header(), "Content-Type": content_type, "Accept-Language": "en"},
             allow_redirects=False, timeout=HANG,
-        )
+        ))
 
 
 def answers(held: list[Held], count: int, within: float = HANG) -> list[Held]:

@@ -12,7 +12,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+import requests
 
 from flask import Flask
 from flask.testing import FlaskClient
@@ -71,7 +73,12 @@ class Browser:
         return self.client.get(path, base_url=BASE, **kw)
 
     def post(self, path: str, **kw: Any) -> TestResponse:
-        return self.client.post(path, base_url=BASE, **kw)
+        """As a browser does, a refusal's "303 See Other" is followed to the
+        page that shows it; other redirects are returned as they are."""
+        answer = self.client.post(path, base_url=BASE, **kw)
+        if answer.status_code == 303:
+            return self.get(answer.location)
+        return answer
 
     def restart_on(self, app: Flask) -> None:
         """Go on with this browser's cookies on another app: the portal restarted, e.g. with a new config."""
@@ -85,6 +92,17 @@ class Browser:
     def cookie_header(self) -> str:
         """This browser's cookies, for another HTTP client to carry on the session."""
         return "; ".join(f"{c.key}={c.value}" for c in self.client._cookies.values())
+
+    def follow_refusal(self, answer: requests.Response) -> requests.Response:
+        """For another HTTP client: as a browser does, follow a refusal's
+        "303 See Other" to the page that shows it, with the cookie it set."""
+        if answer.status_code != 303:
+            return answer
+        cookies = dict(c.split("=", 1) for c in self.cookie_header().split("; ") if c)
+        cookies.update(answer.cookies.get_dict())
+        page = urljoin(answer.url, answer.headers["Location"])
+        cookie = "; ".join(f"{k}={v}" for k, v in cookies.items())
+        return requests.get(page, headers={"Cookie": cookie, "Accept-Language": "en"}, allow_redirects=False, timeout=60)
 
     def submit(self, path: str, data: dict[str, Any] | None = None, page: str | None = None, **kw: Any) -> TestResponse:
         """Fetch ``page`` (default: ``path``) for its token, then post ``data`` to ``path``."""

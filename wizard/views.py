@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from flask import abort, flash, redirect, render_template, request, session, url_for
 from flask_babel import format_datetime, get_locale, gettext
 from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
 from app import (
-    audit, csrf, db, drafts, keyslots, password_policy, policy, ratelimit, status, transactions, upload_limits, uploads,
-    verification,
+    audit, csrf, db, drafts, keyslots, password_policy, policy, ratelimit, refused_posts, status, transactions, upload_limits,
+    uploads, verification,
 )
 from app.argon2_gate import Argon2Busy
 from app.clock import utcnow
@@ -32,6 +34,14 @@ from .forms import MessageForm, NotificationForm, OptionsForm, PersonalForm, Rec
 UPLOAD_OVERHEAD = 2 * 1024 * 1024
 BUSY = _l("The portal is very busy right now. Please try again in a moment; what you entered is kept.")
 STRENGTH_LABELS = {0: _l("Weak"), 1: _l("Weak"), 2: _l("Fair"), 3: _l("Strong"), 4: _l("Strong")}
+
+
+def _page(template: str, refusal: refused_posts.Refusal | None, form: FlaskForm, **context: Any):  # type: ignore[no-untyped-def]
+    """A step's page, showing the refusal of its last post if there was one."""
+    if refusal is None:
+        return render_template(template, form=form, **context)
+    refusal.fill(form)
+    return render_template(template, form=form, **context), *refusal.answer()
 
 
 def _retry_message(exc: ratelimit.RateLimited) -> str:
@@ -57,8 +67,10 @@ def personal():  # type: ignore[no-untyped-def]
         if request.method == "GET"
         else None
     )
+    if request.method == "GET":
+        return _page("wizard/personal.html", refused_posts.take(draft), form, step="personal")
     if not form.validate_on_submit():
-        return render_template("wizard/personal.html", form=form, step="personal")
+        return refused_posts.refuse(form, draft=draft)
     verified = sender_cookie.verified_email() == form.email.data
     if not verified:
         # Before a draft exists: a refused request leaves none behind.
@@ -70,10 +82,10 @@ def personal():  # type: ignore[no-untyped-def]
             pass  # a code sent moments ago is still on its way; reuse it
         except ratelimit.RateLimited as exc:
             form.email.errors.append(_retry_message(exc))
-            return render_template("wizard/personal.html", form=form, step="personal"), 429
+            return refused_posts.refuse(form, status=429, draft=draft)
         except MailError:
             form.email.errors.append(_l("We could not send the verification code. Please try again in a few minutes."))
-            return render_template("wizard/personal.html", form=form, step="personal"), 503
+            return refused_posts.refuse(form, status=503, draft=draft)
     if draft is None:
         # An empty draft is a cheap row, gone after draft_ttl_hours; it
         # takes a seat in its network's cap only with its first upload.
@@ -93,6 +105,8 @@ def verify(draft: Draft):  # type: ignore[no-untyped-def]
     if sender_verified(draft):
         return redirect(url_for("wizard.recipients"))
     form = VerifyForm()
+    if request.method == "GET":
+        return _page("wizard/verify.html", refused_posts.take(draft), form, resend=ButtonForm(), draft=draft, step="personal")
     if form.validate_on_submit():
         try:
             verification.check_code(db.session(), portal(), draft.sender_email, _browser(), form.code.data, ip=client_ip())
@@ -102,7 +116,8 @@ def verify(draft: Draft):  # type: ignore[no-untyped-def]
             response = redirect(url_for("wizard.recipients"))
             sender_cookie.remember(response, draft.sender_email)
             return response
-    return render_template("wizard/verify.html", form=form, resend=ButtonForm(), draft=draft, step="personal")
+    # A wrong code is not shown again.
+    return refused_posts.refuse(form, draft=draft, forget=("code",))
 
 
 def _code_message(exc: verification.CodeRejected) -> str:
@@ -146,6 +161,8 @@ def recipients(draft: Draft):  # type: ignore[no-untyped-def]
         if request.method == "GET"
         else None
     )
+    if request.method == "GET":
+        return _page("wizard/recipients.html", refused_posts.take(draft), form, draft=draft, step="recipients")
     if form.validate_on_submit():
         verdict = decision(draft, [*form.parsed["to"], *form.parsed["cc"], *form.parsed["bcc"]])
         if verdict.allowed:
@@ -153,9 +170,7 @@ def recipients(draft: Draft):  # type: ignore[no-untyped-def]
             return redirect(url_for("wizard.files"))
         _refusal_errors(form, verdict)
         audit.record(db.session(), "policy_refused", actor=draft.sender_email, ip=client_ip(), **policy.audited(verdict))
-        return render_template("wizard/recipients.html", form=form, draft=draft, step="recipients"), 422
-    status = 422 if request.method == "POST" else 200
-    return render_template("wizard/recipients.html", form=form, draft=draft, step="recipients"), status
+    return refused_posts.refuse(form, draft=draft)
 
 
 def _refusal_errors(form: RecipientsForm, decision: policy.Decision) -> None:
@@ -175,17 +190,12 @@ def _refusal_errors(form: RecipientsForm, decision: policy.Decision) -> None:
         form.to.errors.append(gettext("These recipients cannot be combined in one transfer. Please send separate transfers."))
 
 
-def _render_files(  # type: ignore[no-untyped-def]
-    draft: Draft, form: MessageForm, errors: list[str] | None = None, status: int = 200, limits: policy.Limits | None = None
-):
-    limits = limits or decision(draft).limits
-    if "csrf_token" not in form:
-        # A post's message form was checked without a token (uploads.receive
-        # checked it from the stream); the page needs one for the next post.
-        shown = MessageForm(formdata=None, data={"message": form.message.data})
-        shown.message.errors = list(form.message.errors)
-        form = shown
-    return render_template(
+def _render_files(draft: Draft, refusal: refused_posts.Refusal | None):  # type: ignore[no-untyped-def]
+    form = MessageForm(formdata=None, data={"message": drafts.message(draft)})
+    if refusal is not None:
+        refusal.fill(form)
+    limits = decision(draft).limits
+    page = render_template(
         "wizard/files.html",
         form=form,
         remove_form=ButtonForm(formdata=None),
@@ -193,14 +203,11 @@ def _render_files(  # type: ignore[no-untyped-def]
         used=drafts.total_bytes(draft),
         limits=limits,
         extensions=sorted(e for e in limits.allowed_extensions or () if e),
-        errors=errors or [],
+        errors=refusal.notes if refusal else [],
         draft=draft,
         step="files",
-    ), status
-
-
-def _saved_message(draft: Draft) -> MessageForm:
-    return MessageForm(formdata=None, data={"message": drafts.message(draft)})
+    )
+    return (page, *refusal.answer()) if refusal else page
 
 
 # Exempt from the global CSRF hook, which would parse (and spool to disk) the
@@ -213,7 +220,7 @@ def _saved_message(draft: Draft) -> MessageForm:
 @wizard_step("files")
 def files(draft: Draft):  # type: ignore[no-untyped-def]
     if request.method == "GET":
-        return _render_files(draft, _saved_message(draft))
+        return _render_files(draft, refused_posts.take(draft))
 
     boundary = request.mimetype_params.get("boundary", "").encode()
     if request.mimetype != "multipart/form-data" or not boundary:
@@ -223,8 +230,7 @@ def files(draft: Draft):  # type: ignore[no-untyped-def]
     if (request.content_length or 0) > budget:
         # Refused unread. The message typed beside the files is in that body
         # too, beyond reach; the page shows the one saved before.
-        problem = file_problem("", "size", limits)
-        return _render_files(draft, _saved_message(draft), [problem], status=413, limits=limits)
+        return refused_posts.refuse(notes=[file_problem("", "size", limits)], status=413, draft=draft)
     limit_body(budget)
     try:
         with upload_limits.running(
@@ -240,25 +246,24 @@ def files(draft: Draft):  # type: ignore[no-untyped-def]
     except uploads.UploadRejected:
         abort(400)
     except upload_limits.TooManyUploads:
-        page = _render_files(draft, _saved_message(draft), [str(TOO_MANY_UPLOADS)], status=429, limits=limits)
-        return (*page, {"Retry-After": str(upload_limits.RETRY_AFTER_SECONDS)})
+        return refused_posts.refuse(
+            notes=[TOO_MANY_UPLOADS], status=429, headers={"Retry-After": str(upload_limits.RETRY_AFTER_SECONDS)}, draft=draft
+        )
 
     # The token was already checked from the stream by uploads.receive.
     form = MessageForm(formdata=None, data={"message": received.fields.get("message", "")}, meta={"csrf": False})
     errors = []
     if not form.validate():
-        return _render_files(draft, form, status=422, limits=limits)
+        return refused_posts.refuse(form, draft=draft)
     if limits.confidential_message == "forbidden" and (form.message.data or "").strip():
-        return _render_files(
-            draft, form, [gettext("A confidential message is not allowed for these recipients.")], status=422, limits=limits
-        )
+        return refused_posts.refuse(form, notes=[_l("A confidential message is not allowed for these recipients.")], draft=draft)
     drafts.save_message(draft, form.message.data or "")
     # Once each: every file refused for want of space (or of a seat) has the same message.
     errors += list(dict.fromkeys(file_problem(name, why, limits) for name, why in received.refused))
     if errors:
         whys = {why for _, why in received.refused}
         status = 507 if "space" in whys else 429 if "drafts" in whys else 422
-        return _render_files(draft, form, errors, status=status, limits=limits)
+        return refused_posts.refuse(form, notes=errors, status=status, draft=draft)
     if received.fields.get("action") == "next":
         problems = [file_problem(name, why, limits) for name, why in transactions.files_problems(portal(), draft, limits)]
         if not draft.files and draft.message_ct is None:
@@ -266,7 +271,7 @@ def files(draft: Draft):  # type: ignore[no-untyped-def]
         if limits.confidential_message == "required" and draft.message_ct is None:
             problems.append(gettext("Please write a confidential message for these recipients."))
         if problems:
-            return _render_files(draft, form, problems, status=422, limits=limits)
+            return refused_posts.refuse(form, notes=problems, draft=draft)
         return redirect(url_for("wizard.options"))
     return redirect(url_for("wizard.files"))
 
@@ -303,13 +308,20 @@ def options(draft: Draft):  # type: ignore[no-untyped-def]
         )
     else:
         form = OptionsForm()
+    refusal = refused_posts.take(draft) if request.method == "GET" else None
+    if refusal is not None:
+        refusal.fill(form)
     form.password_mode.choices = [c for c in form.password_mode.choices if c.value in limits.password_modes]
     # Options the operator fixed are shown, but not to be changed.
     for field, toggle in ((form.notify_retrieval, limits.retrieval_notice), (form.expose_filenames, limits.expose_filenames)):
         if limits.fixed(toggle):
             field.data = limits.default_on(toggle)
             field.render_kw = {"disabled": True}
-    assessment, busy = None, False
+    if request.method == "GET":
+        if refusal is None:
+            return _render_options(draft, form)
+        typed = form.password.data
+        return _render_options(draft, form, _assess(draft, typed) if typed else None), *refusal.answer()
     if form.validate_on_submit():
         day = form.expires_on.data
         problem = transactions.expiry_problem(portal(), day, utcnow(), limits.max_expiry_days)
@@ -339,8 +351,9 @@ def options(draft: Draft):  # type: ignore[no-untyped-def]
                         )
                     pending = slot.as_json()
                 except Argon2Busy:
+                    # Answered in place, the typed password shown again: it was never tried.
                     form.password.errors.append(BUSY)
-                    ok, busy = False, True
+                    return _render_options(draft, form, assessment), 503, {"Retry-After": "10"}
         if ok:
             drafts.save_options(
                 draft,
@@ -355,8 +368,11 @@ def options(draft: Draft):  # type: ignore[no-untyped-def]
                 pending,
             )
             return redirect(url_for("wizard.notification"))
-    elif request.method == "POST" and form.password.data:
-        assessment = _assess(draft, form.password.data)
+    return refused_posts.refuse(form, draft=draft)
+
+
+def _render_options(draft: Draft, form: OptionsForm, assessment: password_policy.Assessment | None = None) -> str:
+    config = settings()
     return render_template(
         "wizard/options.html",
         form=form,
@@ -366,7 +382,7 @@ def options(draft: Draft):  # type: ignore[no-untyped-def]
         patterns=config.password.patterns,
         min_length=config.password.min_length,
         step="options",
-    ), (503 if busy else 422 if request.method == "POST" else 200), ({"Retry-After": "10"} if busy else {})
+    )
 
 
 @csrf.exempt
@@ -420,13 +436,18 @@ def notification(draft: Draft):  # type: ignore[no-untyped-def]
         form = NotificationForm(data={"subject": draft.subject or defaults["subject"], "body": draft.body or defaults["body"]})
     else:
         form = NotificationForm()
+    refusal = refused_posts.take(draft) if request.method == "GET" else None
+    if refusal is not None:
+        refusal.fill(form)
     if not editable:
         # The operator's text is sent as it is, whatever was posted.
         form.subject.data, form.body.data = defaults["subject"], defaults["body"]
         form.subject.render_kw = form.body.render_kw = {"readonly": True}
+    if request.method == "GET":
+        status, headers = refusal.answer() if refusal else (200, {})
+        return render_template("wizard/notification.html", form=form, draft=draft, step="notification"), status, headers
     if not form.validate_on_submit():
-        status = 422 if request.method == "POST" else 200
-        return render_template("wizard/notification.html", form=form, draft=draft, step="notification"), status
+        return refused_posts.refuse(form, draft=draft)
     drafts.save_notification(draft, form.subject.data.strip(), form.body.data.strip())
     try:
         return _start(draft)
@@ -439,13 +460,13 @@ def notification(draft: Draft):  # type: ignore[no-untyped-def]
             "Remove recipients, or try again after %(time)s.",
             left=exc.left, max=exc.allowed, count=exc.wanted, time=format_datetime(exc.retry_at, "short"),
         ))
-        return render_template("wizard/notification.html", form=form, draft=draft, step="notification"), 429
+        return refused_posts.refuse(form, status=429, draft=draft)
     except ratelimit.RateLimited as exc:
         form.subject.errors.append(_retry_message(exc))
-        return render_template("wizard/notification.html", form=form, draft=draft, step="notification"), 429
+        return refused_posts.refuse(form, status=429, draft=draft)
     except Argon2Busy:
         form.subject.errors.append(BUSY)
-        return render_template("wizard/notification.html", form=form, draft=draft, step="notification"), 503, {"Retry-After": "10"}
+        return refused_posts.refuse(form, status=503, headers={"Retry-After": "10"}, draft=draft)
 
 
 def _start(draft: Draft):  # type: ignore[no-untyped-def]
