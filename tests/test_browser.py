@@ -313,7 +313,6 @@ def test_send_in_dutch_on_a_phone(browser: Browser, portal, mailbox: Mailbox, tm
     visit.check("download-start")
     assert page.goto(base + "/no-such-page").status == 404
     page.wait_for_load_state("networkidle")
-    visit.errors.remove("Failed to load resource: the server responded with a status of 404 (NOT FOUND)")
     visit.check("not-found")
 
 
