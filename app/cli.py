@@ -14,6 +14,7 @@ from babel.messages.pofile import read_po, write_po
 from flask import Flask, current_app
 
 from . import audit, db, policy, scheduler
+from .settings import LANGUAGES
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOGS = ROOT / "translations"
@@ -21,7 +22,7 @@ CATALOGS = ROOT / "translations"
 
 @click.group("translations")
 def translations() -> None:
-    """Keep the nl and en catalogs in step with the code."""
+    """Keep the catalogs of every language in step with the code."""
 
 
 def _pybabel(*args: str) -> None:
@@ -48,10 +49,11 @@ def update() -> None:
     with open(english, "wb") as fh:
         write_po(fh, catalog, omit_header=False, sort_output=True, include_lineno=False)
     compile_catalogs()
-    untranslated = missing("nl")
-    click.echo(f"{len(untranslated)} Dutch messages still to translate" + (":" if untranslated else "."))
-    for msgid in untranslated:
-        click.echo(f"  {msgid}")
+    for language in LANGUAGES:
+        untranslated = missing(language)
+        click.echo(f"{language}: {len(untranslated)} messages still to translate" + (":" if untranslated else "."))
+        for msgid in untranslated:
+            click.echo(f"  {msgid}")
 
 
 @translations.command("compile")

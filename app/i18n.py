@@ -1,5 +1,6 @@
-"""Languages: the "EN | NL" switch, remembered in the session; otherwise the
-browser's Accept-Language decides on the first visit."""
+"""Languages: the choice in the header, remembered in the session; otherwise
+the browser's Accept-Language decides on the first visit, among the languages
+the operator offers (``site.languages``)."""
 
 from __future__ import annotations
 
@@ -8,24 +9,53 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, abort, current_app, redirect, request, session
-from flask_babel import Babel
+from flask_babel import Babel, get_locale
+from wtforms import SelectChoice
 
-from .settings import LANGUAGES
 
 babel = Babel()
 bp = Blueprint("i18n", __name__)
 
+# Each language in its own name, so that a reader finds theirs whatever the
+# page's language is.
+NAMES = {
+    "nl": "Nederlands", "en": "English", "de": "Deutsch", "pl": "Polski", "tr": "Türkçe", "uk": "Українська",
+    "ar": "العربية",
+}
+RIGHT_TO_LEFT = frozenset({"ar"})
+
+
+def direction(language: str) -> str:
+    """The value of an HTML ``dir`` attribute for text in ``language``."""
+    return "rtl" if language in RIGHT_TO_LEFT else "ltr"
+
+
+def left_to_right(text: str) -> str:
+    """``text`` kept in its own order within a right-to-left sentence: an
+    Arabic page would show the phone number "0592 123456" as "123456 0592".
+    Unicode's isolate marks, not markup, so that plain-text mails keep it too."""
+    return f"\u2066{text}\u2069"
+
+
+def offered() -> list[str]:
+    return current_app.config["KOERIER"].site.languages
+
+
+def choices() -> list[SelectChoice]:
+    """The offered languages for a select, each option in its own language."""
+    return [SelectChoice(code, NAMES[code], {"lang": code, "dir": direction(code)}) for code in offered()]
+
 
 def select_locale() -> str:
     chosen = session.get("lang")
-    if chosen in LANGUAGES:
+    if chosen in offered():
         return chosen
-    return request.accept_languages.best_match(LANGUAGES) or current_app.config["KOERIER"].site.default_language
+    return request.accept_languages.best_match(offered()) or current_app.config["KOERIER"].site.default_language
 
 
 @bp.get("/lang/<code>")
 def switch(code: str):  # type: ignore[no-untyped-def]
-    if code not in LANGUAGES:
+    if code not in offered():
         abort(404)
     session["lang"] = code
     return redirect(local_path(request.args.get("next", "/")))
@@ -58,3 +88,19 @@ def init_app(app: Flask) -> None:
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(Path(app.root_path).parent / "translations")
     babel.init_app(app, locale_selector=select_locale)
     app.register_blueprint(bp)
+
+    @app.context_processor
+    def _languages() -> dict[str, object]:
+        # get_locale() follows force_locale, so mails get their own language's direction.
+        rtl = direction(str(get_locale())) == "rtl"
+        return {
+            "text_direction": "rtl" if rtl else "ltr",
+            # Mail clients ignore logical CSS properties (padding-inline-end ...): mails name the physical side.
+            "inline_start": "right" if rtl else "left",
+            "inline_end": "left" if rtl else "right",
+            "offered_languages": offered(),
+        }
+
+    app.jinja_env.filters["language_name"] = lambda code: NAMES.get(code, code)
+    app.jinja_env.filters["direction"] = direction
+    app.jinja_env.filters["ltr"] = left_to_right

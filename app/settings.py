@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-LANGUAGES = ("nl", "en")
+# Every language the portal has catalogs for; `site.languages` picks those offered.
+LANGUAGES = ("nl", "en", "de", "pl", "tr", "uk", "ar")
 PASSWORD_MODES = ("none", "generate", "manual")
 # How an option is set for the sender: fixed off, fixed on, or a default the
 # sender may change (Cryptshare's "on/off" plus "may be changed").
@@ -58,6 +59,8 @@ class Site:
     name: str = "Koerier"
     base_url: str = "http://localhost:5000"
     default_language: str = "nl"
+    # Offered in the language choice and to recipients, in this order.
+    languages: list[str] = field(default_factory=lambda: list(LANGUAGES))
     timezone: str = "Europe/Amsterdam"
     # How many reverse proxies in front of the portal append to
     # X-Forwarded-For; 0 means the header is ignored (it can be forged).
@@ -84,7 +87,16 @@ class Site:
         _range(path, "session_absolute_hours", self.session_absolute_hours, 1, 24 * 30)
         if not re.match(r"^https?://[^/\s]+(/[^\s]*)?$", self.base_url):
             raise ConfigError(f"{path}.base_url: must be an http:// or https:// URL")
-        _one_of(path, "default_language", self.default_language, LANGUAGES)
+        if not self.languages:
+            raise ConfigError(f"{path}.languages: offer at least one language")
+        for language in self.languages:
+            _one_of(path, "languages", language, LANGUAGES)
+        if len(set(self.languages)) != len(self.languages):
+            raise ConfigError(f"{path}.languages: a language is listed twice")
+        if self.default_language not in self.languages:
+            raise ConfigError(
+                f"{path}.default_language: {self.default_language!r} is not one of site.languages ({', '.join(self.languages)})"
+            )
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):

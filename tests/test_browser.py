@@ -8,6 +8,7 @@ would). Screenshots of each step land in test-artifacts/screenshots/.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 import shutil
@@ -277,7 +278,8 @@ def test_send_in_dutch_on_a_phone(browser: Browser, portal, mailbox: Mailbox, tm
     visit = Visit(context, "send-nl-phone")
     page = visit.page
     page.goto(base + "/")
-    page.get_by_role("link", name="NL", exact=True).click()
+    page.get_by_text("Language: English").click()  # the language choice opens
+    page.get_by_role("link", name="Nederlands").click()
     expect(page.get_by_role("heading", name="Veilig bestanden uitwisselen")).to_be_visible()
     visit.check("start")
     page.get_by_role("link", name="Verzenden").click()
@@ -314,6 +316,137 @@ def test_send_in_dutch_on_a_phone(browser: Browser, portal, mailbox: Mailbox, tm
     assert page.goto(base + "/no-such-page").status == 404
     page.wait_for_load_state("networkidle")
     visit.check("not-found")
+
+
+AR = {"name": "الاسم", "phone": "الهاتف", "email": "البريد الإلكتروني", "next": "التالي", "code": "رمز التحقق", "verify": "تحقق"}
+# Draws a screenshot (PNG as base64) and reads the lightness of a pixel at each
+# end, halfway down: says which end of a progress bar is filled.
+ENDS = """async (png) => {
+  const image = new Image();
+  image.src = "data:image/png;base64," + png;
+  await image.decode();
+  const canvas = document.createElement("canvas");
+  canvas.width = image.width;
+  canvas.height = image.height;
+  const context = canvas.getContext("2d");
+  context.drawImage(image, 0, 0);
+  const light = (x) => {
+    const [r, g, b] = context.getImageData(x, Math.floor(image.height / 2), 1, 1).data;
+    return r + g + b;
+  };
+  return {left: light(Math.floor(image.width * 0.1)), right: light(Math.floor(image.width * 0.9))};
+}"""
+
+
+def box(locator: Locator) -> dict[str, float]:
+    found = locator.bounding_box()
+    assert found, f"{locator} is not shown"
+    return found
+
+
+def right_edge(locator: Locator) -> float:
+    found = box(locator)
+    return found["x"] + found["width"]
+
+
+def assert_mirrored(page: Page, width: int) -> None:
+    """Right to left: the steps run from the right, and nothing makes the page scroll sideways."""
+    assert page.locator("html").get_attribute("dir") == "rtl" and page.locator("html").get_attribute("lang") == "ar"
+    steps = page.locator(".steps li")
+    if steps.count():
+        assert box(steps.nth(0))["x"] > box(steps.nth(1))["x"] > box(steps.nth(2))["x"]
+    # Something placed off the left edge (a hidden skip link) would make an RTL page scroll sideways.
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+
+
+@pytest.mark.parametrize("width", [1280, 360])
+def test_arabic_is_laid_out_right_to_left(browser: Browser, portal, mailbox: Mailbox, tmp_path: Path, width: int) -> None:
+    app, base = portal
+    phone = width < 600
+    context = browser.new_context(locale="ar", viewport={"width": width, "height": 740 if phone else 900}, is_mobile=phone, has_touch=phone)
+    visit = Visit(context, f"send-ar-{width}")
+    page = visit.page
+    page.goto(base + "/send/")
+    assert_mirrored(page, width)
+    # A field's label and box start at the right, where the text starts.
+    name = page.get_by_label(AR["name"], exact=True)
+    label = page.locator("label[for=name]")
+    main = page.locator("main")
+    assert abs(right_edge(name) - right_edge(label)) < 1
+    assert right_edge(name) > box(main)["x"] + box(main)["width"] / 2
+    visit.check("personal")
+    # The language choice opens inside the screen, each language in its own name and script.
+    page.locator(".languages summary").click()
+    choices = page.locator(".languages a")
+    expect(choices).to_have_count(7)
+    for i in range(7):
+        assert 0 <= box(choices.nth(i))["x"] and right_edge(choices.nth(i)) <= width
+    expect(page.get_by_role("link", name="Deutsch")).to_have_attribute("lang", "de")
+    visit.check("language-choice")
+    page.locator(".languages summary").click()
+    send_personal_and_verify(visit, mailbox, "Jan de Vries", "jan@zorg.example", AR)
+    assert_mirrored(page, width)
+    visit.check("recipients")
+    page.get_by_label("إلى", exact=True).fill("anna@gemeente.example")
+    page.get_by_role("button", name=AR["next"]).click()
+
+    source = tmp_path / "verslag.pdf"
+    random_file(source, 300_000)
+    expect(page.locator(".uploader")).to_be_visible()  # the script is ready
+    page.locator("#picker").set_input_files(source)
+    item = page.locator(".upload", has_text="verslag.pdf")
+    expect(item.locator(".upload-status")).to_have_text("تم الرفع", timeout=30_000)
+    assert_mirrored(page, width)
+    visit.check("files")
+    # A bar a quarter full is filled from the right.
+    bar = item.locator("progress")
+    bar.evaluate("bar => { bar.max = 100; bar.value = 25; }")
+    ends = page.evaluate(ENDS, base64.b64encode(bar.screenshot()).decode())
+    assert ends["right"] < ends["left"] - 100, ends
+    page.get_by_role("button", name=AR["next"]).click()
+
+    expect(page.get_by_role("heading", name="خيارات الإرسال")).to_be_visible()
+    assert_mirrored(page, width)
+    # Each checkbox sits at the start of its row: right of its label.
+    confirmation = page.get_by_label("أرسل لي تأكيدًا")
+    assert box(confirmation)["x"] > box(page.locator("label[for=notify_confirmation]"))["x"]
+    expect(page.get_by_label("لغة المستلم")).to_have_value("ar")
+    page.get_by_label("إنشاء كلمة مرور تلقائيًا").check()
+    visit.check("options")
+    page.get_by_role("button", name=AR["next"]).click()
+    assert_mirrored(page, width)
+    visit.check("notification")
+    page.get_by_role("button", name="بدء المعاملة").click()
+    expect(page.get_by_role("heading", name="اكتملت المعاملة")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    visit.check("summary")
+    password = page.locator("#generated-password").inner_text()
+
+    mail = mailbox.last_to("anna@gemeente.example")
+    assert '<html lang="ar" dir="rtl">' in mail.html
+    recipient = Visit(browser.new_context(locale="ar", viewport={"width": width, "height": 740 if phone else 900}), f"download-ar-{width}")
+    page = recipient.page
+    page.goto(base + "/download/")
+    recipient.check("download-start")
+    page.get_by_label("رقم المعاملة").fill(mailbox.access_id_for("anna@gemeente.example"))
+    page.get_by_label("كلمة المرور").fill(password)
+    page.get_by_role("button", name=AR["next"]).click()
+    expect(page.get_by_role("link", name="تنزيل verslag.pdf")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    # The sender's phone number reads left to right, as typed, not "123456 0592".
+    starts = page.locator("a[href^='tel:']").evaluate(
+        """link => ["0592", "123456"].map(part => {
+             const range = document.createRange(), text = link.firstChild, at = text.data.indexOf(part);
+             range.setStart(text, at);
+             range.setEnd(text, at + part.length);
+             return range.getBoundingClientRect().x;
+           })"""
+    )
+    assert starts[0] < starts[1], starts
+    if not phone:  # on a phone the table's rows are stacked
+        headers = page.locator("table.files th")
+        assert box(headers.nth(0))["x"] > box(headers.nth(1))["x"]
+    recipient.check("download-transfer")
 
 
 def test_upload_resumes_after_the_connection_drops(browser: Browser, make_live, mailbox: Mailbox, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from wtforms import BooleanField, SelectChoice, DateField, PasswordField, RadioF
 from wtforms.widgets import PasswordInput
 from wtforms.validators import DataRequired, InputRequired, Length, ValidationError
 
-from app import addresses
+from app import addresses, i18n
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 _PHONE = re.compile(r"^\+?[0-9 ()./-]{6,30}$")
@@ -95,9 +95,7 @@ class OptionsForm(FlaskForm):
         validators=[InputRequired(_l("Please choose an expiration date."))],
         format="%Y-%m-%d",
     )
-    recipient_language = SelectField(
-        _l("Recipient language"), choices=[SelectChoice("nl", "Nederlands", {"lang": "nl"}), SelectChoice("en", "English", {"lang": "en"})]
-    )
+    recipient_language = SelectField(_l("Recipient language"), choices=i18n.choices)
     notify_confirmation = BooleanField(_l("Send me a confirmation"))
     notify_retrieval = BooleanField(_l("Inform me when files are retrieved"))
     expose_filenames = BooleanField(_l("Show file names in notification mails"))

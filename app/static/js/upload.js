@@ -31,6 +31,8 @@ class Busy extends Error {
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+// Western digits in every language, as the server writes sizes and dates (Arabic would default to ٠١٢).
+const NUMBERS_LOCALE = `${document.documentElement.lang}-u-nu-latn`;
 
 function formatBytes(bytes) {
   const units = ["B", "kB", "MB", "GB", "TB"];
@@ -41,12 +43,12 @@ function formatBytes(bytes) {
     unit += 1;
   }
   const digits = unit === 0 ? 0 : 1;
-  return `${new Intl.NumberFormat(document.documentElement.lang, { maximumFractionDigits: digits }).format(value)} ${units[unit]}`;
+  return `${new Intl.NumberFormat(NUMBERS_LOCALE, { maximumFractionDigits: digits }).format(value)} ${units[unit]}`;
 }
 
 function formatDuration(seconds) {
   const [value, unit] = seconds >= 90 ? [Math.ceil(seconds / 60), "minute"] : [Math.max(1, Math.ceil(seconds)), "second"];
-  return new Intl.NumberFormat(document.documentElement.lang, { style: "unit", unit, unitDisplay: "long" }).format(value);
+  return new Intl.NumberFormat(NUMBERS_LOCALE, { style: "unit", unit, unitDisplay: "long" }).format(value);
 }
 
 function base64(value) {
