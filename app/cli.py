@@ -151,7 +151,8 @@ def audit_export(since: datetime, until: datetime | None, fmt: str) -> None:
 @click.command("purge")
 def purge_command() -> None:
     """Run the clean-up job once (for cron) and print what it removed."""
-    report = scheduler.tick(current_app._get_current_object(), holder="cli:" + scheduler.holder_name())  # type: ignore[attr-defined]
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    report = scheduler.tick(app, holder="cli:" + scheduler.holder_name(), release=True)
     if report is None:
         click.echo("Another process is running the clean-up job right now; nothing done.")
         return
