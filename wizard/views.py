@@ -58,7 +58,7 @@ def personal():  # type: ignore[no-untyped-def]
         else None
     )
     if not form.validate_on_submit():
-        return render_template("wizard/personal.html", form=form, step="personal")
+        return render_template("wizard/personal.html", form=form, step="personal"), 422 if request.method == "POST" else 200
     verified = sender_cookie.verified_email() == form.email.data
     if not verified:
         # Before a draft exists: a refused request leaves none behind.
@@ -102,7 +102,8 @@ def verify(draft: Draft):  # type: ignore[no-untyped-def]
             response = redirect(url_for("wizard.recipients"))
             sender_cookie.remember(response, draft.sender_email)
             return response
-    return render_template("wizard/verify.html", form=form, resend=ButtonForm(), draft=draft, step="personal")
+    status = 422 if request.method == "POST" else 200
+    return render_template("wizard/verify.html", form=form, resend=ButtonForm(), draft=draft, step="personal"), status
 
 
 def _code_message(exc: verification.CodeRejected) -> str:
