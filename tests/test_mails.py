@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import re
+
 import pytest
 
 from app import mails
 
+from .mailbox import Outbox
 from .walker import Sender
 
 
@@ -100,3 +104,21 @@ def test_mail_server_down_keeps_input_and_stores_nothing(make_app, mailbox) -> N
         s = db.session()
         assert s.scalar(select(func.count()).select_from(VerificationCode)) == 0
         assert s.scalar(select(func.count()).select_from(Draft)) == 0
+
+
+def test_outbox_mails_log_their_links_as_they_are(make_app, tmp_path, caplog) -> None:
+    """An .eml file is quoted-printable, which breaks a link copied from an
+    editor; the log names each outbox mail with its links, whole."""
+    instance = tmp_path / "instance"
+    app = make_app({"mail": {"backend": "outbox"}}, instance=instance)
+    sender = Sender(app, Outbox(instance / "outbox"))
+    caplog.set_level(logging.INFO, logger="app.mailer")
+    sent = sender.send(password_mode="none", password=None, password_repeat=None)
+    link = sent.link("anna@gemeente.example")
+    assert "#key=" in link
+    status_link = re.search(r"https://\S+/send/status/\S+", sender.mailbox.last_to(sender.person.email).text).group(0)
+    lines = [r.getMessage() for r in caplog.records if r.name == "app.mailer"]
+    notice = next(line for line in lines if "mail to anna@gemeente.example" in line)
+    assert sent.notifications["anna@gemeente.example"].message["Subject"] in notice
+    assert link in notice.split()
+    assert any(status_link in line.split() for line in lines if f"mail to {sender.person.email}" in line)
