@@ -10,9 +10,10 @@ from urllib.parse import urlsplit
 
 import flask
 from flask import Flask, Response, abort, current_app, request, session
-from flask_babel import format_date, format_datetime, format_decimal, get_locale
+from flask_babel import format_decimal, get_locale
 from werkzeug.exceptions import BadRequest
 
+from . import dates
 from .portal import Portal
 from .settings import Settings
 from .upload_limits import Leases
@@ -108,8 +109,8 @@ def init_app(app: Flask) -> None:
         return {"site": settings().site, "current_language": str(get_locale())}
 
     app.jinja_env.filters["filesize"] = human_size
-    app.jinja_env.filters["date"] = format_date
-    app.jinja_env.filters["datetime"] = format_datetime
+    app.jinja_env.filters["date"] = dates.day
+    app.jinja_env.filters["datetime"] = dates.moment
     app.jinja_env.filters["fromiso"] = datetime.fromisoformat
 
     @app.before_request

@@ -8,10 +8,10 @@ from collections.abc import Iterable, Iterator
 from urllib.parse import quote
 
 from flask import abort, flash, redirect, render_template, request, session, url_for
-from flask_babel import format_datetime, gettext
+from flask_babel import gettext
 from werkzeug.wrappers import Response
 
-from app import access, db, delivery, ratelimit, retrievals, transactions
+from app import access, dates, db, delivery, ratelimit, retrievals, transactions
 from app.argon2_gate import Argon2Busy
 from app.clock import utcnow
 from app.forms import ButtonForm
@@ -62,12 +62,12 @@ def start():  # type: ignore[no-untyped-def]
             db.session(), portal(), form.transaction_id.data, secret, by_link=by_link, ip=client_ip()
         )
     except ratelimit.RateLimited as exc:
-        error = gettext("Too many attempts. Please try again after %(time)s.", time=format_datetime(exc.retry_at, "short"))
+        error = gettext("Too many attempts. Please try again after %(time)s.", time=dates.moment(exc.retry_at))
         return render_template(template, form=form, error=error), 429, {"Retry-After": _seconds_until(exc.retry_at)}
     except access.AccessLocked as exc:
         error = gettext(
             "Too many wrong attempts for this transaction ID. Please try again after %(time)s.",
-            time=format_datetime(exc.until, "short"),
+            time=dates.moment(exc.until),
         )
         return render_template(template, form=form, error=error), 429, {"Retry-After": _seconds_until(exc.until)}
     except Argon2Busy:

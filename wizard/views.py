@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 from flask import abort, flash, redirect, render_template, request, session, url_for
-from flask_babel import format_datetime, get_locale, gettext
+from flask_babel import get_locale, gettext
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
 from app import (
-    audit, csrf, db, drafts, keyslots, password_policy, policy, ratelimit, status, transactions, upload_limits, uploads,
-    verification,
+    audit, csrf, dates, db, drafts, keyslots, password_policy, policy, ratelimit, status, transactions, upload_limits,
+    uploads, verification,
 )
 from app.argon2_gate import Argon2Busy
 from app.clock import utcnow
@@ -35,7 +35,7 @@ STRENGTH_LABELS = {0: _l("Weak"), 1: _l("Weak"), 2: _l("Fair"), 3: _l("Strong"),
 
 
 def _retry_message(exc: ratelimit.RateLimited) -> str:
-    return gettext("Too many attempts. Please try again after %(time)s.", time=format_datetime(exc.retry_at, "short"))
+    return gettext("Too many attempts. Please try again after %(time)s.", time=dates.moment(exc.retry_at))
 
 
 def _browser() -> str:
@@ -286,14 +286,14 @@ def remove_file(draft: Draft, file_id: str):  # type: ignore[no-untyped-def]
 def options(draft: Draft):  # type: ignore[no-untyped-def]
     config = settings()
     limits = decision(draft).limits
-    today = utcnow().astimezone(config.site.zone).date()
+    earliest, latest = transactions.expiry_range(portal(), utcnow(), limits.max_expiry_days)
     if request.method == "GET":
         fresh = not draft.options_saved
         default_mode = config.password.default_mode
         form = OptionsForm(
             data={
                 "expires_on": draft.expires_on
-                or today + timedelta(days=min(config.transfer.default_expiry_days, limits.max_expiry_days)),
+                or earliest + timedelta(days=min(config.transfer.default_expiry_days, limits.max_expiry_days)),
                 "recipient_language": draft.recipient_language or str(get_locale()),
                 "notify_confirmation": draft.notify_confirmation,
                 "notify_retrieval": limits.default_on(limits.retrieval_notice) if fresh else draft.notify_retrieval,
@@ -305,6 +305,8 @@ def options(draft: Draft):  # type: ignore[no-untyped-def]
     else:
         form = OptionsForm()
     form.password_mode.choices = [c for c in form.password_mode.choices if c.value in limits.password_modes]
+    # The date picker offers the days the check below accepts, and no others.
+    form.expires_on.render_kw = {"min": earliest.isoformat(), "max": latest.isoformat()}
     # Options the operator fixed are shown, but not to be changed.
     for field, toggle in ((form.notify_retrieval, limits.retrieval_notice), (form.expose_filenames, limits.expose_filenames)):
         if limits.fixed(toggle):
@@ -438,7 +440,7 @@ def notification(draft: Draft):  # type: ignore[no-untyped-def]
         form.subject.errors.append(gettext(
             "Your daily limit of recipients is reached: %(left)d of %(max)d left today, and this transfer has %(count)d. "
             "Remove recipients, or try again after %(time)s.",
-            left=exc.left, max=exc.allowed, count=exc.wanted, time=format_datetime(exc.retry_at, "short"),
+            left=exc.left, max=exc.allowed, count=exc.wanted, time=dates.moment(exc.retry_at),
         ))
         return render_template("wizard/notification.html", form=form, draft=draft, step="notification"), 429
     except ratelimit.RateLimited as exc:
