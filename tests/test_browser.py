@@ -498,3 +498,37 @@ def test_upload_says_when_the_portal_is_short_of_space(
     expect(item.get_by_role("button", name="Retry: scan.zip")).to_be_visible()
     visit.errors.clear()  # the 507 answer, which the console reports
     visit.check("short-of-space")
+
+
+def test_one_link_colour_and_an_agreed_password_is_not_called_strong(browser: Browser, make_live, mailbox: Mailbox) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    agb = {"name": "AGB", "regex": r"^Agb\d{8}!$", "hint": "Agb + your AGB code + !"}
+    make_live({"site": {"base_url": base}, "password": {"patterns": [agb]}}, port=port)
+    visit = new_visit(browser, "texts")
+    page = visit.page
+
+    def link_colours() -> set[str]:
+        page.wait_for_load_state("networkidle")
+        found = page.evaluate(
+            "() => [...document.querySelectorAll('main a:not(.button), footer a, summary, .link-button')]"
+            ".map(e => getComputedStyle(e).color)"
+        )
+        assert len(found) >= 2
+        return set(found)
+
+    page.goto(base + "/help")
+    page.goto(base + "/download/")  # the footer's help link, now visited, and the access key's summary
+    assert len(link_colours()) == 1
+    to_files_step(visit, mailbox, base)
+    page.goto(base + "/send/recipients")
+    assert len(link_colours()) == 1  # "Change" beside the sender, the footer's help link
+    page.goto(base + "/send/files")
+    page.get_by_label("Confidential message").fill("Zie telefoon.")
+    page.get_by_role("button", name="Next").click()
+    page.get_by_label("Enter password manually").check()
+    page.get_by_label("Password", exact=True).press_sequentially("Agb12345678!", delay=20)
+    feedback = page.locator("#strength-live")
+    expect(feedback).to_have_text("This password matches the agreed convention “AGB”.")
+    expect(feedback.locator("meter")).to_have_count(0)
+    visit.check("options-agreed-convention")

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import timedelta
 
 import pytest
 
-from app import mails
+from app import db, mails, purge
+from app.clock import utcnow
 
 from .mailbox import Outbox
-from .walker import Sender
+from .walker import PASSWORD, Recipient, Sender
 
 
 def test_notification_is_multipart_and_bcc_is_private(sender: Sender) -> None:
@@ -122,3 +124,30 @@ def test_outbox_mails_log_their_links_as_they_are(make_app, tmp_path, caplog) ->
     assert sent.notifications["anna@gemeente.example"].message["Subject"] in notice
     assert link in notice.split()
     assert any(status_link in line.split() for line in lines if f"mail to {sender.person.email}" in line)
+
+
+def test_the_retrieval_notice_subject_arrives_as_written(sender: Sender, app, mailbox) -> None:
+    """Python's header folder doubled the space before “ where it broke the line."""
+    reader = "pietje.puk.kluk@gemeente.example"
+    sent = sender.send(to=reader, notify_retrieval="y")
+    recipient = Recipient(app)
+    recipient.unlock(sent.access_id(reader), PASSWORD)
+    recipient.get(recipient.file_links()["verslag.pdf"])
+    with app.app_context():
+        purge.run(lambda: db.new_session(app), app.extensions["koerier"], utcnow() + timedelta(minutes=10))
+    notice = mailbox.last_to(sender.person.email)
+    assert notice.message["Subject"] == f"{reader} has downloaded files of “Files (1) from Jan de Vries”"
+
+
+@pytest.mark.parametrize("subject", [
+    "aaaaaaaaaaaaaaa@gemeente.example has downloaded files of “Dossier 42”",
+    "Re: Uitslag van dhr. Ĳsbrand — vervolg op ons gesprek van gisteren over de zorg thuis",
+    "Dossier " + "x" * 90 + " 42 (1)",
+    "Looks encoded =?utf-8?q?x?= but is typed",
+])
+def test_subjects_arrive_as_written(app, mailbox, subject: str) -> None:
+    mailbox.clear()
+    with app.app_context():
+        message = mails.compose(app.config["KOERIER"], "anna@gemeente.example", subject, "t", "<p>t</p>")
+        app.extensions["koerier"].mailer.send([message])
+    assert mailbox.last_to("anna@gemeente.example").message["Subject"] == subject

@@ -365,7 +365,7 @@ def options(draft: Draft):  # type: ignore[no-untyped-def]
         form=form,
         draft=draft,
         assessment=assessment,
-        strength_label=STRENGTH_LABELS[assessment.score] if assessment else None,
+        strength_label=_strength_label(assessment) if assessment else None,
         patterns=config.password.patterns,
         min_length=config.password.min_length,
         step="options",
@@ -386,10 +386,9 @@ def password_strength():  # type: ignore[no-untyped-def]
     assessment = _assess(draft, password)
     return {
         "score": assessment.score,
-        "label": str(STRENGTH_LABELS[assessment.score]),
+        "label": _strength_label(assessment),
         "acceptable": assessment.acceptable,
         "pattern": assessment.pattern,
-        "pattern_text": gettext("matches the agreed convention “%(name)s”", name=assessment.pattern) if assessment.pattern else "",
         "problem": "" if assessment.acceptable or not password else _password_message(assessment),
         "warning": assessment.warning,
         "suggestions": assessment.suggestions,
@@ -400,6 +399,15 @@ def _assess(draft: Draft, password: str) -> password_policy.Assessment:
     """The operator's password policy; the sender's name and address, and the site's name, count as guessable."""
     guessable = [draft.sender_name, draft.sender_email, settings().site.name]
     return password_policy.assess(password, settings().password, guessable)
+
+
+def _strength_label(assessment: password_policy.Assessment) -> str:
+    """What the meter says. A password on an agreed pattern is accepted for
+    the agreement, not for its strength: the AGB codes such a pattern is
+    built on are public, so it is never called strong."""
+    if assessment.pattern:
+        return gettext("This password matches the agreed convention “%(name)s”.", name=assessment.pattern)
+    return str(STRENGTH_LABELS[assessment.score])
 
 
 def _password_message(assessment: password_policy.Assessment) -> str:
@@ -586,5 +594,4 @@ def withdraw(token: str):  # type: ignore[no-untyped-def]
     if not form.validate_on_submit():
         return render_template("wizard/withdraw.html", transfer=transfer, token=token, form=form)
     status.withdraw(db.session(), portal(), transfer, ip=client_ip())
-    flash(gettext("The transfer has been withdrawn. The recipients can no longer open it and have been told."), "info")
     return render_template("wizard/status_gone.html", withdrawn=True)
