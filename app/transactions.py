@@ -272,13 +272,14 @@ def _notification_mails(
 
 
 def _confirmation_mail(portal: Portal, transfer: Transfer, file_names: list[str], status_link: str) -> EmailMessage:
-    """The receipt: the sender knows the file names, so they are listed."""
+    """The receipt. Mail travels in clear, to the sender too: it names the
+    files only when the sender chose to show file names in the mails."""
     language = transfer.sender_language
     text, html = mails.render(
         "confirmation",
         language,
         transfer=transfer,
-        files=list(zip(file_names, [f.size for f in transfer.files])),
+        files=list(zip(file_names, [f.size for f in transfer.files])) if transfer.expose_filenames else [],
         listed=transfer.recipients[:LISTED_RECIPIENTS],
         unlisted=max(0, len(transfer.recipients) - LISTED_RECIPIENTS),
         status_link=status_link,

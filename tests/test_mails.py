@@ -33,8 +33,8 @@ def test_notification_is_multipart_and_bcc_is_private(sender: Sender) -> None:
 def test_file_names_only_when_exposed(sender: Sender) -> None:
     hidden = sender.send(files=[("geheim-dossier.pdf", b"x")])
     assert "geheim-dossier.pdf" not in hidden.notifications["anna@gemeente.example"].raw.decode()
-    # The receipt goes to the sender, who knows the names.
-    assert "geheim-dossier.pdf" in sender.mailbox.last_to(sender.person.email).text
+    # The receipt travels in clear like any mail: the sender did not choose to show the names.
+    assert "geheim-dossier.pdf" not in sender.mailbox.last_to(sender.person.email).raw.decode()
 
 
 def test_no_confirmation_unless_asked(sender: Sender) -> None:
