@@ -120,9 +120,9 @@ def test_parallel_wrong_codes_are_checked_at_most_max_attempts_times(make_live, 
 
     def post(_: int) -> str:
         r = verify(wrong)
-        if r.status_code == 200 and "This code is not correct" in r.text:
+        if r.status_code == 422 and "This code is not correct" in r.text:
             return "wrong"
-        if r.status_code == 200 and "Too many wrong attempts. Please ask for a new code." in r.text:
+        if r.status_code == 422 and "Too many wrong attempts. Please ask for a new code." in r.text:
             return "exhausted"
         return f"HTTP {r.status_code}"
 
@@ -133,4 +133,4 @@ def test_parallel_wrong_codes_are_checked_at_most_max_attempts_times(make_live, 
     assert len(events(app, "verification_failed")) <= 5
     # And the right code no longer helps.
     r = verify(real)
-    assert r.status_code == 200 and "Too many wrong attempts" in r.text
+    assert r.status_code == 422 and "Too many wrong attempts" in r.text
