@@ -14,6 +14,7 @@ from babel.messages.pofile import read_po, write_po
 from flask import Flask, current_app
 
 from . import audit, db, policy, scheduler
+from .settings import localized
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOGS = ROOT / "translations"
@@ -101,7 +102,7 @@ def policy_check() -> None:
         detail = rule.reason_for("en") if rule.action == "deny" else _limits_summary(policy.apply(base, rule))
         rows.append((str(number), rule.name, rule.action, ", ".join(rule.senders), ", ".join(rule.recipients), detail))
     default = settings.policy
-    detail = policy.text_for(default.default_reason, "en") if default.default == "deny" else _limits_summary(base)
+    detail = localized(default.default_reason, "en") if default.default == "deny" else _limits_summary(base)
     rows.append(("-", policy.DEFAULT_RULE, default.default, "*", "*", detail))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for row in rows:

@@ -14,10 +14,10 @@ from email.message import EmailMessage
 from email.policy import SMTP, Policy
 from email.utils import formatdate, make_msgid
 
-from flask import render_template
+from flask import current_app, render_template
 from flask_babel import force_locale
 
-from .settings import Settings
+from .settings import Settings, localized
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 
@@ -51,11 +51,12 @@ def _subject(value: str) -> str:
 
 
 def render(name: str, language: str, **context: object) -> tuple[str, str]:
+    """The text and HTML parts of mail ``name``, each ending with the operator's disclaimer."""
+    disclaimer = localized(current_app.config["KOERIER"].site.mail_disclaimer, language)
     with force_locale(language):
-        return (
-            render_template(f"mail/{name}.txt", **context),
-            render_template(f"mail/{name}.html", **context),
-        )
+        text = render_template(f"mail/{name}.txt", **context)
+        html = render_template(f"mail/{name}.html", disclaimer=disclaimer, **context)
+    return (f"{text.rstrip()}\n\n{disclaimer}\n" if disclaimer else text), html
 
 
 def compose(

@@ -15,7 +15,7 @@ from werkzeug.exceptions import BadRequest
 
 from . import dates
 from .portal import Portal
-from .settings import Settings
+from .settings import Localized, Settings, localized
 from .upload_limits import Leases
 
 
@@ -96,6 +96,11 @@ CSP = (
 )
 
 
+def _in_current_language(value: Localized) -> str:
+    """An operator's text in the page's or mail's language (see ``force_locale``)."""
+    return localized(value, str(get_locale()))
+
+
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
@@ -109,6 +114,7 @@ def init_app(app: Flask) -> None:
         return {"site": settings().site, "current_language": str(get_locale())}
 
     app.jinja_env.filters["filesize"] = human_size
+    app.jinja_env.filters["localized"] = _in_current_language
     app.jinja_env.filters["date"] = dates.day
     app.jinja_env.filters["datetime"] = dates.moment
     app.jinja_env.filters["fromiso"] = datetime.fromisoformat
