@@ -501,7 +501,9 @@ def test_upload_says_when_the_portal_is_short_of_space(
     visit.check("short-of-space")
 
 
-def test_operator_texts_one_link_colour_and_an_agreed_password_not_called_strong(browser: Browser, make_live, mailbox: Mailbox) -> None:
+def test_operator_texts_one_link_colour_and_an_agreed_password_not_called_strong(
+    browser: Browser, make_live, mailbox: Mailbox
+) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     agb = {"name": "AGB", "regex": r"^Agb\d{8}!$", "hint": "Agb + your AGB code + !"}

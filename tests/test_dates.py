@@ -12,7 +12,8 @@ from app.clock import utcnow
 from .test_wizard_validation import walk_to
 from .walker import PASSWORD, Recipient, Sender, text_of
 
-US_STYLE = re.compile(r"\b(January|February|March|April|May|June|July|August|September|October|November|December) \d{1,2}\b")
+MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
+US_STYLE = re.compile(rf"\b({MONTHS}) \d{{1,2}}\b")
 TWELVE_HOUR = re.compile(r"\d{1,2}:\d{2}(:\d{2})?\s*(AM|PM)\b", re.I)
 MOMENT = re.compile(r"\d{1,2} [A-Za-z]+ \d{4}, ([01]\d|2[0-3]):[0-5]\d")
 

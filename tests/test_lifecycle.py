@@ -45,7 +45,9 @@ def _run(app, now):  # type: ignore[no-untyped-def]
 
 def test_receipt_lists_everything_and_carries_a_private_status_link(sender: Sender, mailbox) -> None:
     # File names only because the sender chose to show them (tests/test_mail_contents.py).
-    sender.send(to="anna@gemeente.example", bcc="kees@gemeente.example", files=FILES, notify_retrieval="y", expose_filenames="y")
+    sender.send(
+        to="anna@gemeente.example", bcc="kees@gemeente.example", files=FILES, notify_retrieval="y", expose_filenames="y"
+    )
     receipt = next(m for m in mailbox.to(sender.person.email) if "has been sent" in m.message["Subject"])
     text = receipt.text
     assert "anna@gemeente.example" in text and "kees@gemeente.example" in text

@@ -37,12 +37,14 @@ FORBIDDEN = [TYPED["file"][0], TYPED["message"], TYPED["reply file"][0], TYPED["
 # The subject of each kind, by language; a notification carries the sender's own subject.
 SUBJECTS = {
     "en": {
-        "verification": "Your verification code for", "confirmation": "Your transfer to", "retrieved": "has downloaded files of",
-        "reminder": "Reminder:", "lockout": "Wrong passwords for your transfer", "withdrawn": "Withdrawn:",
+        "verification": "Your verification code for", "confirmation": "Your transfer to",
+        "retrieved": "has downloaded files of", "reminder": "Reminder:", "lockout": "Wrong passwords for your transfer",
+        "withdrawn": "Withdrawn:",
     },
     "nl": {
-        "verification": "Uw verificatiecode voor", "confirmation": "Uw overdracht aan", "retrieved": "heeft bestanden van",
-        "reminder": "Herinnering:", "lockout": "Verkeerde wachtwoorden voor uw overdracht", "withdrawn": "Ingetrokken:",
+        "verification": "Uw verificatiecode voor", "confirmation": "Uw overdracht aan",
+        "retrieved": "heeft bestanden van", "reminder": "Herinnering:",
+        "lockout": "Verkeerde wachtwoorden voor uw overdracht", "withdrawn": "Ingetrokken:",
     },
 }
 
@@ -61,7 +63,9 @@ class Mails:
         return [mail for mails in self.by_kind.values() for mail in mails]
 
 
-def every_kind_of_mail(make_app: Callable[..., Flask], mailbox: Mailbox, language: str = "en", config: dict | None = None) -> Mails:
+def every_kind_of_mail(
+    make_app: Callable[..., Flask], mailbox: Mailbox, language: str = "en", config: dict | None = None
+) -> Mails:
     """A transfer and a reply through their whole lives, with every mail they cause."""
     app = make_app({"retention": {"scheduler": False, "reminder_days_before": 2}, **(config or {})})
     made = Mails()
@@ -118,13 +122,14 @@ def test_no_mail_carries_file_names_messages_or_phone_numbers(make_app, mailbox:
         assert not leaked, (mail.message["Subject"], leaked)
     if language == "nl":
         for mail in made.all():
-            assert not re.search(r"\b(To|Dear|Files|Available until|Phone)\b", mail.text + mail.html), mail.message["Subject"]
+            english = re.search(r"\b(To|Dear|Files|Available until|Phone)\b", mail.text + mail.html)
+            assert not english, (mail.message["Subject"], english)
     # The sender's receipt says how many files, without their names.
     receipt = made.by_kind["confirmation"][0]
     assert ("1 (17 B)" in receipt.text) and ("status page" in receipt.text or "statuspagina" in receipt.text)
 
 
-def test_file_names_and_phone_are_in_the_mails_when_the_sender_shows_them(sender: Sender, app, mailbox: Mailbox) -> None:
+def test_file_names_and_phone_are_in_the_mails_when_the_sender_shows_them(sender: Sender, app, mailbox) -> None:
     sent = sender.send(files=[TYPED["file"]], expose_filenames="y", notify_retrieval="y")
     notification = sent.notifications["anna@gemeente.example"].text
     assert TYPED["file"][0] in notification and sender.person.phone in notification

@@ -12,7 +12,9 @@ from app.settings import ConfigError
 from .test_mail_contents import every_kind_of_mail
 
 TEXTS = {
-    "start_text": {"nl": "Welkom bij <het> portaal van Gemeente Voorbeeld.\nVragen? Bel 14 0592.", "en": "Welcome & <hello>."},
+    "start_text": {
+        "nl": "Welkom bij <het> portaal van Gemeente Voorbeeld.\nVragen? Bel 14 0592.", "en": "Welcome & <hello>.",
+    },
     "footer_links": [
         {"label": {"nl": "Privacyverklaring", "en": "Privacy statement"},
          "url": {"nl": "https://www.gemeente.example/privacy", "en": "https://www.gemeente.example/en/privacy"}},
@@ -53,7 +55,8 @@ def test_every_mail_ends_with_the_disclaimer(make_app, mailbox, language: str) -
     made = every_kind_of_mail(make_app, mailbox, language, {"site": {"mail_disclaimer": TEXTS["mail_disclaimer"]}})
     disclaimer = TEXTS["mail_disclaimer"][language]
     for mail in made.all():
-        subject, text, markup = mail.message["Subject"], mail.text.replace("\r\n", "\n"), mail.html.replace("\r\n", "\n")
+        subject = mail.message["Subject"]
+        text, markup = mail.text.replace("\r\n", "\n"), mail.html.replace("\r\n", "\n")
         assert text.rstrip().endswith(disclaimer), subject
         assert html.escape(disclaimer, quote=False) in markup and "<b>&</b>" not in markup, subject
         assert TEXTS["mail_disclaimer"]["en" if language == "nl" else "nl"] not in text, subject
@@ -66,7 +69,10 @@ def test_every_mail_ends_with_the_disclaimer(make_app, mailbox, language: str) -
         ({"mail_disclaimer": "Regel\x07"}, "site.mail_disclaimer: no control characters"),
         ({"mail_disclaimer": "x" * 2001}, "site.mail_disclaimer: at most 2000 characters"),
         ({"footer_links": [{"label": "Privacy", "url": "javascript:alert(1)"}]}, "site.footer_links[0].url"),
-        ({"footer_links": [{"label": "Privacy", "url": {"nl": "https://a.example/p", "en": "/privacy"}}]}, "site.footer_links[0].url"),
+        (
+            {"footer_links": [{"label": "Privacy", "url": {"nl": "https://a.example/p", "en": "/privacy"}}]},
+            "site.footer_links[0].url",
+        ),
         ({"footer_links": [{"label": {"nl": ""}, "url": "https://a.example/p"}]}, "site.footer_links[0].label"),
         ({"footer_links": [{"label": "Twee\nregels", "url": "https://a.example/p"}]}, "site.footer_links[0].label"),
         ({"footer_links": [{"label": "Privacy"}]}, "site.footer_links[0]"),

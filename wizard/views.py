@@ -58,7 +58,8 @@ def personal():  # type: ignore[no-untyped-def]
         else None
     )
     if not form.validate_on_submit():
-        return render_template("wizard/personal.html", form=form, step="personal"), 422 if request.method == "POST" else 200
+        status = 422 if request.method == "POST" else 200
+        return render_template("wizard/personal.html", form=form, step="personal"), status
     verified = sender_cookie.verified_email() == form.email.data
     if not verified:
         # Before a draft exists: a refused request leaves none behind.
