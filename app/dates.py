@@ -19,11 +19,11 @@ TIME = "HH:mm"
 
 
 def day(value: date | datetime) -> str:
-    """"2 December 2026"; a moment counts as the day it is in the portal's time zone."""
+    """Like "2 December 2026"; a moment counts as the day it is in the portal's time zone."""
     return format_date(value, DAY)
 
 
 def moment(value: datetime) -> str:
-    """"2 December 2026, 23:04" (the joining as the language writes it)."""
-    joined = get_locale().datetime_formats["medium"]
-    return str(joined).format(format_datetime(value, TIME), format_date(value, DAY))
+    """Like "2 December 2026, 23:04", date and time joined as the language joins them."""
+    joined: str = get_locale().datetime_formats["medium"]
+    return joined.format(format_datetime(value, TIME), format_date(value, DAY))

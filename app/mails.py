@@ -51,7 +51,7 @@ def _subject(value: str) -> str:
 
 
 def render(name: str, language: str, **context: object) -> tuple[str, str]:
-    """The text and HTML parts of mail ``name``, each ending with the operator's disclaimer."""
+    """The text and HTML parts of mail ``name``; both end with the operator's disclaimer, if any."""
     disclaimer = localized(current_app.config["KOERIER"].site.mail_disclaimer, language)
     with force_locale(language):
         text = render_template(f"mail/{name}.txt", **context)
