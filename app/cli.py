@@ -14,7 +14,7 @@ from babel.messages.pofile import read_po, write_po
 from flask import Flask, current_app
 
 from . import audit, db, policy, scheduler
-from .settings import LANGUAGES
+from .settings import LANGUAGES, localized
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOGS = ROOT / "translations"
@@ -103,7 +103,7 @@ def policy_check() -> None:
         detail = rule.reason_for("en") if rule.action == "deny" else _limits_summary(policy.apply(base, rule))
         rows.append((str(number), rule.name, rule.action, ", ".join(rule.senders), ", ".join(rule.recipients), detail))
     default = settings.policy
-    detail = policy.text_for(default.default_reason, "en") if default.default == "deny" else _limits_summary(base)
+    detail = localized(default.default_reason, "en") if default.default == "deny" else _limits_summary(base)
     rows.append(("-", policy.DEFAULT_RULE, default.default, "*", "*", detail))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for row in rows:
@@ -153,7 +153,8 @@ def audit_export(since: datetime, until: datetime | None, fmt: str) -> None:
 @click.command("purge")
 def purge_command() -> None:
     """Run the clean-up job once (for cron) and print what it removed."""
-    report = scheduler.tick(current_app._get_current_object(), holder="cli:" + scheduler.holder_name())  # type: ignore[attr-defined]
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    report = scheduler.tick(app, holder="cli:" + scheduler.holder_name(), release=True)
     if report is None:
         click.echo("Another process is running the clean-up job right now; nothing done.")
         return

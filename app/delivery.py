@@ -30,7 +30,8 @@ class FileInfo:
 
     @property
     def previewable(self) -> bool:
-        return self.content_type in PREVIEWABLE
+        # An empty file has nothing to show; a viewer would show an error.
+        return self.content_type in PREVIEWABLE and self.size > 0
 
 
 def describe(dek: bytes, stored: StoredFile) -> FileInfo:

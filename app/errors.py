@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from flask import Flask, render_template
-from flask_babel import format_datetime, gettext
+from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+from . import dates
 from .clock import utcnow
 from .ratelimit import RateLimited
 
@@ -30,7 +31,7 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(RateLimited)
     def _limited(error: RateLimited):  # type: ignore[no-untyped-def]
-        message = gettext("Too many attempts. Please try again after %(time)s.", time=format_datetime(error.retry_at, "short"))
+        message = gettext("Too many attempts. Please try again after %(time)s.", time=dates.moment(error.retry_at))
         retry = max(1, int((error.retry_at - utcnow()).total_seconds()))
         return render_template("error.html", code=429, message=message), 429, {"Retry-After": str(retry)}
 

@@ -2,14 +2,15 @@
 
 Taking or renewing the lease is one conditional UPDATE (mine, or expired),
 so two workers can never both believe they hold it. A holder that dies
-simply stops renewing, and another takes over once the lease runs out.
+simply stops renewing, and another takes over once the lease runs out; a
+run that ends normally can give it back at once (``release``).
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, update
+from sqlalchemy import delete, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -36,3 +37,9 @@ def acquire(db: Session, name: str, holder: str, ttl: timedelta, now: datetime |
     except IntegrityError:
         db.rollback()
         return False
+
+
+def release(db: Session, name: str, holder: str) -> None:
+    """Give the lease back, if ``holder`` still holds it; commits."""
+    db.execute(delete(Lease).where(Lease.name == name, Lease.holder == holder))
+    db.commit()

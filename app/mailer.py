@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import smtplib
 import ssl
@@ -16,6 +17,8 @@ from . import private_files
 from .settings import Mail
 
 log = logging.getLogger(__name__)
+# A link in a mail's text part, without the punctuation that closes a sentence.
+_LINK = re.compile(r"https?://[^\s<>\"]+[^\s<>\".,;:!?)]")
 
 
 class MailError(Exception):
@@ -27,7 +30,12 @@ class Mailer(Protocol):
 
 
 class OutboxMailer:
-    """Writes each message as an .eml file a developer can open."""
+    """Writes each message as an .eml file a developer can open.
+
+    The file is the mail as it would be sent, so its long lines are
+    quoted-printable: a link copied from it in an editor is broken. Each
+    mail's links are logged as they are, for a developer to click.
+    """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -41,7 +49,12 @@ class OutboxMailer:
             path = self.folder / f"{stamp}-{secrets.token_hex(4)}.eml"
             with private_files.create(path) as fh:
                 fh.write(bytes(message))
-            log.info("mail to %s written to %s", message["To"], path)
+            text = message.get_body(preferencelist=("plain",))
+            links = dict.fromkeys(_LINK.findall(text.get_content())) if text is not None else {}
+            log.info(
+                "mail to %s, subject “%s”, written to %s; links: %s",
+                message["To"], message["Subject"], path, " ".join(links) or "none",
+            )
 
 
 class SMTPMailer:

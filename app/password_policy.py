@@ -134,6 +134,9 @@ def assess(password: str, policy: Password, user_inputs: list[str]) -> Assessmen
     pattern = next((p.name for p in policy.patterns if p.matches(password)), None)
     inputs = [part for value in [*user_inputs, *policy.guessable_words] for part in _input_parts(value)]
     score, advice = _estimate(password[:_ZXCVBN_MAX], inputs)
+    if pattern:
+        # Accepted for the agreement: advice to make it harder to guess does not apply.
+        advice = {}
     return Assessment(
         score=score,
         length_ok=len(password) >= policy.min_length,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .settings import MESSAGE_RULES, TOGGLES, Rule, Settings
+from .settings import MESSAGE_RULES, TOGGLES, Rule, Settings, localized
 
 DEFAULT_RULE = "(default)"
 # Refused recipients named in one audit event; the rest are counted.
@@ -190,7 +190,7 @@ def decide(settings: Settings, sender: str, recipients: list[str], language: str
         rule = rule_for(settings, sender, recipient)
         if rule is None:
             if settings.policy.default == "deny":
-                refusals.append(Refusal(recipient, DEFAULT_RULE, text_for(settings.policy.default_reason, language)))
+                refusals.append(Refusal(recipient, DEFAULT_RULE, localized(settings.policy.default_reason, language)))
                 continue
             limits = replace(base, rules=(DEFAULT_RULE,))
         elif rule.action == "deny":
@@ -211,9 +211,3 @@ def audited(decision: Decision) -> dict[str, object]:
         "recipients": [r.address for r in shown], "rules": [r.rule for r in shown],
         "refused": len(decision.refusals), "entered": decision.recipient_count,
     }
-
-
-def text_for(value: str | dict[str, str], language: str) -> str:
-    if isinstance(value, str):
-        return value
-    return value.get(language) or next(iter(value.values()), "")

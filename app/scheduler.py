@@ -29,15 +29,26 @@ def holder_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def tick(app: Flask, holder: str) -> purge.Report | None:
-    """One scheduled run: the job's report, or None when another process holds the lease."""
+def tick(app: Flask, holder: str, release: bool = False) -> purge.Report | None:
+    """One scheduled run: the job's report, or None when another process holds the lease.
+
+    The in-app scheduler keeps the lease and renews it at every tick, so the
+    job stays on one worker. A run from cron (``release``) gives it back when
+    it ends, or every next run within the lease's time would find it taken;
+    one that crashes keeps it until it runs out.
+    """
     interval = app.config["KOERIER"].retention.interval_minutes
     with app.app_context():
         with new_session(app) as db:
             # Three intervals: a holder that misses two ticks is presumed dead.
             if not lease.acquire(db, LEASE, holder, timedelta(minutes=3 * interval)):
                 return None
-        report = purge.run(lambda: new_session(app), app.extensions["koerier"])
+        try:
+            report = purge.run(lambda: new_session(app), app.extensions["koerier"])
+        finally:
+            if release:
+                with new_session(app) as db:
+                    lease.release(db, LEASE, holder)
     log.info("clean-up: %s", "; ".join(report.lines()))
     return report
 

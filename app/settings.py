@@ -16,6 +16,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 # Every language the portal has catalogs for; `site.languages` picks those offered.
@@ -54,6 +55,33 @@ class ConfigError(ValueError):
     """Raised with a message naming the offending key."""
 
 
+# An operator's text: one for every language, or {language: text}.
+Localized = str | dict[str, str]
+
+
+def localized(value: Localized, language: str) -> str:
+    """The text for ``language``, else the first one given: a text written in
+    one language only is still shown to readers of the others."""
+    if isinstance(value, str):
+        return value
+    return value.get(language) or next(iter(value.values()), "")
+
+
+@dataclass(frozen=True)
+class FooterLink:
+    """A link in the footer of every page: a privacy or accessibility statement, contact."""
+
+    label: Localized
+    url: Localized
+
+    def check(self, path: str) -> None:
+        _check_localized(path, "label", self.label, 100, required=True, lines=False)
+        _check_localized(path, "url", self.url, 2000, required=True, lines=False)
+        for url in [self.url] if isinstance(self.url, str) else self.url.values():
+            if not _http_url(url):
+                raise ConfigError(f"{path}.url: {url!r} is not an http:// or https:// URL")
+
+
 @dataclass(frozen=True)
 class Site:
     name: str = "Koerier"
@@ -71,8 +99,17 @@ class Site:
     logo: str = ""
     # Header and buttons; white text on it must meet WCAG AA contrast.
     accent_color: str = "#1d4f91"
+    # The operator's own words: on the start page, in the footer of every
+    # page, and at the end of every mail (each escaped, never markup).
+    start_text: Localized = ""
+    footer_links: list[FooterLink] = field(default_factory=list)
+    mail_disclaimer: Localized = ""
 
     def check(self, path: str) -> None:
+        _check_localized(path, "start_text", self.start_text, 2000)
+        _check_localized(path, "mail_disclaimer", self.mail_disclaimer, 2000)
+        if len(self.footer_links) > 10:
+            raise ConfigError(f"{path}.footer_links: at most 10 links")
         if self.logo and (Path(self.logo).name != self.logo or Path(self.logo).suffix.lower() not in LOGO_TYPES):
             raise ConfigError(f"{path}.logo: a file name in the instance folder ending in {', '.join(LOGO_TYPES)}")
         if not re.fullmatch(r"#[0-9a-fA-F]{6}", self.accent_color):
@@ -188,14 +225,10 @@ class PasswordPattern:
             re.compile(self.regex)
         except re.error as exc:
             raise ConfigError(f"{path}.regex: not a valid regular expression ({exc})") from None
-        if isinstance(self.hint, dict):
-            for lang in self.hint:
-                _one_of(f"{path}.hint", lang, lang, LANGUAGES)
+        _check_localized(path, "hint", self.hint, 500)
 
     def hint_for(self, language: str) -> str:
-        if isinstance(self.hint, str):
-            return self.hint
-        return self.hint.get(language) or next(iter(self.hint.values()), "")
+        return localized(self.hint, language)
 
     def matches(self, password: str) -> bool:
         return re.fullmatch(self.regex, password) is not None
@@ -352,9 +385,7 @@ class Rule:
             for pattern in getattr(self, key):
                 if not _ADDRESS_PATTERN.match(pattern):
                     raise ConfigError(f"{path}.{key}: {pattern!r} is not \"*\", an address, \"*@domain\" or \"*@*.domain\"")
-        if isinstance(self.reason, dict):
-            for lang in self.reason:
-                _one_of(f"{path}.reason", lang, lang, LANGUAGES)
+        _check_localized(path, "reason", self.reason, 500)
         for mode in self.password_modes or []:
             _one_of(path, "password_modes", mode, PASSWORD_MODES)
         if self.password_modes == []:
@@ -367,9 +398,7 @@ class Rule:
         _check_limits(path, self)
 
     def reason_for(self, language: str) -> str:
-        if isinstance(self.reason, str):
-            return self.reason
-        return self.reason.get(language) or next(iter(self.reason.values()), "")
+        return localized(self.reason, language)
 
 
 @dataclass(frozen=True)
@@ -381,6 +410,7 @@ class Policy:
         _one_of(path, "default", self.default, ("allow", "deny"))
         if self.default == "deny" and not self.default_reason:
             raise ConfigError(f"{path}.default_reason: a deny default needs a reason the sender will read")
+        _check_localized(path, "default_reason", self.default_reason, 500)
 
 
 _ADDRESS_PATTERN = re.compile(r"^(\*|\*@(\*\.)?[^@*\s]+|[^@*\s]+@[^@*\s]+)$")
@@ -495,6 +525,37 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
     if not isinstance(value, hint):
         raise ConfigError(f"{path}: expected {hint.__name__}, got {type(value).__name__}")
     return value
+
+
+def _http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed "[" where a host would be
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.netloc) and not any(ch.isspace() for ch in url)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+
+
+def _check_localized(
+    path: str, key: str, value: Localized, max_length: int, required: bool = False, lines: bool = True
+) -> None:
+    """Languages the portal knows, no empty text in a table, at most ``max_length``
+    characters; line breaks only where ``lines`` (other control characters never)."""
+    texts = value.items() if isinstance(value, dict) else [(None, value)]
+    if required and not any(text for _, text in texts):
+        raise ConfigError(f"{path}.{key}: must not be empty")
+    for lang, text in texts:
+        where = f"{path}.{key}" if lang is None else f"{path}.{key}.{lang}"
+        if lang is not None:
+            _one_of(f"{path}.{key}", lang, lang, LANGUAGES)
+            if not text:
+                raise ConfigError(f"{where}: must not be empty (leave the language out instead)")
+        if len(text) > max_length:
+            raise ConfigError(f"{where}: at most {max_length} characters")
+        if _CONTROL.search(text.replace("\n", "") if lines else text):
+            raise ConfigError(f"{where}: no control characters{'' if lines else ' or line breaks'}")
 
 
 def _join(path: str, key: str) -> str:

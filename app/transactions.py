@@ -13,11 +13,11 @@ from datetime import date, datetime, time, timedelta
 from urllib.parse import urlencode
 from email.message import EmailMessage
 
-from flask_babel import force_locale, format_date, gettext, ngettext
+from flask_babel import force_locale, gettext, ngettext
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy.orm import Session
 
-from . import audit, drafts, keyslots, mails, password_policy, policy, ratelimit, status
+from . import audit, dates, drafts, keyslots, mails, password_policy, policy, ratelimit, status
 from .clients import network
 from .clock import utcnow
 from .crypto.keys import open_text
@@ -96,7 +96,7 @@ def default_body(portal: Portal, draft: Draft, language: str) -> str:
             "After the expiration date the data is deleted from the server automatically.\n\n"
             "The transfer is encrypted.",
             name=draft.sender_name,
-            date=format_date(draft.expires_on, "long"),
+            date=dates.day(draft.expires_on),
         )
 
 
@@ -272,13 +272,14 @@ def _notification_mails(
 
 
 def _confirmation_mail(portal: Portal, transfer: Transfer, file_names: list[str], status_link: str) -> EmailMessage:
-    """The receipt: the sender knows the file names, so they are listed."""
+    """The receipt. Mail travels in clear, to the sender too: it names the
+    files only when the sender chose to show file names in the mails."""
     language = transfer.sender_language
     text, html = mails.render(
         "confirmation",
         language,
         transfer=transfer,
-        files=list(zip(file_names, [f.size for f in transfer.files])),
+        files=list(zip(file_names, [f.size for f in transfer.files])) if transfer.expose_filenames else [],
         listed=transfer.recipients[:LISTED_RECIPIENTS],
         unlisted=max(0, len(transfer.recipients) - LISTED_RECIPIENTS),
         status_link=status_link,
@@ -293,12 +294,18 @@ def _confirmation_mail(portal: Portal, transfer: Transfer, file_names: list[str]
     return mails.compose(portal.settings, transfer.sender_email, subject, text, html)
 
 
+def expiry_range(portal: Portal, now: datetime, max_days: int) -> tuple[date, date]:
+    """The first and the last expiration day a sender may choose now."""
+    today = now.astimezone(portal.settings.site.zone).date()
+    return today, today + timedelta(days=max_days)
+
+
 def expiry_problem(portal: Portal, day: date, now: datetime, max_days: int) -> str | None:
     """Why an expiration date is not allowed ("past", "too_late"), or None."""
-    today = now.astimezone(portal.settings.site.zone).date()
-    if day < today:
+    earliest, latest = expiry_range(portal, now, max_days)
+    if day < earliest:
         return "past"
-    if day > today + timedelta(days=max_days):
+    if day > latest:
         return "too_late"
     return None
 

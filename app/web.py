@@ -10,11 +10,12 @@ from urllib.parse import urlsplit
 
 import flask
 from flask import Flask, Response, abort, current_app, request, session
-from flask_babel import format_date, format_datetime, format_decimal, get_locale
+from flask_babel import format_decimal, get_locale
 from werkzeug.exceptions import BadRequest
 
+from . import dates
 from .portal import Portal
-from .settings import Settings
+from .settings import Localized, Settings, localized
 from .upload_limits import Leases
 
 
@@ -95,6 +96,11 @@ CSP = (
 )
 
 
+def _in_current_language(value: Localized) -> str:
+    """An operator's text in the page's or mail's language (see ``force_locale``)."""
+    return localized(value, str(get_locale()))
+
+
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
@@ -108,8 +114,9 @@ def init_app(app: Flask) -> None:
         return {"site": settings().site, "current_language": str(get_locale())}
 
     app.jinja_env.filters["filesize"] = human_size
-    app.jinja_env.filters["date"] = format_date
-    app.jinja_env.filters["datetime"] = format_datetime
+    app.jinja_env.filters["localized"] = _in_current_language
+    app.jinja_env.filters["date"] = dates.day
+    app.jinja_env.filters["datetime"] = dates.moment
     app.jinja_env.filters["fromiso"] = datetime.fromisoformat
 
     @app.before_request

@@ -8,10 +8,10 @@ from collections.abc import Iterable, Iterator
 from urllib.parse import quote
 
 from flask import abort, flash, redirect, render_template, request, session, url_for
-from flask_babel import format_datetime, gettext, ngettext
+from flask_babel import gettext, ngettext
 from werkzeug.wrappers import Response
 
-from app import access, db, delivery, ratelimit, refused_posts, retrievals, transactions
+from app import access, dates, db, delivery, ratelimit, refused_posts, retrievals, transactions
 from app.argon2_gate import Argon2Busy
 from app.clock import utcnow
 from app.forms import ButtonForm
@@ -84,12 +84,12 @@ def start():  # type: ignore[no-untyped-def]
             db.session(), portal(), form.transaction_id.data, secret, by_link=by_link, ip=client_ip()
         )
     except ratelimit.RateLimited as exc:
-        error = gettext("Too many attempts. Please try again after %(time)s.", time=format_datetime(exc.retry_at, "short"))
+        error = gettext("Too many attempts. Please try again after %(time)s.", time=dates.moment(exc.retry_at))
         return _refuse(form, error, 429, {"Retry-After": _seconds_until(exc.retry_at)})
     except access.AccessLocked as exc:
         error = gettext(
             "Too many wrong attempts for this transaction ID. Please try again after %(time)s.",
-            time=format_datetime(exc.until, "short"),
+            time=dates.moment(exc.until),
         )
         return _refuse(form, error, 429, {"Retry-After": _seconds_until(exc.until)})
     except Argon2Busy:
@@ -114,7 +114,7 @@ def _denied_message(exc: access.AccessDenied, by_link: bool) -> str:
     if exc.locked_until is not None:
         return gettext(
             "Too many wrong attempts for this transaction ID. Please try again after %(time)s.",
-            time=format_datetime(exc.locked_until, "short"),
+            time=dates.moment(exc.locked_until),
         )
     if by_link:
         mismatch = gettext(

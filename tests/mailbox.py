@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import default
+from pathlib import Path
 
 from aiosmtpd.controller import Controller
 
@@ -90,3 +91,25 @@ class Mailbox:
         match = re.search(r"^\s+(\d{6,12})\s*$", self.last_to(address).text, re.M)
         assert match, "no verification code in the mail"
         return match.group(1)
+
+
+class Outbox(Mailbox):
+    """The outbox folder, read the way the tests read the SMTP mailbox."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.messages = []
+        self.lock = threading.Lock()
+        self.seen: set[Path] = set()
+
+    def clear(self) -> None:
+        self.seen = set(self.folder.glob("*.eml"))
+
+    def to(self, address: str) -> list[Received]:
+        found = []
+        for path in sorted(set(self.folder.glob("*.eml")) - self.seen):
+            raw = path.read_bytes()
+            message = email.message_from_bytes(raw, policy=default)
+            if address in message["To"]:
+                found.append(Received(message["From"], [address], message, raw))
+        return found

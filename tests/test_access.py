@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from sqlalchemy import delete, select, update
@@ -17,12 +18,33 @@ CROCKFORD_BASE32 = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 LOCKED = "Too many wrong attempts for this transaction ID"
 
 
-def test_access_ids_are_28_characters_of_the_whole_crockford_alphabet() -> None:
+def test_access_ids_are_12_characters_of_the_whole_crockford_alphabet() -> None:
     ids = [new_access_id() for _ in range(4000)]
-    # 28 characters x 5 bits = 140 bits, from all 32 symbols and only those.
-    assert {len(i) for i in ids} == {28}
+    # 12 characters x 5 bits = 60 bits, from all 32 symbols and only those (docs/FORMAT.md says why 60 are enough).
+    assert {len(i) for i in ids} == {12}
     assert set("".join(ids)) == set(CROCKFORD_BASE32)
     assert len(set(ids)) == len(ids)
+
+
+def test_a_transaction_id_is_three_groups_of_four_and_typed_loosely(sender: Sender, app) -> None:
+    sent = sender.send()
+    access_id = sent.access_id("anna@gemeente.example")
+    assert re.fullmatch(r"[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}", access_id)
+    assert access_id in sent.notifications["anna@gemeente.example"].text.replace("?id=" + access_id, "")
+    # Read out over the phone and typed as heard: lower case, spaces or other dashes, O for 0, I or L for 1.
+    spoken = access_id.lower().replace("-", " ", 1).replace("-", "\u2013").replace("0", "o").replace("1", "l")
+    assert Recipient(app).unlock(f" {spoken} ", PASSWORD).status_code == 302
+
+
+def test_an_id_made_before_the_short_ones_still_opens_its_transfer(sender: Sender, app) -> None:
+    sent = sender.send()
+    old = "7KQ2M9XD4TRB0H5WZP3NCGAEF8SV"  # 28 characters, as IDs were made before
+    with db.new_session(app) as s:
+        s.execute(update(RecipientRow).values(access_id=old))
+        s.commit()
+    assert Recipient(app).unlock(sent.access_id("anna@gemeente.example"), PASSWORD).status_code == 403
+    assert Recipient(app).unlock(group(old).lower(), PASSWORD).status_code == 302
+    assert Recipient(app).unlock(group(old)[:-1], PASSWORD).status_code == 403
 
 
 def test_recipient_ids_of_one_transfer_share_its_password_lockout(sender: Sender, app) -> None:

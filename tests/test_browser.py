@@ -288,6 +288,7 @@ def test_send_in_dutch_on_a_phone(browser: Browser, portal, mailbox: Mailbox, tm
     expect(page.get_by_role("alert")).to_contain_text("Voer uw naam in.")
     expect(page.get_by_label("Naam")).to_be_focused()
     expect(page.get_by_label("Naam")).to_have_attribute("aria-invalid", "true")
+    visit.errors.clear()  # the 422 answer, which the console reports
     visit.check("personal-errors")
     send_personal_and_verify(visit, mailbox, "Jan de Vries", "jan@zorg.example", NL)
     visit.check("recipients")
@@ -677,3 +678,48 @@ def test_back_after_a_refused_step_shows_that_step_again(browser: Browser, porta
     expect(page.get_by_role("heading", name="Message and files", exact=True)).to_be_visible()
     back_to("Recipients")
     context.close()
+
+
+def test_operator_texts_one_link_colour_and_an_agreed_password_not_called_strong(
+    browser: Browser, make_live, mailbox: Mailbox
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    agb = {"name": "AGB", "regex": r"^Agb\d{8}!$", "hint": "Agb + your AGB code + !"}
+    texts = {
+        "start_text": "Questions? Call 14 0592.",
+        "footer_links": [{"label": "Privacy statement", "url": "https://www.gemeente.example/privacy"},
+                         {"label": "Contact", "url": "https://www.gemeente.example/contact"}],
+    }
+    make_live({"site": {"base_url": base, **texts}, "password": {"patterns": [agb]}}, port=port)
+    visit = new_visit(browser, "texts")
+    page = visit.page
+    page.goto(base + "/")
+    expect(page.get_by_text("Questions? Call 14 0592.")).to_be_visible()
+    expect(page.get_by_role("link", name="Privacy statement")).to_be_visible()
+    visit.check("start-with-operator-texts")
+
+    def link_colours() -> set[str]:
+        page.wait_for_load_state("networkidle")
+        found = page.evaluate(
+            "() => [...document.querySelectorAll('main a:not(.button), footer a, summary, .link-button')]"
+            ".map(e => getComputedStyle(e).color)"
+        )
+        assert len(found) >= 2
+        return set(found)
+
+    page.goto(base + "/help")
+    page.goto(base + "/download/")  # the footer's links, help now visited, and the access key's summary
+    assert len(link_colours()) == 1
+    to_files_step(visit, mailbox, base)
+    page.goto(base + "/send/recipients")
+    assert len(link_colours()) == 1  # "Change" beside the sender, the footer's help link
+    page.goto(base + "/send/files")
+    page.get_by_label("Confidential message").fill("Zie telefoon.")
+    page.get_by_role("button", name="Next").click()
+    page.get_by_label("Enter password manually").check()
+    page.get_by_label("Password", exact=True).press_sequentially("Agb12345678!", delay=20)
+    feedback = page.locator("#strength-live")
+    expect(feedback).to_have_text("This password matches the agreed convention “AGB”.")
+    expect(feedback.locator("meter")).to_have_count(0)
+    visit.check("options-agreed-convention")

@@ -44,7 +44,10 @@ def _run(app, now):  # type: ignore[no-untyped-def]
 
 
 def test_receipt_lists_everything_and_carries_a_private_status_link(sender: Sender, mailbox) -> None:
-    sender.send(to="anna@gemeente.example", bcc="kees@gemeente.example", files=FILES, notify_retrieval="y")
+    # File names only because the sender chose to show them (tests/test_mail_contents.py).
+    sender.send(
+        to="anna@gemeente.example", bcc="kees@gemeente.example", files=FILES, notify_retrieval="y", expose_filenames="y"
+    )
     receipt = next(m for m in mailbox.to(sender.person.email) if "has been sent" in m.message["Subject"])
     text = receipt.text
     assert "anna@gemeente.example" in text and "kees@gemeente.example" in text
@@ -311,12 +314,30 @@ def test_in_app_scheduler_starts_with_the_first_request(make_app) -> None:
     app.extensions["koerier.scheduler"].shutdown(wait=False)
 
 
-def test_flask_purge_prints_what_it_removed(sender: Sender, app) -> None:
-    sender.personal()
-    instance = app.extensions["koerier"].instance_path
-    result = subprocess.run(
+def _flask_purge(instance) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    return subprocess.run(
         [sys.executable, "-m", "flask", "--app", "wsgi", "purge"], cwd=ROOT, capture_output=True, text=True, timeout=60,
         env={"PATH": "/usr/bin:/bin", "KOERIER_INSTANCE_PATH": str(instance)},
     )
+
+
+def test_flask_purge_prints_what_it_removed(sender: Sender, app) -> None:
+    sender.personal()
+    result = _flask_purge(app.extensions["koerier"].instance_path)
     assert result.returncode == 0, result.stderr
     assert "transfers expired: 0" in result.stdout and "drafts removed: 0" in result.stdout
+
+
+def test_flask_purge_from_cron_runs_every_time(app) -> None:
+    """Each run gives the lease back when it ends: the next one, minutes later, is not turned away."""
+    instance = app.extensions["koerier"].instance_path
+    for _ in range(2):
+        result = _flask_purge(instance)
+        assert result.returncode == 0, result.stderr
+        assert "Another process" not in result.stdout and "transfers expired: 0" in result.stdout
+    # A run that crashed (its process gone) still holds the lease until it runs out.
+    with app.app_context():
+        s = db.new_session(app)
+        assert lease.acquire(s, scheduler.LEASE, "cli:crashed", timedelta(minutes=15))
+        s.close()
+    assert "Another process is running the clean-up job" in _flask_purge(instance).stdout

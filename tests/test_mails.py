@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import re
+from datetime import timedelta
+
 import pytest
 
-from app import mails
+from app import db, mails, purge
+from app.clock import utcnow
 
-from .walker import Sender
+from .mailbox import Outbox
+from .walker import PASSWORD, Recipient, Sender
 
 
 def test_notification_is_multipart_and_bcc_is_private(sender: Sender) -> None:
@@ -27,8 +33,8 @@ def test_notification_is_multipart_and_bcc_is_private(sender: Sender) -> None:
 def test_file_names_only_when_exposed(sender: Sender) -> None:
     hidden = sender.send(files=[("geheim-dossier.pdf", b"x")])
     assert "geheim-dossier.pdf" not in hidden.notifications["anna@gemeente.example"].raw.decode()
-    # The receipt goes to the sender, who knows the names.
-    assert "geheim-dossier.pdf" in sender.mailbox.last_to(sender.person.email).text
+    # The receipt travels in clear like any mail: the sender did not choose to show the names.
+    assert "geheim-dossier.pdf" not in sender.mailbox.last_to(sender.person.email).raw.decode()
 
 
 def test_no_confirmation_unless_asked(sender: Sender) -> None:
@@ -100,3 +106,48 @@ def test_mail_server_down_keeps_input_and_stores_nothing(make_app, mailbox) -> N
         s = db.session()
         assert s.scalar(select(func.count()).select_from(VerificationCode)) == 0
         assert s.scalar(select(func.count()).select_from(Draft)) == 0
+
+
+def test_outbox_mails_log_their_links_as_they_are(make_app, tmp_path, caplog) -> None:
+    """An .eml file is quoted-printable, which breaks a link copied from an
+    editor; the log names each outbox mail with its links, whole."""
+    instance = tmp_path / "instance"
+    app = make_app({"mail": {"backend": "outbox"}}, instance=instance)
+    sender = Sender(app, Outbox(instance / "outbox"))
+    caplog.set_level(logging.INFO, logger="app.mailer")
+    sent = sender.send(password_mode="none", password=None, password_repeat=None)
+    link = sent.link("anna@gemeente.example")
+    assert "#key=" in link
+    status_link = re.search(r"https://\S+/send/status/\S+", sender.mailbox.last_to(sender.person.email).text).group(0)
+    lines = [r.getMessage() for r in caplog.records if r.name == "app.mailer"]
+    notice = next(line for line in lines if "mail to anna@gemeente.example" in line)
+    assert sent.notifications["anna@gemeente.example"].message["Subject"] in notice
+    assert link in notice.split()
+    assert any(status_link in line.split() for line in lines if f"mail to {sender.person.email}" in line)
+
+
+def test_the_retrieval_notice_subject_arrives_as_written(sender: Sender, app, mailbox) -> None:
+    """Python's header folder doubled the space before “ where it broke the line."""
+    reader = "pietje.puk.kluk@gemeente.example"
+    sent = sender.send(to=reader, notify_retrieval="y")
+    recipient = Recipient(app)
+    recipient.unlock(sent.access_id(reader), PASSWORD)
+    recipient.get(recipient.file_links()["verslag.pdf"])
+    with app.app_context():
+        purge.run(lambda: db.new_session(app), app.extensions["koerier"], utcnow() + timedelta(minutes=10))
+    notice = mailbox.last_to(sender.person.email)
+    assert notice.message["Subject"] == f"{reader} has downloaded files of “Files (1) from Jan de Vries”"
+
+
+@pytest.mark.parametrize("subject", [
+    "aaaaaaaaaaaaaaa@gemeente.example has downloaded files of “Dossier 42”",
+    "Re: Uitslag van dhr. Ĳsbrand — vervolg op ons gesprek van gisteren over de zorg thuis",
+    "Dossier " + "x" * 90 + " 42 (1)",
+    "Looks encoded =?utf-8?q?x?= but is typed",
+])
+def test_subjects_arrive_as_written(app, mailbox, subject: str) -> None:
+    mailbox.clear()
+    with app.app_context():
+        message = mails.compose(app.config["KOERIER"], "anna@gemeente.example", subject, "t", "<p>t</p>")
+        app.extensions["koerier"].mailer.send([message])
+    assert mailbox.last_to("anna@gemeente.example").message["Subject"] == subject

@@ -3,42 +3,17 @@
 from __future__ import annotations
 
 import base64
-import email
 import os
 import stat
-import threading
 from collections.abc import Iterator
-from email.policy import default
 from pathlib import Path
 
 import pytest
 
 from app import create_app
 
-from .mailbox import Mailbox, Received
+from .mailbox import Outbox
 from .walker import PASSWORD, Person, Recipient, Sender
-
-
-class Outbox(Mailbox):
-    """The outbox folder, read the way the tests read the SMTP mailbox."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.messages = []
-        self.lock = threading.Lock()
-        self.seen: set[Path] = set()
-
-    def clear(self) -> None:
-        self.seen = set(self.folder.glob("*.eml"))
-
-    def to(self, address: str) -> list[Received]:
-        found = []
-        for path in sorted(set(self.folder.glob("*.eml")) - self.seen):
-            raw = path.read_bytes()
-            message = email.message_from_bytes(raw, policy=default)
-            if address in message["To"]:
-                found.append(Received(message["From"], [address], message, raw))
-        return found
 
 
 def loose(instance: Path) -> dict[str, str]:

@@ -256,3 +256,21 @@ def test_steps_cannot_be_skipped(sender: Sender) -> None:
     sender.personal()
     r = sender.get("/send/options")
     assert r.status_code == 302 and r.location.endswith("/send/verify")
+
+
+def test_every_step_answers_a_refused_form_with_422(sender: Sender) -> None:
+    """The same status for the same thing on every step: a form that was refused, shown again to correct."""
+    evil = "Jan\r\nBcc: x@evil.example"
+    assert sender.personal(name=evil).status_code == 422
+    assert sender.personal(email="jan@zorg.example\r\nBcc: x@evil.example").status_code == 422
+    assert sender.personal().status_code == 302
+    wrong = "00000000" if sender.mailbox.code_for(sender.person.email) != "00000000" else "11111111"
+    assert sender.verify(wrong).status_code == 422
+    assert sender.verify().status_code == 302
+    assert sender.recipients("geen-adres").status_code == 422
+    assert sender.recipients("anna@gemeente.example").status_code == 302
+    assert sender.files([], message="").status_code == 422
+    assert sender.files([("a.txt", b"abc")]).status_code == 302
+    assert sender.options(expires_on="2000-01-01").status_code == 422
+    assert sender.options().status_code == 302
+    assert sender.notification(subject="").status_code == 422

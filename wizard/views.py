@@ -6,15 +6,15 @@ from datetime import timedelta
 from typing import Any
 
 from flask import abort, flash, redirect, render_template, request, session, url_for
-from flask_babel import format_datetime, get_locale, gettext
+from flask_babel import get_locale, gettext
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
 from app import (
-    audit, csrf, db, drafts, keyslots, password_policy, policy, ratelimit, refused_posts, status, transactions, upload_limits,
-    uploads, verification,
+    audit, csrf, dates, db, drafts, keyslots, password_policy, policy, ratelimit, refused_posts, status, transactions,
+    upload_limits, uploads, verification,
 )
 from app.argon2_gate import Argon2Busy
 from app.clock import utcnow
@@ -45,7 +45,7 @@ def _page(template: str, refusal: refused_posts.Refusal | None, form: FlaskForm,
 
 
 def _retry_message(exc: ratelimit.RateLimited) -> str:
-    return gettext("Too many attempts. Please try again after %(time)s.", time=format_datetime(exc.retry_at, "short"))
+    return gettext("Too many attempts. Please try again after %(time)s.", time=dates.moment(exc.retry_at))
 
 
 def _browser() -> str:
@@ -290,14 +290,14 @@ def remove_file(draft: Draft, file_id: str):  # type: ignore[no-untyped-def]
 def options(draft: Draft):  # type: ignore[no-untyped-def]
     config = settings()
     limits = decision(draft).limits
-    today = utcnow().astimezone(config.site.zone).date()
+    earliest, latest = transactions.expiry_range(portal(), utcnow(), limits.max_expiry_days)
     if request.method == "GET":
         fresh = not draft.options_saved
         default_mode = config.password.default_mode
         form = OptionsForm(
             data={
                 "expires_on": draft.expires_on
-                or today + timedelta(days=min(config.transfer.default_expiry_days, limits.max_expiry_days)),
+                or earliest + timedelta(days=min(config.transfer.default_expiry_days, limits.max_expiry_days)),
                 "recipient_language": draft.recipient_language or str(get_locale()),
                 "notify_confirmation": draft.notify_confirmation,
                 "notify_retrieval": limits.default_on(limits.retrieval_notice) if fresh else draft.notify_retrieval,
@@ -312,6 +312,8 @@ def options(draft: Draft):  # type: ignore[no-untyped-def]
     if refusal is not None:
         refusal.fill(form)
     form.password_mode.choices = [c for c in form.password_mode.choices if c.value in limits.password_modes]
+    # The date picker offers the days the check below accepts, and no others.
+    form.expires_on.render_kw = {"min": earliest.isoformat(), "max": latest.isoformat()}
     # Options the operator fixed are shown, but not to be changed.
     for field, toggle in ((form.notify_retrieval, limits.retrieval_notice), (form.expose_filenames, limits.expose_filenames)):
         if limits.fixed(toggle):
@@ -378,7 +380,7 @@ def _render_options(draft: Draft, form: OptionsForm, assessment: password_policy
         form=form,
         draft=draft,
         assessment=assessment,
-        strength_label=STRENGTH_LABELS[assessment.score] if assessment else None,
+        strength_label=_strength_label(assessment) if assessment else None,
         patterns=config.password.patterns,
         min_length=config.password.min_length,
         step="options",
@@ -399,10 +401,9 @@ def password_strength():  # type: ignore[no-untyped-def]
     assessment = _assess(draft, password)
     return {
         "score": assessment.score,
-        "label": str(STRENGTH_LABELS[assessment.score]),
+        "label": _strength_label(assessment),
         "acceptable": assessment.acceptable,
         "pattern": assessment.pattern,
-        "pattern_text": gettext("matches the agreed convention “%(name)s”", name=assessment.pattern) if assessment.pattern else "",
         "problem": "" if assessment.acceptable or not password else _password_message(assessment),
         "warning": assessment.warning,
         "suggestions": assessment.suggestions,
@@ -413,6 +414,15 @@ def _assess(draft: Draft, password: str) -> password_policy.Assessment:
     """The operator's password policy; the sender's name and address, and the site's name, count as guessable."""
     guessable = [draft.sender_name, draft.sender_email, settings().site.name]
     return password_policy.assess(password, settings().password, guessable)
+
+
+def _strength_label(assessment: password_policy.Assessment) -> str:
+    """What the meter says. A password on an agreed pattern is accepted for
+    the agreement, not for its strength: the AGB codes such a pattern is
+    built on are public, so it is never called strong."""
+    if assessment.pattern:
+        return gettext("This password matches the agreed convention “%(name)s”.", name=assessment.pattern)
+    return str(STRENGTH_LABELS[assessment.score])
 
 
 def _password_message(assessment: password_policy.Assessment) -> str:
@@ -458,7 +468,7 @@ def notification(draft: Draft):  # type: ignore[no-untyped-def]
         form.subject.errors.append(gettext(
             "Your daily limit of recipients is reached: %(left)d of %(max)d left today, and this transfer has %(count)d. "
             "Remove recipients, or try again after %(time)s.",
-            left=exc.left, max=exc.allowed, count=exc.wanted, time=format_datetime(exc.retry_at, "short"),
+            left=exc.left, max=exc.allowed, count=exc.wanted, time=dates.moment(exc.retry_at),
         ))
         return refused_posts.refuse(form, status=429, draft=draft)
     except ratelimit.RateLimited as exc:
@@ -604,5 +614,4 @@ def withdraw(token: str):  # type: ignore[no-untyped-def]
     if not form.validate_on_submit():
         return render_template("wizard/withdraw.html", transfer=transfer, token=token, form=form)
     status.withdraw(db.session(), portal(), transfer, ip=client_ip())
-    flash(gettext("The transfer has been withdrawn. The recipients can no longer open it and have been told."), "info")
     return render_template("wizard/status_gone.html", withdrawn=True)

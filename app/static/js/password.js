@@ -51,14 +51,19 @@ export function enhancePassword(root) {
 
   const render = (result) => {
     const heading = document.createElement("p");
-    const label = document.createElement("strong");
-    label.textContent = `${text("strength")}: `;
-    heading.append(label, result.label);
-    if (result.pattern_text) heading.append(` (${result.pattern_text})`);
-    const meter = document.createElement("meter");
-    Object.assign(meter, { min: 0, max: 4, low: 2, high: 3, optimum: 4, value: result.score });
-    meter.setAttribute("aria-hidden", "true");
-    const parts = [heading, meter];
+    const parts = [heading];
+    if (result.pattern) {
+      // An agreed pattern is accepted for the agreement; its strength is not the point.
+      heading.append(result.label);
+    } else {
+      const label = document.createElement("strong");
+      label.textContent = `${text("strength")}: `;
+      heading.append(label, result.label);
+      const meter = document.createElement("meter");
+      Object.assign(meter, { min: 0, max: 4, low: 2, high: 3, optimum: 4, value: result.score });
+      meter.setAttribute("aria-hidden", "true");
+      parts.push(meter);
+    }
     for (const line of [result.problem, result.warning].filter(Boolean)) {
       const p = document.createElement("p");
       p.textContent = line;
@@ -74,7 +79,7 @@ export function enhancePassword(root) {
       parts.push(list);
     }
     feedback.replaceChildren(...parts);
-    feedback.className = `strength strength-${result.score}`;
+    feedback.className = `strength strength-${result.pattern ? "pattern" : result.score}`;
     feedback.hidden = false;
   };
 

@@ -1,0 +1,143 @@
+"""What every kind of mail carries. Mail travels and is kept in clear: unless
+the sender chose to show file names (and with them such details) in the
+mails, no mail names a file or carries anything else the sender typed but
+the subject and the notification text; the sender's name and verified
+address say who sent it. Every kind of mail the portal sends is made here,
+through the real SMTP server."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from app import db, purge
+from app.clock import utcnow
+
+from .mailbox import Mailbox, Received
+from .walker import PASSWORD, Person, Recipient, Sender
+
+MAIL_TEMPLATES = Path(__file__).resolve().parent.parent / "app" / "templates" / "mail"
+JAN = Person(name="Jan de Vries", phone="0592 987654", email="jan@zorg.example")
+ANNA = Person(name="Anna Bakker", phone="050 3141592", email="anna@gemeente.example")
+KEES = "kees@gemeente.example"
+# What each of them typed that no mail may carry.
+TYPED = {
+    "file": ("Uitslag-Pietersen-4711.pdf", b"%PDF-1.4 uitslag\n"),
+    "message": "Vertrouwelijk: de uitslag is 4711-XQ.",
+    "reply file": ("Antwoord-Kwartel-8822.pdf", b"%PDF-1.4 antwoord\n"),
+    "reply message": "Geheim antwoord 8822-ZW.",
+}
+FORBIDDEN = [TYPED["file"][0], TYPED["message"], TYPED["reply file"][0], TYPED["reply message"], JAN.phone, ANNA.phone]
+# The subject of each kind, by language; a notification carries the sender's own subject.
+SUBJECTS = {
+    "en": {
+        "verification": "Your verification code for", "confirmation": "Your transfer to",
+        "retrieved": "has downloaded files of", "reminder": "Reminder:", "lockout": "Wrong passwords for your transfer",
+        "withdrawn": "Withdrawn:",
+    },
+    "nl": {
+        "verification": "Uw verificatiecode voor", "confirmation": "Uw overdracht aan",
+        "retrieved": "heeft bestanden van", "reminder": "Herinnering:",
+        "lockout": "Verkeerde wachtwoorden voor uw overdracht", "withdrawn": "Ingetrokken:",
+    },
+}
+
+
+@dataclass
+class Mails:
+    by_kind: dict[str, list[Received]] = field(default_factory=dict)
+
+    def add(self, language: str, received: list[Received]) -> None:
+        for mail in received:
+            subject = mail.message["Subject"]
+            kind = next((k for k, marker in SUBJECTS[language].items() if marker in subject), "notification")
+            self.by_kind.setdefault(kind, []).append(mail)
+
+    def all(self) -> list[Received]:
+        return [mail for mails in self.by_kind.values() for mail in mails]
+
+
+def every_kind_of_mail(
+    make_app: Callable[..., Flask], mailbox: Mailbox, language: str = "en", config: dict | None = None
+) -> Mails:
+    """A transfer and a reply through their whole lives, with every mail they cause."""
+    app = make_app({"retention": {"scheduler": False, "reminder_days_before": 2}, **(config or {})})
+    made = Mails()
+    jan = Sender(app, mailbox, JAN)
+    jan.get(f"/lang/{language}?next=/send/")
+    sent = jan.send(
+        to=ANNA.email, cc=KEES, files=[TYPED["file"]], message=TYPED["message"], notify_retrieval="y",
+        recipient_language=language,
+    )
+    made.add(language, list(mailbox.messages))
+
+    # Anna answers with "Reply securely": a verification code for her, a notification for Jan.
+    anna = Sender(app, mailbox, ANNA)
+    anna.get(f"/lang/{language}?next=/send/")
+    reply_link = re.search(r"https://\S+/send/reply/\S+", sent.notifications[ANNA.email].text).group(0)
+    assert anna.submit(reply_link).status_code == 302
+    anna.send(to=JAN.email, files=[TYPED["reply file"]], message=TYPED["reply message"], recipient_language=language)
+    made.add(language, list(mailbox.messages))
+    mailbox.clear()
+
+    # Anna downloads the file: Jan hears of it.
+    reader = Recipient(app)
+    assert reader.unlock(sent.access_id(ANNA.email), PASSWORD).status_code == 302
+    assert reader.get(next(iter(reader.file_links().values()))).status_code == 200
+    with app.app_context():
+        purge.run(lambda: db.new_session(app), app.extensions["koerier"], utcnow() + timedelta(minutes=10))
+        # Kees has not opened it two days before it expires: a reminder.
+        purge.run(lambda: db.new_session(app), app.extensions["koerier"], utcnow() + timedelta(days=6))
+    # Someone guesses Kees's password: Jan hears of the lockout.
+    guesser = Recipient(app)
+    for _ in range(app.config["KOERIER"].download.max_attempts):
+        guesser.unlock(sent.access_id(KEES), "geraden?")
+    # Jan withdraws the transfer: Anna and Kees are told.
+    status_link = re.search(r"/send/status/[\w-]+", sent.summary.get_data(as_text=True)).group(0)
+    assert jan.submit(f"{status_link}/withdraw").status_code == 200
+    made.add(language, list(mailbox.messages))
+    return made
+
+
+def everything_in(mail: Received) -> str:
+    headers = "\n".join(f"{name}: {value}" for name, value in mail.message.items())
+    return "\n".join((headers, mail.text, mail.html))
+
+
+@pytest.mark.parametrize("language", ["en", "nl"])
+def test_no_mail_carries_file_names_messages_or_phone_numbers(make_app, mailbox: Mailbox, language: str) -> None:
+    made = every_kind_of_mail(make_app, mailbox, language)
+    # Every kind of mail the portal has a template for was made, and the reply's notification too.
+    assert set(made.by_kind) == {path.stem for path in MAIL_TEMPLATES.glob("*.txt")}
+    assert any(mail.rcpt_tos == [JAN.email] for mail in made.by_kind["notification"])
+    for mail in made.all():
+        content = everything_in(mail)
+        leaked = [typed for typed in FORBIDDEN if typed in content]
+        assert not leaked, (mail.message["Subject"], leaked)
+    if language == "nl":
+        for mail in made.all():
+            english = re.search(r"\b(To|Dear|Files|Available until|Phone)\b", mail.text + mail.html)
+            assert not english, (mail.message["Subject"], english)
+    # The sender's receipt says how many files, without their names.
+    receipt = made.by_kind["confirmation"][0]
+    assert ("1 (17 B)" in receipt.text) and ("status page" in receipt.text or "statuspagina" in receipt.text)
+
+
+def test_file_names_and_phone_are_in_the_mails_when_the_sender_shows_them(sender: Sender, app, mailbox) -> None:
+    sent = sender.send(files=[TYPED["file"]], expose_filenames="y", notify_retrieval="y")
+    notification = sent.notifications["anna@gemeente.example"].text
+    assert TYPED["file"][0] in notification and sender.person.phone in notification
+    assert TYPED["file"][0] in mailbox.last_to(sender.person.email).text
+    reader = Recipient(app)
+    reader.unlock(sent.access_id("anna@gemeente.example"), PASSWORD)
+    reader.get(reader.file_links()[TYPED["file"][0]])
+    with app.app_context():
+        purge.run(lambda: db.new_session(app), app.extensions["koerier"], utcnow() + timedelta(minutes=10))
+    notice = mailbox.last_to(sender.person.email)
+    assert "has downloaded" in notice.message["Subject"] and TYPED["file"][0] in notice.text

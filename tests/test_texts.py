@@ -1,0 +1,55 @@
+"""What the pages and mails say: each text says what is true, once, in the reader's language."""
+
+from __future__ import annotations
+
+import re
+
+from .test_wizard_validation import walk_to
+from .walker import PASSWORD, Recipient, Sender, csrf_token, text_of
+
+AGB = {"password": {"patterns": [{"name": "AGB", "regex": r"^Agb\d{8}!$", "hint": "Agb + uw AGB-code + !"}]}}
+CONVENTION = "This password matches the agreed convention “AGB”."
+
+
+def test_an_agb_password_is_called_conventional_never_strong(make_app, mailbox) -> None:
+    """AGB codes are public (the Vektis register): such a password is agreed, not strong."""
+    sender = Sender(make_app(AGB), mailbox)
+    walk_to(sender, "options")
+    token = csrf_token(sender.get("/send/options").get_data(as_text=True))
+    live = sender.post("/send/options/strength", json={"password": "Agb12345678!"}, headers={"X-CSRFToken": token}).json
+    assert live["acceptable"] and live["pattern"] == "AGB" and live["label"] == CONVENTION
+    assert not live["warning"] and not live["suggestions"]  # zxcvbn's advice is not for an agreed pattern
+    # The page without scripts says the same (shown again because the repeat differs).
+    page = text_of(sender.options(password="Agb12345678!", password_repeat="Agb12345678?"))
+    assert CONVENTION in page and "Strong" not in page
+    sender.get("/lang/nl?next=/send/options")
+    live = sender.post("/send/options/strength", json={"password": "Agb12345678!"}, headers={"X-CSRFToken": token}).json
+    assert live["label"] == "Dit wachtwoord volgt de afgesproken conventie “AGB”."
+
+
+def test_help_says_how_addresses_may_be_separated(app) -> None:
+    help_page = text_of(app.test_client().get("/help", headers={"Accept-Language": "en"}))
+    assert "one per line" not in help_page
+    assert "separated by commas, semicolons, spaces or new lines" in help_page
+
+
+def test_the_withdraw_result_says_withdrawn_once(sender: Sender) -> None:
+    for language, word in (("en", "withdrawn"), ("nl", "ingetrokken")):
+        sender.get(f"/lang/{language}?next=/send/")
+        sent = sender.send()
+        status_link = re.search(r"/send/status/[\w-]+", sent.summary.get_data(as_text=True)).group(0)
+        result = sender.submit(f"{status_link}/withdraw")
+        assert result.status_code == 200
+        main = text_of(result).split('id="main"', 1)[1].split("</main>")[0]
+        assert main.count(word) == 1, main
+
+
+def test_an_empty_file_is_offered_for_download_not_for_preview(sender: Sender, app) -> None:
+    sent = sender.send(files=[("leeg.txt", b""), ("notitie.txt", b"tekst")])
+    recipient = Recipient(app)
+    recipient.unlock(sent.access_id("anna@gemeente.example"), PASSWORD)
+    page = recipient.get("/download/transfer").get_data(as_text=True)
+    previews = re.findall(r'aria-label="Preview ([^"]+)"', page)
+    assert previews == ["notitie.txt"]
+    empty = recipient.file_links()["leeg.txt"]
+    assert recipient.get(empty).status_code == 200 and recipient.get(empty + "/preview").status_code == 404
