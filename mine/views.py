@@ -209,7 +209,10 @@ def resend(transfer: Transfer, recipient_id: int):  # type: ignore[no-untyped-de
 def withdraw(transfer: Transfer):  # type: ignore[no-untyped-def]
     form = ButtonForm()
     if not form.validate_on_submit():
-        return render_template("mine/withdraw.html", transfer=transfer, form=form)
+        return render_template(
+            "wizard/withdraw.html", transfer=transfer, form=form,
+            action=url_for("mine.withdraw", transfer_id=transfer.id), back=url_for("mine.transfer", transfer_id=transfer.id),
+        )
     status.withdraw(db.session(), portal(), transfer, ip=client_ip())
     flash(gettext("The transfer has been withdrawn. The recipients can no longer open it and have been told."), "info")
     return redirect(url_for("mine.index"))

@@ -561,7 +561,10 @@ def withdraw(token: str):  # type: ignore[no-untyped-def]
         return render_template("wizard/status_gone.html"), 404
     form = ButtonForm()
     if not form.validate_on_submit():
-        return render_template("wizard/withdraw.html", transfer=transfer, token=token, form=form)
+        return render_template(
+            "wizard/withdraw.html", transfer=transfer, form=form,
+            action=url_for("wizard.withdraw", token=token), back=url_for("wizard.status_page", token=token),
+        )
     status.withdraw(db.session(), portal(), transfer, ip=client_ip())
     flash(gettext("The transfer has been withdrawn. The recipients can no longer open it and have been told."), "info")
     return render_template("wizard/status_gone.html", withdrawn=True)
