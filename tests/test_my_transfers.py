@@ -301,8 +301,12 @@ def test_the_report_prints_without_navigation(app, mailbox) -> None:
     assert {".top", ".bottom", "nav", ".no-print"} <= {s.strip() for s in hidden.split(",")}
 
 
-def test_exposed_names_go_with_their_transfer(app, mailbox) -> None:
-    send(app, mailbox, "Dossier", expose_filenames="y")
+def test_exposed_names_go_with_their_transfer(make_app, mailbox, database_url: str) -> None:
+    app = make_app({"storage": {"database_url": database_url}})
+    id_ = send(app, mailbox, "Dossier", expose_filenames="y")
+    owner = Owner(app, mailbox)
+    owner.verify()
+    assert "verslag.pdf" in text_of(owner.get(f"/mine/{id_}"))
     with app.app_context():
         purge.run(lambda: db.new_session(app), app.extensions["koerier"], utcnow() + timedelta(days=40))
         assert db.session().scalar(select(func.count()).select_from(ExposedNames)) == 0
