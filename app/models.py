@@ -347,7 +347,7 @@ class Retrieval(Base):
 
 class ExposedNames(Base):
     """The file names of a transfer that shows them in its notification mails,
-    sealed under a server key (see app/exposed_names.py). None for others."""
+    sealed under a server key (see app/exposed_names.py); other transfers have no row."""
 
     __tablename__ = "exposed_names"
 
