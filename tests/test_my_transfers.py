@@ -58,8 +58,10 @@ def send(app: Flask, mailbox: Mailbox, subject: str, email: str = JAN, to: str =
 
 
 def transfer_id(app: Flask, subject: str) -> str:
-    with app.app_context():
-        return db.session().scalars(select(Transfer.id).where(Transfer.subject == subject)).one()
+    # A session of its own, closed at once: on PostgreSQL a session left open
+    # holds a connection until the garbage collector finds it.
+    with db.new_session(app) as session:
+        return session.scalars(select(Transfer.id).where(Transfer.subject == subject)).one()
 
 
 def transfer(app: Flask, id_: str) -> Transfer | None:
@@ -68,8 +70,8 @@ def transfer(app: Flask, id_: str) -> Transfer | None:
 
 
 def events(app: Flask, kind: str) -> list[Event]:
-    with app.app_context():
-        return list(db.session().scalars(select(Event).where(Event.kind == kind).order_by(Event.id)))
+    with db.new_session(app) as session:
+        return list(session.scalars(select(Event).where(Event.kind == kind).order_by(Event.id)))
 
 
 def test_a_verified_sender_sees_their_own_transfers_and_no_others(app, mailbox) -> None:
@@ -309,7 +311,8 @@ def test_exposed_names_go_with_their_transfer(make_app, mailbox, database_url: s
     assert "verslag.pdf" in text_of(owner.get(f"/mine/{id_}"))
     with app.app_context():
         purge.run(lambda: db.new_session(app), app.extensions["koerier"], utcnow() + timedelta(days=40))
-        assert db.session().scalar(select(func.count()).select_from(ExposedNames)) == 0
+    with db.new_session(app) as session:
+        assert session.scalar(select(func.count()).select_from(ExposedNames)) == 0
 
 
 def test_a_reloaded_summary_still_leads_to_the_transfer(app, mailbox) -> None:
