@@ -350,6 +350,19 @@ class Retrieval(Base):
         return f"<Retrieval {self.how} recipient={self.recipient_id} file={self.file_id}>"
 
 
+class ExposedNames(Base):
+    """The file names of a transfer that shows them in its notification mails,
+    sealed under a server key (see app/exposed_names.py); other transfers have no row."""
+
+    __tablename__ = "exposed_names"
+
+    transfer_id: Mapped[str] = mapped_column(ForeignKey("transfer.id", ondelete="CASCADE"), primary_key=True)
+    names_ct: Mapped[bytes] = mapped_column(LargeBinary)
+
+    def __repr__(self) -> str:
+        return f"<ExposedNames transfer={self.transfer_id}>"
+
+
 class Lease(Base):
     """Which process runs the clean-up job; renewed while it lives."""
 

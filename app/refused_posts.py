@@ -24,8 +24,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from flask import redirect, request, session
+from flask import redirect, render_template, request, session
 from flask_wtf import FlaskForm
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
@@ -74,10 +75,13 @@ def refuse(
     headers: Mapping[str, str] | None = None,
     draft: Draft | None = None,
     forget: Iterable[str] = (),
+    page: str | None = None,
 ) -> Response:
     """Remember the refusal for this page's next view, and redirect there.
 
-    Fields named in ``forget`` (secrets such as a one-time code) are not carried.
+    ``page`` is where a form posted to a path of its own is shown (by
+    default the posted path). Fields named in ``forget`` (secrets such as a
+    one-time code) are not carried.
     """
     forget = set(forget)
     refusal = Refusal(
@@ -100,13 +104,22 @@ def refuse(
         db.session().rollback()
     limit = MAX_VALUE_CHARS if draft is not None else MAX_COOKIE_VALUE_CHARS
     refusal.values = {name: [v[:limit] for v in vs] for name, vs in refusal.values.items()}
+    shown = page or request.path
     if draft is not None:
         plain = json.dumps(refusal.__dict__)
         draft.refusal_ct = seal_text(drafts.data_key(draft), "refusal", draft.transfer_id, plain)
-        session[SESSION_KEY] = {"page": request.path, "sealed": True}
+        session[SESSION_KEY] = {"page": shown, "sealed": True}
     else:
-        session[SESSION_KEY] = {"page": request.path, "refusal": refusal.__dict__}
-    return redirect(request.full_path if request.query_string else request.path, 303)
+        session[SESSION_KEY] = {"page": shown, "refusal": refusal.__dict__}
+    return redirect(page or (request.full_path if request.query_string else request.path), 303)
+
+
+def show(template: str, refusal: Refusal | None, form: FlaskForm, **context: Any):  # type: ignore[no-untyped-def]
+    """A page with ``form``, showing the refusal of its last post if there was one."""
+    if refusal is None:
+        return render_template(template, form=form, **context)
+    refusal.fill(form)
+    return render_template(template, form=form, **context), *refusal.answer()
 
 
 def take(draft: Draft | None = None) -> Refusal | None:

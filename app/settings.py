@@ -270,6 +270,8 @@ class Verification:
     max_attempts: int = 5
     resend_cooldown_seconds: int = 60
     remember_days: int = 0
+    # How long a verified address opens My transfers in its browser session.
+    my_transfers_minutes: int = 30
 
     def check(self, path: str) -> None:
         _range(path, "code_length", self.code_length, 6, 12)
@@ -277,6 +279,7 @@ class Verification:
         _range(path, "max_attempts", self.max_attempts, 1, 20)
         _range(path, "resend_cooldown_seconds", self.resend_cooldown_seconds, 0, 3600)
         _range(path, "remember_days", self.remember_days, 0, 365)
+        _range(path, "my_transfers_minutes", self.my_transfers_minutes, 1, 24 * 60)
 
 
 @dataclass(frozen=True)
@@ -319,6 +322,8 @@ class Limits:
     recipients_per_sender_per_day: int = 250
     # The same, of all senders on one client network together.
     recipients_per_ip_per_day: int = 250
+    # A notification mail sent again from My transfers, per recipient of a transfer.
+    notification_resends_per_recipient_per_day: int = 3
     # A request body that sends nothing for this long ends its request.
     upload_read_timeout_seconds: int = 30
     # Uploads running at once (form posts, resumable creations and chunks).

@@ -17,7 +17,7 @@ from flask_babel import force_locale, gettext, ngettext
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy.orm import Session
 
-from . import audit, dates, drafts, keyslots, mails, password_policy, policy, ratelimit, status
+from . import audit, dates, drafts, exposed_names, keyslots, mails, password_policy, policy, ratelimit, status
 from .clients import network
 from .clock import utcnow
 from .crypto.keys import open_text
@@ -144,6 +144,8 @@ def start(
         for address in addresses:
             transfer.recipients.append(Recipient(email=address, kind=kind, access_id=new_access_id()))
     db.flush()  # recipient ids, for the link slots
+    if transfer.expose_filenames:
+        exposed_names.keep(db, portal, transfer.id, file_names)
 
     generated: str | None = None
     link_secrets: dict[int, str] = {}
@@ -243,32 +245,36 @@ def download_link(portal: Portal, recipient: Recipient, link_secret: str | None)
 def _notification_mails(
     portal: Portal, transfer: Transfer, file_names: list[str], link_secrets: dict[int, str]
 ) -> list[EmailMessage]:
+    return [
+        notification_mail(portal, transfer, recipient, file_names, link_secrets.get(recipient.id))
+        for recipient in transfer.recipients
+    ]
+
+
+def notification_mail(
+    portal: Portal, transfer: Transfer, recipient: Recipient, file_names: list[str], link_secret: str | None
+) -> EmailMessage:
+    """One recipient's notification; never the password, which the server does not know."""
     # Bcc recipients get their own mail like everyone else, and are listed in nobody's.
     visible = [r for r in transfer.recipients if r.kind != "bcc"]
-    listed, unlisted = visible[:LISTED_RECIPIENTS], max(0, len(visible) - LISTED_RECIPIENTS)
-    out = []
-    for recipient in transfer.recipients:
-        text, html = mails.render(
-            "notification",
-            transfer.language,
-            transfer=transfer,
-            recipient=recipient,
-            access_id=group(recipient.access_id),
-            link=download_link(portal, recipient, link_secrets.get(recipient.id)),
-            link_key=link_secrets.get(recipient.id),
-            reply_link=reply_link(portal, transfer, recipient),
-            listed=listed,
-            unlisted=unlisted,
-            file_names=file_names if transfer.expose_filenames else [],
-            site=portal.settings.site,
-        )
-        out.append(
-            mails.compose(
-                portal.settings, recipient.email, transfer.subject, text, html,
-                reply_to=(transfer.sender_name, transfer.sender_email),
-            )
-        )
-    return out
+    text, html = mails.render(
+        "notification",
+        transfer.language,
+        transfer=transfer,
+        recipient=recipient,
+        access_id=group(recipient.access_id),
+        link=download_link(portal, recipient, link_secret),
+        link_key=link_secret,
+        reply_link=reply_link(portal, transfer, recipient),
+        listed=visible[:LISTED_RECIPIENTS],
+        unlisted=max(0, len(visible) - LISTED_RECIPIENTS),
+        file_names=file_names if transfer.expose_filenames else [],
+        site=portal.settings.site,
+    )
+    return mails.compose(
+        portal.settings, recipient.email, transfer.subject, text, html,
+        reply_to=(transfer.sender_name, transfer.sender_email),
+    )
 
 
 def _confirmation_mail(portal: Portal, transfer: Transfer, file_names: list[str], status_link: str) -> EmailMessage:

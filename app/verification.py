@@ -79,9 +79,11 @@ def _latest(db: Session, email: str, browser: str) -> VerificationCode | None:
 
 
 def send_code(
-    db: Session, portal: Portal, email: str, browser: str, language: str, ip: str = "", now: datetime | None = None
+    db: Session, portal: Portal, email: str, browser: str, language: str, ip: str = "", now: datetime | None = None,
+    purpose: str = "send",
 ) -> None:
-    """Mail a fresh code for ``email`` to use in ``browser``.
+    """Mail a fresh code for ``email`` to use in ``browser``: to send a
+    transfer, or (``purpose="mine"``) to open My transfers.
 
     Raises ResendTooSoon, ratelimit.RateLimited (too many mails to this
     address for this browser in the hour, to this address from this client
@@ -126,7 +128,8 @@ def send_code(
     )
     audit.record(db, "verification_sent", actor=email, ip=ip, now=now)
     text, html = mails.render(
-        "verification", language, code=code, minutes=config.code_ttl_minutes, base_url=portal.settings.site.base_url
+        "verification", language, code=code, minutes=config.code_ttl_minutes, base_url=portal.settings.site.base_url,
+        purpose=purpose,
     )
     with force_locale(language):
         subject = gettext("Your verification code for %(site)s", site=portal.settings.site.name)

@@ -99,7 +99,8 @@ def start():  # type: ignore[no-untyped-def]
         return render_template(template, form=form, error=error), 503, {"Retry-After": "10"}
     except access.AccessDenied as exc:
         return _refuse(form, _denied_message(exc, by_link), 403)
-    session["grant"] = {"id": ticket.grant_id, "secret": ticket.secret, "for": group(normalize_access_id(form.transaction_id.data))}
+    typed_id = group(normalize_access_id(form.transaction_id.data))
+    session["grant"] = {"id": ticket.grant_id, "secret": ticket.secret, "for": typed_id}
     return redirect(_after_unlock())
 
 

@@ -723,3 +723,34 @@ def test_operator_texts_one_link_colour_and_an_agreed_password_not_called_strong
     expect(feedback).to_have_text("This password matches the agreed convention “AGB”.")
     expect(feedback.locator("meter")).to_have_count(0)
     visit.check("options-agreed-convention")
+
+
+def test_my_transfers_and_a_report_that_prints(browser: Browser, portal, mailbox: Mailbox) -> None:
+    """Verify the address, find the transfer, open its report, print it to PDF:
+    the print stylesheet leaves the site's navigation and the buttons out."""
+    app, base = portal
+    Sender(app, mailbox).send(to="anna@gemeente.example, kees@gemeente.example")
+    visit = new_visit(browser, "my-transfers")
+    page = visit.page
+    page.goto(base + "/")
+    page.get_by_role("link", name="My transfers").click()
+    page.get_by_label("Email address").fill("jan@zorg.example")
+    page.get_by_role("button", name="Next").click()
+    page.get_by_label("Verification code").fill(mailbox.code_for("jan@zorg.example"))
+    page.get_by_role("button", name="Verify").click()
+    visit.check("list")
+    page.get_by_role("link", name="Files (1) from Jan de Vries").click()
+    expect(page.get_by_role("button", name="Send again: the notification mail to kees@gemeente.example")).to_be_visible()
+    visit.check("transfer")
+    page.get_by_role("link", name="Report", exact=True).click()
+    expect(page.get_by_role("button", name="Print or save as PDF")).to_be_visible()
+    visit.check("report")
+
+    page.emulate_media(media="print")
+    for hidden in (page.locator("header.top"), page.locator("footer.bottom"), page.get_by_role("button", name="Print or save as PDF")):
+        expect(hidden).to_be_hidden()
+    expect(page.get_by_role("cell", name="kees@gemeente.example")).to_be_visible()
+    page.screenshot(path=visit.shots / "report-printed.png", full_page=True)
+    pdf = page.pdf(format="A4")
+    assert pdf.startswith(b"%PDF") and len(pdf) > 5000
+    (visit.shots / "report.pdf").write_bytes(pdf)

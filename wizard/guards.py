@@ -13,7 +13,7 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import ValidationError as CSRFValidationError
 from flask_wtf.csrf import validate_csrf
 
-from app import db, drafts, policy, transactions
+from app import dates, db, drafts, policy, ratelimit, transactions, verification
 from app.models import Draft
 from app.web import human_size, portal, settings
 
@@ -69,6 +69,27 @@ def wizard_step(step: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]
         return guarded
 
     return decorate
+
+
+def browser_id() -> str:
+    """This browser's id, to which its verification codes belong."""
+    return session.setdefault("browser", verification.new_browser_id())
+
+
+def code_message(exc: verification.CodeRejected) -> str:
+    if exc.reason == "wrong":
+        return gettext(
+            "This code is not correct. You have %(left)d more attempts.", left=exc.attempts_left
+        ) if exc.attempts_left != 1 else gettext("This code is not correct. You have 1 more attempt.")
+    if exc.reason == "expired":
+        return gettext("This code has expired. Please ask for a new code.")
+    if exc.reason == "exhausted":
+        return gettext("Too many wrong attempts. Please ask for a new code.")
+    return gettext("There is no valid code for this address. Please ask for a new code.")
+
+
+def retry_message(exc: ratelimit.RateLimited) -> str:
+    return gettext("Too many attempts. Please try again after %(time)s.", time=dates.moment(exc.retry_at))
 
 
 def csrf_token_ok(token: str) -> bool:

@@ -5,15 +5,24 @@ signed session, so it ends with it: after the idle or absolute timeout
 (app/web.py), as everything else a forgotten browser still holds. With
 more days, a signed persistent cookie of its own, as Cryptshare does;
 ``__Host-`` bound (Secure, whole site, this host only) in https mode.
+
+"My transfers" asks more: a code entered in this browser's session within
+``verification.my_transfers_minutes``. It lists whom the address sent what,
+so a remembered address, whose proof may be days old, does not open it.
+That proof lives in the signed session only, whose cookie is ``__Host-``
+bound in https mode too, and ends with it.
 """
 
 from __future__ import annotations
+
+import time
 
 from flask import Response, current_app, request, session
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 COOKIE = "koerier_sender"
 SESSION_KEY = "verified_sender"
+MY_TRANSFERS_KEY = "my_transfers"
 
 
 def _serializer() -> URLSafeTimedSerializer:
@@ -53,3 +62,24 @@ def remember(response: Response, email: str) -> None:
         httponly=True,
         samesite="Lax",
     )
+
+
+def open_my_transfers(email: str) -> None:
+    """``email`` was proven just now, by a code entered in this browser."""
+    session[MY_TRANSFERS_KEY] = {"email": email, "since": time.time()}
+
+
+def my_transfers_email() -> str | None:
+    """The address whose transfers this browser may see and manage now, if any."""
+    held = session.get(MY_TRANSFERS_KEY)
+    if not isinstance(held, dict):
+        return None
+    age = time.time() - float(held.get("since", 0))
+    if not 0 <= age <= current_app.config["KOERIER"].verification.my_transfers_minutes * 60:
+        session.pop(MY_TRANSFERS_KEY, None)
+        return None
+    return str(held["email"])
+
+
+def close_my_transfers() -> None:
+    session.pop(MY_TRANSFERS_KEY, None)

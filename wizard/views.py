@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from flask import abort, flash, redirect, render_template, request, session, url_for
 from flask_babel import get_locale, gettext
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -26,31 +24,14 @@ from app.web import client_ip, limit_body, portal, settings, streams_body, uploa
 
 from . import bp, sender_cookie
 from .guards import (
-    TOO_MANY_UPLOADS, csrf_token_ok, current_draft, decision, file_problem, first_missing_step,
-    sender_verified, wizard_step,
+    TOO_MANY_UPLOADS, browser_id, code_message, csrf_token_ok, current_draft, decision, file_problem, first_missing_step,
+    retry_message, sender_verified, wizard_step,
 )
 from .forms import MessageForm, NotificationForm, OptionsForm, PersonalForm, RecipientsForm, VerifyForm
 
 UPLOAD_OVERHEAD = 2 * 1024 * 1024
 BUSY = _l("The portal is very busy right now. Please try again in a moment; what you entered is kept.")
 STRENGTH_LABELS = {0: _l("Weak"), 1: _l("Weak"), 2: _l("Fair"), 3: _l("Strong"), 4: _l("Strong")}
-
-
-def _page(template: str, refusal: refused_posts.Refusal | None, form: FlaskForm, **context: Any):  # type: ignore[no-untyped-def]
-    """A step's page, showing the refusal of its last post if there was one."""
-    if refusal is None:
-        return render_template(template, form=form, **context)
-    refusal.fill(form)
-    return render_template(template, form=form, **context), *refusal.answer()
-
-
-def _retry_message(exc: ratelimit.RateLimited) -> str:
-    return gettext("Too many attempts. Please try again after %(time)s.", time=dates.moment(exc.retry_at))
-
-
-def _browser() -> str:
-    """This browser's id, to which its verification codes belong."""
-    return session.setdefault("browser", verification.new_browser_id())
 
 
 @bp.route("/", methods=["GET", "POST"])
@@ -68,7 +49,7 @@ def personal():  # type: ignore[no-untyped-def]
         else None
     )
     if request.method == "GET":
-        return _page("wizard/personal.html", refused_posts.take(draft), form, step="personal")
+        return refused_posts.show("wizard/personal.html", refused_posts.take(draft), form, step="personal")
     if not form.validate_on_submit():
         return refused_posts.refuse(form, draft=draft)
     verified = sender_cookie.verified_email() == form.email.data
@@ -76,12 +57,12 @@ def personal():  # type: ignore[no-untyped-def]
         # Before a draft exists: a refused request leaves none behind.
         try:
             verification.send_code(
-                db.session(), portal(), form.email.data, _browser(), str(get_locale()), ip=client_ip()
+                db.session(), portal(), form.email.data, browser_id(), str(get_locale()), ip=client_ip()
             )
         except verification.ResendTooSoon:
             pass  # a code sent moments ago is still on its way; reuse it
         except ratelimit.RateLimited as exc:
-            form.email.errors.append(_retry_message(exc))
+            form.email.errors.append(retry_message(exc))
             return refused_posts.refuse(form, status=429, draft=draft)
         except MailError:
             form.email.errors.append(_l("We could not send the verification code. Please try again in a few minutes."))
@@ -106,30 +87,21 @@ def verify(draft: Draft):  # type: ignore[no-untyped-def]
         return redirect(url_for("wizard.recipients"))
     form = VerifyForm()
     if request.method == "GET":
-        return _page("wizard/verify.html", refused_posts.take(draft), form, resend=ButtonForm(), draft=draft, step="personal")
+        return refused_posts.show(
+            "wizard/verify.html", refused_posts.take(draft), form, resend=ButtonForm(), draft=draft, step="personal"
+        )
     if form.validate_on_submit():
         try:
-            verification.check_code(db.session(), portal(), draft.sender_email, _browser(), form.code.data, ip=client_ip())
+            verification.check_code(db.session(), portal(), draft.sender_email, browser_id(), form.code.data, ip=client_ip())
         except verification.CodeRejected as exc:
-            form.code.errors.append(_code_message(exc))
+            form.code.errors.append(code_message(exc))
         else:
             response = redirect(url_for("wizard.recipients"))
             sender_cookie.remember(response, draft.sender_email)
+            sender_cookie.open_my_transfers(draft.sender_email)
             return response
     # A wrong code is not shown again.
     return refused_posts.refuse(form, draft=draft, forget=("code",))
-
-
-def _code_message(exc: verification.CodeRejected) -> str:
-    if exc.reason == "wrong":
-        return gettext(
-            "This code is not correct. You have %(left)d more attempts.", left=exc.attempts_left
-        ) if exc.attempts_left != 1 else gettext("This code is not correct. You have 1 more attempt.")
-    if exc.reason == "expired":
-        return gettext("This code has expired. Please ask for a new code.")
-    if exc.reason == "exhausted":
-        return gettext("Too many wrong attempts. Please ask for a new code.")
-    return gettext("There is no valid code for this address. Please ask for a new code.")
 
 
 @bp.post("/verify/resend")
@@ -138,12 +110,12 @@ def resend(draft: Draft):  # type: ignore[no-untyped-def]
     if not ButtonForm().validate_on_submit():
         abort(400)
     try:
-        verification.send_code(db.session(), portal(), draft.sender_email, _browser(), str(get_locale()), ip=client_ip())
+        verification.send_code(db.session(), portal(), draft.sender_email, browser_id(), str(get_locale()), ip=client_ip())
         flash(gettext("A new code has been sent to %(email)s.", email=draft.sender_email), "info")
     except verification.ResendTooSoon as exc:
         flash(gettext("Please wait %(seconds)d seconds before asking for a new code.", seconds=exc.seconds), "error")
     except ratelimit.RateLimited as exc:
-        flash(_retry_message(exc), "error")
+        flash(retry_message(exc), "error")
     except MailError:
         flash(gettext("We could not send the verification code. Please try again in a few minutes."), "error")
     return redirect(url_for("wizard.verify"))
@@ -162,7 +134,7 @@ def recipients(draft: Draft):  # type: ignore[no-untyped-def]
         else None
     )
     if request.method == "GET":
-        return _page("wizard/recipients.html", refused_posts.take(draft), form, draft=draft, step="recipients")
+        return refused_posts.show("wizard/recipients.html", refused_posts.take(draft), form, draft=draft, step="recipients")
     if form.validate_on_submit():
         verdict = decision(draft, [*form.parsed["to"], *form.parsed["cc"], *form.parsed["bcc"]])
         if verdict.allowed:
@@ -472,7 +444,7 @@ def notification(draft: Draft):  # type: ignore[no-untyped-def]
         ))
         return refused_posts.refuse(form, status=429, draft=draft)
     except ratelimit.RateLimited as exc:
-        form.subject.errors.append(_retry_message(exc))
+        form.subject.errors.append(retry_message(exc))
         return refused_posts.refuse(form, status=429, draft=draft)
     except Argon2Busy:
         form.subject.errors.append(BUSY)
@@ -612,6 +584,9 @@ def withdraw(token: str):  # type: ignore[no-untyped-def]
         return render_template("wizard/status_gone.html"), 404
     form = ButtonForm()
     if not form.validate_on_submit():
-        return render_template("wizard/withdraw.html", transfer=transfer, token=token, form=form)
+        return render_template(
+            "wizard/withdraw.html", transfer=transfer, form=form,
+            action=url_for("wizard.withdraw", token=token), back=url_for("wizard.status_page", token=token),
+        )
     status.withdraw(db.session(), portal(), transfer, ip=client_ip())
     return render_template("wizard/status_gone.html", withdrawn=True)

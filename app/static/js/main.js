@@ -6,6 +6,7 @@ import { enhanceCopyButtons } from "./copy.js";
 import { focusFirstError } from "./errors.js";
 import { enhanceLinkKey } from "./link.js";
 import { enhancePassword } from "./password.js";
+import { enhancePrint } from "./print.js";
 import { enhanceUploads } from "./upload.js";
 
 document.documentElement.classList.add("js");
@@ -13,4 +14,5 @@ focusFirstError();
 enhanceCopyButtons();
 enhanceLinkKey(document.querySelector("[data-unlock-form]"));
 enhancePassword(document.querySelector("[data-strength-url]"));
+enhancePrint();
 enhanceUploads(document.querySelector("[data-upload-url]"));

@@ -1,0 +1,233 @@
+"""My transfers: parse the form, call one service, render or redirect.
+
+The rules (whose transfer, which dates, how often) live in
+app/my_transfers.py; here the verified address comes from the session
+(wizard/sender_cookie.py) and goes into every call.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from flask import abort, flash, redirect, render_template, request, session, url_for
+from flask_babel import get_locale, gettext
+from flask_babel import lazy_gettext as _l
+
+from app import dates, db, my_transfers, ratelimit, refused_posts, status, verification
+from app.clock import utcnow
+from app.forms import ButtonForm
+from app.mailer import MailError
+from app.models import Transfer
+from app.web import client_ip, portal, settings
+from wizard import sender_cookie
+from wizard.forms import VerifyForm
+from wizard.guards import browser_id, code_message, retry_message
+
+from . import bp
+from .forms import AddressForm, ExpiryForm
+
+# The address a code was sent to, until it is entered.
+PENDING = "my_transfers_pending"
+MAIL_FAILED = _l("We could not send the verification code. Please try again in a few minutes.")
+
+
+def verified_address(view: Callable[..., Any]) -> Callable[..., Any]:
+    """The view gets the verified address first; without one, the visitor verifies first."""
+
+    @functools.wraps(view)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        email = sender_cookie.my_transfers_email()
+        if email is None:
+            return redirect(url_for("mine.verify"))
+        return view(email, *args, **kwargs)
+
+    return guarded
+
+
+def own_transfer(view: Callable[..., Any]) -> Callable[..., Any]:
+    """The view gets the verified address and the transfer, if that address
+    sent it; any other id is "not found", whoever's it is."""
+
+    @verified_address
+    @functools.wraps(view)
+    def guarded(email: str, transfer_id: str, *args: Any, **kwargs: Any) -> Any:
+        transfer = my_transfers.find(db.session(), email, transfer_id)
+        if transfer is None:
+            abort(404)
+        return view(transfer, *args, **kwargs)
+
+    return guarded
+
+
+@bp.get("/")
+@verified_address
+def index(email: str):  # type: ignore[no-untyped-def]
+    return render_template(
+        "mine/list.html", email=email, transfers=my_transfers.sent_by(db.session(), email), form=ButtonForm()
+    )
+
+
+@bp.route("/verify", methods=["GET", "POST"])
+def verify():  # type: ignore[no-untyped-def]
+    if sender_cookie.my_transfers_email() is not None:
+        return redirect(url_for("mine.index"))
+    if request.method == "GET":
+        form = AddressForm(data={"email": session.get(PENDING) or session.get("sender", {}).get("email", "")})
+    else:
+        form = AddressForm()
+    if request.method == "GET":
+        return refused_posts.show("mine/verify.html", refused_posts.take(), form)
+    if not form.validate_on_submit():
+        return refused_posts.refuse(form)
+    # The same answer whoever the address is: only its mailbox learns more.
+    try:
+        verification.send_code(
+            db.session(), portal(), form.email.data, browser_id(), str(get_locale()), ip=client_ip(), purpose="mine"
+        )
+    except verification.ResendTooSoon:
+        pass  # a code sent moments ago is still on its way; it serves here too
+    except ratelimit.RateLimited as exc:
+        form.email.errors.append(retry_message(exc))
+        return refused_posts.refuse(form, status=429)
+    except MailError:
+        form.email.errors.append(str(MAIL_FAILED))
+        return refused_posts.refuse(form, status=503)
+    session[PENDING] = form.email.data
+    return redirect(url_for("mine.code"))
+
+
+@bp.route("/verify/code", methods=["GET", "POST"])
+def code():  # type: ignore[no-untyped-def]
+    email = session.get(PENDING)
+    if not email:
+        return redirect(url_for("mine.verify"))
+    form = VerifyForm()
+    if request.method == "GET":
+        return refused_posts.show("mine/code.html", refused_posts.take(), form, email=email, resend=ButtonForm())
+    if form.validate_on_submit():
+        try:
+            verification.check_code(db.session(), portal(), email, browser_id(), form.code.data, ip=client_ip())
+        except verification.CodeRejected as exc:
+            form.code.errors.append(code_message(exc))
+        else:
+            session.pop(PENDING)
+            sender_cookie.open_my_transfers(email)
+            my_transfers.opened(db.session(), email, ip=client_ip())
+            return redirect(url_for("mine.index"))
+    # A wrong code is not shown again.
+    return refused_posts.refuse(form, forget=("code",))
+
+
+@bp.post("/verify/resend")
+def resend_code():  # type: ignore[no-untyped-def]
+    email = session.get(PENDING)
+    if not ButtonForm().validate_on_submit() or not email:
+        abort(400)
+    try:
+        verification.send_code(
+            db.session(), portal(), email, browser_id(), str(get_locale()), ip=client_ip(), purpose="mine"
+        )
+        flash(gettext("A new code has been sent to %(email)s.", email=email), "info")
+    except verification.ResendTooSoon as exc:
+        flash(gettext("Please wait %(seconds)d seconds before asking for a new code.", seconds=exc.seconds), "error")
+    except ratelimit.RateLimited as exc:
+        flash(retry_message(exc), "error")
+    except MailError:
+        flash(str(MAIL_FAILED), "error")
+    return redirect(url_for("mine.code"))
+
+
+@bp.post("/end")
+def end():  # type: ignore[no-untyped-def]
+    if not ButtonForm().validate_on_submit():
+        abort(400)
+    sender_cookie.close_my_transfers()
+    flash(gettext("You have closed My transfers in this browser."), "info")
+    return redirect(url_for("site.index"))
+
+
+def _render_transfer(transfer: Transfer, expiry_form: ExpiryForm):  # type: ignore[no-untyped-def]
+    refusal = refused_posts.take()
+    if refusal is not None:
+        refusal.fill(expiry_form)
+    details = my_transfers.details(db.session(), portal(), transfer)
+    # The date picker offers only what the server accepts.
+    expiry_form.expires_on.render_kw = {"min": details.earliest.isoformat(), "max": details.latest.isoformat()}
+    return render_template(
+        "mine/transfer.html", details=details, transfer=transfer, expiry_form=expiry_form, form=ButtonForm(),
+    ), *(refusal.answer() if refusal else (200, {}))
+
+
+@bp.get("/<transfer_id>")
+@own_transfer
+def transfer(transfer: Transfer):  # type: ignore[no-untyped-def]
+    day = transfer.expires_at.astimezone(settings().site.zone).date()
+    return _render_transfer(transfer, ExpiryForm(data={"expires_on": day}))
+
+
+@bp.post("/<transfer_id>/expiry")
+@own_transfer
+def expiry(transfer: Transfer):  # type: ignore[no-untyped-def]
+    form = ExpiryForm()
+    if form.validate_on_submit():
+        try:
+            my_transfers.change_expiry(db.session(), portal(), transfer, form.expires_on.data, ip=client_ip())
+        except my_transfers.ExpiryRefused as exc:
+            if exc.reason == "past":
+                form.expires_on.errors.append(gettext("The expiration date cannot be in the past."))
+            else:
+                form.expires_on.errors.append(
+                    gettext("The expiration date can be at most %(date)s.", date=dates.day(exc.latest))
+                )
+        else:
+            flash(gettext("The transfer is now available until %(date)s.", date=dates.day(transfer.expires_at)), "info")
+            return redirect(url_for("mine.transfer", transfer_id=transfer.id))
+    return refused_posts.refuse(form, page=url_for("mine.transfer", transfer_id=transfer.id))
+
+
+@bp.post("/<transfer_id>/resend/<int:recipient_id>")
+@own_transfer
+def resend(transfer: Transfer, recipient_id: int):  # type: ignore[no-untyped-def]
+    """Button actions answer with a redirect, errors too (as a message), so
+    that going back never lands on a posted page."""
+    if not ButtonForm().validate_on_submit():
+        abort(400)
+    try:
+        recipient = my_transfers.resend(db.session(), portal(), transfer, recipient_id, ip=client_ip())
+    except my_transfers.CannotResend:
+        flash(gettext("A transfer without a password cannot be notified again: its key was only in the first mail."), "error")
+    except ratelimit.RateLimited as exc:
+        flash(retry_message(exc), "error")
+    except MailError:
+        # Nothing was counted or recorded: the request rolls back.
+        db.session().rollback()
+        flash(gettext("The mail could not be sent. Please try again in a few minutes."), "error")
+    else:
+        if recipient is None:
+            abort(404)
+        flash(gettext("The notification mail has been sent again to %(email)s.", email=recipient.email), "info")
+    return redirect(url_for("mine.transfer", transfer_id=transfer.id))
+
+
+@bp.route("/<transfer_id>/withdraw", methods=["GET", "POST"])
+@own_transfer
+def withdraw(transfer: Transfer):  # type: ignore[no-untyped-def]
+    form = ButtonForm()
+    if not form.validate_on_submit():
+        return render_template(
+            "wizard/withdraw.html", transfer=transfer, form=form,
+            action=url_for("mine.withdraw", transfer_id=transfer.id), back=url_for("mine.transfer", transfer_id=transfer.id),
+        )
+    status.withdraw(db.session(), portal(), transfer, ip=client_ip())
+    flash(gettext("The transfer has been withdrawn. The recipients can no longer open it and have been told."), "info")
+    return redirect(url_for("mine.index"))
+
+
+@bp.get("/<transfer_id>/report")
+@own_transfer
+def report(transfer: Transfer):  # type: ignore[no-untyped-def]
+    my_transfers.reported(db.session(), transfer, ip=client_ip())
+    details = my_transfers.details(db.session(), portal(), transfer)
+    return render_template("mine/report.html", details=details, transfer=transfer, printed_at=utcnow())
