@@ -95,6 +95,10 @@ def file_problem(name: str, why: str, limits: policy.Limits) -> str:
             "“%(name)s” was not added: your unfinished transfers would hold more than %(max)s.",
             name=name, max=human_size(settings().limits.draft_bytes_per_sender),
         )
+    if why == "unfinished":
+        return gettext(
+            "“%(name)s” was not uploaded completely. Remove it, then add it again if you want to send it.", name=name
+        )
     if why == "extension":
         return gettext("“%(name)s” is not allowed: files of this type cannot be sent.", name=name)
     if why == "count":
