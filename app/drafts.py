@@ -147,6 +147,21 @@ def files(draft: Draft) -> list[FileView]:
     return [FileView(f.id, open_text(dek, "name", f.id, f.name_ct), f.size) for f in draft.files]
 
 
+@dataclass(frozen=True)
+class UnfinishedView:
+    id: str
+    name: str
+    stored: int
+    size: int
+
+
+def unfinished(draft: Draft) -> list[UnfinishedView]:
+    """Resumable uploads not yet complete. A transfer does not start while
+    it has any: the sender added those files, and would find them missing."""
+    dek = data_key(draft)
+    return [UnfinishedView(u.id, open_text(dek, "name", u.id, u.name_ct), u.offset, u.length) for u in draft.uploads]
+
+
 def total_bytes(draft: Draft) -> int:
     return sum(f.size for f in draft.files)
 
@@ -157,14 +172,20 @@ def reserved_bytes(draft: Draft) -> int:
 
 
 def remove_file(db: Session, portal: Portal, draft: Draft, file_id: str) -> bool:
+    """A file of the draft goes, stored or still being uploaded."""
     stored = db.scalar(select(StoredFile).where(StoredFile.id == file_id, StoredFile.draft_id == draft.id))
-    if stored is None:
+    if stored is not None:
+        draft.files.remove(stored)
+        db.delete(stored)
+        blob_key = stored.blob_key
+    elif (upload := next((u for u in draft.uploads if u.id == file_id), None)) is not None:
+        draft.uploads.remove(upload)
+        blob_key = upload.blob_key
+    else:
         return False
-    draft.files.remove(stored)
-    db.delete(stored)
     # The row goes with this request's commit; the blob is ciphertext whose
     # key dies with the draft, so deleting it first is safe either way.
-    portal.store.delete(stored.blob_key)
+    portal.store.delete(blob_key)
     touch(draft)
     return True
 

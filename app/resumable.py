@@ -204,14 +204,3 @@ def _finish(db: Session, portal: Portal, draft: Draft, upload: Upload) -> Stored
     db.commit()
     return stored
 
-
-def terminate(db: Session, portal: Portal, draft: Draft, found: Upload | StoredFile) -> None:
-    """tus termination: an unfinished upload goes; a finished one leaves the draft."""
-    if isinstance(found, StoredFile):
-        drafts.remove_file(db, portal, draft, found.id)
-        return
-    draft.uploads.remove(found)
-    # The blob is ciphertext under the draft's key, so it may go before the
-    # row's deletion commits.
-    portal.store.delete(found.blob_key)
-    drafts.touch(draft)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Blueprint, Response, abort, render_template, send_from_directory
+from flask import Blueprint, Response, abort, jsonify, render_template, send_from_directory
 
 from .settings import LOGO_TYPES
-from .web import portal, settings
+from .web import portal, session_seconds_left, settings
 
 bp = Blueprint("site", __name__)
 
@@ -20,6 +20,15 @@ def index() -> str:
 @bp.get("/help")
 def help_page() -> str:
     return render_template("help.html")
+
+
+@bp.get("/session")
+def session_left() -> Response:
+    """The page script's "Stay signed in": like every request, this one
+    extends the session (app/web.py); it answers how long the session now
+    lasts. A GET, as harmless as loading any page: another site can neither
+    send it with the session's cookie (SameSite) nor read its answer."""
+    return jsonify(session_seconds_left() or {"idle": 0, "absolute": 0})
 
 
 @bp.get("/theme.css")

@@ -170,7 +170,7 @@ def start(
     for stored in list(draft.files):
         stored.draft = None
         stored.transfer = transfer
-    # Uploads still running when the sender went on are not part of it.
+    # An upload begun since the check above (in another tab) is not part of it.
     for key in [u.blob_key for u in draft.uploads]:
         after_commit(db, lambda key=key: portal.store.delete(key))
     db.delete(draft)
@@ -343,9 +343,11 @@ def policy_problem(draft: Draft, decision: policy.Decision, now: datetime, porta
 
 
 def files_problems(portal: Portal, draft: Draft, limits: policy.Limits) -> list[tuple[str, str]]:
-    """(file name, problem) for files the limits do not allow: "extension", "count", "size"."""
+    """(file name, problem) for files the limits do not allow: "extension", "count", "size";
+    and "unfinished" for uploads not complete yet."""
     views = drafts.files(draft)
-    problems = [(f.name, "extension") for f in views if not limits.extension_allowed(f.name)]
+    problems = [(f.name, "unfinished") for f in drafts.unfinished(draft)]
+    problems += [(f.name, "extension") for f in views if not limits.extension_allowed(f.name)]
     if len(views) > limits.max_files:
         problems += [(f.name, "count") for f in views[limits.max_files :]]
     if sum(f.size for f in views) > limits.max_total_bytes:

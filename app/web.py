@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -9,14 +11,16 @@ from typing import IO, TypeVar
 from urllib.parse import urlsplit
 
 import flask
-from flask import Flask, Response, abort, current_app, request, session
-from flask_babel import format_decimal, get_locale
+from flask import Flask, Response, abort, current_app, flash, render_template, request, session
+from flask_babel import format_decimal, get_locale, gettext
 from werkzeug.exceptions import BadRequest
 
 from . import dates
 from .portal import Portal
 from .settings import Localized, Settings, localized
 from .upload_limits import Leases
+
+log = logging.getLogger(__name__)
 
 
 def portal() -> Portal:
@@ -106,8 +110,106 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+def _on_loopback(origin: str) -> bool:
+    try:
+        host = urlsplit(origin).hostname or ""
+    except ValueError:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def portal_origin() -> str:
+    """Where browsers should open the portal: the origin of ``site.base_url``."""
+    return _origin(settings().site.base_url)
+
+
+def origin_accepted(origin: str) -> bool:
+    """Whether a browser page at ``origin`` may post to this portal.
+
+    The configured address, exactly. A portal whose address is on loopback
+    runs on the operator's own machine (the built-in default says
+    localhost:5000, ``flask run`` prints 127.0.0.1, ``--port`` changes
+    either): it also takes any loopback origin, but only the one the request
+    itself was sent to, so a page on another loopback port cannot post here,
+    and a public name that resolves to 127.0.0.1 (DNS rebinding) is no
+    loopback origin.
+    """
+    configured = portal_origin()
+    if origin.rstrip("/") == configured:
+        return True
+    return _on_loopback(configured) and _on_loopback(origin) and origin == f"{request.scheme}://{request.host}"
+
+
+def _wrong_address(origin: str) -> Response:
+    """A post from a page opened at another address than the portal's: say
+    which address to use, to the visitor and, naming the setting, to the operator."""
+    log.warning(
+        "refused %s %s from a page at %s: this portal's address is %s (site.base_url); "
+        "open the portal there, or set site.base_url to the address browsers use",
+        request.method, request.path, origin, portal_origin(),
+    )
+    message = gettext(
+        "This page was opened at %(here)s, but this portal's address is %(address)s. "
+        "Please open the portal at %(address)s and try again.",
+        here=origin, address=portal_origin(),
+    )
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        page = render_template("error.html", code=403, message=message, link=portal_origin() + request.path)
+        return Response(page, status=403)
+    # Scripts (uploads, the password check) show the answer's own words.
+    response = flask.jsonify(error=message)
+    response.status_code = 403
+    return response
+
+
+# What a session's end takes away: a draft, an opened transfer. Only a
+# session holding one of them is worth a warning, or an explanation after.
+SESSION_HOLDS = ("draft", "grant")
+
+
+def session_seconds_left() -> dict[str, int] | None:
+    """How long this browser's session lasts without another request
+    ("idle") and at most ("absolute"), when it holds something to lose; the
+    page's script warns before it ends."""
+    if not any(key in session for key in SESSION_HOLDS):
+        return None
+    site, now = settings().site, time.time()
+    started, seen = session.get("_started", now), session.get("_seen", now)
+    absolute = max(0, int(started + site.session_absolute_hours * 3600 - now))
+    return {"idle": min(absolute, max(0, int(seen + site.session_idle_minutes * 60 - now))), "absolute": absolute}
+
+
+def _end_session(idle: bool) -> None:
+    """Forget everything but the language, and say why on the next page shown."""
+    held = any(key in session for key in SESSION_HOLDS)
+    language = session.get("lang")
+    session.clear()
+    if language is not None:
+        session["lang"] = language
+    if not held:
+        return
+    site = settings().site
+    if idle:
+        flash(gettext(
+            "Your session ended after %(minutes)d minutes without activity, so that nobody else at this computer "
+            "can continue it. Please start again.", minutes=site.session_idle_minutes,
+        ), "error")
+    else:
+        flash(gettext(
+            "Your session ended: for your safety a session lasts at most %(hours)d hours. Please start again.",
+            hours=site.session_absolute_hours,
+        ), "error")
+
+
 def init_app(app: Flask) -> None:
     app.request_class = Request
+    # For base.html: the address scripts compare the page's with, and the session's time left.
+    app.jinja_env.globals.update(portal_origin=portal_origin, session_seconds_left=session_seconds_left)
 
     @app.context_processor
     def _globals() -> dict[str, object]:
@@ -128,8 +230,8 @@ def init_app(app: Flask) -> None:
         if request.headers.get("Sec-Fetch-Site") == "cross-site":
             abort(403)
         origin = request.headers.get("Origin")
-        if origin and origin != "null" and origin.rstrip("/") != _origin(settings().site.base_url):
-            abort(403)
+        if origin and origin != "null" and not origin_accepted(origin):
+            abort(_wrong_address(origin))
 
     @app.before_request
     def _session_timeouts() -> None:
@@ -137,10 +239,9 @@ def init_app(app: Flask) -> None:
         # computer keeps a draft or an opened transfer reachable.
         site, now = settings().site, time.time()
         started, seen = session.get("_started"), session.get("_seen")
-        if started is not None and (
-            now - started > site.session_absolute_hours * 3600 or now - (seen or started) > site.session_idle_minutes * 60
-        ):
-            session.clear()
+        idle = started is not None and now - (seen or started) > site.session_idle_minutes * 60
+        if started is not None and (idle or now - started > site.session_absolute_hours * 3600):
+            _end_session(idle)
         if session and (seen is None or now - seen > 30):
             session.setdefault("_started", now)
             session["_seen"] = now

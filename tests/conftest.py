@@ -21,9 +21,12 @@ FAST_CRYPTO = {"argon2_time_cost": 1, "argon2_memory_kib": 64, "argon2_paralleli
 
 
 def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``extra`` over ``base``; a key set to None is left out (the built-in default applies)."""
     out = copy.deepcopy(base)
     for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = merge(out[key], value)
         else:
             out[key] = value

@@ -177,16 +177,13 @@ def test_send_download_and_reply_in_english(browser: Browser, portal, mailbox: M
     expect(item.locator(".upload-status")).to_contain_text("left")
     assert 0 < float(item.locator("progress").get_attribute("value") or 0) < 50 * MiB
     page.screenshot(path=sender.shots / "files-uploading.png")
-    # "Next" waits for the upload.
-    page.get_by_role("button", name="Next").click()
-    expect(page.get_by_text("Please wait until all files are uploaded.")).to_be_visible()
-    expect(item.locator(".upload-status")).to_have_text("Uploaded", timeout=60_000)
-    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
-    sender.check("files-uploaded")
     page.get_by_label("Confidential message").fill("Het dossier, zoals besproken.")
+    # "Next" waits for the upload, and then goes on by itself.
     page.get_by_role("button", name="Next").click()
-
-    expect(page.get_by_role("heading", name="Send options")).to_be_visible()
+    expect(page.get_by_text("Next continues by itself once all files are uploaded.")).to_be_visible()
+    page.screenshot(path=sender.shots / "files-next-waits.png")
+    expect(page.get_by_role("heading", name="Send options")).to_be_visible(timeout=60_000)
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
     sender.check("options")
     page.get_by_label("Enter password manually").check()
     page.get_by_label("Password", exact=True).press_sequentially("welkom01", delay=20)
@@ -299,6 +296,7 @@ def test_send_in_dutch_on_a_phone(browser: Browser, portal, mailbox: Mailbox, tm
     expect(page.locator(".uploader")).to_be_visible()  # the script is ready
     page.locator("#picker").set_input_files(source)
     expect(page.locator(".upload-status")).to_have_text("Geüpload", timeout=30_000)
+    assert fits(page)  # the step indicator too, with the current step's long Dutch label
     visit.check("files")
     page.get_by_role("button", name="Volgende").click()
     page.get_by_label("Wachtwoord genereren").check()
@@ -522,6 +520,14 @@ def test_everything_works_without_javascript(browser: Browser, portal, mailbox: 
     page = visit.page
     to_files_step(visit, mailbox, base)
     expect(page.locator(".uploader")).to_be_hidden()
+    # A refused file: the page that says so takes the next upload (it carries its CSRF token).
+    refused = tmp_path / "setup.exe"
+    refused.write_bytes(b"MZ" + b"\0" * 100)
+    page.get_by_label("Add files").set_input_files(refused)
+    page.get_by_role("button", name="Upload").click()
+    expect(page.get_by_role("alert")).to_contain_text("“setup.exe” is not allowed")
+    visit.errors.clear()  # the 422 answer, which the console reports
+    visit.check("refused")
     source = tmp_path / "verslag.pdf"
     expected = random_file(source, 2 * MiB + 3)
     page.get_by_label("Add files").set_input_files(source)
@@ -754,3 +760,227 @@ def test_my_transfers_and_a_report_that_prints(browser: Browser, portal, mailbox
     pdf = page.pdf(format="A4")
     assert pdf.startswith(b"%PDF") and len(pdf) > 5000
     (visit.shots / "report.pdf").write_bytes(pdf)
+
+
+# First contact (issue 11): the address, uploads that did not get in, the
+# session's end, and the phone layout.
+
+
+def test_uploads_work_at_the_address_flask_run_prints(browser: Browser, make_live, mailbox: Mailbox, tmp_path: Path) -> None:
+    """site.base_url left at its built-in http://localhost:5000; the portal is opened at 127.0.0.1 on another port."""
+    port = free_port()
+    make_live({"site": {"base_url": None}}, port=port)
+    base = f"http://127.0.0.1:{port}"
+    visit, item = pick_a_file(browser, mailbox, base, tmp_path, "loopback-address")
+    expect(item.locator(".upload-status")).to_have_text("Uploaded", timeout=30_000)
+    expect(visit.page.locator(".wrong-address")).to_have_count(0)
+    visit.check("files")
+    page = visit.page
+    page.get_by_role("button", name="Next").click()
+    page.get_by_label("Enter password manually").check()
+    page.get_by_label("Password", exact=True).press_sequentially("welkom01", delay=20)
+    expect(page.locator("#strength-live")).to_contain_text("Password strength: Weak")
+
+
+def test_a_page_opened_at_another_address_than_the_configured_one_says_so(
+    browser: Browser, make_live, mailbox: Mailbox, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    port = free_port()
+    address = f"http://portal.example.nl:{port}"
+    _, server = make_live({"site": {"base_url": address}}, port=port)
+    here = f"http://127.0.0.1:{port}"
+    visit, item = pick_a_file(browser, mailbox, here, tmp_path, "wrong-address")
+    page = visit.page
+    explained = f"This page was opened at {here}, but this portal's address is {address}."
+    notice = page.locator(".wrong-address")
+    expect(notice).to_contain_text(explained)
+    expect(notice.get_by_role("link", name="Open this page at the portal's address")).to_have_attribute("href", address + "/send/files")
+    # The upload is refused (its Origin is not the portal's), and says why rather than "Upload failed".
+    expect(item.locator(".upload-status")).to_contain_text(explained)
+    visit.errors.clear()  # the 403 answer, which the console reports
+    visit.check("explained")
+    assert "site.base_url" in (server.instance / "gunicorn.log").read_text()
+
+
+def test_a_failed_upload_stops_next_naming_the_file(browser: Browser, make_live, mailbox: Mailbox, tmp_path: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    make_live({"site": {"base_url": base}, "storage": {"min_free_bytes": 2**59}}, port=port)
+    visit, item = pick_a_file(browser, mailbox, base, tmp_path, "failed-upload-next")
+    page = visit.page
+    expect(item.get_by_role("button", name="Retry: scan.zip")).to_be_visible()
+    page.get_by_label("Confidential message").fill("Zie bijlage.")
+    page.get_by_role("button", name="Next").click()
+    notice = page.locator(".upload-notice")
+    expect(notice).to_have_text("Not uploaded: “scan.zip”. Retry or remove it before you go on.")
+    expect(notice).to_be_focused()
+    expect(page.get_by_role("heading", name="Message and files")).to_be_visible()
+    visit.errors.clear()  # the 507 answer, which the console reports
+    visit.check("stopped")
+    item.get_by_role("button", name="Remove: scan.zip").click()
+    expect(notice).to_be_hidden()
+    page.get_by_role("button", name="Next").click()
+    expect(page.get_by_role("heading", name="Send options")).to_be_visible()
+
+
+def test_next_waits_for_uploads_and_stops_at_a_refused_one(browser: Browser, portal, mailbox: Mailbox, tmp_path: Path) -> None:
+    app, base = portal
+    visit = new_visit(browser, "next-waits")
+    page = visit.page
+    to_files_step(visit, mailbox, base)
+    big, refused = tmp_path / "scan.zip", tmp_path / "setup.exe"
+    random_file(big, 10 * MiB)
+    refused.write_bytes(b"MZ" + b"\0" * 100)
+    cdp = visit.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 5, "downloadThroughput": -1, "uploadThroughput": 2 * MiB})
+    expect(page.locator(".uploader")).to_be_visible()
+    page.locator("#picker").set_input_files([big, refused])
+    expect(page.locator(".upload", has_text="scan.zip").locator(".upload-status")).to_contain_text("/s", timeout=20_000)
+    page.get_by_role("button", name="Next").click()
+    notice = page.locator(".upload-notice")
+    expect(notice).to_have_text("Next continues by itself once all files are uploaded.")
+    # scan.zip gets in; setup.exe is refused, so Next stops waiting and says which file.
+    expect(notice).to_have_text("Not uploaded: “setup.exe”. Retry or remove it before you go on.", timeout=60_000)
+    expect(page.locator(".upload", has_text="scan.zip").locator(".upload-status")).to_have_text("Uploaded")
+    visit.errors.clear()  # the refusal is a 403 answer, which the console reports
+    visit.check("stopped-at-refused")
+    page.locator(".upload", has_text="setup.exe").get_by_role("button", name="Remove: setup.exe").click()
+    page.get_by_role("button", name="Next").click()
+    expect(page.get_by_role("heading", name="Send options")).to_be_visible()
+
+
+def _idle_session(app, context: BrowserContext, base: str, minutes: int) -> None:  # type: ignore[no-untyped-def]
+    """As if this browser had sent nothing to the portal for ``minutes``: its session cookie says so."""
+    cookie = next(c for c in context.cookies(base) if c["name"] == "koerier")
+    signer = app.session_interface.get_signing_serializer(app)
+    data = signer.loads(cookie["value"])
+    data["_started"] = data["_seen"] = time.time() - minutes * 60
+    fields = ("name", "domain", "path", "expires", "httpOnly", "secure", "sameSite")
+    context.add_cookies([{**{k: cookie[k] for k in fields if k in cookie}, "value": signer.dumps(data)}])
+
+
+def test_the_session_warns_before_it_ends_and_a_typed_message_survives(
+    browser: Browser, make_live, mailbox: Mailbox  # type: ignore[no-untyped-def]
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    app, _ = make_live({"site": {"base_url": base, "session_idle_minutes": 5}}, port=port)
+    visit = new_visit(browser, "session-end")
+    page = visit.page
+    page.clock.install()
+    to_files_step(visit, mailbox, base)
+    expect(page.locator(".uploader")).to_be_visible()  # the script is ready
+    message = "Vertrouwelijk: het dossier van mevrouw Jansen."
+    page.get_by_label("Confidential message").fill(message)
+
+    # A warning some minutes before the end, with a way to stay.
+    page.clock.fast_forward("04:00")
+    banner = page.locator(".session-banner")
+    expect(banner).to_contain_text("For your safety, your session ends at")
+    visit.check("warning")
+    with page.expect_response(lambda r: r.url == base + "/session") as pinged:
+        banner.get_by_role("button", name="Stay signed in").click()
+    assert pinged.value.json()["idle"] > 4 * 60
+    expect(banner).to_have_count(0)
+
+    # Nobody there: the banner says the session is over.
+    page.clock.fast_forward("06:00")
+    expect(banner).to_have_text(re.compile("^Your session has ended."))
+    visit.check("ended")
+    _idle_session(app, visit.context, base, 6)
+    banner.get_by_role("button", name="Start again").click()
+    # The portal says what happened; what was typed is still in this tab.
+    expect(page.locator(".flash-error")).to_have_text(
+        "Your session ended after 5 minutes without activity, so that nobody else at this computer can continue it. "
+        "Please start again."
+    )
+    visit.check("explained")
+    send_personal_and_verify(visit, mailbox, "Jan de Vries", "jan@zorg.example", EN)
+    page.get_by_label("To").fill("anna@gemeente.example")
+    page.get_by_role("button", name="Next").click()
+    expect(page.get_by_label("Confidential message")).to_have_value(message)
+    expect(page.get_by_text("What you typed earlier in this tab has been filled in again.")).to_be_visible()
+    visit.check("restored")
+    page.get_by_role("button", name="Next").click()
+    page.get_by_label("Generate password").check()
+    page.get_by_role("button", name="Next").click()
+    page.get_by_role("button", name="Start transaction").click()
+    expect(page.get_by_role("heading", name="The transaction is complete")).to_be_visible()
+    # Started: the tab no longer keeps it.
+    assert page.evaluate("Object.keys(sessionStorage).filter(k => k.startsWith('koerier-keep:'))") == []
+
+
+LONG_SENDER = "johanna.van.den.berg-de.vries.zorgcoordinatie@zorgnl.example"  # 60 characters
+LONG_RECIPIENT = "afdeling.jeugdzorg.en.maatschappelijke.ondersteuning@gemeente.example"
+
+
+def fits(page: Page) -> bool:
+    """No sideways scrolling. Against the device's width: a phone zooms out
+    to show what overflows, and innerWidth grows with it."""
+    assert page.viewport_size
+    return page.evaluate("document.scrollingElement.scrollWidth") <= page.viewport_size["width"]
+
+
+def test_a_phone_shows_long_addresses_without_sideways_scrolling(
+    browser: Browser, portal, mailbox: Mailbox, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    app, base = portal
+    assert len(LONG_SENDER) == 60
+    context = browser.new_context(locale="en-GB", viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True)
+    visit = Visit(context, "phone-long-addresses")
+    page = visit.page
+    page.goto(base + "/send/")
+    send_personal_and_verify(visit, mailbox, "Jan de Vries", LONG_SENDER, EN)
+    page.get_by_label("To").fill(LONG_RECIPIENT)
+    page.get_by_role("button", name="Next").click()
+    expect(page.locator(".uploader")).to_be_visible()
+    # Nothing to drag files from on a touch screen: only the button.
+    expect(page.get_by_text("Drag files here, or")).to_be_hidden()
+    source = tmp_path / "verslag-jeugdzorg-en-maatschappelijke-ondersteuning-2026.pdf"
+    random_file(source, 50_000)
+    page.locator("#picker").set_input_files(source)
+    expect(page.locator(".upload-status")).to_have_text("Uploaded", timeout=30_000)
+    page.get_by_role("button", name="Next").click()
+    # A checkbox's label wraps beside the box, not under it.
+    for check in page.locator(".check").all():
+        box, label = check.locator("input").bounding_box(), check.locator("label").bounding_box()
+        assert box and label and label["x"] >= box["x"] + box["width"], check.inner_text()
+    visit.check("options")
+    page.get_by_label("Generate password").check()
+    page.get_by_role("button", name="Next").click()
+    page.get_by_role("button", name="Start transaction").click()
+    expect(page.get_by_role("heading", name="The transaction is complete")).to_be_visible()
+    visit.check("done")
+    assert fits(page), "done page"
+    password = page.locator("#generated-password").inner_text()
+    page.get_by_role("link", name="Status of your transfer").click()
+    expect(page.get_by_role("heading", name="Status of your transfer")).to_be_visible()
+    visit.check("status")
+    assert fits(page), "status page"
+
+    page.goto(base + "/download/?id=" + mailbox.access_id_for(LONG_RECIPIENT))
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Next").click()
+    expect(page.get_by_role("heading", name="Download transfer files")).to_be_visible()
+    visit.check("download")
+    assert fits(page), "download page"
+    # Each stacked cell says what it is.
+    labels = page.locator("table.files td[data-label]").evaluate_all(
+        "cells => cells.map(c => getComputedStyle(c, '::before').content)"
+    )
+    assert labels == ['"Name: "', '"Size: "'] or labels == ['"Name" ": "', '"Size" ": "'], labels
+
+
+@pytest.mark.parametrize("language", ["en", "nl"])
+def test_the_step_indicator_is_one_line_on_a_desktop(browser: Browser, portal, language: str) -> None:
+    app, base = portal
+    visit = new_visit(browser, f"steps-{language}")
+    page = visit.page
+    page.goto(f"{base}/lang/{language}?next=/send/")
+    tops = page.locator(".steps li").evaluate_all("items => items.map(i => i.getBoundingClientRect().top)")
+    assert len(tops) == 6 and len(set(tops)) == 1, tops
+    assert page.locator(".steps").evaluate("ol => ol.scrollWidth <= ol.clientWidth")
+    # Every step's label shows, not only the current one's.
+    expect(page.locator(".steps")).not_to_have_class(re.compile("steps-compact"))
+    expect(page.locator(".steps li").last.locator(".step-label")).to_be_visible()

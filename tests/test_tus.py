@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 from datetime import timedelta
 
 import pytest
@@ -15,7 +16,7 @@ from app.clock import utcnow
 from app.crypto.stream import SEGMENT_SIZE
 from app.models import StoredFile, Upload
 
-from .walker import Sender, csrf_token
+from .walker import Sender, csrf_token, text_of
 
 TUS = {"Tus-Resumable": "1.0.0"}
 
@@ -202,10 +203,26 @@ def test_abandoned_uploads_expire_and_leave_nothing(tus: TusSender, app) -> None
         assert db.session().scalars(select(Upload)).all() == []
 
 
-def test_an_unfinished_upload_is_not_part_of_the_transfer(tus: TusSender, app) -> None:
-    tus.create(2 * SEGMENT_SIZE, name="half.zip")
+def test_an_unfinished_upload_stops_next_until_it_is_removed(tus: TusSender, app) -> None:
+    """A transfer never goes out without a file the sender added: Next is
+    refused, naming it, and its Remove button works without a script."""
+    half = tus.create(2 * SEGMENT_SIZE, name="half.zip").headers["Location"]
+    tus.patch(half, 0, os.urandom(SEGMENT_SIZE))
     location = tus.create(5, name="heel.pdf").headers["Location"]
     tus.patch(location, 0, b"whole")
+    refused = tus.files(action="next")
+    assert refused.status_code == 422
+    page = text_of(refused)
+    assert "“half.zip” was not uploaded completely. Remove it, then add it again if you want to send it." in page
+    assert "Not uploaded completely: 65.5 KB of 131.1 KB" in page
+    # Nor does "Start transaction" let it through, reached by typing the options step's address.
+    assert tus.options().status_code == 302
+    assert tus.notification().location.endswith("/send/files")
+
+    upload_id = half.rsplit("/", 1)[1]
+    remove = re.search(rf'<form method="post" action="(/send/files/{upload_id}/remove)">\s*(<input[^>]*>)', page)
+    assert remove, "no Remove button for half.zip"
+    assert tus.post(remove.group(1), data={"csrf_token": csrf_token(remove.group(2))}).status_code == 302
     recipient = tus.open_uploaded()
     assert list(recipient.file_links()) == ["heel.pdf"]
     store = app.extensions["koerier"].store

@@ -93,6 +93,34 @@ def test_the_files_page_shown_after_an_error_can_be_sent_again(sender: Sender) -
     assert again.status_code == 302 and again.location.endswith("/send/options")
 
 
+@pytest.mark.parametrize(
+    ("config", "refused", "status"),
+    [
+        ({}, ("setup.exe", b"MZ"), 422),
+        ({"transfer": {"max_files": 1}}, ("twee.pdf", b"%PDF-1.4"), 422),
+        ({"transfer": {"max_total_bytes": 1024 * 1024}}, ("groot.zip", b"z" * (4 * 1024 * 1024)), 413),
+    ],
+)
+def test_after_a_refused_file_the_page_takes_the_next_post(make_app, mailbox, config, refused, status) -> None:
+    """Without JavaScript: the page that names a refused file carries its
+    token, so the next upload and "Next" go through (not 400)."""
+    sender = Sender(make_app(config), mailbox)
+    walk_to(sender, "files")
+    parts = [("csrf_token", sender.upload_token())]
+    if "max_files" in config.get("transfer", {}):
+        parts.append(("files", ("een.pdf", b"%PDF-1.4")))
+    body, content_type = multipart([*parts, ("files", refused), ("message", ""), ("action", "upload")])
+    failed = sender.post("/send/files", data=body, content_type=content_type)
+    assert failed.status_code == status
+    assert refused[0] in text_of(failed) or status == 413
+    body, content_type = multipart([
+        ("csrf_token", csrf_token(failed.get_data(as_text=True))), ("files", ("", b"")), ("message", "Zie bijlage."),
+        ("action", "next"),
+    ])
+    again = sender.post("/send/files", data=body, content_type=content_type)
+    assert again.status_code == 302 and again.location.endswith("/send/options"), text_of(again)
+
+
 def test_too_large_file_is_named_and_others_and_message_stay(make_app, mailbox) -> None:
     app = make_app({"transfer": {"max_total_bytes": 100_000}})
     sender = Sender(app, mailbox)

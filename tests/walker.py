@@ -257,5 +257,5 @@ class Recipient(Browser):
     def file_links(self) -> dict[str, str]:
         """File name -> download URL, as listed on the transfer page."""
         page = self.get("/download/transfer").get_data(as_text=True)
-        pairs = re.findall(r'<td class="file-name">([^<]*)</td>.*?<a href="(/download/file/[^"/]+)"', page, re.S)
+        pairs = re.findall(r'<td class="file-name"[^>]*>([^<]*)</td>.*?<a href="(/download/file/[^"/]+)"', page, re.S)
         return {html.unescape(name): href for name, href in pairs}

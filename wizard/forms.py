@@ -86,7 +86,11 @@ class RecipientsForm(FlaskForm):
 class MessageForm(FlaskForm):
     """The "next" button of the files step, which also saves the message."""
 
-    message = TextAreaField(_l("Confidential message"), validators=[Length(max=20_000, message=_l("Please use at most %(max)d characters."))])
+    # data-keep: the page's script keeps what is typed in this tab until the transfer starts (static/js/keep.js).
+    message = TextAreaField(
+        _l("Confidential message"), validators=[Length(max=20_000, message=_l("Please use at most %(max)d characters."))],
+        render_kw={"data-keep": "message"},
+    )
 
 
 class OptionsForm(FlaskForm):

@@ -60,7 +60,11 @@ def wizard_step(step: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]
                 if step == "notification" and "summary" in session:
                     # A second click on "Start transaction": the first one succeeded.
                     return redirect(url_for("wizard.done"))
-                flash(gettext("Your session has expired. Please start again."), "error")
+                # Expired only for a browser that had a draft; a first visit
+                # by a deep link just starts at the beginning (and a session
+                # that timed out has said so already, app/web.py).
+                if session.pop("draft", None) is not None:
+                    flash(gettext("Your session has expired. Please start again."), "error")
                 return redirect(url_for("wizard.personal"))
             if (missing := skips_ahead(draft, step)) is not None:
                 return redirect(url_for(f"wizard.{missing}"))
@@ -115,6 +119,10 @@ def file_problem(name: str, why: str, limits: policy.Limits) -> str:
         return gettext(
             "“%(name)s” was not added: your unfinished transfers would hold more than %(max)s.",
             name=name, max=human_size(settings().limits.draft_bytes_per_sender),
+        )
+    if why == "unfinished":
+        return gettext(
+            "“%(name)s” was not uploaded completely. Remove it, then add it again if you want to send it.", name=name
         )
     if why == "extension":
         return gettext("“%(name)s” is not allowed: files of this type cannot be sent.", name=name)

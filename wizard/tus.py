@@ -14,7 +14,7 @@ from flask_babel import gettext
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.http import http_date
 
-from app import csrf, db, resumable, upload_limits, uploads
+from app import csrf, db, drafts, resumable, upload_limits, uploads
 from app.crypto.stream import LengthExceeded
 from app.models import Draft, StoredFile, Upload
 from app.policy import Limits
@@ -191,6 +191,7 @@ def tus_patch(upload_id: str) -> Response:
 def tus_delete(upload_id: str) -> Response:
     _check_version()
     draft = _sender_draft()
-    resumable.terminate(db.session(), portal(), draft, _found(draft, upload_id))
+    # tus termination: an unfinished upload goes; a finished one leaves the draft.
+    drafts.remove_file(db.session(), portal(), draft, _found(draft, upload_id).id)
     return _tus(Response(status=204))
 

@@ -172,6 +172,7 @@ def _render_files(draft: Draft, refusal: refused_posts.Refusal | None):  # type:
         form=form,
         remove_form=ButtonForm(formdata=None),
         files=drafts.files(draft),
+        unfinished=drafts.unfinished(draft),
         used=drafts.total_bytes(draft),
         limits=limits,
         extensions=sorted(e for e in limits.allowed_extensions or () if e),

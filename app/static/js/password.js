@@ -1,6 +1,7 @@
 // Live password feedback on the options step: the server's own check
 // (strength, zxcvbn's advice, the agreed pattern), asked for as the sender
 // types, and whether the two entries match.
+import { noteActivity } from "./session.js";
 import { text } from "./texts.js";
 
 const DEBOUNCE_MS = 300;
@@ -45,6 +46,7 @@ export function enhancePassword(root) {
       body: JSON.stringify({ password: password.value }),
     });
     // Answers can overtake each other; only the newest counts.
+    if (response.ok) noteActivity();
     if (!response.ok || mine !== latest) return;
     render(await response.json());
   };

@@ -2,6 +2,9 @@
 // them one after another over the portal's tus endpoint, in chunks that
 // resume where the server says it is after a dropped connection. Each file
 // shows progress, speed and time left, and can be cancelled or retried.
+// "Next" waits until every file is in, then goes on by itself; a file that
+// did not get in stops it, named, until it is retried or removed.
+import { noteActivity } from "./session.js";
 import { announce, text } from "./texts.js";
 
 // A multiple of the server's 64 KiB segments, so a resumed chunk starts on
@@ -119,6 +122,7 @@ class Upload {
     this.cancelButton.hidden = !["waiting", "uploading"].includes(state);
     this.retryButton.hidden = state !== "failed";
     this.removeButton.hidden = !["done", "failed", "refused"].includes(state);
+    this.queue.changed();
   }
 
   headers(extra = {}) {
@@ -156,6 +160,7 @@ class Upload {
         continue;
       }
       if (response.status !== 201) throw new UploadError(await serverMessage(response), [403, 413].includes(response.status));
+      noteActivity();
       this.url = new URL(response.headers.get("Location"), location.href).href;
       this.offset = Number(response.headers.get("Upload-Offset"));
       return;
@@ -208,7 +213,10 @@ class Upload {
         try {
           message = JSON.parse(xhr.responseText).error || message;
         } catch {}
-        if (xhr.status === 204) resolve(Number(xhr.getResponseHeader("Upload-Offset")));
+        if (xhr.status === 204) {
+          noteActivity();
+          resolve(Number(xhr.getResponseHeader("Upload-Offset")));
+        }
         else if (xhr.status === 429 && xhr.getResponseHeader("Retry-After")) reject(new Busy(xhr.getResponseHeader("Retry-After"), message));
         // 507: the portal is short of storage space; its message says to try later.
         else if ([409, 423].includes(xhr.status) || (xhr.status >= 500 && xhr.status !== 507)) reject(new Retry());
@@ -270,11 +278,21 @@ class Queue {
 
   forget(upload) {
     this.uploads = this.uploads.filter((u) => u !== upload);
+    this.changed();
     this.pump();
   }
 
   get busy() {
     return this.uploads.some((u) => ["waiting", "uploading"].includes(u.state));
+  }
+
+  // Added but not in: failed (Retry may help) or refused (only Remove can).
+  get stuck() {
+    return this.uploads.filter((u) => ["failed", "refused"].includes(u.state));
+  }
+
+  changed() {
+    this.onChange?.();
   }
 
   // One file at a time: each gets the whole connection, and the first
@@ -289,6 +307,47 @@ class Queue {
       this.running = false;
     }
   }
+}
+
+// "Next" while files are uploading waits, saying so, and goes on by itself
+// once they are in. A file that did not get in (now, or while waiting)
+// stops it: the sender must retry or remove it, so that no transfer goes
+// out without a file that was added (the server refuses such a Next too).
+function waitOnNext(form, notice, queue) {
+  const next = form.querySelector("button[value='next']");
+  let waiting = false;
+  const say = (message) => {
+    notice.textContent = message;
+    notice.hidden = false;
+    notice.focus();
+  };
+  const stopOnStuck = () => {
+    const stuck = queue.stuck;
+    if (!stuck.length) return false;
+    waiting = false;
+    say(text("not_uploaded", { names: stuck.map((u) => `“${u.file.name}”`).join(", ") }));
+    return true;
+  };
+  queue.onChange = () => {
+    if (waiting) {
+      if (stopOnStuck() || queue.busy) return;
+      waiting = false;
+      notice.hidden = true;
+      form.requestSubmit(next);
+    } else if (!notice.hidden && !queue.stuck.length) {
+      notice.hidden = true; // every file that stopped Next was retried or removed
+    }
+  };
+  form.addEventListener("submit", (event) => {
+    if (event.submitter !== next) return;
+    if (stopOnStuck()) {
+      event.preventDefault();
+    } else if (queue.busy) {
+      event.preventDefault();
+      waiting = true;
+      say(text("wait_for_uploads"));
+    }
+  });
 }
 
 export function enhanceUploads(root) {
@@ -315,17 +374,8 @@ export function enhanceUploads(root) {
     queue.add([...event.dataTransfer.files]);
   });
 
-  // "Next" waits until every file is in.
   const form = root.closest("main").querySelector("form[data-files-form]");
-  const notice = root.querySelector(".upload-notice");
-  form?.addEventListener("submit", (event) => {
-    if (event.submitter?.value === "next" && queue.busy) {
-      event.preventDefault();
-      notice.textContent = text("wait_for_uploads");
-      notice.hidden = false;
-      notice.focus();
-    }
-  });
+  if (form) waitOnNext(form, root.querySelector(".upload-notice"), queue);
   window.addEventListener("beforeunload", (event) => {
     if (queue.busy) event.preventDefault();
   });
