@@ -708,7 +708,7 @@ def test_operator_texts_one_link_colour_and_an_agreed_password_not_called_strong
     def link_colours() -> set[str]:
         page.wait_for_load_state("networkidle")
         found = page.evaluate(
-            "() => [...document.querySelectorAll('main a:not(.button), footer a, summary, .link-button')]"
+            "() => [...document.querySelectorAll('main a:not(.button), footer a, main summary, .link-button')]"
             ".map(e => getComputedStyle(e).color)"
         )
         assert len(found) >= 2
