@@ -55,9 +55,10 @@ HOUR = timedelta(hours=1)
 class AccessDenied(Exception):
     """Unknown, expired or wrong: deliberately one answer.
 
-    ``attempts_left`` counts down the typed ID's counter (and its transfer's
-    slot's, whichever is lower), which an unknown ID has exactly like a real
-    one; ``locked_until`` is set when this guess used the last try.
+    ``attempts_left`` counts down the typed ID's own counter, which an
+    unknown ID has exactly like a real one, and ``locked_until`` is set when
+    this guess used that counter's last try. (The slot's counter, which only
+    real IDs have, is never shown: it would tell them apart.)
     """
 
     def __init__(self, attempts_left: int, locked_until: datetime | None = None) -> None:
@@ -110,6 +111,7 @@ class _Guess:
     keys: list[str]
     lockout: Lockout | None
     attempts_left: int
+    id_locked_until: datetime | None
 
 
 def unlock(
@@ -138,8 +140,7 @@ def unlock(
         )
         if guess.lockout is not None:
             _locked(db, portal, guess.lockout, recipient, ip, now)
-            raise AccessDenied(0, guess.lockout.until)
-        raise AccessDenied(guess.attempts_left)
+        raise AccessDenied(guess.attempts_left, guess.id_locked_until)
 
     # The right secret: the back-off starts over, and this was no failure.
     db.execute(delete(AccessThrottle).where(AccessThrottle.key.in_(guess.keys)))
@@ -190,7 +191,9 @@ def _count_guess(db: Session, portal: Portal, typed_id: str, by_link: bool, ip: 
             [keyslots.SlotData(slot.id, slot.kind, slot.kdf, slot.salt, slot.wrapped_dek) for slot in slots],
             keys,
             max(started, key=lambda lockout: lockout.until, default=None),
-            min(left for left, _ in counted),
+            # The typed ID's counter comes first.
+            counted[0][0],
+            counted[0][1].until if counted[0][1] is not None else None,
         )
         counting.commit()
     return guess

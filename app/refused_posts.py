@@ -95,8 +95,9 @@ def refuse(
             secret = f.name in forget or f.name == "csrf_token" or (isinstance(f, PasswordField) and draft is None)
             # (A form filled from a streamed body has data but no raw data.)
             typed = f.raw_data if f.raw_data is not None else [f.data] if isinstance(f.data, str) else None
-            if typed is not None and not secret:
-                refusal.values[f.name] = [str(v) for v in typed]
+            if typed and not secret:
+                # One value a field: a post repeating a field thousands of times carries one.
+                refusal.values[f.name] = [str(typed[0])]
             if f.errors:
                 refusal.errors[f.name] = [str(e) for e in f.errors]
     if status >= 500:

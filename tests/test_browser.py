@@ -14,16 +14,18 @@ import re
 import shutil
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import requests
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app import db
-from app.models import StoredFile, Upload
+from app.clock import utcnow
+from app.models import DownloadGrant, StoredFile, Upload
 from app.upload_limits import UploadLease
 
 from .live import ROOT, DroppingProxy, free_port, random_file
@@ -984,3 +986,120 @@ def test_the_step_indicator_is_one_line_on_a_desktop(browser: Browser, portal, l
     # Every step's label shows, not only the current one's.
     expect(page.locator(".steps")).not_to_have_class(re.compile("steps-compact"))
     expect(page.locator(".steps li").last.locator(".step-label")).to_be_visible()
+
+
+def test_an_ended_download_session_asks_again_and_the_download_goes_on(browser: Browser, portal, mailbox: Mailbox) -> None:
+    app, base = portal
+    sent = Sender(app, mailbox).send(files=[("verslag.pdf", PDF.read_bytes())])
+    access_id = sent.access_id("anna@gemeente.example")
+    visit = new_visit(browser, "download-session-ended")
+    page = visit.page
+    page.goto(f"{base}/download/?id={access_id}")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Next").click()
+    expect(page.get_by_role("heading", name="Download transfer files")).to_be_visible()
+    with db.new_session(app) as session:
+        session.execute(update(DownloadGrant).values(expires_at=utcnow() - timedelta(seconds=1)))
+        session.commit()
+
+    page.get_by_role("link", name="Download verslag.pdf").click()
+    expect(page.get_by_text("Your download session has ended.")).to_be_visible()
+    expect(page.get_by_label("Transaction ID")).to_have_value(access_id)
+    visit.check("asked-again")
+    page.get_by_label("Password").fill(PASSWORD)
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Next").click()
+    assert download.value.suggested_filename == "verslag.pdf"
+    assert Path(download.value.path()).read_bytes() == PDF.read_bytes()
+    expect(page.get_by_text("Your download of “verslag.pdf” starts now.")).to_be_visible()
+    visit.check("continued")
+
+
+def _primary(page: Page) -> None:
+    """The page's main button, then the next page with its scripts running
+    (a click returns once the next page starts to load)."""
+    with page.expect_navigation():
+        page.locator("main form button.button-primary").first.click()
+
+
+def test_every_page_in_every_language(browser: Browser, portal, mailbox: Mailbox, tmp_path: Path) -> None:
+    """Screenshots of every page in every language (test-artifacts/screenshots/tour-<language>/),
+    each checked with axe-core and for console errors, wizard to report."""
+    app, base = portal
+    source = tmp_path / "verslag.pdf"
+    random_file(source, 200_000)
+    for language in app.config["KOERIER"].site.languages:
+        email = f"jan.{language}@zorg.example"
+        visit = new_visit(browser, f"tour-{language}")
+        page = visit.page
+        page.goto(f"{base}/lang/{language}?next=/")
+        assert page.locator("html").get_attribute("lang") == language
+        visit.check("start")
+        page.goto(base + "/help")
+        visit.check("help")
+        page.goto(base + "/send/")
+        page.locator("#name").fill("Jan de Vries")
+        page.locator("#phone").fill("call me")
+        page.locator("#email").fill(email)
+        _primary(page)
+        expect(page.locator(".error-summary")).to_be_visible()
+        visit.check("personal-refused")
+        page.locator("#phone").fill("0592 123456")
+        _primary(page)
+        expect(page.locator("#code")).to_be_visible()
+        visit.check("verify")
+        page.locator("#code").fill(mailbox.code_for(email))
+        _primary(page)
+        page.locator("#to").fill("anna@gemeente.example")
+        visit.check("recipients")
+        _primary(page)
+        expect(page.locator(".uploader")).to_be_visible()
+        page.locator("#picker").set_input_files(source)
+        expect(page.locator(".upload[data-state=done]")).to_be_visible(timeout=30_000)
+        page.locator("#message").fill("Vertrouwelijk bericht")
+        visit.check("files")
+        _primary(page)
+        page.locator("input[name=password_mode][value=manual]").check()
+        page.locator("#password").fill(PASSWORD)
+        page.locator("#password_repeat").fill(PASSWORD)
+        expect(page.locator("#strength-live")).to_be_visible()
+        visit.check("options")
+        _primary(page)
+        expect(page.locator("#subject")).to_be_visible()
+        visit.check("notification")
+        _primary(page)
+        expect(page.locator("a[href*='/send/status/']")).to_be_visible()
+        visit.check("done")
+        page.locator("a[href*='/send/status/']").click()
+        visit.check("status")
+
+        recipient = visit.context.new_page()
+        visit.page = recipient
+        recipient.goto(f"{base}/download/?id={mailbox.access_id_for('anna@gemeente.example')}")
+        visit.check("download-start")
+        recipient.locator("#password").fill(PASSWORD)
+        _primary(recipient)
+        expect(recipient.locator("td.file-name")).to_have_text("verslag.pdf")
+        visit.check("download-transfer")
+        recipient.goto(base + "/no-such-page")
+        visit.check("not-found")
+
+        visit.context.close()
+
+        # My transfers, in a browser that has not just verified the address.
+        visit = new_visit(browser, f"tour-{language}-my-transfers")
+        page = visit.page
+        page.goto(f"{base}/lang/{language}?next=/mine/")
+        page.locator("#email").fill(email)
+        visit.check("mine-address")
+        _primary(page)
+        page.locator("#code").fill(mailbox.code_for(email))
+        visit.check("mine-code")
+        _primary(page)
+        expect(page.locator("table.mine")).to_be_visible()
+        visit.check("mine-list")
+        page.locator("table.mine a").first.click()
+        visit.check("mine-transfer")
+        page.locator("a[href$='/report']").click()
+        visit.check("mine-report")
+        visit.context.close()

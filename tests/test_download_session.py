@@ -113,3 +113,14 @@ def test_choosing_no_password_shows_a_warning(sender: Sender) -> None:
     page = text_of(sender.get("/send/options"))
     assert 'aria-describedby="no-password-warning"' in page
     assert "Without a password, whoever has the notification e-mail" in page
+
+
+def test_the_count_of_tries_left_is_the_typed_ids_own(sender: Sender, app) -> None:
+    # The recipients of one transfer share its password's lockout; a count
+    # that showed the shared one would tell their real IDs from unknown ones.
+    sent = sender.send(to="anna@gemeente.example, kees@gemeente.example")
+    for _ in range(2):
+        Recipient(app).unlock(sent.access_id(ANNA), "Verkeerd-Wachtwoord-1")
+    kees = text_of(Recipient(app).unlock(sent.access_id("kees@gemeente.example"), "Verkeerd-Wachtwoord-1"))
+    unknown = text_of(Recipient(app).unlock(group(new_access_id()), "Verkeerd-Wachtwoord-1"))
+    assert "You have 4 more attempts" in kees and "You have 4 more attempts" in unknown

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import select
+from werkzeug.datastructures import MultiDict
 
 from app import db
 from app.models import Draft
@@ -92,3 +93,15 @@ def test_the_download_page_keeps_the_id_but_never_the_password(sender: Sender, a
     page = recipient.get("/download/")
     assert page.status_code == 403
     assert f'value="{typed}"' in page.get_data(as_text=True) and "Verkeerd-1" not in page.get_data(as_text=True)
+
+
+def test_a_field_repeated_thousands_of_times_is_carried_once(sender: Sender, app) -> None:
+    recipient = Recipient(app)
+    token = csrf_token(recipient.get("/download/").get_data(as_text=True))
+    answer = recipient.client.post(
+        "/download/", base_url=BASE,
+        data=MultiDict([("csrf_token", token), ("password", "x"), *[("transaction_id", "A" * 300)] * 2500]),
+    )
+    assert answer.status_code == 303
+    cookie = next(c for c in answer.headers.getlist("Set-Cookie") if "koerier=" in c)
+    assert len(cookie) < 4000
