@@ -34,7 +34,9 @@ class OutboxMailer:
 
     The file is the mail as it would be sent, so its long lines are
     quoted-printable: a link copied from it in an editor is broken. Each
-    mail's links are logged as they are, for a developer to click.
+    mail's links are logged for a developer to click, but not their secrets
+    (a no-password link's key, a status or reply token): logs travel
+    further than the outbox folder, which only the portal's user may read.
     """
 
     def __init__(self, folder: Path) -> None:
@@ -50,11 +52,19 @@ class OutboxMailer:
             with private_files.create(path) as fh:
                 fh.write(bytes(message))
             text = message.get_body(preferencelist=("plain",))
-            links = dict.fromkeys(_LINK.findall(text.get_content())) if text is not None else {}
+            links = dict.fromkeys(_without_secrets(link) for link in _LINK.findall(text.get_content())) if text is not None else {}
             log.info(
                 "mail to %s, subject “%s”, written to %s; links: %s",
                 message["To"], message["Subject"], path, " ".join(links) or "none",
             )
+
+
+# A link's secret: its fragment, or a path segment long enough to be a token.
+_SECRET_PARTS = re.compile(r"#.*$|(?<=/)[A-Za-z0-9_-]{32,}(?=/|$)")
+
+
+def _without_secrets(link: str) -> str:
+    return _SECRET_PARTS.sub(lambda m: "#…" if m.group().startswith("#") else "…", link)
 
 
 class SMTPMailer:
