@@ -182,7 +182,8 @@ def resend(
     showed them; the password was never in a mail. A no-password transfer's
     key was only in its first mail, so that one raises CannotResend.
     Counted per recipient and day (ratelimit.RateLimited beyond
-    ``limits.notification_resends_per_recipient_per_day``). Returns None for
+    ``limits.notification_resends_per_recipient_per_day``), and against the
+    sender's and the network's recipient budgets (RecipientBudgetExhausted). Returns None for
     a recipient not of this transfer; may raise mailer.MailError.
     """
     now = now or utcnow()
@@ -191,10 +192,13 @@ def resend(
         return None
     if transfer.password_mode == "none":
         raise CannotResend()
-    ratelimit.hit(
-        db, "notification-resend", f"{transfer.id}\x00{recipient.id}",
-        portal.settings.limits.notification_resends_per_recipient_per_day, DAY, now,
-    )
+    with db.begin_nested():  # refused, it counts against none of them
+        ratelimit.hit(
+            db, "notification-resend", f"{transfer.id}\x00{recipient.id}",
+            portal.settings.limits.notification_resends_per_recipient_per_day, DAY, now,
+        )
+        # A mail sent again is a mail like any other: it spends the day's recipient budgets.
+        transactions.charge_recipients(db, portal, transfer.sender_email, 1, ip, now)
     mail = transactions.notification_mail(portal, transfer, recipient, exposed_names.find(db, portal, transfer.id) or [], None)
     audit.record(
         db, "notification_resent", transfer_id=transfer.id, actor=transfer.sender_email, ip=ip, now=now,

@@ -195,18 +195,26 @@ def _count_against_limits(db: Session, portal: Portal, draft: Draft, ip: str, no
     one network do not multiply the budget. In a savepoint, so that a
     refused start counts against none of them.
     """
-    limits, sender, wanted = portal.settings.limits, mailbox(draft.sender_email), len(drafts.recipients(draft))
+    limits = portal.settings.limits
+    with db.begin_nested():
+        ratelimit.hit(db, "transactions-sender", mailbox(draft.sender_email), limits.transactions_per_sender_per_day, DAY, now)
+        charge_recipients(db, portal, draft.sender_email, len(drafts.recipients(draft)), ip, now)
+
+
+def charge_recipients(db: Session, portal: Portal, sender_email: str, wanted: int, ip: str, now: datetime) -> None:
+    """``wanted`` more mails to recipients against the sender's and the
+    network's daily budgets (a new transfer's, or a notification sent
+    again), or RecipientBudgetExhausted."""
+    limits, sender = portal.settings.limits, mailbox(sender_email)
     budgets = [("recipients-sender", sender, limits.recipients_per_sender_per_day)]
     if ip:
         budgets.append(("recipients-network", network(ip), limits.recipients_per_ip_per_day))
-    with db.begin_nested():
-        ratelimit.hit(db, "transactions-sender", sender, limits.transactions_per_sender_per_day, DAY, now)
-        for limit, subject, budget in budgets:
-            try:
-                ratelimit.hit(db, limit, subject, budget, DAY, now, n=wanted)
-            except ratelimit.RateLimited as exc:
-                used_before = ratelimit.count(db, limit, subject, DAY, now) - wanted
-                raise RecipientBudgetExhausted(exc.retry_at, budget, max(0, budget - used_before), wanted) from None
+    for limit, subject, budget in budgets:
+        try:
+            ratelimit.hit(db, limit, subject, budget, DAY, now, n=wanted)
+        except ratelimit.RateLimited as exc:
+            used_before = ratelimit.count(db, limit, subject, DAY, now) - wanted
+            raise RecipientBudgetExhausted(exc.retry_at, budget, max(0, budget - used_before), wanted) from None
 
 
 def mailbox(address: str) -> str:

@@ -15,7 +15,7 @@ from flask import abort, flash, redirect, render_template, request, session, url
 from flask_babel import get_locale, gettext
 from flask_babel import lazy_gettext as _l
 
-from app import dates, db, my_transfers, ratelimit, refused_posts, status, verification
+from app import dates, db, my_transfers, ratelimit, refused_posts, status, transactions, verification
 from app.clock import utcnow
 from app.forms import ButtonForm
 from app.mailer import MailError
@@ -198,6 +198,11 @@ def resend(transfer: Transfer, recipient_id: int):  # type: ignore[no-untyped-de
         recipient = my_transfers.resend(db.session(), portal(), transfer, recipient_id, ip=client_ip())
     except my_transfers.CannotResend:
         flash(gettext("A transfer without a password cannot be notified again: its key was only in the first mail."), "error")
+    except transactions.RecipientBudgetExhausted as exc:
+        flash(
+            gettext("Your daily limit of recipients is reached. Please try again after %(time)s.", time=dates.moment(exc.retry_at)),
+            "error",
+        )
     except ratelimit.RateLimited as exc:
         flash(retry_message(exc), "error")
     except MailError:

@@ -379,3 +379,20 @@ def test_pages_in_dutch(app, mailbox) -> None:
     page = text_of(owner.get(f"/mine/{id_}"))
     assert "Overdracht intrekken" in page and "Vervaldatum" in page
     assert "Rapportage" in text_of(owner.get(f"/mine/{id_}/report"))
+
+
+def test_notifications_sent_again_spend_the_days_recipient_budget(make_app, mailbox) -> None:
+    # Otherwise many live transfers to one address would mail it far beyond what a sender may send in a day.
+    app = make_app({"limits": {"recipients_per_sender_per_day": 3}})
+    id_ = send(app, mailbox, "Dossier", to="anna@gemeente.example, kees@gemeente.example")
+    owner = Owner(app, mailbox)
+    owner.verify()
+    anna = transfer(app, id_).recipients[0]
+    mailbox.clear()
+    assert owner.act(id_, f"resend/{anna.id}", page=f"/mine/{id_}").status_code == 302
+    assert len(mailbox.to("anna@gemeente.example")) == 1
+    refused = owner.act(id_, f"resend/{anna.id}", page=f"/mine/{id_}")
+    assert refused.status_code == 302
+    assert "Your daily limit of recipients is reached" in text_of(owner.get(f"/mine/{id_}"))
+    assert len(mailbox.to("anna@gemeente.example")) == 1
+    assert len(events(app, "notification_resent")) == 1
