@@ -913,6 +913,31 @@ def test_the_session_warns_before_it_ends_and_a_typed_message_survives(
     assert page.evaluate("Object.keys(sessionStorage).filter(k => k.startsWith('koerier-keep:'))") == []
 
 
+def test_a_kept_message_is_not_shown_to_the_next_person_at_the_computer(
+    browser: Browser, make_live, mailbox: Mailbox  # type: ignore[no-untyped-def]
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    app, _ = make_live({"site": {"base_url": base, "session_idle_minutes": 5}}, port=port)
+    visit = new_visit(browser, "session-end-next-person")
+    page = visit.page
+    to_files_step(visit, mailbox, base)
+    expect(page.locator(".uploader")).to_be_visible()  # the script is ready
+    page.get_by_label("Confidential message").fill("Vertrouwelijk: het dossier van mevrouw Jansen.")
+    # Jan walks away; the session ends; Piet starts in the same tab.
+    _idle_session(app, visit.context, base, 6)
+    page.goto(base + "/send/")
+    expect(page.locator(".flash-error")).to_contain_text("Your session ended after 5 minutes without activity")
+    send_personal_and_verify(visit, mailbox, "Piet Bakker", "piet@zorg.example", EN)
+    page.get_by_label("To").fill("anna@gemeente.example")
+    page.get_by_role("button", name="Next").click()
+    expect(page.locator(".uploader")).to_be_visible()
+    expect(page.get_by_label("Confidential message")).to_have_value("")
+    expect(page.get_by_text("What you typed earlier in this tab has been filled in again.")).to_have_count(0)
+    assert page.evaluate("Object.keys(sessionStorage).filter(k => k.startsWith('koerier-keep:'))") == []
+    visit.check("next-person")
+
+
 LONG_SENDER = "johanna.van.den.berg-de.vries.zorgcoordinatie@zorgnl.example"  # 60 characters
 LONG_RECIPIENT = "afdeling.jeugdzorg.en.maatschappelijke.ondersteuning@gemeente.example"
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import re
 
 from flask_babel import lazy_gettext as _l
@@ -86,11 +88,18 @@ class RecipientsForm(FlaskForm):
 class MessageForm(FlaskForm):
     """The "next" button of the files step, which also saves the message."""
 
-    # data-keep: the page's script keeps what is typed in this tab until the transfer starts (static/js/keep.js).
+    # The page's script keeps what is typed in this tab until the transfer
+    # starts (static/js/keep.js), for the sender whose page this is: see keep_for.
     message = TextAreaField(
         _l("Confidential message"), validators=[Length(max=20_000, message=_l("Please use at most %(max)d characters."))],
-        render_kw={"data-keep": "message"},
     )
+
+    def keep_for(self, sender_email: str) -> None:
+        """Kept text comes back only to a page of the same verified sender, so
+        that the next person at a shared computer, who verifies another
+        address after the session ended, does not find it."""
+        owner = hashlib.sha256(f"koerier/keep/{sender_email.lower()}".encode()).hexdigest()[:32]
+        self.message.render_kw = {"data-keep": "message", "data-keep-owner": owner}
 
 
 class OptionsForm(FlaskForm):

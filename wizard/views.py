@@ -166,6 +166,7 @@ def _render_files(draft: Draft, refusal: refused_posts.Refusal | None):  # type:
     form = MessageForm(formdata=None, data={"message": drafts.message(draft)})
     if refusal is not None:
         refusal.fill(form)
+    form.keep_for(draft.sender_email)
     limits = decision(draft).limits
     page = render_template(
         "wizard/files.html",

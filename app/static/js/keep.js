@@ -5,7 +5,9 @@
 // this tab alone, is never sent anywhere and ends with the tab (never
 // localStorage, which would outlive it on a shared computer); entries
 // older than the longest session are dropped unread. It comes back only
-// into an empty field, so it never replaces what the portal shows.
+// into an empty field, so it never replaces what the portal shows, and only
+// to the sender who typed it (data-keep-owner, from the verified address):
+// the next person at a shared computer starts with an empty field.
 import { text } from "./texts.js";
 
 const PREFIX = "koerier-keep:";
@@ -19,14 +21,15 @@ export function keepTyped(body) {
   const maxAgeMs = Number(body.dataset.keepHours) * 3_600_000;
   for (const field of document.querySelectorAll("[data-keep]")) {
     const key = PREFIX + field.dataset.keep;
+    const owner = field.dataset.keepOwner;
     const kept = JSON.parse(sessionStorage.getItem(key) || "null");
-    if (kept && !(Date.now() - kept.at < maxAgeMs)) {
+    if (kept && (!(Date.now() - kept.at < maxAgeMs) || kept.owner !== owner)) {
       sessionStorage.removeItem(key);
     } else if (kept?.value.trim() && !field.value.trim()) {
       field.value = kept.value;
       restored(field);
     }
-    field.addEventListener("input", () => sessionStorage.setItem(key, JSON.stringify({ value: field.value, at: Date.now() })));
+    field.addEventListener("input", () => sessionStorage.setItem(key, JSON.stringify({ value: field.value, at: Date.now(), owner })));
   }
 }
 
