@@ -309,6 +309,11 @@ class Limits:
     # browsers together: bounds the mail one network can have sent to an
     # address, and whoever uses it up blocks only their own network.
     verification_mails_per_address_per_ip_per_day: int = 20
+    # All networks together: every code mailed allows max_attempts guesses,
+    # so this bounds the guesses at an address's codes from any number of
+    # networks (1,000 a day at the defaults, against 10^8 codes), while
+    # using it up takes ten networks' worth of mail to that address.
+    verification_mails_per_address_per_day: int = 200
     # "ip" here and below: a client network, as above.
     verification_mails_per_ip_per_hour: int = 20
     failed_downloads_per_ip_per_hour: int = 30

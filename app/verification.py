@@ -87,7 +87,7 @@ def send_code(
 
     Raises ResendTooSoon, ratelimit.RateLimited (too many mails to this
     address for this browser in the hour, to this address from this client
-    network in the day, or from this network in the hour) or
+    network or from all in the day, or from this network in the hour) or
     mailer.MailError.
     """
     now = now or utcnow()
@@ -101,6 +101,7 @@ def send_code(
     counters = [
         ("verification-address-browser", f"{email}\x00{browser}", limits.verification_mails_per_address_per_hour, hour),
         ("verification-address-network", f"{email}\x00{client}", limits.verification_mails_per_address_per_ip_per_day, day),
+        ("verification-address", email, limits.verification_mails_per_address_per_day, day),
     ]
     if ip:
         counters.append(("verification-ip", client, limits.verification_mails_per_ip_per_hour, hour))

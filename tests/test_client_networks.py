@@ -74,3 +74,15 @@ def test_the_addresses_of_one_ipv6_64_share_the_failed_download_limit(make_app, 
         # The audit keeps the address itself.
         ips = db.session().scalars(select(Event.ip).where(Event.kind == "download_failed")).all()
     assert "2001:db8:5:5::1" in ips and "2001:db8:5:6::1" in ips
+
+
+def test_codes_to_one_address_are_bounded_across_networks(make_app, mailbox) -> None:
+    # Each code allows a few guesses: from enough networks, unbounded codes
+    # would let a guesser try a large share of all codes for an address.
+    app = make_app({"limits": {"verification_mails_per_address_per_day": 3}})
+    for n in range(3):
+        assert at(Sender(app, mailbox, Person(email=VICTIM)), f"2001:db8:{n + 1}::1").personal().status_code == 302
+    assert at(Sender(app, mailbox, Person(email=VICTIM)), "2001:db8:99::1").personal().status_code == 429
+    assert len(mailbox.to(VICTIM)) == 3
+    # Other addresses are not affected.
+    assert at(Sender(app, mailbox, Person(email="iemand@zorg.example")), "2001:db8:99::1").personal().status_code == 302
