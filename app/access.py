@@ -38,7 +38,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from . import audit, keyslots, notices, ratelimit, shredding
+from . import audit, keyslots, notices, password_policy, ratelimit, shredding
 from .clients import network
 from .clock import utcnow
 from .crypto.keys import DecryptionError, unwrap, wrap
@@ -112,6 +112,7 @@ class _Guess:
     lockout: Lockout | None
     attempts_left: int
     id_locked_until: datetime | None
+    generated: bool  # the transfer's password was generated: typed loosely, it still counts
 
 
 def unlock(
@@ -194,6 +195,7 @@ def _count_guess(db: Session, portal: Portal, typed_id: str, by_link: bool, ip: 
             # The typed ID's counter comes first.
             counted[0][0],
             counted[0][1].until if counted[0][1] is not None else None,
+            recipient is not None and recipient.transfer.password_mode == "generate",
         )
         counting.commit()
     return guess
@@ -264,6 +266,8 @@ def _candidates(recipient: Recipient, by_link: bool) -> list[KeySlot]:
 
 
 def _open(guess: _Guess, secret: str) -> bytes | None:
+    if guess.generated:
+        secret = password_policy.as_generated(secret) or secret
     for slot in guess.slots:
         try:
             return keyslots.open_slot(slot, guess.transfer_id, secret)

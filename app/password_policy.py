@@ -248,3 +248,13 @@ def generate(policy: Password) -> str:
     """A random password in groups of four, e.g. ``k7mq-x9pt-...`` (20 chars: 99 bits)."""
     groups = ["".join(secrets.choice(GENERATED_ALPHABET) for _ in range(4)) for _ in range(policy.generated_groups)]
     return "-".join(groups)
+
+
+def as_generated(typed: str) -> str | None:
+    """A generated password as it was generated, however it was typed: read
+    over the phone it comes without dashes, in capitals, or with spaces.
+    None if ``typed`` cannot be one."""
+    plain = "".join(ch for ch in typed.lower() if ch not in " -.\u2010\u2011\u2012\u2013\u2014")
+    if not plain or len(plain) % 4 or any(ch not in GENERATED_ALPHABET for ch in plain):
+        return None
+    return "-".join(plain[i : i + 4] for i in range(0, len(plain), 4))

@@ -124,3 +124,15 @@ def test_the_count_of_tries_left_is_the_typed_ids_own(sender: Sender, app) -> No
     kees = text_of(Recipient(app).unlock(sent.access_id("kees@gemeente.example"), "Verkeerd-Wachtwoord-1"))
     unknown = text_of(Recipient(app).unlock(group(new_access_id()), "Verkeerd-Wachtwoord-1"))
     assert "You have 4 more attempts" in kees and "You have 4 more attempts" in unknown
+
+
+def test_a_generated_password_opens_as_read_over_the_phone(make_app, mailbox) -> None:
+    app = make_app({})
+    sent = Sender(app, mailbox).send(password_mode="generate", password=None, password_repeat=None)
+    password = sent.generated_password
+    assert "-" in password
+    loose = [password.replace("-", ""), password.replace("-", " ").upper(), "  " + password.replace("-", "‑") + " "]
+    for typed in loose:
+        assert Recipient(app).unlock(sent.access_id(ANNA), typed).status_code == 302, typed
+    # Still a wrong password when it is one.
+    assert Recipient(app).unlock(sent.access_id(ANNA), password[:-1] + ("a" if password[-1] != "a" else "b")).status_code == 403
