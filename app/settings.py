@@ -60,11 +60,13 @@ Localized = str | dict[str, str]
 
 
 def localized(value: Localized, language: str) -> str:
-    """The text for ``language``, else the first one given: a text written in
-    one language only is still shown to readers of the others."""
+    """The text for ``language``, else the English one (read by more of the
+    residents whose language the operator did not write for than Dutch), else
+    the first one given: a text written in one language only is still shown
+    to readers of the others."""
     if isinstance(value, str):
         return value
-    return value.get(language) or next(iter(value.values()), "")
+    return value.get(language) or value.get("en") or next(iter(value.values()), "")
 
 
 @dataclass(frozen=True)

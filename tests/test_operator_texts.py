@@ -83,3 +83,12 @@ def test_operator_texts_are_validated(make_app, site: dict, message: str) -> Non
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         make_app({"site": site})
 
+
+
+def test_a_language_without_its_own_text_reads_the_english_one() -> None:
+    from app.settings import localized
+
+    texts = {"nl": "Alleen naar de gemeente.", "en": "Only to the municipality."}
+    assert localized(texts, "de") == "Only to the municipality."
+    assert localized(texts, "nl") == "Alleen naar de gemeente."
+    assert localized({"nl": "Alleen"}, "ar") == "Alleen"

@@ -116,16 +116,26 @@ def test_another_browser_cannot_burn_a_senders_code_or_quota(make_app, mailbox) 
     victim.personal()
     attacker.personal()
     for _ in range(5):
-        attacker.verify("123")
-    assert "Too many wrong attempts" in text_of(attacker.verify("123"))
+        attacker.verify("00000123")
+    assert "Too many wrong attempts" in text_of(attacker.verify("00000123"))
     page = attacker.get("/send/verify").get_data(as_text=True)
     for _ in range(5):
         attacker.post("/send/verify/resend", data={"csrf_token": csrf_token(page)})
     assert "Too many attempts. Please try again after" in text_of(attacker.get("/send/verify"))
 
     # The victim's own code still has all its tries, and a new one still comes.
-    assert "You have 4 more attempts." in text_of(victim.verify("123"))  # too short to be anyone's code
+    wrong = "00000123" if mailbox.code_for(victim.person.email) != "00000123" else "00000124"
+    assert "You have 4 more attempts." in text_of(victim.verify(wrong))
     page = victim.get("/send/verify").get_data(as_text=True)
     victim.post("/send/verify/resend", data={"csrf_token": csrf_token(page)})
     assert "A new code has been sent" in text_of(victim.get("/send/verify"))
     assert victim.verify(mailbox.code_for(victim.person.email)).location.endswith("/send/recipients")
+
+
+def test_what_cannot_be_a_code_spends_no_try(sender: Sender) -> None:
+    sender.personal()
+    for typed in ("abc", "1234", "12345678901"):
+        assert "The code from the e-mail has 8 digits." in text_of(sender.verify(typed))
+    real = sender.mailbox.code_for(sender.person.email)
+    wrong = "00000000" if real != "00000000" else "11111111"
+    assert "You have 4 more attempts." in text_of(sender.verify(wrong))

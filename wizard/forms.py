@@ -6,6 +6,7 @@ import hashlib
 
 import re
 
+from flask import current_app
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, SelectChoice, DateField, PasswordField, RadioField, SelectField, StringField, TextAreaField
@@ -58,6 +59,12 @@ class VerifyForm(FlaskForm):
         validators=[DataRequired(_l("Please enter the verification code from the e-mail."))],
         filters=[lambda v: v.strip() if v else v],
     )
+
+    def validate_code(self, field: StringField) -> None:
+        # Not a code at all (a typo, letters): said so, and no try spent on it.
+        length = current_app.config["KOERIER"].verification.code_length
+        if len("".join(ch for ch in field.data if ch.isdigit())) != length or any(ch.isalpha() for ch in field.data):
+            raise ValidationError(_l("The code from the e-mail has %(count)d digits.", count=length))
 
 
 class RecipientsForm(FlaskForm):
