@@ -125,16 +125,21 @@ def _denied_message(exc: access.AccessDenied, by_link: bool) -> str:
     else:
         mismatch = gettext(
             "This transaction ID and password do not match an available transfer. "
-            "Check both, or ask the sender whether the transfer has expired. "
-            "If the e-mail says the transfer was sent without a password, open the link in it, "
-            "or enter its access key under “Sent without a password?”."
+            "Check both, or ask the sender whether the transfer has expired."
         )
     left = ngettext(
         "You have %(num)d more attempt before this transaction ID is locked for a while.",
         "You have %(num)d more attempts before this transaction ID is locked for a while.",
         exc.attempts_left,
     )
-    return f"{mismatch} {left}"
+    if by_link:
+        return f"{mismatch} {left}"
+    # Last, for the few who typed the ID of a transfer sent without a password.
+    link_hint = gettext(
+        "If the e-mail says the transfer was sent without a password, open the link in it, "
+        "or enter its access key under “Sent without a password?”."
+    )
+    return f"{mismatch} {left} {link_hint}"
 
 
 # Where a recipient whose download session ended is taken once they unlock again.

@@ -17,6 +17,7 @@ from flask_babel import lazy_gettext as _l
 
 from app import dates, db, my_transfers, ratelimit, refused_posts, status, transactions, verification
 from app.clock import utcnow
+from app.i18n import local_path
 from app.forms import ButtonForm
 from app.mailer import MailError
 from app.models import Transfer
@@ -30,6 +31,8 @@ from .forms import AddressForm, ExpiryForm
 
 # The address a code was sent to, until it is entered.
 PENDING = "my_transfers_pending"
+# The page of My transfers asked for when its time had run out.
+RETURN_TO = "my_transfers_return_to"
 MAIL_FAILED = _l("We could not send the verification code. Please try again in a few minutes.")
 
 
@@ -38,8 +41,18 @@ def verified_address(view: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(view)
     def guarded(*args: Any, **kwargs: Any) -> Any:
+        lapsed = sender_cookie.my_transfers_lapsed()
         email = sender_cookie.my_transfers_email()
         if email is None:
+            if lapsed:
+                # Said, and the way back is short: the address filled in, and after the code, this page.
+                flash(gettext(
+                    "For your safety, My transfers closes %(minutes)d minutes after the code was entered. "
+                    "Please ask for a new code.", minutes=settings().verification.my_transfers_minutes,
+                ), "info")
+                session[PENDING] = lapsed
+                if request.method == "GET":
+                    session[RETURN_TO] = request.path
             return redirect(url_for("mine.verify"))
         return view(email, *args, **kwargs)
 
@@ -113,9 +126,12 @@ def code():  # type: ignore[no-untyped-def]
             form.code.errors.append(code_message(exc))
         else:
             session.pop(PENDING)
+            back = session.pop(RETURN_TO, "")
             sender_cookie.open_my_transfers(email)
             my_transfers.opened(db.session(), email, ip=client_ip())
-            return redirect(url_for("mine.index"))
+            # Back to the page whose visit found My transfers closed; only ever one of its own.
+            index = url_for("mine.index")
+            return redirect(back if isinstance(back, str) and back.startswith(index) and local_path(back) == back else index)
     # A wrong code is not shown again.
     return refused_posts.refuse(form, forget=("code",))
 
@@ -204,7 +220,10 @@ def resend(transfer: Transfer, recipient_id: int):  # type: ignore[no-untyped-de
             "error",
         )
     except ratelimit.RateLimited as exc:
-        flash(retry_message(exc), "error")
+        flash(gettext(
+            "A recipient's notification can be sent again at most %(max)d times a day. You can send it again after %(time)s.",
+            max=settings().limits.notification_resends_per_recipient_per_day, time=dates.moment(exc.retry_at),
+        ), "error")
     except MailError:
         # Nothing was counted or recorded: the request rolls back.
         db.session().rollback()

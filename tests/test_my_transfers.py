@@ -222,7 +222,7 @@ def test_the_notification_is_sent_again_as_it_was_without_the_password(app, mail
 
     refused = owner.act(id_, f"resend/{anna.id}", page=f"/mine/{id_}")
     assert refused.status_code == 302
-    assert "Too many attempts" in text_of(owner.get(f"/mine/{id_}"))
+    assert "can be sent again at most 3 times a day" in text_of(owner.get(f"/mine/{id_}"))
     assert len(mailbox.to("anna@gemeente.example")) == 3
     resent = events(app, "notification_resent")
     assert len(resent) == 3 and {e.data["recipient"] for e in resent} == {"anna@gemeente.example"}
@@ -326,6 +326,9 @@ def test_a_reloaded_summary_still_leads_to_the_transfer(app, mailbox) -> None:
     page = reloaded.get_data(as_text=True)
     assert "/send/status/" not in page
     assert 'href="/mine/"' in page and "My transfers" in text_of(reloaded)
+    # The names are gone (encrypted), and the page says why; the files are counted.
+    assert "verslag.pdf" not in page and "File 1 (" in text_of(reloaded)
+    assert "The file names were shown once" in text_of(reloaded)
     # The code entered in the wizard opens it for a while, without another.
     listed = sender.get("/mine/")
     assert listed.status_code == 200 and "Files (1) from Jan de Vries" in text_of(listed)
@@ -344,6 +347,13 @@ def test_my_transfers_closes_after_its_time_and_on_request(make_app, mailbox) ->
         held["since"] -= 5 * 60 + 1
         session["my_transfers"] = held
     assert owner.get(f"/mine/{id_}").location.endswith("/mine/verify")
+    # Said so, with the address filled in; after the new code, back to the page asked for.
+    page = text_of(owner.get("/mine/verify"))
+    assert "My transfers closes 5 minutes after the code was entered" in page and f'value="{JAN}"' in page
+    asked = owner.submit("/mine/verify", {"email": JAN})
+    assert asked.location.endswith("/mine/verify/code")
+    done = owner.submit("/mine/verify/code", {"code": mailbox.code_for(JAN)})
+    assert done.status_code == 302 and done.location == f"/mine/{id_}"
     # A sender remembered by the wizard's cookie (remember_days) still needs a fresh code.
     sender = Sender(app, mailbox)
     sender.send()
@@ -351,8 +361,7 @@ def test_my_transfers_closes_after_its_time_and_on_request(make_app, mailbox) ->
         del session["my_transfers"]
     assert sender.personal().location.endswith("/send/recipients")  # remembered by the wizard
     assert sender.get("/mine/").location.endswith("/mine/verify")
-    # "Close My transfers" ends it at once.
-    owner.verify()
+    # "Close My transfers" ends it at once (the owner's is open again, after the new code).
     assert owner.submit("/mine/end", page="/mine/").status_code == 302
     assert owner.get("/mine/").location.endswith("/mine/verify")
 

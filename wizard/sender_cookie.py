@@ -69,16 +69,28 @@ def open_my_transfers(email: str) -> None:
     session[MY_TRANSFERS_KEY] = {"email": email, "since": time.time()}
 
 
-def my_transfers_email() -> str | None:
-    """The address whose transfers this browser may see and manage now, if any."""
+def _my_transfers() -> tuple[str, bool] | None:
+    """The address this browser opened My transfers for, and whether that is still open."""
     held = session.get(MY_TRANSFERS_KEY)
     if not isinstance(held, dict):
         return None
     age = time.time() - float(held.get("since", 0))
-    if not 0 <= age <= current_app.config["KOERIER"].verification.my_transfers_minutes * 60:
+    return str(held.get("email", "")), 0 <= age <= current_app.config["KOERIER"].verification.my_transfers_minutes * 60
+
+
+def my_transfers_email() -> str | None:
+    """The address whose transfers this browser may see and manage now, if any."""
+    held = _my_transfers()
+    if held is None or not held[1]:
         session.pop(MY_TRANSFERS_KEY, None)
         return None
-    return str(held["email"])
+    return held[0]
+
+
+def my_transfers_lapsed() -> str | None:
+    """The address whose My transfers this browser had open until its time ran out."""
+    held = _my_transfers()
+    return held[0] if held is not None and not held[1] else None
 
 
 def close_my_transfers() -> None:
