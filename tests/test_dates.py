@@ -75,3 +75,16 @@ def test_the_date_picker_offers_what_the_senders_rule_allows(make_app, mailbox) 
     assert sender.options(expires_on=(earliest - timedelta(days=1)).isoformat()).status_code == 422
     assert sender.options(expires_on=(latest + timedelta(days=1)).isoformat()).status_code == 422
     assert sender.options(expires_on=latest.isoformat()).status_code == 302
+
+
+def test_german_days_are_ordinals(app) -> None:
+    from datetime import date
+
+    from flask_babel import force_locale
+
+    from app import dates
+
+    with app.test_request_context(), force_locale("de"):
+        assert dates.day(date(2026, 12, 3)) == "3. Dezember 2026"
+    with app.test_request_context(), force_locale("nl"):
+        assert dates.day(date(2026, 12, 3)) == "3 december 2026"

@@ -24,7 +24,7 @@ def test_an_agb_password_is_called_conventional_never_strong(make_app, mailbox) 
     assert CONVENTION in page and "Strong" not in page
     sender.get("/lang/nl?next=/send/options")
     live = sender.post("/send/options/strength", json={"password": "Agb12345678!"}, headers={"X-CSRFToken": token}).json
-    assert live["label"] == "Dit wachtwoord volgt de afgesproken conventie “AGB”."
+    assert live["label"] == "Dit wachtwoord volgt het afgesproken patroon “AGB”."
 
 
 def test_help_says_how_addresses_may_be_separated(app) -> None:
