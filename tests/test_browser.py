@@ -862,12 +862,18 @@ def _idle_session(app, context: BrowserContext, base: str, minutes: int) -> None
     context.add_cookies([{**{k: cookie[k] for k in fields if k in cookie}, "value": signer.dumps(data)}])
 
 
-def test_the_session_warns_before_it_ends_and_a_typed_message_survives(
-    browser: Browser, make_live, mailbox: Mailbox  # type: ignore[no-untyped-def]
-) -> None:
+def short_sessions(make_live):  # type: ignore[no-untyped-def]
+    """A portal whose sessions end after 5 idle minutes; its app and address."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     app, _ = make_live({"site": {"base_url": base, "session_idle_minutes": 5}}, port=port)
+    return app, base
+
+
+def test_the_session_warns_before_it_ends_and_a_typed_message_survives(
+    browser: Browser, make_live, mailbox: Mailbox  # type: ignore[no-untyped-def]
+) -> None:
+    app, base = short_sessions(make_live)
     visit = new_visit(browser, "session-end")
     page = visit.page
     page.clock.install()
@@ -916,9 +922,7 @@ def test_the_session_warns_before_it_ends_and_a_typed_message_survives(
 def test_a_kept_message_is_not_shown_to_the_next_person_at_the_computer(
     browser: Browser, make_live, mailbox: Mailbox  # type: ignore[no-untyped-def]
 ) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    app, _ = make_live({"site": {"base_url": base, "session_idle_minutes": 5}}, port=port)
+    app, base = short_sessions(make_live)
     visit = new_visit(browser, "session-end-next-person")
     page = visit.page
     to_files_step(visit, mailbox, base)
