@@ -842,8 +842,10 @@ def test_next_waits_for_uploads_and_stops_at_a_refused_one(browser: Browser, por
     page.get_by_role("button", name="Next").click()
     notice = page.locator(".upload-notice")
     expect(notice).to_have_text("Next continues by itself once all files are uploaded.")
+    expect(notice).not_to_have_class(re.compile(r"\berror\b"))  # news, not an error
     # scan.zip gets in; setup.exe is refused, so Next stops waiting and says which file.
     expect(notice).to_have_text("Not uploaded: “setup.exe”. Retry or remove it before you go on.", timeout=60_000)
+    expect(notice).to_have_class(re.compile(r"\berror\b"))
     expect(page.locator(".upload", has_text="scan.zip").locator(".upload-status")).to_have_text("Uploaded")
     visit.errors.clear()  # the refusal is a 403 answer, which the console reports
     visit.check("stopped-at-refused")
@@ -1132,3 +1134,21 @@ def test_every_page_in_every_language(browser: Browser, portal, mailbox: Mailbox
         page.locator("a[href$='/report']").click()
         visit.check("mine-report")
         visit.context.close()
+
+
+def test_a_corrected_password_repeat_clears_the_old_refusal(browser: Browser, portal, mailbox: Mailbox) -> None:
+    _, base = portal
+    visit = new_visit(browser, "password-repeat-corrected")
+    page = visit.page
+    to_files_step(visit, mailbox, base)
+    page.get_by_label("Confidential message").fill("Zie het dossier.")
+    page.get_by_role("button", name="Next").click()
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_label("Repeat password").fill(PASSWORD + "x")
+    page.get_by_role("button", name="Next").click()
+    stale = page.locator("#password_repeat-error")
+    expect(stale).to_have_text("The two passwords are not the same.")
+    page.get_by_label("Repeat password").fill(PASSWORD)
+    expect(page.locator("#password-match")).to_have_text("The two passwords match.")
+    expect(stale).to_be_hidden()
+    visit.check("corrected")

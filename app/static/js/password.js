@@ -31,6 +31,12 @@ export function enhancePassword(root) {
     const same = repeat.value === password.value;
     match.textContent = same ? text("passwords_match") : text("passwords_differ");
     match.className = same ? "match-ok" : "match-no";
+    // The server's "not the same" from the last post no longer holds once they match.
+    const stale = document.getElementById("password_repeat-error");
+    if (same && stale) {
+      stale.hidden = true;
+      repeat.removeAttribute("aria-invalid");
+    }
   };
 
   const check = async () => {

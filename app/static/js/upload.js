@@ -316,8 +316,10 @@ class Queue {
 function waitOnNext(form, notice, queue) {
   const next = form.querySelector("button[value='next']");
   let waiting = false;
-  const say = (message) => {
+  // Waiting is news, not an error; a file that did not get in is one.
+  const say = (message, problem = true) => {
     notice.textContent = message;
+    notice.classList.toggle("error", problem);
     notice.hidden = false;
     notice.focus();
   };
@@ -345,7 +347,7 @@ function waitOnNext(form, notice, queue) {
     } else if (queue.busy) {
       event.preventDefault();
       waiting = true;
-      say(text("wait_for_uploads"));
+      say(text("wait_for_uploads"), false);
     }
   });
 }
