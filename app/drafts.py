@@ -36,19 +36,22 @@ class DraftLocked(Exception):
 
 @dataclass(frozen=True)
 class DraftTicket:
-    """What the sender's browser keeps: the draft id and the secret that opens its key."""
+    """What the sender's browser keeps: the draft id and the secret that opens
+    its key, and the id its transfer will have (which finds the transfer once
+    the draft is gone, for a second click on "Start transaction")."""
 
     draft_id: str
     secret: str
+    transfer_id: str = ""
 
     def as_session(self) -> dict[str, str]:
-        return {"id": self.draft_id, "secret": self.secret}
+        return {"id": self.draft_id, "secret": self.secret, "transfer": self.transfer_id}
 
     @classmethod
     def from_session(cls, raw: object) -> "DraftTicket | None":
         if not isinstance(raw, dict):
             return None
-        return cls(str(raw.get("id", "")), str(raw.get("secret", "")))
+        return cls(str(raw.get("id", "")), str(raw.get("secret", "")), str(raw.get("transfer", "")))
 
 
 def _dek_aad(draft_id: str) -> bytes:
@@ -66,7 +69,7 @@ def create(db: Session, now: datetime | None = None) -> tuple[Draft, DraftTicket
     )
     draft.dek = dek
     db.add(draft)
-    return draft, DraftTicket(draft_id, secret.hex())
+    return draft, DraftTicket(draft_id, secret.hex(), draft.transfer_id)
 
 
 def find(db: Session, portal: Portal, ticket: DraftTicket | None, now: datetime | None = None) -> Draft | None:

@@ -917,7 +917,8 @@ def test_the_session_warns_before_it_ends_and_a_typed_message_survives(
     page.get_by_role("button", name="Next").click()
     page.get_by_role("button", name="Start transaction").click()
     expect(page.get_by_role("heading", name="The transaction is complete")).to_be_visible()
-    # Started: the tab no longer keeps it.
+    # Started: the tab no longer keeps it (once the summary's script has run).
+    page.wait_for_load_state("load")
     assert page.evaluate("Object.keys(sessionStorage).filter(k => k.startsWith('koerier-keep:'))") == []
 
 

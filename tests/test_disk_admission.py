@@ -88,8 +88,9 @@ def test_parallel_uploads_never_fill_the_disk(on_small_disk, small_disk: Path, d
     created = in_parallel([lambda i=i: jan.create(6 * MiB, f"scan{i}.zip") for i in range(6)])
     admitted = [r for r in created if r.status_code == 201]
     refused = [r for r in created if r.status_code != 201]
-    assert len(admitted) == 3
-    assert all(r.status_code == 507 and r.json()["error"] == SHORT for r in refused)
+    answers = [(r.status_code, r.text[:200]) for r in created]
+    assert len(admitted) == 3, answers
+    assert all(r.status_code == 507 and r.json()["error"] == SHORT for r in refused), answers
 
     # What was admitted is stored, all at once, and the disk keeps its watermark.
     data = os.urandom(6 * MiB)

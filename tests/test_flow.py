@@ -188,3 +188,27 @@ def test_parallel_clicks_on_start_transaction_make_one_transfer(make_live, mailb
                 assert summary.status_code == 200 and "The transaction is complete" in summary.text
     with app.app_context():
         assert db.session().scalar(select(func.count()).select_from(Transfer)) == 3
+
+
+def test_a_second_click_that_arrives_after_the_first_finished_finds_the_summary(sender: Sender, app) -> None:
+    """The second click carries the cookie from before the first answer: the
+    draft it names is gone, and the transfer it became is what it gets."""
+    import copy
+
+    from .walker import csrf_token
+
+    sender.personal()
+    sender.verify()
+    sender.recipients("anna@gemeente.example")
+    sender.files([("a.txt", b"a")])
+    sender.options()
+    page = sender.get("/send/notification").get_data(as_text=True)
+    data = {"csrf_token": csrf_token(page), "subject": "Dossier", "body": "Tekst"}
+    before = copy.deepcopy(sender.client._cookies)
+    assert sender.post("/send/notification", data=data).status_code == 200
+    sender.client._cookies = before
+    again = sender.post("/send/notification", data=data)
+    assert again.status_code == 302 and again.location.endswith("/send/done")
+    summary = sender.get("/send/done")
+    assert summary.status_code == 200 and "The transaction is complete" in text_of(summary)
+    assert "anna@gemeente.example" in text_of(summary)

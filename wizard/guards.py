@@ -14,7 +14,7 @@ from flask_wtf.csrf import ValidationError as CSRFValidationError
 from flask_wtf.csrf import validate_csrf
 
 from app import dates, db, drafts, policy, ratelimit, transactions, verification
-from app.models import Draft
+from app.models import Draft, Transfer
 from app.web import human_size, portal, settings
 
 from . import sender_cookie
@@ -48,6 +48,16 @@ def skips_ahead(draft: Draft, step: str) -> str | None:
     return missing if missing is not None and STEPS.index(missing) < STEPS.index(step) else None
 
 
+def _started_meanwhile() -> str | None:
+    """The transfer this browser's draft became, if it did."""
+    if "summary" in session:
+        return str(session["summary"].get("transfer", ""))
+    ticket = drafts.DraftTicket.from_session(session.get("draft"))
+    if ticket is None or not ticket.transfer_id:
+        return None
+    return ticket.transfer_id if db.session().get(Transfer, ticket.transfer_id) is not None else None
+
+
 def wizard_step(step: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """The view gets the browser's draft as its first argument. Without a
     draft, or with an earlier step still to do, the browser is sent there."""
@@ -57,8 +67,12 @@ def wizard_step(step: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]
         def guarded(*args: Any, **kwargs: Any) -> Any:
             draft = current_draft()
             if draft is None:
-                if step == "notification" and "summary" in session:
-                    # A second click on "Start transaction": the first one succeeded.
+                if step == "notification" and (started := _started_meanwhile()) is not None:
+                    # A second click on "Start transaction": the first one
+                    # succeeded, perhaps while this request was on its way
+                    # with the cookie from before.
+                    session.pop("draft", None)
+                    session.setdefault("summary", {"transfer": started, "mail_failed": False})
                     return redirect(url_for("wizard.done"))
                 # Expired only for a browser that had a draft; a first visit
                 # by a deep link just starts at the beginning (and a session
