@@ -139,7 +139,7 @@ class KeySlot(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     transfer_id: Mapped[str] = mapped_column(ForeignKey("transfer.id", ondelete="CASCADE"), index=True)
     # Set for link slots: each recipient's link opens only their own slot.
-    recipient_id: Mapped[int | None] = mapped_column(ForeignKey("recipient.id", ondelete="CASCADE"))
+    recipient_id: Mapped[int | None] = mapped_column(ForeignKey("recipient.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(16))  # password, link
     kdf: Mapped[dict[str, Any]] = mapped_column(JSON)
     salt: Mapped[bytes] = mapped_column(LargeBinary)
@@ -256,7 +256,7 @@ class DownloadGrant(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     transfer_id: Mapped[str] = mapped_column(ForeignKey("transfer.id", ondelete="CASCADE"), index=True)
-    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipient.id", ondelete="CASCADE"))
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipient.id", ondelete="CASCADE"), index=True)
     wrapped_dek: Mapped[bytes] = mapped_column(LargeBinary)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -318,7 +318,7 @@ class Retrieval(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     transfer_id: Mapped[str] = mapped_column(ForeignKey("transfer.id", ondelete="CASCADE"), index=True)
-    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipient.id", ondelete="CASCADE"))
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipient.id", ondelete="CASCADE"), index=True)
     file_id: Mapped[str] = mapped_column(String(36))
     grant_id: Mapped[str] = mapped_column(String(36), index=True)
     how: Mapped[str] = mapped_column(String(16))

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import click
 from alembic import command
-from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from flask import Flask
@@ -31,6 +30,7 @@ from sqlalchemy import Connection, Engine, event, inspect, text
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 UPGRADE_COMMAND = "flask --app wsgi db upgrade"
+STAMP_FIRST_COMMAND = "flask --app wsgi db stamp 0001"
 # Any constant: names the PostgreSQL advisory lock that serialises upgrades.
 LOCK_KEY = 0x6B6F6572
 
@@ -51,12 +51,15 @@ def init_app(app: Flask, engine: Engine, auto_upgrade: bool) -> None:
         # `flask db upgrade`, `current`, `stamp`: the command itself deals
         # with the schema, which must not stop the app that carries it.
         return
-    with app.app_context():
-        ensure_current(app, engine, auto_upgrade)
+    ensure_current(app, engine, auto_upgrade)
+
+
+def scripts() -> ScriptDirectory:
+    return ScriptDirectory(str(MIGRATIONS))
 
 
 def head() -> str:
-    return ScriptDirectory(str(MIGRATIONS)).get_current_head() or ""
+    return scripts().get_current_head() or ""
 
 
 def current(connection: Connection) -> str | None:
@@ -71,8 +74,18 @@ def ensure_current(app: Flask, engine: Engine, auto_upgrade: bool) -> None:
     if revision == wanted:
         return
     if revision is None and tables:
-        _adopt(app, engine, wanted)
-        return
+        # Made by create_all before the schema had revisions: the tables of
+        # the first revision, if it was the last Koerier before them.
+        raise SchemaError(
+            "the database has tables but no schema revision: it was made by Koerier before schema revisions. "
+            f"Back it up; if that was the last version before them, run `{STAMP_FIRST_COMMAND}`, "
+            f"then `{UPGRADE_COMMAND}`"
+        )
+    if revision is not None and revision not in {script.revision for script in scripts().walk_revisions()}:
+        raise SchemaError(
+            f"the database is at schema revision {revision}, which this version of Koerier does not know: "
+            "a newer version upgraded it; start that version again, or restore a backup from before"
+        )
     # An empty database has nothing to lose: every worker may create it, and
     # the lock in upgrade() lets one do it while the others wait.
     if revision is not None and not auto_upgrade:
@@ -85,32 +98,10 @@ def ensure_current(app: Flask, engine: Engine, auto_upgrade: bool) -> None:
     upgrade(app)
 
 
-def upgrade(app: Flask, revision: str = "head") -> None:
-    """What ``flask db upgrade`` does: up to ``revision``, under the lock (see migrations/env.py)."""
+def upgrade(app: Flask) -> None:
+    """What ``flask db upgrade`` does, under the same lock (see migrations/env.py)."""
     with app.app_context():
-        command.upgrade(migrate.get_config(), revision)
-
-
-def _adopt(app: Flask, engine: Engine, wanted: str) -> None:
-    """A database made by ``create_all`` before the schema had revisions.
-
-    If its tables are exactly this version's, it is recorded as being at
-    this version's head; anything else needs a person to look at it.
-    """
-    from .db import Base
-
-    with locked(engine) as conn:
-        if current(conn) is None:
-            differences = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
-            if differences:
-                raise SchemaError(
-                    "the database has tables but no schema revision, and they differ from this version's "
-                    f"({len(differences)} differences, first: {differences[0]}): it was made by an older Koerier "
-                    f"before `{UPGRADE_COMMAND}` existed; start that version's successor on a copy, or restore "
-                    "a backup into an empty database"
-                )
-            MigrationContext.configure(conn).stamp(ScriptDirectory(str(MIGRATIONS)), wanted)
-            log.info("the database made before schema revisions matches revision %s; recorded it", wanted)
+        command.upgrade(migrate.get_config(), "head")
 
 
 @contextmanager
