@@ -67,7 +67,12 @@ def create_app(test_config: dict[str, Any] | None = None, instance_path: str | o
         n = settings.site.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
 
-    db.init_app(app, settings.storage.database_url or f"sqlite:///{instance / 'koerier.sqlite3'}")
+    storage = settings.storage
+    db.init_app(
+        app,
+        storage.database_url or f"sqlite:///{instance / 'koerier.sqlite3'}",
+        auto_upgrade=storage.auto_upgrade == "always" or (storage.auto_upgrade == "embedded" and not storage.database_url),
+    )
     upload_limits.init_app(app)
     csrf.init_app(app)
     i18n.init_app(app)

@@ -8,20 +8,18 @@ whole request back and a half-written transaction is never visible.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, g
-from sqlalchemy import DateTime, Engine, create_engine, event, text
+from sqlalchemy import URL, DateTime, Engine, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
-from . import private_files
+from . import private_files, schema
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +45,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         return None if value is None else value.replace(tzinfo=timezone.utc)
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str | URL) -> Engine:
     engine = create_engine(url)
     if engine.dialect.name == "sqlite":
         _private_sqlite_files(engine.url.database)
@@ -83,37 +81,13 @@ def _private_sqlite_files(database: str | None) -> None:
         private_files.create(path, exclusive=False).close()
     for suffix in ("", "-wal", "-shm", "-journal"):
         private_files.tighten(path.with_name(path.name + suffix))
-# Any constant: names the advisory lock that serialises schema creation.
-SCHEMA_LOCK = 0x6B6F6572
 
 
-def create_schema(engine: Engine, attempts: int = 5) -> None:
-    """Create missing tables (and their triggers).
-
-    The workers of a fresh deployment boot at the same moment and race to
-    create the same tables. PostgreSQL creates them in one transaction under
-    an advisory lock, so the others wait and then find them made; on SQLite
-    the loser of a race finds them made, and checking again sees them.
-    """
-    for attempt in range(1, attempts + 1):
-        try:
-            with engine.begin() as conn:
-                if conn.dialect.name == "postgresql":
-                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
-                Base.metadata.create_all(conn)
-            return
-        except DatabaseError:
-            if attempt == attempts:
-                raise
-            log.info("the schema was being created by another process; checking again")
-            time.sleep(0.2 * attempt)
-
-
-def init_app(app: Flask, url: str) -> None:
+def init_app(app: Flask, url: str, auto_upgrade: bool) -> None:
     engine = make_engine(url)
     from . import models  # noqa: F401  (registers the tables)
 
-    create_schema(engine)
+    schema.init_app(app, engine, auto_upgrade)
     app.extensions["koerier.sessionmaker"] = sessionmaker(engine, expire_on_commit=False)
 
     @app.after_request

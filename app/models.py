@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import DDL, JSON, BigInteger, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint, event
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .clock import utcnow
@@ -139,7 +139,7 @@ class KeySlot(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     transfer_id: Mapped[str] = mapped_column(ForeignKey("transfer.id", ondelete="CASCADE"), index=True)
     # Set for link slots: each recipient's link opens only their own slot.
-    recipient_id: Mapped[int | None] = mapped_column(ForeignKey("recipient.id", ondelete="CASCADE"))
+    recipient_id: Mapped[int | None] = mapped_column(ForeignKey("recipient.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(16))  # password, link
     kdf: Mapped[dict[str, Any]] = mapped_column(JSON)
     salt: Mapped[bytes] = mapped_column(LargeBinary)
@@ -256,7 +256,7 @@ class DownloadGrant(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     transfer_id: Mapped[str] = mapped_column(ForeignKey("transfer.id", ondelete="CASCADE"), index=True)
-    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipient.id", ondelete="CASCADE"))
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipient.id", ondelete="CASCADE"), index=True)
     wrapped_dek: Mapped[bytes] = mapped_column(LargeBinary)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -268,7 +268,12 @@ class DownloadGrant(Base):
 
 
 class Event(Base):
-    """Audit trail: facts only, never contents, file names or passwords."""
+    """Audit trail: facts only, never contents, file names or passwords.
+
+    Append-only in the database itself, not just by habit: triggers that the
+    first migration makes (app/migrations/versions/0001_first.py) fail an
+    UPDATE or DELETE on it, whoever issues it.
+    """
 
     __tablename__ = "event"
     __table_args__ = (Index("ix_event_at", "at"),)
@@ -284,29 +289,6 @@ class Event(Base):
 
     def __repr__(self) -> str:
         return f"<Event {self.kind} {self.at:%Y-%m-%d %H:%M:%S}>"
-
-
-# The audit trail is append-only in the database itself, not just by habit:
-# an UPDATE or DELETE on it fails, whoever issues it.
-for _verb in ("UPDATE", "DELETE"):
-    event.listen(
-        Event.__table__,
-        "after_create",
-        DDL(
-            f"CREATE TRIGGER event_no_{_verb.lower()} BEFORE {_verb} ON event "
-            "BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END"
-        ).execute_if(dialect="sqlite"),
-    )
-event.listen(
-    Event.__table__,
-    "after_create",
-    DDL(
-        "CREATE FUNCTION event_append_only() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$ BEGIN RAISE EXCEPTION 'the audit trail is append-only'; END $$; "
-        "CREATE TRIGGER event_append_only BEFORE UPDATE OR DELETE ON event "
-        "FOR EACH STATEMENT EXECUTE FUNCTION event_append_only()"
-    ).execute_if(dialect="postgresql"),
-)
 
 
 class RateCounter(Base):
@@ -336,7 +318,7 @@ class Retrieval(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     transfer_id: Mapped[str] = mapped_column(ForeignKey("transfer.id", ondelete="CASCADE"), index=True)
-    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipient.id", ondelete="CASCADE"))
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipient.id", ondelete="CASCADE"), index=True)
     file_id: Mapped[str] = mapped_column(String(36))
     grant_id: Mapped[str] = mapped_column(String(36), index=True)
     how: Mapped[str] = mapped_column(String(16))

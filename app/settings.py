@@ -181,8 +181,14 @@ class Storage:
     # system, beside what uploads admitted before them announced, are
     # refused ("try later") instead of filling the disk.
     min_free_bytes: int = 1024**3
+    # Who brings the schema up to this version's revision at start-up: the
+    # embedded SQLite file upgrades itself, so the one-command start stays
+    # one command; a shared database waits for the operator's
+    # `flask db upgrade`, run once, with a backup at hand.
+    auto_upgrade: str = "embedded"
 
     def check(self, path: str) -> None:
+        _one_of(path, "auto_upgrade", self.auto_upgrade, ("embedded", "always", "never"))
         if not self.blob_dir:
             raise ConfigError(f"{path}.blob_dir: must not be empty")
         _range(path, "min_free_bytes", self.min_free_bytes, 0, 2**60)

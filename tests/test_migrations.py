@@ -1,0 +1,110 @@
+"""The schema belongs to the migrations (app/migrations): they agree with the
+models, upgrade a database with its transfers in it, and workers that start
+together on an empty database do not race to make it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+import tomli_w
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import text
+
+from app import schema
+from app.db import Base
+from app.schema import SchemaError
+
+from .walker import PASSWORD, Recipient, Sender
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTENT = b"%PDF-1.4 jaarverslag van voor de upgrade\n" * 2000
+
+
+def _flask(instance: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``flask --app wsgi ...`` as an operator runs it."""
+    env = {"PATH": "/usr/bin:/bin", "KOERIER_INSTANCE_PATH": str(instance)}
+    return subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=120,
+    )
+
+
+def _revision(app) -> str | None:  # type: ignore[no-untyped-def]
+    with app.extensions["koerier.engine"].connect() as conn:
+        return schema.current(conn)
+
+
+def test_models_and_migrations_agree(make_app, database_url: str) -> None:
+    app = make_app({"storage": {"database_url": database_url}})
+    with app.extensions["koerier.engine"].connect() as conn:
+        assert schema.current(conn) == schema.head()
+        context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
+        assert compare_metadata(context, Base.metadata) == []
+
+
+def test_an_upgrade_keeps_a_transfer_downloadable(make_app, mailbox, tmp_path: Path, database_url: str) -> None:
+    """A transfer made at the first revision downloads after ``flask db upgrade``;
+    until then the app refuses to start and names the command."""
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    storage = {"database_url": database_url, "auto_upgrade": "never"}
+    (instance / "config.toml").write_text(tomli_w.dumps({"storage": storage}))
+    app = make_app()
+    sent = Sender(app, mailbox).send(files=[("jaarverslag.pdf", CONTENT)])
+    access_id = sent.access_id("anna@gemeente.example")
+
+    downgraded = _flask(instance, "db", "downgrade", "0001")
+    assert downgraded.returncode == 0, downgraded.stderr
+    assert _revision(app) == "0001"
+
+    with pytest.raises(SchemaError, match="at schema revision 0001.*run `flask --app wsgi db upgrade`"):
+        make_app()
+    refused = _flask(instance, "routes")
+    assert refused.returncode == 2
+    assert "Database schema: the database is at schema revision 0001" in refused.stderr
+    assert "flask --app wsgi db upgrade" in refused.stderr
+
+    upgraded = _flask(instance, "db", "upgrade")
+    assert upgraded.returncode == 0, upgraded.stderr
+    recipient = Recipient(make_app())
+    assert recipient.unlock(access_id, PASSWORD).status_code == 302
+    assert recipient.get(recipient.file_links()["jaarverslag.pdf"]).get_data() == CONTENT
+
+
+def test_the_embedded_database_upgrades_itself(make_app, tmp_path: Path) -> None:
+    instance = tmp_path / "instance"
+    make_app()
+    assert _flask(instance, "db", "downgrade", "0001").returncode == 0
+    assert _revision(make_app()) == schema.head()
+
+
+def test_a_database_from_before_revisions_is_not_taken_for_empty(make_app, tmp_path: Path) -> None:
+    app = make_app()
+    with app.extensions["koerier.engine"].begin() as conn:
+        conn.execute(text("DROP TABLE alembic_version"))
+    with pytest.raises(SchemaError, match="no schema revision.*flask --app wsgi db stamp 0001"):
+        make_app()
+
+
+def test_a_database_a_newer_version_upgraded_stops_start_up(make_app) -> None:
+    app = make_app()
+    with app.extensions["koerier.engine"].begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(SchemaError, match="revision 9999, which this version of Koerier does not know"):
+        make_app()
+
+
+def test_workers_starting_together_on_an_empty_database_make_it_once(make_live, database_url: str) -> None:
+    app, server = make_live({"storage": {"database_url": database_url}}, workers=2)
+    assert len(server.worker_pids()) == 2
+    assert requests.get(server.url + "/", timeout=30).status_code == 200
+    assert _revision(app) == schema.head()
+    log = (server.instance / "gunicorn.log").read_text()
+    assert "Traceback" not in log
+    # Both workers ran the check; the one that waited for the lock found nothing left to do.
+    assert log.count("Running upgrade  -> 0001") == 1
