@@ -84,21 +84,26 @@ def in_parallel(calls: list[Callable[[], requests.Response]]) -> list[requests.R
 
 def test_parallel_uploads_never_fill_the_disk(on_small_disk, small_disk: Path, database_url: str) -> None:
     jan = on_small_disk(database_url, workers=2, threads=8)
-    # Six of 6 MiB at once: three fit above the watermark, whichever worker decides.
+    # Six of 6 MiB at once: three fit above the watermark, whichever worker
+    # decides; never more. (One fewer when an admission meets a creation
+    # between committing its upload and dropping its claim, which it then
+    # counts twice: on the safe side.)
     created = in_parallel([lambda i=i: jan.create(6 * MiB, f"scan{i}.zip") for i in range(6)])
     admitted = [r for r in created if r.status_code == 201]
     refused = [r for r in created if r.status_code != 201]
     answers = [(r.status_code, r.text[:200]) for r in created]
-    assert len(admitted) == 3, answers
+    assert len(admitted) in (2, 3), answers
     assert all(r.status_code == 507 and r.json()["error"] == SHORT for r in refused), answers
 
     # What was admitted is stored, all at once, and the disk keeps its watermark.
     data = os.urandom(6 * MiB)
     paths = [r.headers["Location"].removeprefix(jan.server.url) for r in admitted]
     patched = in_parallel([lambda p=p: jan.patch(p, 0, data) for p in paths])
-    assert [r.status_code for r in patched] == [204] * 3
+    assert [r.status_code for r in patched] == [204] * len(admitted)
     assert free(small_disk) >= WATERMARK
-    assert jan.create(6 * MiB).status_code == 507
+    # Nothing lost for good: with the claims gone, what fits is admitted, up to three in all.
+    later = [jan.create(6 * MiB).status_code for _ in range(4 - len(admitted))]
+    assert later == [201] * (3 - len(admitted)) + [507]
 
 
 def test_a_form_upload_counts_what_resumable_uploads_were_promised(on_small_disk, small_disk: Path) -> None:
