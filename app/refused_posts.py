@@ -45,7 +45,7 @@ MAX_COOKIE_VALUE_CHARS = 300
 
 @dataclass
 class Refusal:
-    values: dict[str, list[str]] = field(default_factory=dict)
+    values: dict[str, str] = field(default_factory=dict)
     errors: dict[str, list[str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     status: int = 422
@@ -57,8 +57,7 @@ class Refusal:
         A post refused unread carried nothing: the form keeps what it shows.
         """
         if self.values:
-            typed = MultiDict([(name, value) for name, values in self.values.items() for value in values])
-            form.process(typed, data={f.name: f.data for f in form})
+            form.process(MultiDict(self.values), data={f.name: f.data for f in form})
         for name, errors in self.errors.items():
             if name in form:
                 form[name].errors = list(errors)
@@ -97,14 +96,14 @@ def refuse(
             typed = f.raw_data if f.raw_data is not None else [f.data] if isinstance(f.data, str) else None
             if typed and not secret:
                 # One value a field: a post repeating a field thousands of times carries one.
-                refusal.values[f.name] = [str(typed[0])]
+                refusal.values[f.name] = str(typed[0])
             if f.errors:
                 refusal.errors[f.name] = [str(e) for e in f.errors]
     if status >= 500:
         # As for any failed request, what it wrote so far is undone; only the refusal is kept.
         db.session().rollback()
     limit = MAX_VALUE_CHARS if draft is not None else MAX_COOKIE_VALUE_CHARS
-    refusal.values = {name: [v[:limit] for v in vs] for name, vs in refusal.values.items()}
+    refusal.values = {name: value[:limit] for name, value in refusal.values.items()}
     shown = page or request.path
     if draft is not None:
         plain = json.dumps(refusal.__dict__)
@@ -115,15 +114,25 @@ def refuse(
     return redirect(page or (request.full_path if request.query_string else request.path), 303)
 
 
-def show(template: str, refusal: Refusal | None, form: FlaskForm, **context: Any):  # type: ignore[no-untyped-def]
+def show(  # type: ignore[no-untyped-def]
+    template: str, form: FlaskForm, sealed_in: Draft | None = None, **context: Any
+):
     """A page with ``form``, showing the refusal of its last post if there was one."""
-    if refusal is None:
-        return render_template(template, form=form, **context)
-    refusal.fill(form)
+    refusal = restore(form, sealed_in)
     return render_template(template, form=form, **context), *refusal.answer()
 
 
-def take(draft: Draft | None = None) -> Refusal | None:
+def restore(form: FlaskForm, sealed_in: Draft | None = None) -> Refusal:
+    """The refusal of this page's last post, put back into ``form``, once.
+    Without one, an empty refusal that answers 200, like any page."""
+    refusal = _take(sealed_in)
+    if refusal is None:
+        return Refusal(status=200)
+    refusal.fill(form)
+    return refusal
+
+
+def _take(draft: Draft | None) -> Refusal | None:
     """The refusal to show on this page view, once."""
     kept = session.pop(SESSION_KEY, None)
     sealed = draft.refusal_ct if draft is not None else None

@@ -70,10 +70,7 @@ def start():  # type: ignore[no-untyped-def]
     form = UnlockForm(data={"transaction_id": request.args.get("id", "")} if request.method == "GET" else None)
     template = "download/start.html"
     if request.method == "GET":
-        refusal = refused_posts.take()
-        if refusal is None:
-            return render_template(template, form=form)
-        refusal.fill(form)
+        refusal = refused_posts.restore(form)
         return render_template(template, form=form, error=" ".join(refusal.notes)), *refusal.answer()
     if not form.validate_on_submit():
         return _refuse(form)

@@ -91,7 +91,7 @@ def verify():  # type: ignore[no-untyped-def]
     else:
         form = AddressForm()
     if request.method == "GET":
-        return refused_posts.show("mine/verify.html", refused_posts.take(), form)
+        return refused_posts.show("mine/verify.html", form)
     if not form.validate_on_submit():
         return refused_posts.refuse(form)
     # The same answer whoever the address is: only its mailbox learns more.
@@ -118,7 +118,7 @@ def code():  # type: ignore[no-untyped-def]
         return redirect(url_for("mine.verify"))
     form = VerifyForm()
     if request.method == "GET":
-        return refused_posts.show("mine/code.html", refused_posts.take(), form, email=email, resend=ButtonForm())
+        return refused_posts.show("mine/code.html", form, email=email, resend=ButtonForm())
     if form.validate_on_submit():
         try:
             verification.check_code(db.session(), portal(), email, browser_id(), form.code.data, ip=client_ip())
@@ -165,15 +165,13 @@ def end():  # type: ignore[no-untyped-def]
 
 
 def _render_transfer(transfer: Transfer, expiry_form: ExpiryForm):  # type: ignore[no-untyped-def]
-    refusal = refused_posts.take()
-    if refusal is not None:
-        refusal.fill(expiry_form)
+    refusal = refused_posts.restore(expiry_form)
     details = my_transfers.details(db.session(), portal(), transfer)
     # The date picker offers only what the server accepts.
     expiry_form.expires_on.render_kw = {"min": details.earliest.isoformat(), "max": details.latest.isoformat()}
     return render_template(
         "mine/transfer.html", details=details, transfer=transfer, expiry_form=expiry_form, form=ButtonForm(),
-    ), *(refusal.answer() if refusal else (200, {}))
+    ), *refusal.answer()
 
 
 @bp.get("/<transfer_id>")

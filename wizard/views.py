@@ -49,7 +49,7 @@ def personal():  # type: ignore[no-untyped-def]
         else None
     )
     if request.method == "GET":
-        return refused_posts.show("wizard/personal.html", refused_posts.take(draft), form, step="personal")
+        return refused_posts.show("wizard/personal.html", form, draft, step="personal")
     if not form.validate_on_submit():
         return refused_posts.refuse(form, draft=draft)
     verified = sender_cookie.verified_email() == form.email.data
@@ -88,7 +88,7 @@ def verify(draft: Draft):  # type: ignore[no-untyped-def]
     form = VerifyForm()
     if request.method == "GET":
         return refused_posts.show(
-            "wizard/verify.html", refused_posts.take(draft), form, resend=ButtonForm(), draft=draft, step="personal"
+            "wizard/verify.html", form, draft, resend=ButtonForm(), draft=draft, step="personal"
         )
     if form.validate_on_submit():
         try:
@@ -134,7 +134,7 @@ def recipients(draft: Draft):  # type: ignore[no-untyped-def]
         else None
     )
     if request.method == "GET":
-        return refused_posts.show("wizard/recipients.html", refused_posts.take(draft), form, draft=draft, step="recipients")
+        return refused_posts.show("wizard/recipients.html", form, draft, draft=draft, step="recipients")
     if form.validate_on_submit():
         verdict = decision(draft, [*form.parsed["to"], *form.parsed["cc"], *form.parsed["bcc"]])
         if verdict.allowed:
@@ -162,10 +162,9 @@ def _refusal_errors(form: RecipientsForm, decision: policy.Decision) -> None:
         form.to.errors.append(gettext("These recipients cannot be combined in one transfer. Please send separate transfers."))
 
 
-def _render_files(draft: Draft, refusal: refused_posts.Refusal | None):  # type: ignore[no-untyped-def]
+def _render_files(draft: Draft):  # type: ignore[no-untyped-def]
     form = MessageForm(formdata=None, data={"message": drafts.message(draft)})
-    if refusal is not None:
-        refusal.fill(form)
+    refusal = refused_posts.restore(form, draft)
     form.keep_for(draft.sender_email)
     limits = decision(draft).limits
     page = render_template(
@@ -177,11 +176,11 @@ def _render_files(draft: Draft, refusal: refused_posts.Refusal | None):  # type:
         used=drafts.total_bytes(draft),
         limits=limits,
         extensions=sorted(e for e in limits.allowed_extensions or () if e),
-        errors=refusal.notes if refusal else [],
+        errors=refusal.notes,
         draft=draft,
         step="files",
     )
-    return (page, *refusal.answer()) if refusal else page
+    return page, *refusal.answer()
 
 
 # Exempt from the global CSRF hook, which would parse (and spool to disk) the
@@ -194,7 +193,7 @@ def _render_files(draft: Draft, refusal: refused_posts.Refusal | None):  # type:
 @wizard_step("files")
 def files(draft: Draft):  # type: ignore[no-untyped-def]
     if request.method == "GET":
-        return _render_files(draft, refused_posts.take(draft))
+        return _render_files(draft)
 
     boundary = request.mimetype_params.get("boundary", "").encode()
     if request.mimetype != "multipart/form-data" or not boundary:
@@ -282,9 +281,7 @@ def options(draft: Draft):  # type: ignore[no-untyped-def]
         )
     else:
         form = OptionsForm()
-    refusal = refused_posts.take(draft) if request.method == "GET" else None
-    if refusal is not None:
-        refusal.fill(form)
+    refusal = refused_posts.restore(form, draft) if request.method == "GET" else None
     form.password_mode.choices = [c for c in form.password_mode.choices if c.value in limits.password_modes]
     # The date picker offers the days the check below accepts, and no others.
     form.expires_on.render_kw = {"min": earliest.isoformat(), "max": latest.isoformat()}
@@ -293,9 +290,7 @@ def options(draft: Draft):  # type: ignore[no-untyped-def]
         if limits.fixed(toggle):
             field.data = limits.default_on(toggle)
             field.render_kw = {"disabled": True}
-    if request.method == "GET":
-        if refusal is None:
-            return _render_options(draft, form)
+    if refusal is not None:  # a page view
         typed = form.password.data
         return _render_options(draft, form, _assess(draft, typed) if typed else None), *refusal.answer()
     if form.validate_on_submit():
@@ -420,16 +415,13 @@ def notification(draft: Draft):  # type: ignore[no-untyped-def]
         form = NotificationForm(data={"subject": draft.subject or defaults["subject"], "body": draft.body or defaults["body"]})
     else:
         form = NotificationForm()
-    refusal = refused_posts.take(draft) if request.method == "GET" else None
-    if refusal is not None:
-        refusal.fill(form)
+    refusal = refused_posts.restore(form, draft) if request.method == "GET" else None
     if not editable:
         # The operator's text is sent as it is, whatever was posted.
         form.subject.data, form.body.data = defaults["subject"], defaults["body"]
         form.subject.render_kw = form.body.render_kw = {"readonly": True}
-    if request.method == "GET":
-        status, headers = refusal.answer() if refusal else (200, {})
-        return render_template("wizard/notification.html", form=form, draft=draft, step="notification"), status, headers
+    if refusal is not None:  # a page view
+        return render_template("wizard/notification.html", form=form, draft=draft, step="notification"), *refusal.answer()
     if not form.validate_on_submit():
         return refused_posts.refuse(form, draft=draft)
     drafts.save_notification(draft, form.subject.data.strip(), form.body.data.strip())
