@@ -48,6 +48,13 @@ def skips_ahead(draft: Draft, step: str) -> str | None:
     return missing if missing is not None and STEPS.index(missing) < STEPS.index(step) else None
 
 
+def to_summary_of(transfer_id: str):  # type: ignore[no-untyped-def]
+    """To the summary of the transfer another click on "Start transaction" started."""
+    session.pop("draft", None)
+    session.setdefault("summary", {"transfer": transfer_id, "mail_failed": False})
+    return redirect(url_for("wizard.done"))
+
+
 def _started_meanwhile() -> str | None:
     """The transfer this browser's draft became, if it did."""
     if "summary" in session:
@@ -71,9 +78,7 @@ def wizard_step(step: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]
                     # A second click on "Start transaction": the first one
                     # succeeded, perhaps while this request was on its way
                     # with the cookie from before.
-                    session.pop("draft", None)
-                    session.setdefault("summary", {"transfer": started, "mail_failed": False})
-                    return redirect(url_for("wizard.done"))
+                    return to_summary_of(started)
                 # Expired only for a browser that had a draft; a first visit
                 # by a deep link just starts at the beginning (and a session
                 # that timed out has said so already, app/web.py).

@@ -25,7 +25,7 @@ from app.web import client_ip, limit_body, portal, settings, streams_body, uploa
 from . import bp, sender_cookie
 from .guards import (
     TOO_MANY_UPLOADS, browser_id, code_message, csrf_token_ok, current_draft, decision, file_problem, first_missing_step,
-    retry_message, sender_verified, wizard_step,
+    retry_message, sender_verified, to_summary_of, wizard_step,
 )
 from .forms import MessageForm, NotificationForm, OptionsForm, PersonalForm, RecipientsForm, VerifyForm
 
@@ -460,9 +460,7 @@ def _start(draft: Draft):  # type: ignore[no-untyped-def]
         db.session().rollback()
         if db.session().get(Transfer, transfer_id) is None:
             raise
-        session.pop("draft", None)
-        session.setdefault("summary", {"transfer": transfer_id, "mail_failed": False})
-        return redirect(url_for("wizard.done"))
+        return to_summary_of(transfer_id)
     session.pop("draft", None)
     mail_failed = False
     try:
