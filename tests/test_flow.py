@@ -6,7 +6,7 @@ import hashlib
 import io
 import zipfile
 
-from .walker import Recipient, Sender, text_of
+from .walker import Recipient, Sender, csrf_token, text_of
 
 REPORT = b"%PDF-1.4\n" + bytes(range(256)) * 1000  # crosses several 64 KiB segments
 NOTES = "Gespreksverslag cliënt.txt", "Vertrouwelijk: afspraak 12 maart.\n".encode()
@@ -119,23 +119,26 @@ def test_dutch_sender_and_recipient(sender: Sender, app) -> None:
 
 def test_second_transaction_skips_verification(sender: Sender) -> None:
     sender.send()
-    sender.post("/send/new", data={"csrf_token": __import__("tests.walker", fromlist=["csrf_token"]).csrf_token(sender.get("/send/done").get_data(as_text=True))})
+    sender.post("/send/new", data={"csrf_token": csrf_token(sender.get("/send/done").get_data(as_text=True))})
     sender.mailbox.clear()
     r = sender.personal()
     assert r.location.endswith("/send/recipients")
     assert sender.mailbox.to(sender.person.email) == []
 
 
-def test_a_second_click_on_start_transaction_shows_the_summary(sender: Sender) -> None:
-    from .walker import csrf_token
-
+def start_form(sender: Sender) -> dict[str, str]:
+    """A sender at the last step: the form of its "Start transaction" button."""
     sender.personal()
     sender.verify()
     sender.recipients("anna@gemeente.example")
     sender.files([("a.txt", b"a")])
     sender.options()
     page = sender.get("/send/notification").get_data(as_text=True)
-    data = {"csrf_token": csrf_token(page), "subject": "Dossier", "body": "Tekst"}
+    return {"csrf_token": csrf_token(page), "subject": "Dossier", "body": "Tekst"}
+
+
+def test_a_second_click_on_start_transaction_shows_the_summary(sender: Sender) -> None:
+    data = start_form(sender)
     assert sender.post("/send/notification", data=data).status_code == 200
     again = sender.post("/send/notification", data=data)
     assert again.status_code == 302 and again.location.endswith("/send/done")
@@ -152,19 +155,11 @@ def test_parallel_clicks_on_start_transaction_make_one_transfer(make_live, mailb
     from app import db
     from app.models import Transfer
 
-    from .walker import csrf_token
-
     app, server = make_live(workers=2, threads=4)
     for attempt in range(3):
         sender = Sender(app, mailbox)
         sender.person.email = f"jan{attempt}@zorg.example"
-        sender.personal()
-        sender.verify()
-        sender.recipients("anna@gemeente.example")
-        sender.files([("a.txt", b"a")])
-        sender.options()
-        page = sender.get("/send/notification").get_data(as_text=True)
-        data = {"csrf_token": csrf_token(page), "subject": "Dossier", "body": "Tekst"}
+        data = start_form(sender)
         cookie = sender.cookie_header()
 
         def click(_: int) -> requests.Response:
@@ -195,15 +190,7 @@ def test_a_second_click_that_arrives_after_the_first_finished_finds_the_summary(
     draft it names is gone, and the transfer it became is what it gets."""
     import copy
 
-    from .walker import csrf_token
-
-    sender.personal()
-    sender.verify()
-    sender.recipients("anna@gemeente.example")
-    sender.files([("a.txt", b"a")])
-    sender.options()
-    page = sender.get("/send/notification").get_data(as_text=True)
-    data = {"csrf_token": csrf_token(page), "subject": "Dossier", "body": "Tekst"}
+    data = start_form(sender)
     before = copy.deepcopy(sender.client._cookies)
     assert sender.post("/send/notification", data=data).status_code == 200
     sender.client._cookies = before
