@@ -872,6 +872,17 @@ def short_sessions(make_live):  # type: ignore[no-untyped-def]
     return app, base
 
 
+def type_a_message(visit: Visit, mailbox: Mailbox, base: str, message: str) -> None:
+    """A verified sender at the files step types a confidential message, which its script keeps in the tab."""
+    to_files_step(visit, mailbox, base)
+    expect(visit.page.locator(".uploader")).to_be_visible()  # the script is ready
+    visit.page.get_by_label("Confidential message").fill(message)
+
+
+def kept_in_tab(page: Page) -> list[str]:
+    return page.evaluate("Object.keys(sessionStorage).filter(k => k.startsWith('koerier-keep:'))")
+
+
 def test_the_session_warns_before_it_ends_and_a_typed_message_survives(
     browser: Browser, make_live, mailbox: Mailbox  # type: ignore[no-untyped-def]
 ) -> None:
@@ -879,10 +890,8 @@ def test_the_session_warns_before_it_ends_and_a_typed_message_survives(
     visit = new_visit(browser, "session-end")
     page = visit.page
     page.clock.install()
-    to_files_step(visit, mailbox, base)
-    expect(page.locator(".uploader")).to_be_visible()  # the script is ready
     message = "Vertrouwelijk: het dossier van mevrouw Jansen."
-    page.get_by_label("Confidential message").fill(message)
+    type_a_message(visit, mailbox, base, message)
 
     # A warning some minutes before the end, with a way to stay.
     page.clock.fast_forward("04:00")
@@ -919,7 +928,7 @@ def test_the_session_warns_before_it_ends_and_a_typed_message_survives(
     expect(page.get_by_role("heading", name="The transaction is complete")).to_be_visible()
     # Started: the tab no longer keeps it (once the summary's script has run).
     page.wait_for_load_state("load")
-    assert page.evaluate("Object.keys(sessionStorage).filter(k => k.startsWith('koerier-keep:'))") == []
+    assert kept_in_tab(page) == []
 
 
 def test_a_kept_message_is_not_shown_to_the_next_person_at_the_computer(
@@ -928,9 +937,7 @@ def test_a_kept_message_is_not_shown_to_the_next_person_at_the_computer(
     app, base = short_sessions(make_live)
     visit = new_visit(browser, "session-end-next-person")
     page = visit.page
-    to_files_step(visit, mailbox, base)
-    expect(page.locator(".uploader")).to_be_visible()  # the script is ready
-    page.get_by_label("Confidential message").fill("Vertrouwelijk: het dossier van mevrouw Jansen.")
+    type_a_message(visit, mailbox, base, "Vertrouwelijk: het dossier van mevrouw Jansen.")
     # Jan walks away; the session ends; Piet starts in the same tab.
     _idle_session(app, visit.context, base, 6)
     page.goto(base + "/send/")
@@ -941,7 +948,7 @@ def test_a_kept_message_is_not_shown_to_the_next_person_at_the_computer(
     expect(page.locator(".uploader")).to_be_visible()
     expect(page.get_by_label("Confidential message")).to_have_value("")
     expect(page.get_by_text("What you typed earlier in this tab has been filled in again.")).to_have_count(0)
-    assert page.evaluate("Object.keys(sessionStorage).filter(k => k.startsWith('koerier-keep:'))") == []
+    assert kept_in_tab(page) == []
     visit.check("next-person")
 
 
