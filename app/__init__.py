@@ -11,7 +11,7 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import cli, db, errors, i18n, private_files, scheduler, site_pages, upload_limits, web
+from . import cli, db, errors, health, i18n, metrics, private_files, scheduler, site_pages, upload_limits, web
 from .mailer import make_mailer
 from .argon2_gate import Argon2Gate
 from .portal import Portal
@@ -80,6 +80,8 @@ def create_app(test_config: dict[str, Any] | None = None, instance_path: str | o
     errors.init_app(app)
     cli.init_app(app)
     scheduler.init_app(app)
+    health.init_app(app)
+    app.register_blueprint(metrics.bp)
 
     from download import bp as download_bp
     from mine import bp as mine_bp

@@ -38,7 +38,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from . import audit, keyslots, notices, password_policy, ratelimit, shredding
+from . import audit, keyslots, metrics, notices, password_policy, ratelimit, shredding
 from .clients import network
 from .clock import utcnow
 from .crypto.keys import DecryptionError, unwrap, wrap
@@ -135,6 +135,7 @@ def unlock(
             keyslots.burn_time(keyslots.params_from(portal.settings.crypto))
     recipient = db.get(Recipient, guess.recipient_id) if guess.recipient_id is not None else None
     if dek is None or recipient is None:  # (a transfer deleted meanwhile is no longer available)
+        metrics.PASSWORD_FAILURES.inc()
         audit.record(
             db, "download_failed", transfer_id=recipient.transfer_id if recipient else None,
             actor=recipient.email if recipient else "", ip=ip, now=now,
@@ -235,6 +236,7 @@ def _count(db: Session, portal: Portal, key: str, now: datetime) -> tuple[int, L
 
 def _locked(db: Session, portal: Portal, lockout: Lockout, recipient: Recipient | None, ip: str, now: datetime) -> None:
     """Record a lockout, and tell the sender (or delete the transfer)."""
+    metrics.LOCKOUTS.inc()
     config = portal.settings.download
     transfer = recipient.transfer if recipient is not None else None
     audit.record(

@@ -46,7 +46,9 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 def make_engine(url: str | URL) -> Engine:
-    engine = create_engine(url)
+    # A pooled connection is tested before use: after a database restart or
+    # fail-over the first request gets a new connection, not an error.
+    engine = create_engine(url, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
         _private_sqlite_files(engine.url.database)
 
@@ -192,3 +194,11 @@ def session() -> Session:
 def new_session(app: Flask) -> Session:
     """A session outside any request, for the CLI, the scheduler and tests."""
     return app.extensions["koerier.sessionmaker"]()
+
+
+def failure_cause(exc: BaseException) -> str:
+    """What a database error says happened, for the log: the driver's first
+    line, without the statement and parameters SQLAlchemy adds (which may
+    hold addresses and tokens)."""
+    cause = getattr(exc, "orig", None) or exc
+    return (str(cause).strip().splitlines() or [type(cause).__name__])[0]

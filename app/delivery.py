@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from zipstream import ZIP_STORED, ZipStream
 
+from . import metrics
 from .crypto.keys import DecryptionError, open_text
 from .crypto.stream import SegmentReader
 from .models import StoredFile, Transfer
@@ -52,7 +53,7 @@ def stream(portal: Portal, dek: bytes, stored: StoredFile, start: int = 0, end: 
         reader = SegmentReader(fh, dek, size, transfer_id=str(stored.transfer_id), file_id=stored.id)
         if reader.size != stored.size:
             raise DecryptionError("blob size does not match the record")
-        yield from reader.iter_range(start, end)
+        yield from metrics.counted_download(reader.iter_range(start, end))
 
 
 def zip_all(portal: Portal, dek: bytes, files: list[StoredFile]) -> ZipStream:

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from flask import Flask, render_template
+import logging
+
+from flask import Flask, Response, jsonify, render_template, request
 from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException, InternalServerError
 
 from . import dates
 from .clock import utcnow
+from .db import failure_cause
 from .ratelimit import RateLimited
+from .web import reads_body_as_stream
+
+log = logging.getLogger(__name__)
 
 MESSAGES = {
     400: _l("The request could not be understood."),
@@ -21,6 +28,45 @@ MESSAGES = {
     429: _l("Too many attempts. Please try again later."),
     500: _l("Something went wrong on our side. Nothing of what you sent was lost; please try again."),
 }
+UNAVAILABLE = _l("The portal is temporarily unavailable. Please try again in a moment.")
+# A database that restarts, or fails over to a standby, is usually back within this.
+RETRY_AFTER_SECONDS = 10
+
+
+def unavailable(error: OperationalError) -> Response:
+    """The database cannot be reached (or is locked): 503, "try again in a
+    moment", and the cause in the log, once, without a traceback.
+
+    A browser gets the portal's page; a form post is offered again from it
+    as it was typed, so nothing typed is lost. Scripts (the uploads, the
+    password check) get the same words as JSON, and tus clients the header
+    they expect.
+    """
+    log.error("the database (storage.database_url) is unavailable: %s", failure_cause(error))
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    if "text/html" not in (value for value, _quality in request.accept_mimetypes):
+        if "Tus-Resumable" in request.headers:
+            headers["Tus-Resumable"] = "1.0.0"
+        response = jsonify(error=str(UNAVAILABLE))
+        response.status_code = 503
+        response.headers.update(headers)
+        return response
+    page = render_template("unavailable.html", message=UNAVAILABLE, resend=_typed_fields())
+    return Response(page, status=503, headers=headers)
+
+
+def _typed_fields() -> list[tuple[str, str]] | None:
+    """The fields of a form post, to post again; None for anything else.
+
+    Uploads stream their bodies and are not kept (the files page's script
+    resumes them, and keeps the message in the tab).
+    """
+    if request.method != "POST" or request.mimetype != "application/x-www-form-urlencoded" or reads_body_as_stream():
+        return None
+    try:
+        return list(request.form.items(multi=True))
+    except HTTPException:  # a body too large to be a form of ours
+        return None
 
 
 def init_app(app: Flask) -> None:
@@ -35,7 +81,13 @@ def init_app(app: Flask) -> None:
         retry = max(1, int((error.retry_at - utcnow()).total_seconds()))
         return render_template("error.html", code=429, message=message), 429, {"Retry-After": str(retry)}
 
+    app.register_error_handler(OperationalError, unavailable)
+
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException):  # type: ignore[no-untyped-def]
+        # The database lost while the request committed, after its view:
+        # Flask calls that a 500, with the cause attached.
+        if isinstance(error, InternalServerError) and isinstance(error.original_exception, OperationalError):
+            return unavailable(error.original_exception)
         code = error.code or 500
         return render_template("error.html", code=code, message=MESSAGES.get(code, error.name)), code

@@ -13,7 +13,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol
 
-from . import private_files
+from . import metrics, private_files
 from .settings import Mail
 
 log = logging.getLogger(__name__)
@@ -85,11 +85,14 @@ class SMTPMailer:
         return smtp
 
     def send(self, messages: Sequence[EmailMessage]) -> None:
+        sent = 0
         try:
             with self._connect() as smtp:
                 for message in messages:
                     smtp.send_message(message)
+                    sent += 1
         except (OSError, smtplib.SMTPException) as exc:
+            metrics.MAILS_FAILED.inc(len(messages) - sent)
             log.error("SMTP delivery via %s:%s failed: %s", self.config.smtp_host, self.config.smtp_port, exc)
             raise MailError(str(exc)) from exc
 

@@ -18,7 +18,7 @@ from flask_babel import force_locale, gettext
 from sqlalchemy import delete, exists, or_, select
 from sqlalchemy.orm import Session
 
-from . import audit, db as dbmod, drafts, mails, retrievals
+from . import audit, db as dbmod, drafts, mails, metrics, retrievals
 from .clock import utcnow
 from .ids import group
 from .mailer import MailError
@@ -49,6 +49,7 @@ class Report:
         return [f"{f.name.replace('_', ' ')}: {getattr(self, f.name)}" for f in fields(self)]
 
 
+@metrics.PURGE_DURATION.time()
 def run(new_session: Callable[[], Session], portal: Portal, now: datetime | None = None) -> Report:
     now = now or utcnow()
     report = Report()

@@ -23,7 +23,7 @@ from typing import BinaryIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import drafts
+from . import drafts, metrics
 from .clock import utcnow
 from .crypto.stream import SEGMENT_SIZE, ResumableWriter
 from .models import Draft, StoredFile, Upload
@@ -179,6 +179,7 @@ def _record(db: Session, portal: Portal, fh: BinaryIO, draft: Draft, upload: Upl
     # new header, that the disk might not have after a power cut. If this
     # raises, the reservation stays ahead and the upload starts over.
     portal.store.persist(fh)
+    metrics.UPLOAD_BYTES.labels("tus").inc(writer.offset - upload.offset)
     upload.offset = writer.offset
     # Every index sealed under the header, a failed write's included; ahead
     # of the offset's segments only when a write failed.

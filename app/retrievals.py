@@ -33,7 +33,7 @@ from flask_babel import force_locale, gettext
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from . import audit, mails
+from . import audit, mails, metrics
 from .clock import utcnow
 from .db import insert_new
 from .crypto.keys import unwrap, wrap
@@ -86,6 +86,7 @@ def record(
             new.append(stored)
     if not new:
         return
+    metrics.DOWNLOADS.labels(how).inc()
     details = {"file_ids": [f.id for f in new]} if how == "archive" else {"file_id": new[0].id, "size": new[0].size}
     audit.record(
         db, AUDIT_KINDS[how], transfer_id=transfer.id, actor=served.recipient_email, ip=served.ip, now=now,

@@ -9,6 +9,7 @@ start.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 import tomllib
 import types
@@ -374,6 +375,38 @@ class Retention:
 
 
 @dataclass(frozen=True)
+class Metrics:
+    """Prometheus metrics at /metrics, for the addresses in ``allow`` only.
+
+    An address is the client's as the rate limits see it: behind
+    ``site.trusted_proxies`` proxies, taken from X-Forwarded-For, so a
+    forged header passes no more here than there.
+    """
+
+    enabled: bool = False
+    allow: list[str] = field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
+
+    def check(self, path: str) -> None:
+        for network in self.allow:
+            try:
+                ipaddress.ip_network(network)
+            except ValueError:
+                raise ConfigError(
+                    f"{path}.allow: {network!r} is not an address or a network such as \"10.0.5.0/24\""
+                ) from None
+
+    def allows(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        # A dual-stack socket reports IPv4 clients as ::ffff:a.b.c.d.
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in ipaddress.ip_network(network) for network in self.allow)
+
+
+@dataclass(frozen=True)
 class Rule:
     """Who may send to whom, first match wins; unset keys keep [transfer]/[password]."""
 
@@ -476,6 +509,7 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     retention: Retention = field(default_factory=Retention)
     crypto: Crypto = field(default_factory=Crypto)
+    metrics: Metrics = field(default_factory=Metrics)
     policy: Policy = field(default_factory=Policy)
     rules: list[Rule] = field(default_factory=list)
 

@@ -23,6 +23,10 @@ class BlobBusy(Exception):
     """Another request is writing this blob right now."""
 
 
+class StorageUnavailable(RuntimeError):
+    """The store cannot take blobs; the message names the setting to look at."""
+
+
 class LocalBlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -32,6 +36,23 @@ class LocalBlobStore:
         private_files.tighten(root)
         for folder in root.iterdir():
             private_files.tighten(folder)
+
+    def check(self) -> None:
+        """Raise StorageUnavailable unless a blob could be written now.
+
+        A probe file is made and removed, which is what an upload needs: the
+        folder there, and writable by the portal's user (a read-only mount,
+        a changed owner and a full disk all fail here).
+        """
+        probe = self.root / f".probe-{secrets.token_hex(8)}"
+        try:
+            try:
+                with private_files.create(probe) as fh:
+                    fh.write(b"probe")
+            finally:
+                probe.unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageUnavailable(f"storage.blob_dir: cannot write to {self.root}: {exc.strerror or exc}") from exc
 
     @staticmethod
     def new_key() -> str:

@@ -17,7 +17,7 @@ from flask_babel import force_locale, gettext, ngettext
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy.orm import Session
 
-from . import audit, dates, drafts, exposed_names, keyslots, mails, password_policy, policy, ratelimit, status
+from . import audit, dates, drafts, exposed_names, keyslots, mails, metrics, password_policy, policy, ratelimit, status
 from .clients import network
 from .clock import utcnow
 from .crypto.keys import open_text
@@ -180,6 +180,7 @@ def start(
         file_count=transfer.file_count, total_bytes=transfer.total_bytes, password_mode=transfer.password_mode,
         reply_to=transfer.reply_to_id,
     )
+    after_commit(db, metrics.TRANSFERS_STARTED.inc)
     started = Started(transfer, file_names, generated, status.link(portal, status_token))
     started.mails = _notification_mails(portal, transfer, file_names, link_secrets)
     if transfer.notify_confirmation:

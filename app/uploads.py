@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
-from . import drafts
+from . import drafts, metrics
 from .crypto.keys import seal_text
 from .crypto.stream import SegmentWriter
 from .models import Draft, StoredFile
@@ -232,6 +232,7 @@ def receive(
     for stored in result.added:
         db.add(stored)
     drafts.touch(draft)
+    metrics.UPLOAD_BYTES.labels("form").inc(added)
     return result
 
 

@@ -74,12 +74,17 @@ def streams_body(view: View) -> View:
     return view
 
 
+def reads_body_as_stream() -> bool:
+    """Whether this request's view is marked ``streams_body``."""
+    view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
+    return getattr(view, "streams_body", False)
+
+
 class Request(flask.Request):
     """Werkzeug's parser, kept to what the portal's forms need."""
 
     def _load_form_data(self) -> None:
-        view = current_app.view_functions.get(self.endpoint) if self.endpoint and current_app else None
-        if getattr(view, "streams_body", False):
+        if current_app and reads_body_as_stream():
             raise RuntimeError(f"{self.endpoint} reads its body as a stream; its forms must not parse it")
         super()._load_form_data()
 

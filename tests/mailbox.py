@@ -7,6 +7,8 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import default
@@ -36,6 +38,8 @@ class _Handler:
         self.box = box
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
+        if self.box.refuse:
+            return "554 5.7.1 Refused by the test"
         raw = envelope.original_content or envelope.content
         msg = email.message_from_bytes(raw, policy=default)
         with self.box.lock:
@@ -53,6 +57,7 @@ class Mailbox:
     def __init__(self) -> None:
         self.messages: list[Received] = []
         self.lock = threading.Lock()
+        self.refuse = False
         self.port = free_port()
         self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port)
 
@@ -65,6 +70,15 @@ class Mailbox:
     def clear(self) -> None:
         with self.lock:
             self.messages.clear()
+
+    @contextmanager
+    def refusing(self) -> Iterator[None]:
+        """The server refuses every mail while in this block, as a relay that is full or blocks us does."""
+        self.refuse = True
+        try:
+            yield
+        finally:
+            self.refuse = False
 
     def to(self, address: str) -> list[Received]:
         with self.lock:

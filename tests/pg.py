@@ -94,6 +94,10 @@ class PostgresServer:
             str(self.bindir / "initdb"), "-D", str(self.data_dir), "-U", USER, "--auth=trust", "-E", "UTF8",
             "--no-locale", "--no-sync",
         )
+        self.resume()
+
+    def resume(self) -> None:
+        """Start the server on its data directory (again, after ``halt``)."""
         options = (
             f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 "
             # Throwaway data: no need to wait for the disk.
@@ -104,9 +108,13 @@ class PostgresServer:
             "start",
         )
 
+    def halt(self) -> None:
+        """Stop the server, as an outage does: its connections end, its data stays."""
+        self._as_server(str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop")
+
     def stop(self) -> None:
         try:
-            self._as_server(str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop")
+            self.halt()
         finally:
             shutil.rmtree(self.base, ignore_errors=True)
 
@@ -137,6 +145,16 @@ class PostgresServer:
             [str(self.bindir / "pg_dump"), "-h", "127.0.0.1", "-p", str(self.port), "-U", USER, "-d", database],
             check=True, capture_output=True, timeout=120,
         ).stdout
+
+    def restore(self, database: str, dump: bytes) -> None:
+        """Load a plain ``pg_dump`` into ``database`` with psql, as an operator restores a backup."""
+        subprocess.run(
+            [
+                str(self.bindir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(self.port),
+                "-U", USER, "-d", database,
+            ],
+            input=dump, check=True, capture_output=True, timeout=120,
+        )
 
 
 class PostgresDatabase:

@@ -1,0 +1,147 @@
+"""The database going away, and coming back, in the middle of a walk.
+
+A real PostgreSQL server of this module's own (the session's shared one
+must not stop under other tests) is stopped between two steps of a sender's
+walk and started again. While it is down, pages answer 503 with the
+portal's "try again in a moment" in its layout, a form post is offered
+again as it was typed, and tus requests get JSON with Retry-After; the log
+names the cause, without a traceback. Once it is back, the walk goes on
+where it stood, the upload from its last offset, and the file downloads
+intact.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+import re
+from collections.abc import Iterator
+
+import pytest
+from werkzeug.test import TestResponse
+
+from app.crypto.stream import SEGMENT_SIZE
+
+from .pg import INSTALL_HINT, PostgresServer, find_bindir
+from .test_tus import TusSender
+from .walker import csrf_token, text_of
+
+UNAVAILABLE = "The portal is temporarily unavailable. Please try again in a moment."
+# What a browser says it takes when it opens a page or posts a form.
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+@pytest.fixture(scope="module")
+def own_postgres() -> Iterator[PostgresServer]:
+    bindir = find_bindir()
+    if bindir is None:
+        pytest.fail(INSTALL_HINT, pytrace=False)
+    server = PostgresServer(bindir).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def database(own_postgres: PostgresServer) -> Iterator[str]:
+    name = own_postgres.create_database()
+    yield own_postgres.url(name)
+    own_postgres.drop_database(name)
+
+
+def _hidden_fields(page: TestResponse) -> list[tuple[str, str]]:
+    return [
+        (html.unescape(name), html.unescape(value))
+        for name, value in re.findall(r'<input type="hidden" name="([^"]*)" value="([^"]*)">', page.get_data(as_text=True))
+    ]
+
+
+def _down_page(response: TestResponse) -> None:
+    assert response.status_code == 503
+    assert int(response.headers["Retry-After"]) > 0
+    page = text_of(response)
+    assert UNAVAILABLE in page and "Gemeente Voorbeeld" in page  # in the portal's layout
+    assert "Traceback" not in page and "OperationalError" not in page
+
+
+def test_a_walk_survives_the_database_going_away(make_app, mailbox, own_postgres, database, caplog) -> None:
+    app = make_app({"storage": {"database_url": database}})
+    sender = TusSender(app, mailbox)
+    sender.client.environ_base["HTTP_ACCEPT"] = BROWSER_ACCEPT
+    sender.personal()
+    sender.verify()
+    token = csrf_token(sender.get("/send/recipients").get_data(as_text=True))
+
+    own_postgres.halt()
+    try:
+        _down_page(sender.get("/send/recipients"))
+        typed = {"csrf_token": token, "to": "anna@gemeente.example", "cc": "kees@gemeente.example", "bcc": ""}
+        refused = sender.post("/send/recipients", data=typed)
+        _down_page(refused)
+    finally:
+        own_postgres.resume()
+    # What was typed comes back with the page, to be sent again by its "Try again" button.
+    assert set(typed.items()) <= set(_hidden_fields(refused))
+    again = sender.post("/send/recipients", data=dict(_hidden_fields(refused)))
+    assert again.status_code == 302 and again.location.endswith("/send/files")
+
+    # A resumable upload: its first segment is in when the database goes.
+    sender.token = sender.upload_token()
+    data = os.urandom(3 * SEGMENT_SIZE + 1000)
+    location = sender.create(len(data)).headers["Location"]
+    first = sender.patch(location, 0, data[:SEGMENT_SIZE], Accept="*/*")
+    assert first.status_code == 204 and first.headers["Upload-Offset"] == str(SEGMENT_SIZE)
+    own_postgres.halt()
+    try:
+        cut = sender.patch(location, SEGMENT_SIZE, data[SEGMENT_SIZE:], Accept="*/*")
+        asked = sender.client.head(location, base_url="https://portal.example.nl", headers={"Tus-Resumable": "1.0.0", "Accept": "*/*"})
+    finally:
+        own_postgres.resume()
+    for answer in (cut, asked):
+        assert answer.status_code == 503
+        assert int(answer.headers["Retry-After"]) > 0 and answer.headers["Tus-Resumable"] == "1.0.0"
+    assert cut.json == {"error": UNAVAILABLE}
+
+    assert sender.head(location).headers["Upload-Offset"] == str(SEGMENT_SIZE)
+    rest = sender.patch(location, SEGMENT_SIZE, data[SEGMENT_SIZE:], Accept="*/*")
+    assert rest.status_code == 204 and rest.headers["Upload-Offset"] == str(len(data))
+    recipient = sender.open_uploaded("anna@gemeente.example")
+    assert recipient.get(recipient.file_links()["scan.zip"]).data == data
+
+    # The operator reads why, once per request, and no traceback.
+    causes = [r for r in caplog.records if "storage.database_url" in r.getMessage() and "unavailable" in r.getMessage()]
+    assert len(causes) == 4 and all(r.levelno == logging.ERROR for r in causes)
+    assert all("Connection refused" in r.getMessage() for r in causes)
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+def test_a_restart_between_two_requests_costs_no_request(make_app, mailbox, own_postgres, database) -> None:
+    """Pooled connections die with the server; the next request tests its
+    connection first and takes a new one instead of failing."""
+    app = make_app({"storage": {"database_url": database}})
+    sender = TusSender(app, mailbox)
+    sender.personal()
+    sender.verify()
+    assert sender.get("/readyz").status_code == 200
+    own_postgres.halt()
+    own_postgres.resume()
+    assert sender.get("/readyz").status_code == 200
+    assert sender.get("/send/recipients").status_code == 200
+
+
+def test_readiness_names_the_database_while_it_is_down(make_app, own_postgres, database, caplog) -> None:
+    app = make_app({"storage": {"database_url": database}})
+    client = app.test_client()
+    assert client.get("/readyz").json == {"database": "ok", "migrations": "ok", "storage": "ok"}
+    own_postgres.halt()
+    try:
+        down = client.get("/readyz")
+        alive = client.get("/healthz")
+    finally:
+        own_postgres.resume()
+    assert down.status_code == 503
+    assert down.json == {"database": "unreachable", "migrations": "unknown", "storage": "ok"}
+    # Alive all the same: restarting the worker would not bring the database back.
+    assert alive.status_code == 200
+    assert any("storage.database_url" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert client.get("/readyz").status_code == 200
