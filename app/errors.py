@@ -28,30 +28,35 @@ MESSAGES = {
     429: _l("Too many attempts. Please try again later."),
     500: _l("Something went wrong on our side. Nothing of what you sent was lost; please try again."),
 }
-UNAVAILABLE = _l("The portal is temporarily unavailable. Please try again in a moment.")
+DATABASE_UNAVAILABLE = _l("The portal is temporarily unavailable. Please try again in a moment.")
 # A database that restarts, or fails over to a standby, is usually back within this.
-RETRY_AFTER_SECONDS = 10
+DATABASE_RETRY_SECONDS = 10
 
 
-def unavailable(error: OperationalError) -> Response:
-    """The database cannot be reached (or is locked): 503, "try again in a
-    moment", and the cause in the log, once, without a traceback.
+def database_unavailable(error: OperationalError) -> Response:
+    """The database cannot be reached (or is locked): the cause in the log,
+    once and without a traceback, and "try again in a moment" to the visitor."""
+    log.error("the database (storage.database_url) is unavailable: %s", failure_cause(error))
+    return unavailable(DATABASE_UNAVAILABLE, DATABASE_RETRY_SECONDS)
+
+
+def unavailable(message: object, retry_after: int) -> Response:
+    """503 for something the portal depends on and cannot reach right now.
 
     A browser gets the portal's page; a form post is offered again from it
     as it was typed, so nothing typed is lost. Scripts (the uploads, the
     password check) get the same words as JSON, and tus clients the header
     they expect.
     """
-    log.error("the database (storage.database_url) is unavailable: %s", failure_cause(error))
-    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    headers = {"Retry-After": str(retry_after)}
     if "text/html" not in (value for value, _quality in request.accept_mimetypes):
         if "Tus-Resumable" in request.headers:
             headers["Tus-Resumable"] = "1.0.0"
-        response = jsonify(error=str(UNAVAILABLE))
+        response = jsonify(error=str(message))
         response.status_code = 503
         response.headers.update(headers)
         return response
-    page = render_template("unavailable.html", message=UNAVAILABLE, resend=_typed_fields())
+    page = render_template("unavailable.html", message=message, resend=_typed_fields())
     return Response(page, status=503, headers=headers)
 
 
@@ -81,13 +86,13 @@ def init_app(app: Flask) -> None:
         retry = max(1, int((error.retry_at - utcnow()).total_seconds()))
         return render_template("error.html", code=429, message=message), 429, {"Retry-After": str(retry)}
 
-    app.register_error_handler(OperationalError, unavailable)
+    app.register_error_handler(OperationalError, database_unavailable)
 
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException):  # type: ignore[no-untyped-def]
         # The database lost while the request committed, after its view:
         # Flask calls that a 500, with the cause attached.
         if isinstance(error, InternalServerError) and isinstance(error.original_exception, OperationalError):
-            return unavailable(error.original_exception)
+            return database_unavailable(error.original_exception)
         code = error.code or 500
         return render_template("error.html", code=code, message=MESSAGES.get(code, error.name)), code

@@ -23,8 +23,9 @@ class BlobBusy(Exception):
     """Another request is writing this blob right now."""
 
 
-class StorageUnavailable(RuntimeError):
-    """The store cannot take blobs; the message names the setting to look at."""
+class StorageUnavailable(Exception):
+    """The store cannot be reached or cannot take blobs; from ``check``, the
+    message names the setting to fix."""
 
 
 class LocalBlobStore:

@@ -139,21 +139,24 @@ class PostgresServer:
         """Write every changed page to the data files (as a running server does in time)."""
         self._admin("CHECKPOINT")
 
-    def dump(self, database: str) -> bytes:
-        """``pg_dump`` of one database, in the plain SQL format."""
+    def dump(self, database: str, custom: bool = False) -> bytes:
+        """``pg_dump`` of one database: plain SQL, or the custom format pg_restore reads (a backup)."""
         return subprocess.run(
-            [str(self.bindir / "pg_dump"), "-h", "127.0.0.1", "-p", str(self.port), "-U", USER, "-d", database],
+            [
+                str(self.bindir / "pg_dump"), "-h", "127.0.0.1", "-p", str(self.port), "-U", USER, "-d", database,
+                *(["--format=custom"] if custom else []),
+            ],
             check=True, capture_output=True, timeout=120,
         ).stdout
 
-    def restore(self, database: str, dump: bytes) -> None:
-        """Load a plain ``pg_dump`` into ``database`` with psql, as an operator restores a backup."""
+    def restore(self, database: str, backup: bytes) -> None:
+        """A custom-format dump loaded into ``database`` with pg_restore, as docs/DEPLOY.md restores a backup."""
         subprocess.run(
             [
-                str(self.bindir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(self.port),
-                "-U", USER, "-d", database,
+                str(self.bindir / "pg_restore"), "--exit-on-error", "--no-owner", f"--role={USER}", "-h", "127.0.0.1",
+                "-p", str(self.port), "-U", USER, "-d", database,
             ],
-            input=dump, check=True, capture_output=True, timeout=120,
+            input=backup, check=True, capture_output=True, timeout=120,
         )
 
 
@@ -170,5 +173,5 @@ class PostgresDatabase:
         """The whole server's data directory (every database, the WAL)."""
         return self.server.data_dir
 
-    def dump(self) -> bytes:
-        return self.server.dump(self.name)
+    def dump(self, custom: bool = False) -> bytes:
+        return self.server.dump(self.name, custom)

@@ -21,7 +21,7 @@ def test_a_restored_dump_still_opens_a_transfer_made_before_it(
 
     backup = tmp_path / "backup"
     backup.mkdir()
-    (backup / "database.sql").write_bytes(pg_database.dump())
+    (backup / "koerier.dump").write_bytes(pg_database.dump(custom=True))
     shutil.copytree(instance / "store", backup / "store")
     shutil.copy2(instance / "secret_key", backup / "secret_key")
     # The disaster: the database and the node are gone.
@@ -30,7 +30,7 @@ def test_a_restored_dump_still_opens_a_transfer_made_before_it(
     # The restore, in the order docs/DEPLOY.md gives: database, store and key, then the portal.
     restored = postgres.create_database()
     try:
-        postgres.restore(restored, (backup / "database.sql").read_bytes())
+        postgres.restore(restored, (backup / "koerier.dump").read_bytes())
         new_node = tmp_path / "new-node"
         new_node.mkdir(mode=0o700)
         shutil.copytree(backup / "store", new_node / "store")
