@@ -15,6 +15,7 @@ from typing import Any
 
 from flask import Flask, Response, g
 from sqlalchemy import URL, DateTime, Engine, create_engine, event, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -103,6 +104,12 @@ def init_app(app: Flask, url: str, auto_upgrade: bool) -> None:
                     db.commit()
                 else:
                     db.rollback()
+            except OperationalError as exc:
+                # The database went away, or stayed locked, at the last
+                # moment: nothing of the request stays, and the visitor is
+                # answered as when it happens in the view (app/errors.py).
+                db.rollback()
+                return app.make_response(app.handle_user_exception(exc))
             finally:
                 db.close()
         return response

@@ -9,13 +9,13 @@ from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import OperationalError
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import HTTPException
 
 from . import dates
 from .clock import utcnow
 from .db import failure_cause
 from .ratelimit import RateLimited
-from .web import reads_body_as_stream
+from .web import reads_body_as_stream, secured
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,8 @@ def unavailable(message: object, retry_after: int) -> Response:
     A browser gets the portal's page; a form post is offered again from it
     as it was typed, so nothing typed is lost. Scripts (the uploads, the
     password check) get the same words as JSON, and tus clients the header
-    they expect.
+    they expect. Secured here, not only by the hook: a commit that fails
+    replaces the response after the hook has run (app/db.py).
     """
     headers = {"Retry-After": str(retry_after)}
     if "text/html" not in (value for value, _quality in request.accept_mimetypes):
@@ -55,9 +56,9 @@ def unavailable(message: object, retry_after: int) -> Response:
         response = jsonify(error=str(message))
         response.status_code = 503
         response.headers.update(headers)
-        return response
+        return secured(response)
     page = render_template("unavailable.html", message=message, resend=_typed_fields())
-    return Response(page, status=503, headers=headers)
+    return secured(Response(page, status=503, headers=headers))
 
 
 def _typed_fields() -> list[tuple[str, str]] | None:
@@ -90,9 +91,5 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException):  # type: ignore[no-untyped-def]
-        # The database lost while the request committed, after its view:
-        # Flask calls that a 500, with the cause attached.
-        if isinstance(error, InternalServerError) and isinstance(error.original_exception, OperationalError):
-            return database_unavailable(error.original_exception)
         code = error.code or 500
         return render_template("error.html", code=code, message=MESSAGES.get(code, error.name)), code

@@ -251,20 +251,24 @@ def init_app(app: Flask) -> None:
             session.setdefault("_started", now)
             session["_seen"] = now
 
-    @app.after_request
-    def _security_headers(response: Response) -> Response:
-        headers = response.headers
-        # Nothing inline, nothing from elsewhere, no framing (clickjacking).
-        headers.setdefault("Content-Security-Policy", CSP)
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        # Download links carry transaction IDs and link secrets.
-        headers.setdefault("Referrer-Policy", "no-referrer")
-        headers.setdefault("X-Frame-Options", "DENY")
-        headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-        headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
-        # Pages show confidential data; no browser or proxy may keep them.
-        if request.endpoint != "static":
-            headers.setdefault("Cache-Control", "no-store")
-        if settings().site.https:
-            headers.setdefault("Strict-Transport-Security", "max-age=63072000")
-        return response
+    app.after_request(secured)
+
+
+def secured(response: Response) -> Response:
+    """``response`` with the headers every answer of the portal carries
+    (those it set itself stay)."""
+    headers = response.headers
+    # Nothing inline, nothing from elsewhere, no framing (clickjacking).
+    headers.setdefault("Content-Security-Policy", CSP)
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    # Download links carry transaction IDs and link secrets.
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
+    # Pages show confidential data; no browser or proxy may keep them.
+    if request.endpoint != "static":
+        headers.setdefault("Cache-Control", "no-store")
+    if settings().site.https:
+        headers.setdefault("Strict-Transport-Security", "max-age=63072000")
+    return response

@@ -16,8 +16,11 @@ import html
 import logging
 import os
 import re
+import threading
+import time
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 from werkzeug.test import TestResponse
 
@@ -59,6 +62,8 @@ def _hidden_fields(page: TestResponse) -> list[tuple[str, str]]:
 def _down_page(response: TestResponse) -> None:
     assert response.status_code == 503
     assert int(response.headers["Retry-After"]) > 0
+    # It may hold what was typed: never kept by a browser or a proxy.
+    assert response.headers["Cache-Control"] == "no-store" and "Content-Security-Policy" in response.headers
     page = text_of(response)
     assert UNAVAILABLE in page and "Gemeente Voorbeeld" in page  # in the portal's layout
     assert "Traceback" not in page and "OperationalError" not in page
@@ -113,6 +118,41 @@ def test_a_walk_survives_the_database_going_away(make_app, mailbox, own_postgres
     assert len(causes) == 4 and all(r.levelno == logging.ERROR for r in causes)
     assert all("Connection refused" in r.getMessage() for r in causes)
     assert not [r for r in caplog.records if r.exc_info]
+
+
+def test_a_step_whose_commit_fails_is_offered_again(make_app, mailbox, own_postgres, database) -> None:
+    """The view has done its work and the request commits at its end, when
+    the database ends its connection (here: while the commit waits for a
+    row another session holds). Nothing of the step stays; it comes back
+    as typed, and goes through once the database answers."""
+    app = make_app({"storage": {"database_url": database}})
+    sender = TusSender(app, mailbox)
+    sender.client.environ_base["HTTP_ACCEPT"] = BROWSER_ACCEPT
+    sender.personal()
+    sender.verify()
+    token = csrf_token(sender.get("/send/recipients").get_data(as_text=True))
+    typed = {"csrf_token": token, "to": "anna@gemeente.example", "cc": "", "bcc": ""}
+    plain_url = database.replace("+psycopg", "")
+    answers: list[TestResponse] = []
+    with psycopg.connect(plain_url) as holder, psycopg.connect(plain_url, autocommit=True) as admin:
+        holder.execute("SELECT id FROM draft FOR UPDATE")
+        posting = threading.Thread(target=lambda: answers.append(sender.post("/send/recipients", data=typed)))
+        posting.start()
+        deadline = time.monotonic() + 60  # only catches a hang
+        while not (waiting := admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ).fetchall()):
+            assert time.monotonic() < deadline, "the commit never waited for the row"
+            time.sleep(0.05)
+        [(pid,)] = waiting
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+        posting.join(timeout=60)
+    [refused] = answers
+    _down_page(refused)
+    assert set(typed.items()) <= set(_hidden_fields(refused))
+    assert sender.get("/send/files").location.endswith("/send/recipients")  # the step did not stay
+    again = sender.post("/send/recipients", data=dict(_hidden_fields(refused)))
+    assert again.status_code == 302 and again.location.endswith("/send/files")
 
 
 def test_a_restart_between_two_requests_costs_no_request(make_app, mailbox, own_postgres, database) -> None:
