@@ -15,8 +15,8 @@ from typing import Any
 
 from flask import Flask, Response, g
 from sqlalchemy import URL, DateTime, Engine, create_engine, event, text
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 

@@ -8,9 +8,14 @@ file there, and /metrics adds up the files of all of them, those of workers
 that have since been replaced included, so any worker answers the same
 totals. Without it (``flask run``, tests) the values live in this process.
 
-/metrics answers only ``metrics.allow`` (app/settings.py). It names no
-transfer, address or file, only counts; the registry is our own, so it does
-not list the Python version either.
+/metrics answers only ``metrics.allow`` (app/settings.py), on the portal's
+own port, where any worker can answer. It names no transfer, address or
+file, only counts; the registry is our own, so it does not list the Python
+version either.
+
+prometheus-client is a dependency of the portal itself, not an extra: the
+services count wherever they run, with or without /metrics enabled, and it
+is small, pure Python, with no dependencies of its own.
 """
 
 from __future__ import annotations

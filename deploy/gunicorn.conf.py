@@ -21,11 +21,11 @@ timeout = 300
 # Metrics (app/metrics.py): every worker writes its counts into files in this
 # folder and /metrics adds up those of all, so any worker answers the totals.
 # It must be set before a worker imports the app, which is why it is set here.
-_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-_own_metrics_dir = not _metrics_dir
-if _own_metrics_dir:
-    _metrics_dir = tempfile.mkdtemp(prefix="koerier-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+_OWN_PREFIX = "koerier-metrics-"
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=_OWN_PREFIX)
+_metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+os.makedirs(_metrics_dir, mode=0o700, exist_ok=True)
 
 
 def on_starting(server):  # type: ignore[no-untyped-def]
@@ -44,5 +44,9 @@ def child_exit(server, worker):  # type: ignore[no-untyped-def]
 
 
 def on_exit(server):  # type: ignore[no-untyped-def]
-    if _own_metrics_dir:
-        shutil.rmtree(_metrics_dir, ignore_errors=True)
+    # A folder made above, recognised by its place and name: a reload (HUP)
+    # reads this file again and finds the variable already set.
+    folder = os.path.abspath(_metrics_dir)
+    made_here = os.path.dirname(folder) == os.path.abspath(tempfile.gettempdir())
+    if made_here and os.path.basename(folder).startswith(_OWN_PREFIX):
+        shutil.rmtree(folder, ignore_errors=True)

@@ -109,7 +109,8 @@ def test_behind_a_proxy_the_client_it_saw_decides(make_app) -> None:
     """The attack: a client in front of nginx sends ``X-Forwarded-For:
     10.0.5.7``, naming the scraper's network; nginx appends the address it
     saw. Only the proxy's own entry is believed, as for the rate limits."""
-    client = make_app({"site": {"trusted_proxies": 1}, "metrics": {"enabled": True, "allow": ["10.0.5.0/24"]}}).test_client()
+    config = {"site": {"trusted_proxies": 1}, "metrics": {"enabled": True, "allow": ["10.0.5.0/24"]}}
+    client = make_app(config).test_client()
     # The test client's 127.0.0.1 is nginx.
     assert client.get("/metrics", headers={"X-Forwarded-For": "10.0.5.7"}).status_code == 200
     assert client.get("/metrics", headers={"X-Forwarded-For": "10.0.5.7, 203.0.113.9"}).status_code == 404
@@ -125,10 +126,8 @@ def test_a_wrong_network_in_the_allow_list_names_the_key() -> None:
 def _fail_unlock(url: str) -> None:
     with requests.Session() as http:
         page = http.get(url + "/download/", timeout=60)
-        answer = http.post(
-            url + "/download/", data={"csrf_token": csrf_token(page.text), "transaction_id": new_access_id(), "password": "fout"},
-            allow_redirects=False, timeout=60,
-        )
+        guess = {"csrf_token": csrf_token(page.text), "transaction_id": new_access_id(), "password": "fout"}
+        answer = http.post(url + "/download/", data=guess, allow_redirects=False, timeout=60)
         assert answer.status_code == 303, answer.text
 
 

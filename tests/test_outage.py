@@ -1,13 +1,12 @@
 """The database going away, and coming back, in the middle of a walk.
 
-A real PostgreSQL server of this module's own (the session's shared one
-must not stop under other tests) is stopped between two steps of a sender's
-walk and started again. While it is down, pages answer 503 with the
-portal's "try again in a moment" in its layout, a form post is offered
-again as it was typed, and tus requests get JSON with Retry-After; the log
-names the cause, without a traceback. Once it is back, the walk goes on
-where it stood, the upload from its last offset, and the file downloads
-intact.
+The tests' PostgreSQL server is stopped between two steps of a sender's
+walk and started again (on the same data, before the test ends whatever
+happens). While it is down, pages answer 503 with the portal's "try again
+in a moment" in its layout, a form post is offered again as it was typed,
+and tus requests get JSON with Retry-After; the log names the cause,
+without a traceback. Once it is back, the walk goes on where it stood, the
+upload from its last offset, and the file downloads intact.
 """
 
 from __future__ import annotations
@@ -19,44 +18,44 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
-import pytest
 from werkzeug.test import TestResponse
 
 from app.crypto.stream import SEGMENT_SIZE
 
-from .pg import INSTALL_HINT, PostgresServer, find_bindir
+from .pg import PostgresServer
 from .test_tus import TusSender
-from .walker import csrf_token, text_of
+from .walker import BASE, csrf_token, text_of
 
 UNAVAILABLE = "The portal is temporarily unavailable. Please try again in a moment."
 # What a browser says it takes when it opens a page or posts a form.
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 
 
-@pytest.fixture(scope="module")
-def own_postgres() -> Iterator[PostgresServer]:
-    bindir = find_bindir()
-    if bindir is None:
-        pytest.fail(INSTALL_HINT, pytrace=False)
-    server = PostgresServer(bindir).start()
-    yield server
-    server.stop()
+@contextmanager
+def down(server: PostgresServer) -> Iterator[None]:
+    """The server stopped for the block, as an outage stops it, and started again."""
+    server.halt()
+    try:
+        yield
+    finally:
+        server.resume()
 
 
-@pytest.fixture
-def database(own_postgres: PostgresServer) -> Iterator[str]:
-    name = own_postgres.create_database()
-    yield own_postgres.url(name)
-    own_postgres.drop_database(name)
+def _at_recipients(app, mailbox) -> tuple[TusSender, str]:  # type: ignore[no-untyped-def]
+    """A verified sender, in a browser, at the recipients step; and that form's token."""
+    sender = TusSender(app, mailbox)
+    sender.client.environ_base["HTTP_ACCEPT"] = BROWSER_ACCEPT
+    sender.personal()
+    sender.verify()
+    return sender, csrf_token(sender.get("/send/recipients").get_data(as_text=True))
 
 
 def _hidden_fields(page: TestResponse) -> list[tuple[str, str]]:
-    return [
-        (html.unescape(name), html.unescape(value))
-        for name, value in re.findall(r'<input type="hidden" name="([^"]*)" value="([^"]*)">', page.get_data(as_text=True))
-    ]
+    fields = re.findall(r'<input type="hidden" name="([^"]*)" value="([^"]*)">', page.get_data(as_text=True))
+    return [(html.unescape(name), html.unescape(value)) for name, value in fields]
 
 
 def _down_page(response: TestResponse) -> None:
@@ -69,22 +68,13 @@ def _down_page(response: TestResponse) -> None:
     assert "Traceback" not in page and "OperationalError" not in page
 
 
-def test_a_walk_survives_the_database_going_away(make_app, mailbox, own_postgres, database, caplog) -> None:
-    app = make_app({"storage": {"database_url": database}})
-    sender = TusSender(app, mailbox)
-    sender.client.environ_base["HTTP_ACCEPT"] = BROWSER_ACCEPT
-    sender.personal()
-    sender.verify()
-    token = csrf_token(sender.get("/send/recipients").get_data(as_text=True))
-
-    own_postgres.halt()
-    try:
+def test_a_walk_survives_the_database_going_away(make_app, mailbox, postgres, pg_url, caplog) -> None:
+    sender, token = _at_recipients(make_app({"storage": {"database_url": pg_url}}), mailbox)
+    typed = {"csrf_token": token, "to": "anna@gemeente.example", "cc": "kees@gemeente.example", "bcc": ""}
+    with down(postgres):
         _down_page(sender.get("/send/recipients"))
-        typed = {"csrf_token": token, "to": "anna@gemeente.example", "cc": "kees@gemeente.example", "bcc": ""}
         refused = sender.post("/send/recipients", data=typed)
-        _down_page(refused)
-    finally:
-        own_postgres.resume()
+    _down_page(refused)
     # What was typed comes back with the page, to be sent again by its "Try again" button.
     assert set(typed.items()) <= set(_hidden_fields(refused))
     again = sender.post("/send/recipients", data=dict(_hidden_fields(refused)))
@@ -96,12 +86,9 @@ def test_a_walk_survives_the_database_going_away(make_app, mailbox, own_postgres
     location = sender.create(len(data)).headers["Location"]
     first = sender.patch(location, 0, data[:SEGMENT_SIZE], Accept="*/*")
     assert first.status_code == 204 and first.headers["Upload-Offset"] == str(SEGMENT_SIZE)
-    own_postgres.halt()
-    try:
+    with down(postgres):
         cut = sender.patch(location, SEGMENT_SIZE, data[SEGMENT_SIZE:], Accept="*/*")
-        asked = sender.client.head(location, base_url="https://portal.example.nl", headers={"Tus-Resumable": "1.0.0", "Accept": "*/*"})
-    finally:
-        own_postgres.resume()
+        asked = sender.client.head(location, base_url=BASE, headers={"Tus-Resumable": "1.0.0", "Accept": "*/*"})
     for answer in (cut, asked):
         assert answer.status_code == 503
         assert int(answer.headers["Retry-After"]) > 0 and answer.headers["Tus-Resumable"] == "1.0.0"
@@ -120,19 +107,14 @@ def test_a_walk_survives_the_database_going_away(make_app, mailbox, own_postgres
     assert not [r for r in caplog.records if r.exc_info]
 
 
-def test_a_step_whose_commit_fails_is_offered_again(make_app, mailbox, own_postgres, database) -> None:
+def test_a_step_whose_commit_fails_is_offered_again(make_app, mailbox, pg_url) -> None:
     """The view has done its work and the request commits at its end, when
     the database ends its connection (here: while the commit waits for a
     row another session holds). Nothing of the step stays; it comes back
     as typed, and goes through once the database answers."""
-    app = make_app({"storage": {"database_url": database}})
-    sender = TusSender(app, mailbox)
-    sender.client.environ_base["HTTP_ACCEPT"] = BROWSER_ACCEPT
-    sender.personal()
-    sender.verify()
-    token = csrf_token(sender.get("/send/recipients").get_data(as_text=True))
+    sender, token = _at_recipients(make_app({"storage": {"database_url": pg_url}}), mailbox)
     typed = {"csrf_token": token, "to": "anna@gemeente.example", "cc": "", "bcc": ""}
-    plain_url = database.replace("+psycopg", "")
+    plain_url = pg_url.replace("+psycopg", "")
     answers: list[TestResponse] = []
     with psycopg.connect(plain_url) as holder, psycopg.connect(plain_url, autocommit=True) as admin:
         holder.execute("SELECT id FROM draft FOR UPDATE")
@@ -155,32 +137,25 @@ def test_a_step_whose_commit_fails_is_offered_again(make_app, mailbox, own_postg
     assert again.status_code == 302 and again.location.endswith("/send/files")
 
 
-def test_a_restart_between_two_requests_costs_no_request(make_app, mailbox, own_postgres, database) -> None:
+def test_a_restart_between_two_requests_costs_no_request(make_app, mailbox, postgres, pg_url) -> None:
     """Pooled connections die with the server; the next request tests its
     connection first and takes a new one instead of failing."""
-    app = make_app({"storage": {"database_url": database}})
-    sender = TusSender(app, mailbox)
-    sender.personal()
-    sender.verify()
+    sender, _token = _at_recipients(make_app({"storage": {"database_url": pg_url}}), mailbox)
     assert sender.get("/readyz").status_code == 200
-    own_postgres.halt()
-    own_postgres.resume()
+    postgres.halt()
+    postgres.resume()
     assert sender.get("/readyz").status_code == 200
     assert sender.get("/send/recipients").status_code == 200
 
 
-def test_readiness_names_the_database_while_it_is_down(make_app, own_postgres, database, caplog) -> None:
-    app = make_app({"storage": {"database_url": database}})
-    client = app.test_client()
+def test_readiness_names_the_database_while_it_is_down(make_app, postgres, pg_url, caplog) -> None:
+    client = make_app({"storage": {"database_url": pg_url}}).test_client()
     assert client.get("/readyz").json == {"database": "ok", "migrations": "ok", "storage": "ok"}
-    own_postgres.halt()
-    try:
-        down = client.get("/readyz")
+    with down(postgres):
+        ready = client.get("/readyz")
         alive = client.get("/healthz")
-    finally:
-        own_postgres.resume()
-    assert down.status_code == 503
-    assert down.json == {"database": "unreachable", "migrations": "unknown", "storage": "ok"}
+    assert ready.status_code == 503
+    assert ready.json == {"database": "unreachable", "migrations": "unknown", "storage": "ok"}
     # Alive all the same: restarting the worker would not bring the database back.
     assert alive.status_code == 200
     assert any("storage.database_url" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
