@@ -287,13 +287,11 @@ class PartBuffer:
         self.size = 0
 
 
-class _Body(io.RawIOBase):
-    """A seekable file over a buffer, read without copying it whole (botocore
-    rewinds a body to retry)."""
+class _Seekable(io.RawIOBase):
+    """A readable raw file that reads from wherever ``seek`` put it."""
 
-    def __init__(self, view: memoryview) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self._view = view
         self._pos = 0
 
     def readable(self) -> bool:
@@ -306,9 +304,27 @@ class _Body(io.RawIOBase):
         return self._pos
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
-        self._pos = base + offset
-        return self._pos
+        if whence == io.SEEK_CUR:
+            offset += self._pos
+        elif whence == io.SEEK_END:
+            offset += self._length()
+        self._pos = offset
+        return offset
+
+    def _length(self) -> int:
+        raise io.UnsupportedOperation("seek from the end")
+
+
+class _Body(_Seekable):
+    """A seekable file over a buffer, read without copying it whole (botocore
+    rewinds a body to retry)."""
+
+    def __init__(self, view: memoryview) -> None:
+        super().__init__()
+        self._view = view
+
+    def _length(self) -> int:
+        return len(self._view)
 
     def readinto(self, buffer: Any) -> int:
         count = max(0, min(len(buffer), len(self._view) - self._pos))
@@ -358,32 +374,14 @@ class _ObjectWriter:
             self._store._quietly(lambda: self._store._abort(self._name, self._upload_id or ""))
 
 
-class RangedReader(io.RawIOBase):
+class RangedReader(_Seekable):
     """A blob read by ranged GETs, as a seekable file."""
 
     def __init__(self, store: S3BlobStore, name: str) -> None:
         super().__init__()
         self._store, self._name = store, name
-        self._pos = 0
         self._body: Any = None
         self._body_pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_CUR:
-            offset += self._pos
-        elif whence != io.SEEK_SET:
-            raise io.UnsupportedOperation("seek from the end")
-        self._pos = offset
-        return offset
 
     def read(self, size: int | None = -1) -> bytes:
         """``size`` bytes (all the rest when negative), fewer only at the end."""

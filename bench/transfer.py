@@ -218,7 +218,7 @@ class Portal(requests.Session):
         if not r.headers.get("Location", "").endswith("/download/transfer"):
             sys.exit("unlock failed")
         page = self.get(self.url + "/download/transfer", timeout=30).text
-        return dict(re.findall(r'<td class="file-name">([^<]*)</td>.*?<a href="(/download/file/[^"/]+)" download', page, re.S))
+        return dict(re.findall(r'<td class="file-name"[^>]*>([^<]*)</td>.*?<a href="(/download/file/[^"/]+)"', page, re.S))
 
 
 def cut_connection_after(url: str, headers: dict[str, str], cookies, path: Path, cut: int) -> None:  # type: ignore[no-untyped-def]

@@ -14,8 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from urllib.parse import urljoin
 import pytest
 import requests
 import tomli_w
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app import db, purge
 from app.clock import utcnow
@@ -35,6 +34,7 @@ from app.storage import StorageUnavailable
 
 from . import blobs
 from .live import free_port
+from .test_crash_resume import wait_for
 from .seaweed import S3Gate, SeaweedServer
 from .test_tus import TUS, TusSender, metadata
 from .walker import Sender, multipart, text_of
@@ -217,15 +217,6 @@ def _held_patch(tus: TusSender, location: str, offset: int, body: bytes) -> tupl
     return thread, answers
 
 
-def _wait_for(condition: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _parts_in_store(seaweed: SeaweedServer, bucket: str) -> list[int]:
     client = seaweed.client()
     numbers = []
@@ -246,7 +237,7 @@ def test_a_request_that_sent_a_part_but_never_committed_it(gated, mailbox, gate:
     location = tus.create(len(data)).headers["Location"]
     gate.hold(b"partNumber=2")
     thread, answers = _held_patch(tus, location, 0, data)
-    _wait_for(lambda: gate.held.is_set() and _parts_in_store(seaweed, s3_bucket) == [1, 2], "part 2 in the store")
+    wait_for(lambda: gate.held.is_set() and _parts_in_store(seaweed, s3_bucket) == [1, 2], "part 2 in the store")
     gate.down()
     thread.join(timeout=120)
     assert answers[0].status_code == 503
@@ -279,6 +270,32 @@ def test_a_request_that_sent_a_part_but_never_committed_it(gated, mailbox, gate:
     assert _download(tus, "scan.zip") == other
 
 
+def test_a_request_that_lost_its_lease_commits_and_sends_nothing_more(gated, mailbox, gate: S3Gate, seaweed, s3_bucket) -> None:
+    """It stalled past its lease, and a request on another node took the
+    upload over: whatever it still holds must not reach the store or the row."""
+    app = gated
+    data = os.urandom(PART + MiB)
+    tus = TusSender(app, mailbox).ready()
+    location = tus.create(len(data)).headers["Location"]
+    gate.hold(b"partNumber=1")
+    thread, answers = _held_patch(tus, location, 0, data)
+    wait_for(lambda: gate.held.is_set() and _parts_in_store(seaweed, s3_bucket) == [1], "part 1 in the store")
+    with app.app_context():
+        session = db.session()
+        session.execute(update(Upload).values(busy_by="another-node", busy_until=utcnow() + timedelta(minutes=1)))
+        session.commit()
+    # The store's answer comes after all (a retry of the part gets through).
+    gate.down()
+    gate.up()
+    thread.join(timeout=120)
+    assert answers[0].status_code == 423
+    after = _upload(app)
+    assert after.offset == 0 and after.busy_by == "another-node"
+    with app.app_context():
+        assert db.session().scalars(select(UploadPart)).all() == []
+    assert _objects(seaweed, s3_bucket)[0] == []  # no tail was sent
+
+
 def test_a_killed_node_loses_only_the_part_it_had_not_committed(make_live, mailbox, gate: S3Gate, seaweed, s3_bucket) -> None:
     app, server = make_live({"storage": {"s3_endpoint_url": gate.url}})
     sender = Sender(app, mailbox)
@@ -302,10 +319,10 @@ def test_a_killed_node_loses_only_the_part_it_had_not_committed(make_live, mailb
             requests.patch(url, data=data, headers={**patch, "Upload-Offset": "0"}, timeout=120)
 
     threading.Thread(target=doomed, daemon=True).start()
-    _wait_for(lambda: gate.held.is_set() and _parts_in_store(seaweed, s3_bucket) == [1, 2, 3], "part 3 in the store")
+    wait_for(lambda: gate.held.is_set() and _parts_in_store(seaweed, s3_bucket) == [1, 2, 3], "part 3 in the store")
     old_worker = server.worker_pid()
     os.kill(old_worker, signal.SIGKILL)
-    _wait_for(lambda: [pid for pid in server.worker_pids() if pid != old_worker], "gunicorn's new worker")
+    wait_for(lambda: [pid for pid in server.worker_pids() if pid != old_worker], "gunicorn's new worker")
     before = _upload(app)
     assert before.offset == 2 * PART and len(before.in_flight or b"") == 128 * 32
 
@@ -315,7 +332,7 @@ def test_a_killed_node_loses_only_the_part_it_had_not_committed(make_live, mailb
         answer = requests.patch(url, data=data[offset:], headers={**patch, "Upload-Offset": str(offset)}, timeout=120)
         return None if answer.status_code == 423 else answer
 
-    done = _wait_for(resumed, "the dead worker's lease to run out", timeout=120)
+    done = wait_for(resumed, "the dead worker's lease to run out", timeout=120)
     assert done.status_code == 204 and done.headers["Upload-Offset"] == str(len(data))
     [name] = blobs.names(app)
     blob = blobs.read(app, name)
