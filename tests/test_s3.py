@@ -29,6 +29,7 @@ from app import db, purge
 from app.clock import utcnow
 from app.crypto.stream import HEADER_BYTES, SEGMENT_SIZE, TAG_BYTES
 from app.models import KeySlot, StoredFile, Transfer, Upload, UploadPart
+from app.s3_store import MAX_PARTS, part_segments
 from app.settings import ConfigError
 from app.storage import StorageUnavailable
 
@@ -208,6 +209,26 @@ def test_a_form_upload_with_the_store_gone_is_refused_and_keeps_nothing(gated, m
         assert db.session().scalars(select(StoredFile)).all() == []
     gate.up()
     assert sender.files([("scan.zip", b"%PDF-1.4 later")], action="upload").status_code == 302
+
+
+def test_a_form_upload_refused_half_way_aborts_its_multipart_upload(make_app, mailbox, seaweed, s3_bucket) -> None:
+    app = make_app({"transfer": {"max_total_bytes": 2 * PART + MiB}})
+    sender = Sender(app, mailbox)
+    sender.personal()
+    sender.verify()
+    sender.recipients("anna@gemeente.example")
+    # Two parts went up before the file passed the limit.
+    refused = sender.files([("scan.zip", os.urandom(2 * PART + 2 * MiB))], action="upload")
+    assert "the transfer would be larger than" in text_of(refused)
+    assert _objects(seaweed, s3_bucket) == ([], [])
+
+
+def test_parts_are_large_enough_and_ten_thousand_hold_any_upload() -> None:
+    for length in (1, PART, 10 * 1024**3, 80 * 1024**3, 81 * 1024**3, 2**50):
+        per_part = part_segments(length)
+        assert per_part % 128 == 0 and per_part * STRIDE >= 5 * MiB
+        assert -(-length // SEGMENT_SIZE) <= MAX_PARTS * per_part
+    assert part_segments(10 * 1024**3) == 128
 
 
 def _held_patch(tus: TusSender, location: str, offset: int, body: bytes) -> tuple[threading.Thread, list[Any]]:
