@@ -15,6 +15,7 @@ from . import dates
 from .clock import utcnow
 from .db import failure_cause
 from .ratelimit import RateLimited
+from .storage import StorageUnavailable
 from .web import reads_body_as_stream, secured
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,9 @@ MESSAGES = {
 DATABASE_UNAVAILABLE = _l("The portal is temporarily unavailable. Please try again in a moment.")
 # A database that restarts, or fails over to a standby, is usually back within this.
 DATABASE_RETRY_SECONDS = 10
+STORE_UNAVAILABLE = _l("The portal cannot store files right now. Please try again in a moment.")
+# What a visitor is told to wait when the file store is out of reach.
+STORE_RETRY_SECONDS = 15
 
 
 def database_unavailable(error: OperationalError) -> Response:
@@ -88,6 +92,11 @@ def init_app(app: Flask) -> None:
         return render_template("error.html", code=429, message=message), 429, {"Retry-After": str(retry)}
 
     app.register_error_handler(OperationalError, database_unavailable)
+
+    @app.errorhandler(StorageUnavailable)
+    def _store_unavailable(error: StorageUnavailable) -> Response:
+        log.warning("the file store is unavailable: %s", error)
+        return unavailable(STORE_UNAVAILABLE, STORE_RETRY_SECONDS)
 
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException):  # type: ignore[no-untyped-def]

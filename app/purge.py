@@ -27,6 +27,7 @@ from .models import (
     VerificationCode,
 )
 from .portal import Portal
+from .storage import StorageUnavailable
 from .transactions import download_link
 
 log = logging.getLogger(__name__)
@@ -98,25 +99,33 @@ def _remove_abandoned_drafts(db: Session, portal: Portal, now: datetime, report:
         report.drafts_removed += 1
     # An upload left unfinished in a draft that is still in use.
     for upload in db.scalars(select(Upload).where(Upload.updated_at <= now - idle)).all():
-        portal.store.delete(upload.blob_key)
+        try:
+            portal.store.delete(upload.blob_key)
+        except StorageUnavailable:
+            report.failures += 1
+            log.warning("upload %s stays until the next run: the store is unavailable", upload.id, exc_info=True)
+            continue
         db.delete(upload)
         db.commit()
         report.uploads_removed += 1
 
 
 def _remove_orphan_blobs(db: Session, portal: Portal, now: datetime, report: Report) -> None:
-    """Blobs no row points at: a crash between writing a blob and its commit.
+    """Blobs, tails and multipart uploads no row names: a crash between
+    storing them and the commit, or a clean-up the store refused.
 
-    Only old ones: a blob younger than a draft's lifetime may belong to an
-    upload whose row is about to be committed.
+    Only old ones: something younger than a draft's lifetime may belong to
+    an upload whose row is about to be committed.
     """
-    cutoff = (now - timedelta(hours=portal.settings.transfer.draft_ttl_hours)).timestamp()
-    known = set(db.scalars(select(StoredFile.blob_key))) | set(db.scalars(select(Upload.blob_key)))
-    for path in portal.store.root.glob("*/*"):
-        key = path.name.removesuffix(".partial")
-        if key not in known and path.stat().st_mtime < cutoff:
-            path.unlink(missing_ok=True)
-            report.orphan_blobs_removed += 1
+    known: set[str] = set(db.scalars(select(StoredFile.blob_key)))
+    for row in db.execute(select(Upload.blob_key, Upload.tail_key, Upload.multipart_id)):
+        known.update(filter(None, row))
+    cutoff = now - timedelta(hours=portal.settings.transfer.draft_ttl_hours)
+    try:
+        report.orphan_blobs_removed = portal.store.sweep(known, cutoff)
+    except StorageUnavailable:
+        report.failures += 1
+        log.warning("the orphan sweep waits for the next run: the store is unavailable", exc_info=True)
 
 
 def _remove_stale_rows(db: Session, now: datetime, report: Report) -> None:
