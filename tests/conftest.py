@@ -1,13 +1,29 @@
+"""Fixtures every test file shares.
+
+Setups: a test that builds an app (``make_app``, ``make_live``, ``app``,
+``sender``, or ``setup`` itself) runs once in each setup an operator can run
+Koerier in. "embedded" is the one-command start: SQLite in the instance
+folder and the local file store. "distributed" is the scale-out one: a
+PostgreSQL database (on a server the tests start) and the file store.
+``Setup.config`` is the one place that says what a setup means; every app a
+test makes gets it under the test's own settings. A test that is by nature
+about one setup says so with ``@pytest.mark.setup("embedded")`` (and why).
+Each test is marked with its setup, so ``-m embedded`` or
+``-m "not distributed"`` picks one.
+"""
+
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import tomli_w
 from flask import Flask
+from sqlalchemy.orm import close_all_sessions
 
 from app import create_app, db
 
@@ -41,32 +57,89 @@ def mailbox() -> Iterator[Mailbox]:
     box.stop()
 
 
-def base_config(mailbox: Mailbox) -> dict[str, Any]:
-    return {
+SETUPS = ("embedded", "distributed")
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Where a test's apps keep their data: what every app the test makes gets under its own settings."""
+
+    name: str
+    config: dict[str, Any] = field(default_factory=dict)
+    database: PostgresDatabase | None = None
+
+    @property
+    def database_url(self) -> str:
+        """``storage.database_url``: "" for the SQLite file in the instance folder."""
+        return self.config.get("storage", {}).get("database_url", "")
+
+    def write_config(self, instance: Path) -> None:
+        """The setup into the instance's config.toml, for a ``flask`` command run beside the test's app."""
+        (instance / "config.toml").write_text(tomli_w.dumps(self.config))
+
+    def files_at_rest(self, instance: Path) -> list[Path]:
+        """Every file an attacker who takes the disks finds the app's data in."""
+        files = [p for p in instance.rglob("*") if p.is_file()]
+        return files + (self.database.files() if self.database is not None else [])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "setup(*names): run only in these setups (embedded, distributed)")
+    for name in SETUPS:
+        config.addinivalue_line("markers", f"{name}: the test runs in the {name} setup")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "setup" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("setup")
+    names = marker.args if marker else SETUPS
+    assert set(names) <= set(SETUPS), f"unknown setup in {names}"
+    metafunc.parametrize(
+        "setup", [pytest.param(name, marks=getattr(pytest.mark, name)) for name in names], indirect=True, ids=names,
+    )
+
+
+@pytest.fixture
+def setup(request: pytest.FixtureRequest) -> Setup:
+    if request.param == "embedded":
+        return Setup("embedded")
+    database: PostgresDatabase = request.getfixturevalue("pg_database")
+    return Setup("distributed", {"storage": {"database_url": database.url}}, database)
+
+
+def base_config(mailbox: Mailbox, setup: Setup) -> dict[str, Any]:
+    return merge(setup.config, {
         "site": {"base_url": "https://portal.example.nl", "name": "Gemeente Voorbeeld"},
         "mail": {"backend": "smtp", "smtp_host": "127.0.0.1", "smtp_port": mailbox.port, "from_address": "noreply@portal.example.nl"},
         "crypto": FAST_CRYPTO,
         # Tests run the job themselves, with an injected clock.
         "retention": {"scheduler": False},
-    }
+    })
 
 
 def _close_databases(apps: list[Flask]) -> None:
-    """Let go of pooled connections, so a test's PostgreSQL database can be dropped cleanly."""
+    """Let go of every connection, so a test's PostgreSQL database can be dropped cleanly."""
+    # Sessions a test opened in an app context and left open: closed now,
+    # while their database is there, not by the garbage collector later
+    # (whose rollback on a dropped database would fail).
+    close_all_sessions()
     for app in apps:
         with db.new_session(app) as session:
             session.get_bind().dispose()
 
 
 @pytest.fixture
-def make_app(tmp_path: Path, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Flask]]:
+def make_app(
+    tmp_path: Path, mailbox: Mailbox, setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., Flask]]:
     monkeypatch.delenv("KOERIER_CONFIG", raising=False)
     monkeypatch.delenv("KOERIER_SECRET_KEY", raising=False)
     mailbox.clear()
     apps: list[Flask] = []
 
     def factory(config: dict[str, Any] | None = None, instance: Path | None = None) -> Flask:
-        app = create_app(merge(base_config(mailbox), config or {}), instance_path=instance or tmp_path / "instance")
+        app = create_app(merge(base_config(mailbox, setup), config or {}), instance_path=instance or tmp_path / "instance")
         app.config["TESTING"] = True
         apps.append(app)
         return app
@@ -76,7 +149,9 @@ def make_app(tmp_path: Path, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch) 
 
 
 @pytest.fixture
-def make_live(tmp_path: Path, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., tuple[Flask, LiveServer]]]:
+def make_live(
+    tmp_path: Path, mailbox: Mailbox, setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., tuple[Flask, LiveServer]]]:
     """An in-process app and a gunicorn server on the same instance folder."""
     monkeypatch.delenv("KOERIER_CONFIG", raising=False)
     monkeypatch.delenv("KOERIER_SECRET_KEY", raising=False)
@@ -89,7 +164,7 @@ def make_live(tmp_path: Path, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch)
     ) -> tuple[Flask, LiveServer]:
         instance = tmp_path / "live"
         instance.mkdir()
-        (instance / "config.toml").write_text(tomli_w.dumps(merge(base_config(mailbox), config or {})))
+        (instance / "config.toml").write_text(tomli_w.dumps(merge(base_config(mailbox, setup), config or {})))
         # The server first, so that its workers meet a fresh database.
         servers.append(LiveServer(instance, workers=workers, port=port, threads=threads))
         app = create_app(instance_path=instance)
@@ -115,7 +190,7 @@ def sender(app: Flask, mailbox: Mailbox) -> Sender:
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
-    """One PostgreSQL server for the whole session, started on first use."""
+    """One PostgreSQL server for the whole session (per xdist worker), started on first use."""
     bindir = find_bindir()
     if bindir is None:
         pytest.fail(INSTALL_HINT, pytrace=False)
@@ -124,20 +199,27 @@ def postgres() -> Iterator[PostgresServer]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def pg_template(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A database at the current schema, made by the migrations as an operator's would be, to copy for each test."""
+    name = postgres.create_database()
+    app = create_app({"storage": {"database_url": postgres.url(name)}}, instance_path=tmp_path_factory.mktemp("template"))
+    # CREATE DATABASE ... TEMPLATE refuses while anyone is connected to it.
+    _close_databases([app])
+    return name
+
+
 @pytest.fixture
-def pg_database(postgres: PostgresServer) -> Iterator[PostgresDatabase]:
-    """A fresh, empty database for this test; ``.url`` goes into ``storage.database_url``."""
-    database = PostgresDatabase(postgres, postgres.create_database())
+def pg_database(postgres: PostgresServer, pg_template: str) -> Iterator[PostgresDatabase]:
+    """A fresh database at the current schema for this test; ``.url`` goes into ``storage.database_url``."""
+    database = PostgresDatabase(postgres, postgres.create_database(template=pg_template))
     yield database
     postgres.drop_database(database.name)
 
 
 @pytest.fixture
-def pg_url(pg_database: PostgresDatabase) -> str:
-    return pg_database.url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest) -> str:
-    """Runs a test on each database engine: "" is the default SQLite file."""
-    return "" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+def empty_pg_database(postgres: PostgresServer) -> Iterator[PostgresDatabase]:
+    """A fresh database without any table, as an operator creates one for a new deployment."""
+    database = PostgresDatabase(postgres, postgres.create_database())
+    yield database
+    postgres.drop_database(database.name)

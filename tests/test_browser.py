@@ -3,7 +3,8 @@ against gunicorn on loopback, with mail read from the aiosmtpd server.
 
 Every page visited is checked with axe-core (no serious or critical
 violations) and must not log a console error (a script blocked by the CSP
-would). Screenshots of each step land in test-artifacts/screenshots/.
+would). Screenshots of each step land in test-artifacts/screenshots/
+(from the embedded setup).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from app.clock import utcnow
 from app.models import DownloadGrant, StoredFile, Upload
 from app.upload_limits import UploadLease
 
+from .conftest import Setup
 from .live import ROOT, DroppingProxy, free_port, random_file
 from .mailbox import Mailbox
 from .rawhttp import Held
@@ -62,6 +64,8 @@ def browser() -> Iterator[Browser]:
 class Visit:
     """One browser session: pages are checked and photographed as they come."""
 
+    photograph = True
+
     def __init__(self, context: BrowserContext, folder: str, axe: bool = True) -> None:
         self.context = context
         self.axe = axe
@@ -70,7 +74,8 @@ class Visit:
         self.page.on("console", self._console)
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         self.shots = SHOTS / folder
-        self.shots.mkdir(parents=True, exist_ok=True)
+        if self.photograph:
+            self.shots.mkdir(parents=True, exist_ok=True)
         self.count = 0
 
     def _console(self, message) -> None:  # type: ignore[no-untyped-def]
@@ -83,9 +88,13 @@ class Visit:
     def check(self, name: str) -> None:
         """axe-core on the page as it is now, the console, and a screenshot."""
         page = self.page
-        page.wait_for_load_state("networkidle")
+        # Every script and style the page loads is in. Not "networkidle", which
+        # waits out half a second of quiet on every page: what the page fetches
+        # later (the password's strength, an upload) each test waits for itself.
+        page.wait_for_load_state("load")
         self.count += 1
-        page.screenshot(path=self.shots / f"{self.count:02d}-{name}.png", full_page=True)
+        if self.photograph:
+            page.screenshot(path=self.shots / f"{self.count:02d}-{name}.png", full_page=True)
         assert not self.errors, f"{name}: console errors {self.errors}"
         if not self.axe:
             return
@@ -98,6 +107,13 @@ class Visit:
             for v in result["violations"] if v["impact"] in ("serious", "critical")
         ]
         assert not bad, f"{name}: {bad}"
+
+
+@pytest.fixture(autouse=True)
+def photographs(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Screenshots are for people to look at: the embedded setup's. The
+    distributed one shows the same pages, and would race it to write the same files."""
+    monkeypatch.setattr(Visit, "photograph", setup.name == "embedded")
 
 
 @pytest.fixture
@@ -352,6 +368,7 @@ def right_edge(locator: Locator) -> float:
 
 def assert_mirrored(page: Page, width: int) -> None:
     """Right to left: the steps run from the right, and nothing makes the page scroll sideways."""
+    page.wait_for_load_state()  # its style sheet is in: boxes measured before it sit where no style put them
     assert page.locator("html").get_attribute("dir") == "rtl" and page.locator("html").get_attribute("lang") == "ar"
     steps = page.locator(".steps li")
     if steps.count():
@@ -419,6 +436,7 @@ def test_arabic_is_laid_out_right_to_left(browser: Browser, portal, mailbox: Mai
     visit.check("notification")
     page.get_by_role("button", name="بدء المعاملة").click()
     expect(page.get_by_role("heading", name="اكتملت المعاملة")).to_be_visible()
+    page.wait_for_load_state()  # measured as styled
     assert page.evaluate("document.documentElement.scrollWidth") <= width
     visit.check("summary")
     password = page.locator("#generated-password").inner_text()
@@ -433,6 +451,7 @@ def test_arabic_is_laid_out_right_to_left(browser: Browser, portal, mailbox: Mai
     page.get_by_label("كلمة المرور").fill(password)
     page.get_by_role("button", name=AR["next"]).click()
     expect(page.get_by_role("link", name="تنزيل verslag.pdf")).to_be_visible()
+    page.wait_for_load_state()
     assert page.evaluate("document.documentElement.scrollWidth") <= width
     # The sender's phone number reads left to right, as typed, not "123456 0592".
     starts = page.locator("a[href^='tel:']").evaluate(
@@ -984,6 +1003,7 @@ def test_a_phone_shows_long_addresses_without_sideways_scrolling(
     expect(page.locator(".upload-status")).to_have_text("Uploaded", timeout=30_000)
     page.get_by_role("button", name="Next").click()
     # A checkbox's label wraps beside the box, not under it.
+    page.wait_for_load_state()  # measured as styled
     for check in page.locator(".check").all():
         box, label = check.locator("input").bounding_box(), check.locator("label").bounding_box()
         assert box and label and label["x"] >= box["x"] + box["width"], check.inner_text()
@@ -1156,6 +1176,8 @@ def test_a_corrected_password_repeat_clears_the_old_refusal(browser: Browser, po
     page.get_by_role("button", name="Next").click()
     stale = page.locator("#password_repeat-error")
     expect(stale).to_have_text("The two passwords are not the same.")
+    # The refusal shows while the page still loads; typing before its script runs would go unheard.
+    page.wait_for_load_state()
     page.get_by_label("Repeat password").fill(PASSWORD)
     expect(page.locator("#password-match")).to_have_text("The two passwords match.")
     expect(stale).to_be_hidden()
