@@ -2,7 +2,8 @@
 
 Local: the files under the blob folder. S3: the objects in the bucket,
 read with a client of the test's own, and the multipart uploads in it.
-``BOTH_STORES`` runs a test module's tests once on each store.
+``BOTH_STORES`` marks tests that run once on each store: the local folder
+in the embedded setup, S3 in the distributed one.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from flask import Flask
 
 from app.settings import Storage
 
-BOTH_STORES = pytest.mark.parametrize("blob_backend", ["local", "s3"], indirect=True)
+# The local store in the embedded setup, S3 in the distributed one (tests/conftest.py).
+BOTH_STORES = pytest.mark.both_stores
 
 
 def _settings(app: Flask) -> Storage:

@@ -7,8 +7,10 @@ fast test client and then send the bytes over real HTTP to the live server.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -59,6 +61,8 @@ class LiveServer:
                 "--access-logfile", str(self.access_log), "wsgi:app",
             ],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(instance / "gunicorn.log", "wb"),
+            # Its own process group, which stop() ends with its workers.
+            start_new_session=True,
         )
         deadline = time.monotonic() + 30
         while True:
@@ -67,6 +71,7 @@ class LiveServer:
                 break
             except (requests.ConnectionError, requests.Timeout):  # not listening yet, or workers still booting
                 if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
                     raise RuntimeError("gunicorn did not start:\n" + (instance / "gunicorn.log").read_text()) from None
                 time.sleep(0.1)
 
@@ -95,7 +100,10 @@ class LiveServer:
         Path(f"/proc/{self.worker_pid()}/clear_refs").write_text("5")
 
     def stop(self) -> None:
-        self.process.terminate()
+        # The test is over: nothing to finish. A graceful stop waits for idle
+        # keep-alive connections and for requests a test left hanging.
+        with contextlib.suppress(ProcessLookupError):  # all gone already
+            os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=30)
 
 

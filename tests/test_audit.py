@@ -14,6 +14,7 @@ from sqlalchemy import select
 from app import db
 from app.models import Event
 
+from .conftest import Setup
 from .walker import Recipient, Sender
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,9 +77,10 @@ def test_policy_refusals_and_lockouts_are_recorded(make_app, mailbox) -> None:
     assert locked.data["minutes"] == 15 and locked.actor == "anna@gemeente.example"
 
 
-def test_audit_export_csv_and_json(sender: Sender, app) -> None:
+def test_audit_export_csv_and_json(sender: Sender, app, setup: Setup) -> None:
     sender.send()
     instance = app.extensions["koerier"].instance_path
+    setup.write_config(instance)
     env = {"PATH": "/usr/bin:/bin", "KOERIER_INSTANCE_PATH": str(instance)}
 
     def export(*args: str) -> str:

@@ -3,7 +3,8 @@ against gunicorn on loopback, with mail read from the aiosmtpd server.
 
 Every page visited is checked with axe-core (no serious or critical
 violations) and must not log a console error (a script blocked by the CSP
-would). Screenshots of each step land in test-artifacts/screenshots/.
+would). Screenshots of each step land in test-artifacts/screenshots/
+(from the embedded setup).
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from sqlalchemy import select, update
 from app import db
 from app.clock import utcnow
 from app.models import DownloadGrant, StoredFile, Upload
-from app.upload_limits import UploadLease
+from app.upload_limits import RETRY_AFTER_SECONDS, UploadLease
 
+from .conftest import Setup
 from .live import ROOT, DroppingProxy, free_port, random_file
 from .mailbox import Mailbox
 from .rawhttp import Held
@@ -62,6 +64,8 @@ def browser() -> Iterator[Browser]:
 class Visit:
     """One browser session: pages are checked and photographed as they come."""
 
+    photograph = True
+
     def __init__(self, context: BrowserContext, folder: str, axe: bool = True) -> None:
         self.context = context
         self.axe = axe
@@ -70,8 +74,14 @@ class Visit:
         self.page.on("console", self._console)
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         self.shots = SHOTS / folder
-        self.shots.mkdir(parents=True, exist_ok=True)
+        if self.photograph:
+            self.shots.mkdir(parents=True, exist_ok=True)
         self.count = 0
+
+    def photo(self, name: str, page: Page | None = None, full_page: bool = False) -> None:
+        """A screenshot of a moment between checks."""
+        if self.photograph:
+            (page or self.page).screenshot(path=self.shots / f"{name}.png", full_page=full_page)
 
     def _console(self, message) -> None:  # type: ignore[no-untyped-def]
         # A page that shows a refusal answers with its status (422, 403, …),
@@ -83,9 +93,12 @@ class Visit:
     def check(self, name: str) -> None:
         """axe-core on the page as it is now, the console, and a screenshot."""
         page = self.page
-        page.wait_for_load_state("networkidle")
+        # Every script and style the page loads is in. Not "networkidle", which
+        # waits out half a second of quiet on every page: what the page fetches
+        # later (the password's strength, an upload) each test waits for itself.
+        page.wait_for_load_state("load")
         self.count += 1
-        page.screenshot(path=self.shots / f"{self.count:02d}-{name}.png", full_page=True)
+        self.photo(f"{self.count:02d}-{name}", full_page=True)
         assert not self.errors, f"{name}: console errors {self.errors}"
         if not self.axe:
             return
@@ -98,6 +111,13 @@ class Visit:
             for v in result["violations"] if v["impact"] in ("serious", "critical")
         ]
         assert not bad, f"{name}: {bad}"
+
+
+@pytest.fixture(autouse=True)
+def photographs(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Screenshots are for people to look at: the embedded setup's. The
+    distributed one shows the same pages, and would race it to write the same files."""
+    monkeypatch.setattr(Visit, "photograph", setup.name == "embedded")
 
 
 @pytest.fixture
@@ -178,12 +198,12 @@ def test_send_download_and_reply_in_english(browser: Browser, portal, mailbox: M
     expect(item.locator(".upload-status")).to_contain_text("/s", timeout=20_000)
     expect(item.locator(".upload-status")).to_contain_text("left")
     assert 0 < float(item.locator("progress").get_attribute("value") or 0) < 50 * MiB
-    page.screenshot(path=sender.shots / "files-uploading.png")
+    sender.photo("files-uploading")
     page.get_by_label("Confidential message").fill("Het dossier, zoals besproken.")
     # "Next" waits for the upload, and then goes on by itself.
     page.get_by_role("button", name="Next").click()
     expect(page.get_by_text("Next continues by itself once all files are uploaded.")).to_be_visible()
-    page.screenshot(path=sender.shots / "files-next-waits.png")
+    sender.photo("files-next-waits")
     expect(page.get_by_role("heading", name="Send options")).to_be_visible(timeout=60_000)
     cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
     sender.check("options")
@@ -228,8 +248,9 @@ def test_send_download_and_reply_in_english(browser: Browser, portal, mailbox: M
     with recipient.context.expect_page() as opened:
         page.get_by_role("link", name="Preview verslag.pdf").click()
     opened.value.wait_for_load_state("load", timeout=15_000)
-    opened.value.wait_for_timeout(1500)  # only so that the screenshot shows the rendered page
-    opened.value.screenshot(path=recipient.shots / "preview-pdf.png")
+    if recipient.photograph:
+        opened.value.wait_for_timeout(1500)  # only so that the screenshot shows the rendered page
+    recipient.photo("preview-pdf", opened.value)
     opened.value.close()
     with page.expect_download() as download:
         page.get_by_role("link", name="Download dossier.zip").click()
@@ -352,6 +373,7 @@ def right_edge(locator: Locator) -> float:
 
 def assert_mirrored(page: Page, width: int) -> None:
     """Right to left: the steps run from the right, and nothing makes the page scroll sideways."""
+    page.wait_for_load_state()  # its style sheet is in: boxes measured before it sit where no style put them
     assert page.locator("html").get_attribute("dir") == "rtl" and page.locator("html").get_attribute("lang") == "ar"
     steps = page.locator(".steps li")
     if steps.count():
@@ -419,6 +441,7 @@ def test_arabic_is_laid_out_right_to_left(browser: Browser, portal, mailbox: Mai
     visit.check("notification")
     page.get_by_role("button", name="بدء المعاملة").click()
     expect(page.get_by_role("heading", name="اكتملت المعاملة")).to_be_visible()
+    page.wait_for_load_state()  # measured as styled
     assert page.evaluate("document.documentElement.scrollWidth") <= width
     visit.check("summary")
     password = page.locator("#generated-password").inner_text()
@@ -433,6 +456,7 @@ def test_arabic_is_laid_out_right_to_left(browser: Browser, portal, mailbox: Mai
     page.get_by_label("كلمة المرور").fill(password)
     page.get_by_role("button", name=AR["next"]).click()
     expect(page.get_by_role("link", name="تنزيل verslag.pdf")).to_be_visible()
+    page.wait_for_load_state()
     assert page.evaluate("document.documentElement.scrollWidth") <= width
     # The sender's phone number reads left to right, as typed, not "123456 0592".
     starts = page.locator("a[href^='tel:']").evaluate(
@@ -591,9 +615,15 @@ def test_a_no_password_link_opens_without_its_key_reaching_the_server(browser: B
     assert "/download/transfer" in log
     for secret in (key, sent.link_key("kees@gemeente.example")):
         assert secret not in log
-def pick_a_file(browser: Browser, mailbox: Mailbox, base: str, tmp_path: Path, folder: str) -> tuple[Visit, Locator]:
-    """At the files step, with the script ready, scan.zip is picked; its item in the upload list."""
+def pick_a_file(
+    browser: Browser, mailbox: Mailbox, base: str, tmp_path: Path, folder: str, clock: bool = False
+) -> tuple[Visit, Locator]:
+    """At the files step, with the script ready, scan.zip is picked; its item in the upload list.
+
+    ``clock``: the page's timers run on Playwright's clock, which the test can move on."""
     visit = new_visit(browser, folder)
+    if clock:
+        visit.page.clock.install()
     to_files_step(visit, mailbox, base)
     expect(visit.page.locator(".uploader")).to_be_visible()
     source = tmp_path / "scan.zip"
@@ -624,14 +654,16 @@ def test_upload_waits_while_the_sender_has_too_many_running(
             db.session().close()
             time.sleep(0.1)
 
-    visit, item = pick_a_file(browser, mailbox, base, tmp_path, "busy")
+    visit, item = pick_a_file(browser, mailbox, base, tmp_path, "busy", clock=True)
     status = item.locator(".upload-status")
     expect(status).to_have_text("Waiting for other uploads to finish; this file starts by itself.")
     visit.errors.clear()  # the 429 answer, which the console reports
     visit.check("busy")
 
     assert running.send(b"y" * 99) and running.answer().status == 204
-    expect(status).to_have_text("Uploaded", timeout=60_000)  # retried after the server's Retry-After
+    # Retried once the time the server asked for has passed (on the page's clock, not the test's).
+    visit.page.clock.run_for(RETRY_AFTER_SECONDS * 1000)
+    expect(status).to_have_text("Uploaded", timeout=60_000)
 
 
 def test_upload_says_when_the_portal_is_short_of_space(
@@ -758,10 +790,11 @@ def test_my_transfers_and_a_report_that_prints(browser: Browser, portal, mailbox
     for hidden in (page.locator("header.top"), page.locator("footer.bottom"), page.get_by_role("button", name="Print or save as PDF")):
         expect(hidden).to_be_hidden()
     expect(page.get_by_role("cell", name="kees@gemeente.example")).to_be_visible()
-    page.screenshot(path=visit.shots / "report-printed.png", full_page=True)
+    visit.photo("report-printed", full_page=True)
     pdf = page.pdf(format="A4")
     assert pdf.startswith(b"%PDF") and len(pdf) > 5000
-    (visit.shots / "report.pdf").write_bytes(pdf)
+    if visit.photograph:
+        (visit.shots / "report.pdf").write_bytes(pdf)
 
 
 # First contact (issue 11): the address, uploads that did not get in, the
@@ -984,6 +1017,7 @@ def test_a_phone_shows_long_addresses_without_sideways_scrolling(
     expect(page.locator(".upload-status")).to_have_text("Uploaded", timeout=30_000)
     page.get_by_role("button", name="Next").click()
     # A checkbox's label wraps beside the box, not under it.
+    page.wait_for_load_state()  # measured as styled
     for check in page.locator(".check").all():
         box, label = check.locator("input").bounding_box(), check.locator("label").bounding_box()
         assert box and label and label["x"] >= box["x"] + box["width"], check.inner_text()
@@ -1156,6 +1190,8 @@ def test_a_corrected_password_repeat_clears_the_old_refusal(browser: Browser, po
     page.get_by_role("button", name="Next").click()
     stale = page.locator("#password_repeat-error")
     expect(stale).to_have_text("The two passwords are not the same.")
+    # The refusal shows while the page still loads; typing before its script runs would go unheard.
+    page.wait_for_load_state()
     page.get_by_label("Repeat password").fill(PASSWORD)
     expect(page.locator("#password-match")).to_have_text("The two passwords match.")
     expect(stale).to_be_hidden()

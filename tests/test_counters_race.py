@@ -77,8 +77,8 @@ def events(app: Flask, kind: str) -> list[Event]:
         return list(session.scalars(select(Event).where(Event.kind == kind)))
 
 
-def test_parallel_wrong_passwords_get_at_most_max_attempts_guesses(make_live, mailbox, database_url: str) -> None:
-    config = {**RACE, "storage": {"database_url": database_url}, "limits": {"failed_downloads_per_ip_per_hour": 1000}}
+def test_parallel_wrong_passwords_get_at_most_max_attempts_guesses(make_live, mailbox) -> None:
+    config = {**RACE, "limits": {"failed_downloads_per_ip_per_hour": 1000}}
     app, server = make_live(config, workers=2, threads=8)
     real = Sender(app, mailbox).send().access_id("anna@gemeente.example")
     unknown = group(new_access_id())
@@ -96,9 +96,9 @@ def test_parallel_wrong_passwords_get_at_most_max_attempts_guesses(make_live, ma
     assert len(events(app, "download_locked")) == 2
 
 
-def test_parallel_wrong_passwords_from_one_ip_stay_within_its_limit(make_live, mailbox, database_url: str) -> None:
+def test_parallel_wrong_passwords_from_one_ip_stay_within_its_limit(make_live, mailbox) -> None:
     config = {
-        **RACE, "storage": {"database_url": database_url}, "site": {"trusted_proxies": 1},
+        **RACE, "site": {"trusted_proxies": 1},
         "limits": {"failed_downloads_per_ip_per_hour": 5},
     }
     app, server = make_live(config, workers=2, threads=8)
@@ -109,8 +109,8 @@ def test_parallel_wrong_passwords_from_one_ip_stay_within_its_limit(make_live, m
     assert len(events(app, "download_failed")) == answers["denied"]
 
 
-def test_parallel_wrong_codes_are_checked_at_most_max_attempts_times(make_live, mailbox, database_url: str) -> None:
-    app, server = make_live({**RACE, "storage": {"database_url": database_url}}, workers=2, threads=8)
+def test_parallel_wrong_codes_are_checked_at_most_max_attempts_times(make_live, mailbox) -> None:
+    app, server = make_live(RACE, workers=2, threads=8)
     sender = Sender(app, mailbox)
     sender.personal()
     real = mailbox.code_for(sender.person.email)

@@ -50,9 +50,9 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 def on_small_disk(small_disk: Path, make_live, mailbox) -> Callable[..., Uploader]:  # type: ignore[no-untyped-def]
     """A live server whose blob store is the small disk, and a verified sender at its files step."""
 
-    def start(database_url: str = "", **server: int) -> Uploader:
+    def start(**server: int) -> Uploader:
         config = {
-            "storage": {"blob_dir": str(small_disk), "min_free_bytes": WATERMARK, "database_url": database_url},
+            "storage": {"blob_dir": str(small_disk), "min_free_bytes": WATERMARK},
             "limits": {"concurrent_uploads_per_sender": 10, "concurrent_uploads_per_ip": 20},
         }
         app, live = make_live(config, **server)
@@ -83,8 +83,8 @@ def in_parallel(calls: list[Callable[[], requests.Response]]) -> list[requests.R
     return results  # type: ignore[return-value]
 
 
-def test_parallel_uploads_never_fill_the_disk(on_small_disk, small_disk: Path, database_url: str) -> None:
-    jan = on_small_disk(database_url, workers=2, threads=8)
+def test_parallel_uploads_never_fill_the_disk(on_small_disk, small_disk: Path) -> None:
+    jan = on_small_disk(workers=2, threads=8)
     # Six of 6 MiB at once: three fit above the watermark, whichever worker
     # decides; never more. (One fewer when an admission meets a creation
     # between committing its upload and dropping its claim, which it then

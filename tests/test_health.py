@@ -17,9 +17,9 @@ READY = {"database": "ok", "migrations": "ok", "storage": "ok"}
 PROBE = {"base_url": "http://10.0.0.7:8000", "environ_base": {"REMOTE_ADDR": "10.0.0.2"}}
 
 
-def test_probes_answer_a_load_balancer(make_app, database_url: str) -> None:
+def test_probes_answer_a_load_balancer(make_app) -> None:
     # Behind a proxy, with the portal's address elsewhere: neither matters to a probe.
-    app = make_app({"storage": {"database_url": database_url}, "site": {"trusted_proxies": 1}})
+    app = make_app({"site": {"trusted_proxies": 1}})
     client = app.test_client()
     alive = client.get("/healthz", **PROBE)
     assert alive.status_code == 200 and alive.get_data(as_text=True) == "ok\n"
@@ -67,9 +67,9 @@ def test_readiness_names_the_storage_when_the_store_takes_no_writes(make_app, ca
 
 @pytest.mark.parametrize(("revision", "state"), [("0001", "behind"), ("9999", "ahead")])
 def test_readiness_names_the_migrations_when_the_schema_is_not_this_versions(
-    make_app, database_url: str, revision: str, state: str, caplog
+    make_app, revision: str, state: str, caplog
 ) -> None:
-    app = make_app({"storage": {"database_url": database_url}})
+    app = make_app()
     # As `flask db stamp` would leave it: an older revision (or a newer version's).
     with app.extensions["koerier.engine"].begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = :revision"), {"revision": revision})

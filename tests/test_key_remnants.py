@@ -15,6 +15,8 @@ import re
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from app import access, db, drafts, purge
 from app.clock import utcnow
 from app.crypto.keys import new_key, wrap
@@ -102,6 +104,8 @@ def test_the_scan_finds_a_key_sealed_under_a_server_key(app) -> None:
     assert find_sealed(blob, keys, [dek]) == [("koerier/verification/v1", 5000, dek)]
 
 
+# The SQLite files are the embedded setup's; PostgreSQL's are looked at below.
+@pytest.mark.setup("embedded")
 def test_sqlite_files_hold_no_key_the_server_can_open(app, mailbox) -> None:
     deks = _live_a_little(app, mailbox)
     instance = app.extensions["koerier"].instance_path
@@ -110,6 +114,7 @@ def test_sqlite_files_hold_no_key_the_server_can_open(app, mailbox) -> None:
     _scan(database, app, deks)
 
 
+@pytest.mark.setup("embedded")
 def test_an_expired_transfer_leaves_no_personal_data_in_the_sqlite_files(app, mailbox) -> None:
     """Beyond keys: what the audit trail does not keep (phone, subject, text)
     is gone from the files once the transfer has expired and been purged."""
@@ -131,13 +136,12 @@ def test_an_expired_transfer_leaves_no_personal_data_in_the_sqlite_files(app, ma
             assert marker not in blob, (marker, path)
 
 
-def test_postgresql_files_and_dump_hold_no_key_the_server_can_open(make_app, mailbox, pg_database) -> None:
+@pytest.mark.setup("distributed")
+def test_postgresql_files_and_dump_hold_no_key_the_server_can_open(app, mailbox, pg_database) -> None:
     """Dead tuples, WAL segments and a pg_dump: nothing opens with the server's secret alone."""
-    app = make_app({"storage": {"database_url": pg_database.url}})
     dumps = []
     deks = _live_a_little(app, mailbox, backup=lambda: dumps.append(pg_database.dump()))
-    pg_database.server.checkpoint()  # every page the test changed is in the data files now
-    files = [p for p in pg_database.data_dir.rglob("*") if p.is_file() and not p.name.startswith("postmaster")]
+    files = pg_database.files()
     assert any(p.parent.name == "pg_wal" for p in files)
     _scan(files, app, deks)
     # The plain dump writes bytea values as hex; each is scanned as the bytes it stands for.

@@ -17,6 +17,7 @@ from app.models import (
 )
 
 from . import blobs
+from .conftest import Setup
 from .walker import Recipient, Sender, csrf_token, text_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -320,25 +321,26 @@ def test_in_app_scheduler_starts_with_the_first_request(make_app) -> None:
     app.extensions["koerier.scheduler"].shutdown(wait=False)
 
 
-def _flask_purge(instance) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+def _flask_purge(instance: Path, setup: Setup) -> subprocess.CompletedProcess[str]:
+    setup.write_config(instance)
     return subprocess.run(
         [sys.executable, "-m", "flask", "--app", "wsgi", "purge"], cwd=ROOT, capture_output=True, text=True, timeout=60,
         env={"PATH": "/usr/bin:/bin", "KOERIER_INSTANCE_PATH": str(instance)},
     )
 
 
-def test_flask_purge_prints_what_it_removed(sender: Sender, app) -> None:
+def test_flask_purge_prints_what_it_removed(sender: Sender, app, setup: Setup) -> None:
     sender.personal()
-    result = _flask_purge(app.extensions["koerier"].instance_path)
+    result = _flask_purge(app.extensions["koerier"].instance_path, setup)
     assert result.returncode == 0, result.stderr
     assert "transfers expired: 0" in result.stdout and "drafts removed: 0" in result.stdout
 
 
-def test_flask_purge_from_cron_runs_every_time(app) -> None:
+def test_flask_purge_from_cron_runs_every_time(app, setup: Setup) -> None:
     """Each run gives the lease back when it ends: the next one, minutes later, is not turned away."""
     instance = app.extensions["koerier"].instance_path
     for _ in range(2):
-        result = _flask_purge(instance)
+        result = _flask_purge(instance, setup)
         assert result.returncode == 0, result.stderr
         assert "Another process" not in result.stdout and "transfers expired: 0" in result.stdout
     # A run that crashed (its process gone) still holds the lease until it runs out.
@@ -346,4 +348,4 @@ def test_flask_purge_from_cron_runs_every_time(app) -> None:
         s = db.new_session(app)
         assert lease.acquire(s, scheduler.LEASE, "cli:crashed", timedelta(minutes=15))
         s.close()
-    assert "Another process is running the clean-up job" in _flask_purge(instance).stdout
+    assert "Another process is running the clean-up job" in _flask_purge(instance, setup).stdout

@@ -19,6 +19,7 @@ from app import schema
 from app.db import Base
 from app.schema import SchemaError
 
+from .conftest import Setup
 from .walker import PASSWORD, Recipient, Sender
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,20 +40,20 @@ def _revision(app) -> str | None:  # type: ignore[no-untyped-def]
         return schema.current(conn)
 
 
-def test_models_and_migrations_agree(make_app, database_url: str) -> None:
-    app = make_app({"storage": {"database_url": database_url}})
+def test_models_and_migrations_agree(app) -> None:
     with app.extensions["koerier.engine"].connect() as conn:
         assert schema.current(conn) == schema.head()
         context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
         assert compare_metadata(context, Base.metadata) == []
 
 
-def test_an_upgrade_keeps_a_transfer_downloadable(make_app, mailbox, tmp_path: Path, database_url: str) -> None:
+def test_an_upgrade_keeps_a_transfer_downloadable(make_app, mailbox, tmp_path: Path, setup: Setup) -> None:
     """A transfer made at the first revision downloads after ``flask db upgrade``;
     until then the app refuses to start and names the command."""
     instance = tmp_path / "instance"
     instance.mkdir()
-    storage = {"database_url": database_url, "auto_upgrade": "never"}
+    # `flask db` reads the instance's file alone.
+    storage = {"database_url": setup.database_url, "auto_upgrade": "never"}
     (instance / "config.toml").write_text(tomli_w.dumps({"storage": storage}))
     app = make_app()
     sent = Sender(app, mailbox).send(files=[("jaarverslag.pdf", CONTENT)])
@@ -76,6 +77,7 @@ def test_an_upgrade_keeps_a_transfer_downloadable(make_app, mailbox, tmp_path: P
     assert recipient.get(recipient.file_links()["jaarverslag.pdf"]).get_data() == CONTENT
 
 
+@pytest.mark.setup("embedded")  # a shared database waits for the operator's upgrade (above)
 def test_the_embedded_database_upgrades_itself(make_app, tmp_path: Path) -> None:
     instance = tmp_path / "instance"
     make_app()
@@ -99,8 +101,12 @@ def test_a_database_a_newer_version_upgraded_stops_start_up(make_app) -> None:
         make_app()
 
 
-def test_workers_starting_together_on_an_empty_database_make_it_once(make_live, database_url: str) -> None:
-    app, server = make_live({"storage": {"database_url": database_url}}, workers=2)
+def test_workers_starting_together_on_an_empty_database_make_it_once(
+    make_live, setup: Setup, request: pytest.FixtureRequest
+) -> None:
+    # The embedded setup's SQLite file is not there yet; PostgreSQL's test database holds the schema already.
+    empty = {"storage": {"database_url": request.getfixturevalue("empty_pg_database").url}} if setup.database_url else {}
+    app, server = make_live(empty, workers=2)
     assert len(server.worker_pids()) == 2
     assert requests.get(server.url + "/", timeout=30).status_code == 200
     assert _revision(app) == schema.head()

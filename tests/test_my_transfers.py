@@ -303,8 +303,7 @@ def test_the_report_prints_without_navigation(app, mailbox) -> None:
     assert {".top", ".bottom", "nav", ".no-print"} <= {s.strip() for s in hidden.split(",")}
 
 
-def test_exposed_names_go_with_their_transfer(make_app, mailbox, database_url: str) -> None:
-    app = make_app({"storage": {"database_url": database_url}})
+def test_exposed_names_go_with_their_transfer(app, mailbox) -> None:
     id_ = send(app, mailbox, "Dossier", expose_filenames="y")
     owner = Owner(app, mailbox)
     owner.verify()

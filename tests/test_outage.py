@@ -21,13 +21,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
+import pytest
 from werkzeug.test import TestResponse
 
 from app.crypto.stream import SEGMENT_SIZE
 
+from .conftest import Setup
 from .pg import PostgresServer
 from .test_tus import TusSender
 from .walker import BASE, csrf_token, text_of
+
+# About a database server going away: PostgreSQL's, which the tests can stop.
+pytestmark = pytest.mark.setup("distributed")
 
 UNAVAILABLE = "The portal is temporarily unavailable. Please try again in a moment."
 # What a browser says it takes when it opens a page or posts a form.
@@ -68,8 +73,8 @@ def _down_page(response: TestResponse) -> None:
     assert "Traceback" not in page and "OperationalError" not in page
 
 
-def test_a_walk_survives_the_database_going_away(make_app, mailbox, postgres, pg_url, caplog) -> None:
-    sender, token = _at_recipients(make_app({"storage": {"database_url": pg_url}}), mailbox)
+def test_a_walk_survives_the_database_going_away(make_app, mailbox, postgres, setup: Setup, caplog) -> None:
+    sender, token = _at_recipients(make_app(), mailbox)
     typed = {"csrf_token": token, "to": "anna@gemeente.example", "cc": "kees@gemeente.example", "bcc": ""}
     with down(postgres):
         _down_page(sender.get("/send/recipients"))
@@ -107,14 +112,14 @@ def test_a_walk_survives_the_database_going_away(make_app, mailbox, postgres, pg
     assert not [r for r in caplog.records if r.exc_info]
 
 
-def test_a_step_whose_commit_fails_is_offered_again(make_app, mailbox, pg_url) -> None:
+def test_a_step_whose_commit_fails_is_offered_again(make_app, mailbox, setup: Setup) -> None:
     """The view has done its work and the request commits at its end, when
     the database ends its connection (here: while the commit waits for a
     row another session holds). Nothing of the step stays; it comes back
     as typed, and goes through once the database answers."""
-    sender, token = _at_recipients(make_app({"storage": {"database_url": pg_url}}), mailbox)
+    sender, token = _at_recipients(make_app(), mailbox)
     typed = {"csrf_token": token, "to": "anna@gemeente.example", "cc": "", "bcc": ""}
-    plain_url = pg_url.replace("+psycopg", "")
+    plain_url = setup.database_url.replace("+psycopg", "")
     answers: list[TestResponse] = []
     with psycopg.connect(plain_url) as holder, psycopg.connect(plain_url, autocommit=True) as admin:
         holder.execute("SELECT id FROM draft FOR UPDATE")
@@ -137,10 +142,10 @@ def test_a_step_whose_commit_fails_is_offered_again(make_app, mailbox, pg_url) -
     assert again.status_code == 302 and again.location.endswith("/send/files")
 
 
-def test_a_restart_between_two_requests_costs_no_request(make_app, mailbox, postgres, pg_url) -> None:
+def test_a_restart_between_two_requests_costs_no_request(make_app, mailbox, postgres, setup: Setup) -> None:
     """Pooled connections die with the server; the next request tests its
     connection first and takes a new one instead of failing."""
-    sender, _token = _at_recipients(make_app({"storage": {"database_url": pg_url}}), mailbox)
+    sender, _token = _at_recipients(make_app(), mailbox)
     assert sender.get("/readyz").status_code == 200
     postgres.halt()
     postgres.resume()
@@ -148,8 +153,8 @@ def test_a_restart_between_two_requests_costs_no_request(make_app, mailbox, post
     assert sender.get("/send/recipients").status_code == 200
 
 
-def test_readiness_names_the_database_while_it_is_down(make_app, postgres, pg_url, caplog) -> None:
-    client = make_app({"storage": {"database_url": pg_url}}).test_client()
+def test_readiness_names_the_database_while_it_is_down(make_app, postgres, setup: Setup, caplog) -> None:
+    client = make_app().test_client()
     assert client.get("/readyz").json == {"database": "ok", "migrations": "ok", "storage": "ok"}
     with down(postgres):
         ready = client.get("/readyz")

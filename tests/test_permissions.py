@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from app import create_app
-
+from .conftest import Setup
 from .mailbox import Outbox
 from .walker import PASSWORD, Person, Recipient, Sender
 
@@ -28,6 +27,11 @@ def loose(instance: Path) -> dict[str, str]:
     }
 
 
+def sqlite_files(setup: Setup, *suffixes: str) -> list[str]:
+    """The embedded setup's database files in the instance folder; PostgreSQL keeps its own elsewhere."""
+    return [] if setup.database_url else [f"koerier.sqlite3{suffix}" for suffix in ("", *suffixes)]
+
+
 @pytest.fixture
 def open_umask() -> Iterator[None]:
     previous = os.umask(0o022)
@@ -36,7 +40,7 @@ def open_umask() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("open_umask")
-def test_a_whole_transfer_leaves_nothing_readable_by_others(make_app, tmp_path: Path) -> None:
+def test_a_whole_transfer_leaves_nothing_readable_by_others(make_app, tmp_path: Path, setup: Setup) -> None:
     instance = tmp_path / "instance"
     app = make_app({"mail": {"backend": "outbox"}}, instance=instance)
     outbox = Outbox(instance / "outbox")
@@ -64,23 +68,23 @@ def test_a_whole_transfer_leaves_nothing_readable_by_others(make_app, tmp_path: 
     assert recipient.get(recipient.file_links()["verslag.pdf"]).data == b"%PDF-1.4 report\n"
 
     names = {path.name for path in instance.rglob("*")}
-    assert {"koerier.sqlite3", "koerier.sqlite3-wal", "koerier.sqlite3-shm", "secret_key", "store", "outbox"} <= names
+    assert {*sqlite_files(setup, "-wal", "-shm"), "secret_key", "store", "outbox"} <= names
     assert any(name.endswith(".partial") for name in names) and any(name.endswith(".eml") for name in names)
     assert loose(instance) == {}
 
 
 @pytest.mark.usefixtures("open_umask")
-def test_an_older_instance_is_tightened_at_start_up(make_app, tmp_path: Path) -> None:
+def test_an_older_instance_is_tightened_at_start_up(make_app, tmp_path: Path, setup: Setup) -> None:
     instance = tmp_path / "instance"
     make_app({"mail": {"backend": "outbox"}}, instance=instance)
     # What a version without these rules left behind.
     blob_folder = instance / "store" / "ab"
     blob_folder.mkdir()
     (blob_folder / ("ab" + "0" * 30)).write_bytes(b"ciphertext")
-    for name in ("koerier.sqlite3", "secret_key", "store", "store/ab", "outbox"):
+    for name in (*sqlite_files(setup), "secret_key", "store", "store/ab", "outbox"):
         path = instance / name
         path.chmod(0o755 if path.is_dir() else 0o644)
 
-    create_app({"mail": {"backend": "outbox"}}, instance_path=instance)
+    make_app({"mail": {"backend": "outbox"}}, instance=instance)
     # The blob itself is not visited; the folders around it keep others out.
     assert loose(instance) == {f"store/ab/ab{'0' * 30}": "0o644"}

@@ -1,4 +1,8 @@
-"""The portal on PostgreSQL, the scale-out database, against a real server."""
+"""The portal on PostgreSQL, the scale-out database, against a real server.
+
+Every test that builds an app runs on PostgreSQL in the distributed setup;
+these look at what only PostgreSQL has (its dialect, its trigger), so they
+run there alone."""
 
 from __future__ import annotations
 
@@ -14,10 +18,11 @@ from app.models import Event, KeySlot, StoredFile, Transfer
 from .walker import PASSWORD, Recipient, Sender, text_of
 
 CONTENT = b"%PDF-1.4 rapport over PostgreSQL\n" * 3000
+pytestmark = pytest.mark.setup("distributed")
 
 
-def test_a_whole_transfer_on_postgresql(make_app, mailbox, pg_url: str) -> None:
-    app = make_app({"storage": {"database_url": pg_url}})
+def test_a_whole_transfer_on_postgresql(make_app, mailbox) -> None:
+    app = make_app()
     with db.new_session(app) as session:
         assert session.get_bind().dialect.name == "postgresql"
     sender = Sender(app, mailbox)
@@ -42,8 +47,8 @@ def test_a_whole_transfer_on_postgresql(make_app, mailbox, pg_url: str) -> None:
     assert recipient.get("/download/transfer").status_code == 302
 
 
-def test_the_audit_trail_is_append_only_on_postgresql(make_app, pg_url: str) -> None:
-    app = make_app({"storage": {"database_url": pg_url}})
+def test_the_audit_trail_is_append_only_on_postgresql(make_app) -> None:
+    app = make_app()
     with db.new_session(app) as session:
         session.add(Event(kind="test", actor="jan@zorg.example"))
         session.commit()

@@ -86,6 +86,12 @@ def wizard_step(step: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]
                     flash(gettext("Your session has expired. Please start again."), "error")
                 return redirect(url_for("wizard.personal"))
             if (missing := skips_ahead(draft, step)) is not None:
+                if step == "notification" and db.session().get(Transfer, draft.transfer_id) is not None:
+                    # The same, with the first click committed between this
+                    # one's reading the draft and its files, which are the
+                    # transfer's now: each statement reads what is committed
+                    # when it runs (PostgreSQL; SQLite outside a write).
+                    return to_summary_of(draft.transfer_id)
                 return redirect(url_for(f"wizard.{missing}"))
             return view(draft, *args, **kwargs)
 
