@@ -17,7 +17,7 @@ from .argon2_gate import Argon2Gate
 from .portal import Portal
 from .secret_key import load_or_create
 from .settings import ConfigError, load_settings
-from .storage import LocalBlobStore
+from .storage import make_store
 
 csrf = CSRFProtect()
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def create_app(test_config: dict[str, Any] | None = None, instance_path: str | o
 
     portal = Portal(
         settings=settings,
-        store=LocalBlobStore(instance / settings.storage.blob_dir),
+        store=make_store(settings.storage, instance),
         mailer=make_mailer(settings.mail, instance),
         instance_path=instance,
         server_secret=app.config["SECRET_KEY"].encode(),

@@ -183,17 +183,30 @@ class Upload(Base):
     draft_id: Mapped[str] = mapped_column(ForeignKey("draft.id", ondelete="CASCADE"), index=True)
     blob_key: Mapped[str] = mapped_column(String(32), unique=True)
     length: Mapped[int] = mapped_column(BigInteger)
-    # Plaintext bytes stored and synced to disk: whole segments only.
+    # Plaintext bytes stored durably and committed: whole segments only.
     offset: Mapped[int] = mapped_column(BigInteger, default=0)
-    # Segment indices below this may have been sealed under the blob's
-    # header: committed before any of them is sealed, so a nonce is never
-    # used twice (see ResumableWriter). Equal to the offset's segments only
-    # when a request ended cleanly; ahead of them, the upload starts over.
+    # Local store: segment indices below this may have been written under
+    # the pending file's header: committed before any of them is written,
+    # so a nonce is never used twice (app/storage.py). Equal to the
+    # offset's segments only when a request ended cleanly; ahead of them,
+    # the upload starts over.
     reserved_segments: Mapped[int] = mapped_column(BigInteger, default=0)
     name_ct: Mapped[bytes] = mapped_column(LargeBinary)
     type_ct: Mapped[bytes] = mapped_column(LargeBinary)
-    # Set while a PATCH writes, so a second one (a retry racing the first)
-    # cannot interleave its bytes; expires on its own if a worker dies.
+    # S3 store (app/s3_store.py): everything an upload needs to go on from
+    # any app server. The blob's header (not secret), segments per part,
+    # the multipart upload once it has begun, the object holding the sealed
+    # segments past the last part, and the SHA-256 of every segment past
+    # the offset that may have been sent ("in flight"), 32 bytes each.
+    header: Mapped[bytes | None] = mapped_column(LargeBinary)
+    part_segments: Mapped[int | None]
+    multipart_id: Mapped[str | None] = mapped_column(String(1024))
+    tail_key: Mapped[str | None] = mapped_column(String(300))
+    in_flight: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # S3 store: the request writing the upload holds it until busy_until
+    # (renewed while it writes), so a second one, on any app server, cannot
+    # interleave its bytes; expires on its own if a node dies.
+    busy_by: Mapped[str | None] = mapped_column(String(32))
     busy_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -202,6 +215,21 @@ class Upload(Base):
 
     def __repr__(self) -> str:
         return f"<Upload {self.id} {self.offset}/{self.length}>"
+
+
+class UploadPart(Base):
+    """A part of an S3 upload's multipart upload, stored and committed. Part
+    ``number`` holds the segments from ``(number - 1) * part_segments`` on
+    (part 1 begins with the header)."""
+
+    __tablename__ = "upload_part"
+
+    upload_id: Mapped[str] = mapped_column(ForeignKey("upload.id", ondelete="CASCADE"), primary_key=True)
+    number: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    etag: Mapped[str] = mapped_column(String(200))
+
+    def __repr__(self) -> str:
+        return f"<UploadPart {self.upload_id} #{self.number}>"
 
 
 class VerificationCode(Base):

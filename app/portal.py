@@ -13,13 +13,13 @@ from .argon2_gate import Argon2Gate
 from .crypto.keys import derive
 from .mailer import Mailer
 from .settings import Settings
-from .storage import LocalBlobStore
+from .storage import BlobStore
 
 
 @dataclass(frozen=True)
 class Portal:
     settings: Settings
-    store: LocalBlobStore
+    store: BlobStore
     mailer: Mailer
     instance_path: Path
     server_secret: bytes

@@ -104,18 +104,17 @@ def _remove_abandoned_drafts(db: Session, portal: Portal, now: datetime, report:
 
 
 def _remove_orphan_blobs(db: Session, portal: Portal, now: datetime, report: Report) -> None:
-    """Blobs no row points at: a crash between writing a blob and its commit.
+    """Blobs, tails and multipart uploads no row names: a crash between
+    storing them and the commit, or a clean-up the store refused.
 
-    Only old ones: a blob younger than a draft's lifetime may belong to an
-    upload whose row is about to be committed.
+    Only old ones: something younger than a draft's lifetime may belong to
+    an upload whose row is about to be committed.
     """
-    cutoff = (now - timedelta(hours=portal.settings.transfer.draft_ttl_hours)).timestamp()
-    known = set(db.scalars(select(StoredFile.blob_key))) | set(db.scalars(select(Upload.blob_key)))
-    for path in portal.store.root.glob("*/*"):
-        key = path.name.removesuffix(".partial")
-        if key not in known and path.stat().st_mtime < cutoff:
-            path.unlink(missing_ok=True)
-            report.orphan_blobs_removed += 1
+    known: set[str] = set(db.scalars(select(StoredFile.blob_key)))
+    for row in db.execute(select(Upload.blob_key, Upload.tail_key, Upload.multipart_id)):
+        known.update(filter(None, row))
+    cutoff = now - timedelta(hours=portal.settings.transfer.draft_ttl_hours)
+    report.orphan_blobs_removed = portal.store.sweep(known, cutoff)
 
 
 def _remove_stale_rows(db: Session, now: datetime, report: Report) -> None:

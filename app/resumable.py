@@ -1,14 +1,17 @@
 """Resumable uploads (tus 1.0): the rules, without HTTP.
 
 An upload belongs to one draft. Its bytes are sealed segment by segment as
-they arrive (see ``ResumableWriter``) into a pending blob; only whole
-segments are stored, and the offset a client is told is the offset that is
-on disk and synced. Once the last byte is in, the blob is published and the
-upload becomes a file of the draft, exactly like one sent by the plain form.
+they arrive (see ``ResumableWriter``) into the store's pending blob; only
+whole segments are stored, and the offset a client is told is the offset
+that is stored and committed. Once the last byte is in, the blob is
+published and the upload becomes a file of the draft, exactly like one sent
+by the plain form.
 
-The row's ``reserved_segments`` is committed ahead of sealing, so a request
-killed mid-way leaves a mark the next one sees; that upload then starts over
-under a new file key (docs/FORMAT.md, "Resumable uploads").
+How the stores keep a segment index from ever being stored twice under one
+file key with different contents, whatever crashes, is theirs to say
+(app/storage.py, app/s3_store.py; docs/FORMAT.md, "Resumable uploads"):
+when they cannot vouch for what was sealed beyond the offset, the upload
+starts over under a new file key.
 """
 
 from __future__ import annotations
@@ -16,25 +19,19 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import BinaryIO
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import drafts
 from .clock import utcnow
-from .crypto.stream import SEGMENT_SIZE, ResumableWriter
+from .crypto.stream import ResumableWriter
 from .models import Draft, StoredFile, Upload
 from .policy import Limits
 from .portal import Portal
-from .storage import BlobBusy
-from .uploads import clean_filename, sealed_name_and_type
-
-# Segment indices reserved by one commit while an upload is written: 64 MiB
-# at the default segment size, so commits stay rare next to the bytes.
-RESERVE_SEGMENTS = 64 * 1024 * 1024 // SEGMENT_SIZE
+from .uploads import OpenUpload, clean_filename, sealed_name_and_type
 
 
 class Refused(Exception):
@@ -47,14 +44,6 @@ class Refused(Exception):
 
 class OffsetMismatch(Exception):
     """The client's idea of the offset differs from what is stored."""
-
-
-class Busy(Exception):
-    """Another request is writing this upload right now."""
-
-
-class Gone(Exception):
-    """The upload's stored bytes are lost; the client must start again."""
 
 
 class BadMetadata(ValueError):
@@ -94,21 +83,19 @@ def create(
     if drafts.reserved_bytes(draft) + length > limits.max_total_bytes:
         raise Refused(name, "size")
     dek = drafts.data_key(draft)
+    drafts.touch(draft, now)
+    if length == 0:
+        # Nothing to resume: one empty segment, written like a form's file.
+        stored = OpenUpload(portal, dek, name, draft.transfer_id).finish(draft, position=len(draft.files) + 1)
+        db.add(stored)
+        return stored
     upload = Upload(
         id=str(uuid.uuid4()), draft=draft, blob_key=portal.store.new_key(), length=length, offset=0,
         reserved_segments=0, created_at=now, updated_at=now,
     )
     upload.name_ct, upload.type_ct = sealed_name_and_type(dek, upload.id, name)
-    # Added first: sealing an empty file's one segment commits its reservation.
+    portal.store.begin(upload)
     db.add(upload)
-    with portal.store.open_pending(upload.blob_key, create=True) as fh:
-        writer = ResumableWriter.start(
-            fh, dek, length, _reserver(db, draft, upload), transfer_id=draft.transfer_id, file_id=upload.id,
-        )
-        portal.store.persist(fh)
-    drafts.touch(draft, now)
-    if writer.complete:
-        return _finish(db, portal, draft, upload)
     return upload
 
 
@@ -125,74 +112,40 @@ def append(
 ) -> Upload | StoredFile:
     """Store the bytes from ``offset`` on; returns the upload, or the file once complete.
 
-    Commits as it goes: each reservation of segment indices before they are
-    sealed, and the offset (with the reservation brought down to what was
-    sealed) when the request ends, also when ``chunks`` raises because the
-    client went away: that exception propagates after the progress is
-    recorded. A request that dies without reaching its end (a killed worker)
-    leaves the reservation ahead of the offset, and the next request starts
-    the upload over at offset 0 under a new file key, answering
-    OffsetMismatch unless the client asked for offset 0.
+    Commits as it goes (the store says when), and the offset when the
+    request ends, also when ``chunks`` raises because the client went away:
+    that exception propagates after the progress is recorded. Raises
+    OffsetMismatch when ``offset`` is not the stored one, and the store's
+    UploadBusy, UploadGone, UploadRestarted or StorageUnavailable.
     """
     dek = drafts.data_key(draft)
-    try:
-        fh = portal.store.open_pending(upload.blob_key)
-    except BlobBusy:
-        raise Busy(upload.id) from None
-    except FileNotFoundError:
-        raise Gone(upload.id) from None
-    with fh:
-        # Read under the lock: the request that held it before may have
-        # stored more since this request read the row.
-        db.refresh(upload)
-        writer = ResumableWriter(
-            fh, dek, upload.length, upload.offset, upload.reserved_segments, _reserver(db, draft, upload),
-            transfer_id=draft.transfer_id, file_id=upload.id,
-        )
-        # Any commit from here on (a reservation) must not claim the old offset.
-        upload.offset = writer.offset
-        try:
-            if offset != writer.offset:
-                raise OffsetMismatch(f"offset {offset}, stored {writer.offset}")
-            for chunk in chunks:
-                writer.write(chunk)
-        finally:
-            _record(db, portal, fh, draft, upload, writer)
-    if writer.complete:
-        return _finish(db, portal, draft, upload)
-    return upload
 
-
-def _reserver(db: Session, draft: Draft, upload: Upload) -> Callable[[int], int]:
-    def reserve(index: int) -> int:
-        upload.reserved_segments = index + RESERVE_SEGMENTS
+    def commit() -> None:
         upload.updated_at = utcnow()
         drafts.touch(draft)
         db.commit()
-        return upload.reserved_segments
 
-    return reserve
+    with portal.store.resume(db, upload, commit) as pending:
+        writer = ResumableWriter(
+            dek, pending.header, upload.length, pending.offset, pending.put,
+            transfer_id=draft.transfer_id, file_id=upload.id,
+        )
+        try:
+            if offset != pending.offset:
+                raise OffsetMismatch(f"offset {offset}, stored {pending.offset}")
+            for chunk in chunks:
+                writer.write(chunk)
+        finally:
+            pending.save(writer.offset, writer.complete)
+        if writer.complete:
+            return _finish(db, draft, upload)
+    return upload
 
 
-def _record(db: Session, portal: Portal, fh: BinaryIO, draft: Draft, upload: Upload, writer: ResumableWriter) -> None:
-    # Synced before it is committed: the database never claims bytes, or a
-    # new header, that the disk might not have after a power cut. If this
-    # raises, the reservation stays ahead and the upload starts over.
-    portal.store.persist(fh)
-    upload.offset = writer.offset
-    # Every index sealed under the header, a failed write's included; ahead
-    # of the offset's segments only when a write failed.
-    upload.reserved_segments = writer.spent
-    upload.updated_at = utcnow()
-    drafts.touch(draft)
-    db.commit()
-
-
-def _finish(db: Session, portal: Portal, draft: Draft, upload: Upload) -> StoredFile:
-    # Published before the row is committed: a crash in between leaves a
-    # blob the upload row still names (removed with it), never a file row
-    # without its blob.
-    portal.store.publish(upload.blob_key)
+def _finish(db: Session, draft: Draft, upload: Upload) -> StoredFile:
+    # The store published the blob before this commit: a crash in between
+    # leaves a blob the upload row still names (removed with it), never a
+    # file row without its blob.
     stored = StoredFile(
         id=upload.id, position=len(draft.files) + 1, blob_key=upload.blob_key, size=upload.length,
         name_ct=upload.name_ct, type_ct=upload.type_ct,
@@ -203,4 +156,3 @@ def _finish(db: Session, portal: Portal, draft: Draft, upload: Upload) -> Stored
     drafts.touch(draft)
     db.commit()
     return stored
-

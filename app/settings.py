@@ -186,12 +186,39 @@ class Storage:
     # one command; a shared database waits for the operator's
     # `flask db upgrade`, run once, with a backup at hand.
     auto_upgrade: str = "embedded"
+    # Where the encrypted files go: "local" (blob_dir) or "s3", a bucket of
+    # any S3-compatible object store.
+    backend: str = "local"
+    # Empty: AWS's own endpoint for s3_region.
+    s3_endpoint_url: str = ""
+    s3_bucket: str = ""
+    s3_region: str = ""
+    # "path" (https://host/bucket/key) suits self-hosted stores; AWS prefers "virtual".
+    s3_addressing_style: str = "path"
+    # Empty: boto3's usual chain (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY,
+    # ~/.aws/credentials, an instance role).
+    s3_access_key_id: str = ""
+    s3_secret_access_key: str = ""
+    # Prepended to every object name, so one bucket can serve several portals.
+    s3_prefix: str = ""
 
     def check(self, path: str) -> None:
         _one_of(path, "auto_upgrade", self.auto_upgrade, ("embedded", "always", "never"))
         if not self.blob_dir:
             raise ConfigError(f"{path}.blob_dir: must not be empty")
         _range(path, "min_free_bytes", self.min_free_bytes, 0, 2**60)
+        _one_of(path, "backend", self.backend, ("local", "s3"))
+        _one_of(path, "s3_addressing_style", self.s3_addressing_style, ("path", "virtual"))
+        if self.s3_endpoint_url and not _http_url(self.s3_endpoint_url):
+            raise ConfigError(f"{path}.s3_endpoint_url: {self.s3_endpoint_url!r} is not an http:// or https:// URL")
+        if self.s3_region and not re.fullmatch(r"[a-z0-9-]{1,40}", self.s3_region):
+            raise ConfigError(f"{path}.s3_region: {self.s3_region!r} is not a region name such as eu-west-1")
+        if bool(self.s3_access_key_id) != bool(self.s3_secret_access_key):
+            raise ConfigError(f"{path}.s3_secret_access_key: give both s3_access_key_id and s3_secret_access_key, or neither")
+        if self.s3_prefix and not re.fullmatch(r"[A-Za-z0-9!_.*'()/-]{1,200}", self.s3_prefix) or self.s3_prefix.startswith("/"):
+            raise ConfigError(f"{path}.s3_prefix: letters, digits and !_.*'()/- only, not starting with /, at most 200")
+        if self.backend == "s3" and not re.fullmatch(r"[A-Za-z0-9._-]{3,255}", self.s3_bucket):
+            raise ConfigError(f"{path}.s3_bucket: the name of an existing bucket (letters, digits, dots, dashes)")
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,14 @@
-"""Blob storage for ciphertext. Only ever sees encrypted bytes.
+"""Blob storage for ciphertext: a folder on local disk, or an S3 bucket
+(``app/s3_store.py``). Only ever sees encrypted bytes.
 
 Keys are random and never derived from a file name, so nothing a user types
-can reach the file system. A blob becomes visible under its key only when it
-was written completely (write to a temporary name, then rename), so a
-crashed upload never leaves a half blob that looks whole.
+can reach the file system or an object name. A blob becomes visible under
+its key only when it was written completely (local: written to a temporary
+name, then renamed; S3: a multipart upload is invisible until completed),
+so a crashed upload never leaves a half blob that looks whole.
+
+Services see a store only through ``BlobStore``; ``make_store`` builds the
+one the configuration names.
 """
 
 from __future__ import annotations
@@ -11,16 +16,116 @@ from __future__ import annotations
 import fcntl
 import os
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
+import shutil
+from collections.abc import Callable, Container, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
+
+from sqlalchemy.orm import Session
 
 from . import private_files
+from .crypto.stream import HEADER_BYTES, TAG_BYTES, new_header, parse_header
+from .models import Upload
+from .settings import ConfigError, Storage
+
+# Segment indices a local upload reserves with one commit: 64 MiB at the
+# default segment size, so commits stay rare next to the bytes.
+RESERVE_SEGMENTS = 1024
 
 
-class BlobBusy(Exception):
-    """Another request is writing this blob right now."""
+class StorageUnavailable(Exception):
+    """The store cannot be reached, or refused what it should have done; trying
+    again later may work. From ``check``, the message names the setting to fix."""
+
+
+class UploadBusy(Exception):
+    """Another request is writing this resumable upload right now."""
+
+
+class UploadGone(Exception):
+    """The resumable upload's stored bytes are lost; the client must start again."""
+
+
+class UploadRestarted(Exception):
+    """The resumable upload started over at offset 0 under a fresh header,
+    because bytes were sealed beyond its offset that it cannot vouch for
+    (docs/FORMAT.md, "Resumable uploads")."""
+
+
+class Sink(Protocol):
+    def write(self, data: bytes, /) -> object: ...
+
+
+class PendingBlob(Protocol):
+    """One request's exclusive hold on a resumable upload's stored bytes."""
+
+    # The header the segments are sealed under, and the plaintext offset the
+    # stored bytes reach (a whole number of segments).
+    header: bytes
+    offset: int
+
+    def put(self, index: int, sealed: bytes) -> None:
+        """Sealed segment ``index`` (the next one), to be stored."""
+
+    def save(self, offset: int, complete: bool) -> None:
+        """The request ends with the segments put so far. Makes them durable
+        and commits ``offset``; once ``complete``, publishes the blob under
+        its key instead, which the caller's commit then records."""
+
+
+class BlobStore(Protocol):
+    def new_key(self) -> str: ...
+
+    def check(self) -> None:
+        """Raises StorageUnavailable, naming the setting, unless the store works."""
+
+    def free_bytes(self) -> int | None:
+        """Free space where the blobs go, or None where there is no disk to measure."""
+
+    def create(self, key: str) -> AbstractContextManager[Sink]:
+        """A blob written in one go; visible under ``key`` only once the block ends without an exception."""
+
+    def open(self, key: str) -> BinaryIO:
+        """The blob, readable and seekable; FileNotFoundError if there is none."""
+
+    def size(self, key: str) -> int: ...
+
+    def delete(self, key: str) -> None:
+        """The blob and whatever an unfinished upload left under its key."""
+
+    def sweep(self, known: Container[str], cutoff: datetime) -> int:
+        """Remove what no row names (``known``: blob keys, tail objects,
+        multipart upload ids) and was stored before ``cutoff``; returns how many."""
+
+    def begin(self, upload: Upload) -> None:
+        """Prepare a new resumable upload (its row is not committed yet)."""
+
+    def resume(
+        self, db: Session, upload: Upload, commit: Callable[[], None]
+    ) -> AbstractContextManager[PendingBlob]:
+        """The upload's stored bytes, for this request alone: raises
+        UploadBusy if another request holds them and UploadGone if they are
+        lost. ``commit`` stamps the upload's progress and commits ``db``."""
+
+
+def new_key() -> str:
+    return secrets.token_hex(16)
+
+
+def make_store(settings: Storage, instance: Path) -> BlobStore:
+    """The store the configuration names; an S3 bucket must answer at once."""
+    if settings.backend == "local":
+        return LocalBlobStore(instance / settings.blob_dir)
+    from .s3_store import S3BlobStore
+
+    store = S3BlobStore(settings)
+    try:
+        store.check()
+    except StorageUnavailable as exc:
+        raise ConfigError(str(exc)) from None
+    return store
 
 
 class LocalBlobStore:
@@ -33,14 +138,19 @@ class LocalBlobStore:
         for folder in root.iterdir():
             private_files.tighten(folder)
 
-    @staticmethod
-    def new_key() -> str:
-        return secrets.token_hex(16)
+    new_key = staticmethod(new_key)
 
     def _path(self, key: str) -> Path:
         if len(key) != 32 or not all(c in "0123456789abcdef" for c in key):
             raise ValueError("malformed blob key")
         return self.root / key[:2] / key
+
+    def check(self) -> None:
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise StorageUnavailable(f"storage.blob_dir: {self.root} is not a folder this process can write to")
+
+    def free_bytes(self) -> int:
+        return shutil.disk_usage(self.root).free
 
     @contextmanager
     def create(self, key: str) -> Iterator[BinaryIO]:
@@ -57,36 +167,6 @@ class LocalBlobStore:
             partial.unlink(missing_ok=True)
             raise
 
-    def open_pending(self, key: str, create: bool = False) -> BinaryIO:
-        """A blob still being written over several requests (a resumable
-        upload), invisible under its key until ``publish``.
-
-        The handle holds an exclusive lock, so two requests racing on one
-        upload cannot interleave their bytes; the lock goes with the handle
-        or the process. Raises BlobBusy if another handle has it, and
-        FileNotFoundError if the blob is gone and ``create`` is not set.
-        """
-        final = self._path(key)
-        final.parent.mkdir(mode=private_files.DIR_MODE, exist_ok=True)
-        flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0)
-        fh = os.fdopen(os.open(final.with_suffix(".partial"), flags, private_files.FILE_MODE), "r+b")
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.close()
-            raise BlobBusy(key) from None
-        return fh
-
-    @staticmethod
-    def persist(fh: BinaryIO) -> None:
-        """What was written to ``fh`` survives a crash from here on."""
-        fh.flush()
-        os.fsync(fh.fileno())
-
-    def publish(self, key: str) -> None:
-        final = self._path(key)
-        os.replace(final.with_suffix(".partial"), final)
-
     def open(self, key: str) -> BinaryIO:
         return open(self._path(key), "rb")
 
@@ -97,3 +177,96 @@ class LocalBlobStore:
         path = self._path(key)
         path.unlink(missing_ok=True)
         path.with_suffix(".partial").unlink(missing_ok=True)
+
+    def sweep(self, known: Container[str], cutoff: datetime) -> int:
+        removed = 0
+        for path in self.root.glob("*/*"):
+            if path.name.removesuffix(".partial") not in known and path.stat().st_mtime < cutoff.timestamp():
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+    def begin(self, upload: Upload) -> None:
+        final = self._path(upload.blob_key)
+        final.parent.mkdir(mode=private_files.DIR_MODE, exist_ok=True)
+        with private_files.create(final.with_suffix(".partial")) as fh:
+            fh.write(new_header())
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    @contextmanager
+    def resume(self, db: Session, upload: Upload, commit: Callable[[], None]) -> Iterator[PendingBlob]:
+        """The pending blob ``<key>.partial``, under an exclusive lock that
+        goes with the handle or the process, so two requests racing on one
+        upload cannot interleave their bytes."""
+        partial = self._path(upload.blob_key).with_suffix(".partial")
+        try:
+            fh = open(partial, "r+b")
+        except FileNotFoundError:
+            raise UploadGone(upload.id) from None
+        with fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UploadBusy(upload.id) from None
+            # Read under the lock: the request that held it before may have
+            # stored more since this request read the row.
+            db.refresh(upload)
+            yield _LocalPending(fh, partial, upload, commit)
+
+
+class _LocalPending:
+    """Segments appended to the pending file, each index reserved first.
+
+    Written bytes are on disk, so a segment index is never written before
+    a commit has raised the row's mark (``reserved_segments``) above it.
+    When a request ends, the file is synced and then the offset committed,
+    with the mark brought down to the indices used. A mark still ahead of
+    the offset means a request died after writing segments nobody
+    recorded: what was sealed under the header on disk is unknown, so the
+    upload starts over under a fresh header, and with it a fresh file key.
+    """
+
+    def __init__(self, fh: BinaryIO, path: Path, upload: Upload, commit: Callable[[], None]) -> None:
+        self._fh, self._path, self._upload, self._commit = fh, path, upload, commit
+        header = fh.read(HEADER_BYTES)
+        segment_size = parse_header(header).segment_size
+        stored = upload.offset // segment_size
+        if upload.reserved_segments > stored:
+            header, stored = new_header(segment_size), 0
+            fh.seek(0)
+            fh.write(header)
+        self.header = header
+        # Any commit from here on (a reservation) must not claim the old offset.
+        self.offset = upload.offset = stored * segment_size
+        # Under a fresh header no index is used yet, and the stored mark
+        # still covers every index below it.
+        self._reserved = upload.reserved_segments
+        self._spent = stored
+        # Anything past the offset is a torn write of a request that died,
+        # or segments of an abandoned header; either way it is cut off.
+        fh.seek(HEADER_BYTES + stored * (segment_size + TAG_BYTES))
+        fh.truncate()
+
+    def put(self, index: int, sealed: bytes) -> None:
+        if index >= self._reserved:
+            self._upload.reserved_segments = self._reserved = index + RESERVE_SEGMENTS
+            self._commit()
+        # Spent from here on, even if the write below fails or tears.
+        self._spent = index + 1
+        self._fh.write(sealed)
+
+    def save(self, offset: int, complete: bool) -> None:
+        # Synced before it is committed: the database never claims bytes, or
+        # a new header, that the disk might not have after a power cut. If
+        # this raises, the mark stays ahead and the upload starts over.
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        if complete:
+            os.replace(self._path, self._path.with_suffix(""))
+            return
+        self._upload.offset = offset
+        # Every index sealed under the header, a failed write's included;
+        # ahead of the offset's segments only when a write failed.
+        self._upload.reserved_segments = self._spent
+        self._commit()

@@ -36,6 +36,7 @@ and the one that fills the disk. So:
   parallel uploads cannot all pass on the same free space. Bytes a running
   upload has written count twice until it ends (on disk, and still
   promised): the check errs towards "try later", never towards a full disk.
+  An S3 bucket has no disk to measure, so there this check does not apply.
 - **Read timeout**: a body that sends nothing for
   ``limits.upload_read_timeout_seconds`` ends its request; and a body left
   unread by a refusal is not read by the server afterwards either.
@@ -51,7 +52,6 @@ import hashlib
 import logging
 import os
 import secrets
-import shutil
 import socket
 import threading
 import time
@@ -298,10 +298,6 @@ def quota_left(db: Session, portal: Portal, sender: str) -> int:
     return portal.settings.limits.draft_bytes_per_sender - int(files) - int(uploads)
 
 
-def free_bytes(portal: Portal) -> int:
-    return shutil.disk_usage(portal.store.root).free
-
-
 def promised_bytes(db: Session, portal: Portal, now: datetime) -> int:
     """What uploads admitted earlier may still write: the rest of every
     resumable upload that can still be resumed, and every live claim.
@@ -325,12 +321,16 @@ def claim_space(
     """Promise ``size`` bytes of the store's disk to ``holder`` if they fit
     beside everything promised before, above the watermark. Commits."""
     now = now or utcnow()
+    if portal.store.free_bytes() is None:
+        return True  # no disk to fill: an object store grows as it is written
     if db.get_bind().dialect.name == "postgresql":
         db.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SPACE_LOCK})
     # A write before anything is read: on SQLite it takes the database's
     # write lock, which the next admission then waits for.
     db.execute(delete(SpaceClaim).where(SpaceClaim.expires_at <= now))
-    room = free_bytes(portal) - promised_bytes(db, portal, now) - size
+    # Measured under the lock: an upload that ended meanwhile no longer
+    # counts as promised, and its bytes are on the disk.
+    room = (portal.store.free_bytes() or 0) - promised_bytes(db, portal, now) - size
     if room < portal.settings.storage.min_free_bytes:
         db.rollback()
         return False
@@ -346,7 +346,8 @@ def room_for_rest(portal: Portal, upload: Upload) -> bool:
     disk really lacks them: measured against all promises, it would be
     refused for the room that uploads running beside it already use.
     """
-    return free_bytes(portal) >= upload.length - upload.offset
+    free = portal.store.free_bytes()
+    return free is None or free >= upload.length - upload.offset
 
 
 def _client_socket(environ: dict[str, Any]) -> socket.socket | None:

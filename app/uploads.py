@@ -13,6 +13,7 @@ is checked as soon as it ends: no other part of a forged request is read.
 from __future__ import annotations
 
 import itertools
+import logging
 import mimetypes
 import unicodedata
 import uuid
@@ -30,6 +31,9 @@ from .crypto.stream import SegmentWriter
 from .models import Draft, StoredFile
 from .policy import Limits
 from .portal import Portal
+from .storage import StorageUnavailable
+
+log = logging.getLogger(__name__)
 
 READ_SIZE = 64 * 1024
 # Beside one read in the decoder's buffer: room for a part's headers (a
@@ -151,7 +155,7 @@ def receive(
     field_name: str | None = None
     field_buf = bytearray()
     field_bytes = 0
-    upload: _OpenUpload | None = None
+    upload: OpenUpload | None = None
     skipping = False
 
     def finish_field() -> None:
@@ -186,7 +190,7 @@ def receive(
                         result.refused.append((name, refuse_files))
                         skipping = True
                     if not skipping:
-                        upload = _OpenUpload(portal, dek, name, draft.transfer_id)
+                        upload = OpenUpload(portal, dek, name, draft.transfer_id)
                         count += 1
                     field_name = None
                 elif isinstance(event, Data):
@@ -236,16 +240,20 @@ def receive(
 
 
 def _forget(db: Session, portal: Portal, draft: Draft, added: list[StoredFile]) -> None:
-    """The files a failed request had finished: neither rows nor blobs stay."""
+    """The files a failed request had finished: neither rows nor blobs stay
+    (a blob the store cannot delete now is swept as an orphan later)."""
     for stored in added:
         if stored in draft.files:
             draft.files.remove(stored)
         if stored in db:
             db.expunge(stored)
-        portal.store.delete(stored.blob_key)
+        try:
+            portal.store.delete(stored.blob_key)
+        except StorageUnavailable:
+            log.warning("blob %s stays until the orphan sweep: the store is unavailable", stored.blob_key)
 
 
-class _OpenUpload:
+class OpenUpload:
     """One file being written: ciphertext only, visible only once complete."""
 
     def __init__(self, portal: Portal, dek: bytes, name: str, transfer_id: str) -> None:

@@ -14,6 +14,8 @@ from app import create_app, db
 from .live import LiveServer
 from .mailbox import Mailbox
 from .pg import INSTALL_HINT, PostgresDatabase, PostgresServer, find_bindir
+from .seaweed import INSTALL_HINT as WEED_INSTALL_HINT
+from .seaweed import SeaweedServer, find_weed
 from .walker import Sender
 
 # Cheap Argon2 for speed; tests/test_production_params.py uses the real ones.
@@ -58,15 +60,53 @@ def _close_databases(apps: list[Flask]) -> None:
             session.get_bind().dispose()
 
 
+@pytest.fixture(scope="session")
+def seaweed() -> Iterator[SeaweedServer]:
+    """One SeaweedFS server (an S3 store) for the whole session, started on first use."""
+    weed = find_weed()
+    if weed is None:
+        pytest.fail(WEED_INSTALL_HINT, pytrace=False)
+    server = SeaweedServer(weed).start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def make_app(tmp_path: Path, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Flask]]:
+def s3_bucket(seaweed: SeaweedServer) -> Iterator[str]:
+    """A fresh, empty bucket for this test."""
+    name = seaweed.create_bucket()
+    yield name
+    seaweed.delete_bucket(name)
+
+
+@pytest.fixture
+def blob_backend(request: pytest.FixtureRequest) -> str:
+    """Where the test's portals keep their blobs: "local", unless the test is
+    parametrized with ``blob_backend`` indirectly (tests/blobs.py, BOTH_STORES)."""
+    return getattr(request, "param", "local")
+
+
+@pytest.fixture
+def store_config(blob_backend: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The configuration that puts a portal's blobs where ``blob_backend`` says."""
+    if blob_backend == "local":
+        return {}
+    seaweed: SeaweedServer = request.getfixturevalue("seaweed")
+    return {"storage": seaweed.config(request.getfixturevalue("s3_bucket"))}
+
+
+@pytest.fixture
+def make_app(
+    tmp_path: Path, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch, store_config: dict[str, Any]
+) -> Iterator[Callable[..., Flask]]:
     monkeypatch.delenv("KOERIER_CONFIG", raising=False)
     monkeypatch.delenv("KOERIER_SECRET_KEY", raising=False)
     mailbox.clear()
     apps: list[Flask] = []
 
     def factory(config: dict[str, Any] | None = None, instance: Path | None = None) -> Flask:
-        app = create_app(merge(base_config(mailbox), config or {}), instance_path=instance or tmp_path / "instance")
+        settings = merge(merge(base_config(mailbox), store_config), config or {})
+        app = create_app(settings, instance_path=instance or tmp_path / "instance")
         app.config["TESTING"] = True
         apps.append(app)
         return app
@@ -76,7 +116,9 @@ def make_app(tmp_path: Path, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch) 
 
 
 @pytest.fixture
-def make_live(tmp_path: Path, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., tuple[Flask, LiveServer]]]:
+def make_live(
+    tmp_path: Path, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch, store_config: dict[str, Any]
+) -> Iterator[Callable[..., tuple[Flask, LiveServer]]]:
     """An in-process app and a gunicorn server on the same instance folder."""
     monkeypatch.delenv("KOERIER_CONFIG", raising=False)
     monkeypatch.delenv("KOERIER_SECRET_KEY", raising=False)
@@ -89,7 +131,7 @@ def make_live(tmp_path: Path, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch)
     ) -> tuple[Flask, LiveServer]:
         instance = tmp_path / "live"
         instance.mkdir()
-        (instance / "config.toml").write_text(tomli_w.dumps(merge(base_config(mailbox), config or {})))
+        (instance / "config.toml").write_text(tomli_w.dumps(merge(merge(base_config(mailbox), store_config), config or {})))
         # The server first, so that its workers meet a fresh database.
         servers.append(LiveServer(instance, workers=workers, port=port, threads=threads))
         app = create_app(instance_path=instance)

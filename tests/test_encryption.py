@@ -11,6 +11,7 @@ import pytest
 from app.crypto.keys import DecryptionError, new_key
 from app.crypto.stream import (
     HEADER_BYTES, SEGMENT_SIZE, TAG_BYTES, LengthExceeded, ResumableWriter, SegmentReader, SegmentWriter, ciphertext_size,
+    new_header,
 )
 
 from .walker import Recipient, Sender
@@ -32,31 +33,36 @@ def unseal(blob: bytes, dek: bytes, start: int = 0, end: int | None = None) -> b
     return b"".join(SegmentReader(io.BytesIO(blob), dek, len(blob), **IDS).iter_range(start, end))
 
 
-@pytest.mark.parametrize("size", [0, 1, SEGMENT_SIZE, SEGMENT_SIZE + 1, 3 * SEGMENT_SIZE + 1234])
-def test_resumable_pieces_with_torn_tails_give_the_same_format(size: int) -> None:
-    data, dek = os.urandom(size), new_key()
-    sink = io.BytesIO()
-    writer = ResumableWriter.start(sink, dek, size, lambda index: index + 4, **IDS)
+@pytest.mark.parametrize("size", [1, SEGMENT_SIZE, SEGMENT_SIZE + 1, 3 * SEGMENT_SIZE + 1234])
+def test_resumable_pieces_give_the_same_format(size: int) -> None:
+    data, dek, header = os.urandom(size), new_key(), new_header()
+    sealed: dict[int, bytes] = {}
+
+    def sink(index: int, segment: bytes) -> None:
+        assert index not in sealed, "an index sealed twice"
+        sealed[index] = segment
+
     rng = random.Random(size)
-    while not writer.complete:
-        # A request brings some bytes and ends; a partial segment is never stored,
-        # and junk past the stored offset (a torn write) is cut off on resume.
-        writer.write(data[writer.offset : writer.offset + rng.randint(1, 150_000)])
+    offset = 0
+    while offset < size:
+        # A request brings some bytes and ends; a partial segment is never stored.
+        writer = ResumableWriter(dek, header, size, offset, sink, **IDS)
+        writer.write(data[offset : offset + rng.randint(1, 150_000)])
         assert writer.offset % SEGMENT_SIZE == 0 or writer.offset == size
-        if not writer.complete:
-            sink.seek(0, io.SEEK_END)
-            sink.write(b"torn write")
-            writer = ResumableWriter(sink, dek, size, writer.offset, writer.spent, lambda index: index + 4, **IDS)
-            assert not writer.restarted
-    blob = sink.getvalue()
+        offset = writer.offset
+    assert writer.complete
+    blob = header + b"".join(sealed[index] for index in sorted(sealed))
     assert len(blob) == ciphertext_size(size)
     assert unseal(blob, dek) == data
 
 
-def test_resumable_refuses_bytes_past_the_length() -> None:
-    writer = ResumableWriter.start(io.BytesIO(), new_key(), 10, lambda index: index + 1, **IDS)
+def test_resumable_refuses_bytes_past_the_length_and_an_empty_file() -> None:
+    writer = ResumableWriter(new_key(), new_header(), 10, 0, lambda index, segment: None, **IDS)
     with pytest.raises(LengthExceeded):
         writer.write(b"x" * 11)
+    # An empty file has nothing to resume: it is written whole when it is created.
+    with pytest.raises(ValueError):
+        ResumableWriter(new_key(), new_header(), 0, 0, lambda index, segment: None, **IDS)
 
 
 @pytest.mark.parametrize("size", [0, 1, SEGMENT_SIZE - 1, SEGMENT_SIZE, SEGMENT_SIZE + 1, 3 * SEGMENT_SIZE, 200_001])

@@ -1,4 +1,4 @@
-"""The resumable upload endpoint (tus 1.0), request by request."""
+"""The resumable upload endpoint (tus 1.0), request by request, on either store."""
 
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ from app.clock import utcnow
 from app.crypto.stream import SEGMENT_SIZE
 from app.models import StoredFile, Upload
 
+from . import blobs
 from .walker import Sender, csrf_token, text_of
 
+pytestmark = blobs.BOTH_STORES
 TUS = {"Tus-Resumable": "1.0.0"}
 
 
@@ -91,16 +93,17 @@ def test_resumed_upload_stores_whole_segments_and_arrives_intact(tus: TusSender,
     assert _finish_and_download(tus, "scan.zip") == data
 
 
-def test_no_plaintext_on_disk_and_the_blob_is_hidden_until_complete(tus: TusSender, app) -> None:
+def test_no_plaintext_is_stored_and_the_blob_is_hidden_until_complete(tus: TusSender, app) -> None:
     data = b"BSN 123456782 " * 20_000
     location = tus.create(len(data)).headers["Location"]
     tus.patch(location, 0, data[: 2 * SEGMENT_SIZE])
-    store = app.extensions["koerier"].store
-    files = [p for p in store.root.rglob("*") if p.is_file()]
-    assert [p.suffix for p in files] == [".partial"]
-    assert b"BSN 123456782" not in files[0].read_bytes()
     with app.app_context():
+        [upload] = db.session().scalars(select(Upload)).all()
         assert db.session().scalars(select(StoredFile)).all() == []
+    # Local: the pending file; S3: the tail object with the two segments.
+    [pending] = blobs.names(app)
+    assert pending != upload.blob_key and pending.startswith(upload.blob_key + ".")
+    assert b"BSN 123456782" not in blobs.read(app, pending)
 
 
 def test_empty_file_is_complete_on_creation(tus: TusSender, app) -> None:
@@ -170,24 +173,24 @@ def test_termination(tus: TusSender, app) -> None:
     tus.patch(running, 0, b"x" * SEGMENT_SIZE)
     done = tus.create(4, name="klaar.pdf").headers["Location"]
     tus.patch(done, 0, b"done")
-    store = app.extensions["koerier"].store
-    assert len([p for p in store.root.rglob("*") if p.is_file()]) == 2
+    assert len(blobs.names(app)) == 2
 
     for location in (running, done):
         r = tus.client.delete(location, base_url="https://portal.example.nl", headers=tus.headers())
         assert r.status_code == 204
         assert tus.head(location).status_code == 404
-    assert [p for p in store.root.rglob("*") if p.is_file()] == []
+    assert blobs.leftovers(app) == []
 
 
 def test_a_second_writer_waits_its_turn(tus: TusSender, app) -> None:
     location = tus.create(10).headers["Location"]
-    with app.app_context():
-        upload = db.session().scalars(select(Upload)).one()
     store = app.extensions["koerier"].store
-    with store.open_pending(upload.blob_key):
-        busy = tus.patch(location, 0, b"0123456789")
-        assert busy.status_code == 423 and "Retry-After" in busy.headers
+    with app.app_context(), db.new_session(app) as session:
+        upload = session.scalars(select(Upload)).one()
+        # Another request (on any app server) is writing the upload.
+        with store.resume(session, upload, session.commit):
+            busy = tus.patch(location, 0, b"0123456789")
+            assert busy.status_code == 423 and "Retry-After" in busy.headers
     assert tus.patch(location, 0, b"0123456789").headers["Upload-Offset"] == "10"
 
 
@@ -197,8 +200,7 @@ def test_abandoned_uploads_expire_and_leave_nothing(tus: TusSender, app) -> None
     later = utcnow() + timedelta(hours=app.config["KOERIER"].transfer.draft_ttl_hours, minutes=1)
     report = purge.run(lambda: db.new_session(app), app.extensions["koerier"], later)
     assert report.drafts_removed == 1
-    store = app.extensions["koerier"].store
-    assert [p for p in store.root.rglob("*") if p.is_file()] == []
+    assert blobs.leftovers(app) == []
     with app.app_context():
         assert db.session().scalars(select(Upload)).all() == []
 
@@ -225,6 +227,7 @@ def test_an_unfinished_upload_stops_next_until_it_is_removed(tus: TusSender, app
     assert tus.post(remove.group(1), data={"csrf_token": csrf_token(remove.group(2))}).status_code == 302
     recipient = tus.open_uploaded()
     assert list(recipient.file_links()) == ["heel.pdf"]
-    store = app.extensions["koerier"].store
-    assert all(p.suffix != ".partial" for p in store.root.rglob("*"))
+    with app.app_context():
+        [stored] = db.session().scalars(select(StoredFile)).all()
+    assert blobs.leftovers(app) == [stored.blob_key]
     assert hashlib.sha256(recipient.get(recipient.file_links()["heel.pdf"]).data).hexdigest() == hashlib.sha256(b"whole").hexdigest()

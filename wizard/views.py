@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from flask import abort, flash, redirect, render_template, request, session, url_for
@@ -16,10 +17,12 @@ from app import (
 )
 from app.argon2_gate import Argon2Busy
 from app.clock import utcnow
+from app.errors import STORE_RETRY_SECONDS, STORE_UNAVAILABLE
 from app.forms import ButtonForm
 from app.ids import group
 from app.mailer import MailError
 from app.models import Draft, Transfer
+from app.storage import StorageUnavailable
 from app.web import client_ip, limit_body, portal, settings, streams_body, upload_leases
 
 from . import bp, sender_cookie
@@ -28,6 +31,8 @@ from .guards import (
     retry_message, sender_verified, to_summary_of, wizard_step,
 )
 from .forms import MessageForm, NotificationForm, OptionsForm, PersonalForm, RecipientsForm, VerifyForm
+
+log = logging.getLogger(__name__)
 
 UPLOAD_OVERHEAD = 2 * 1024 * 1024
 BUSY = _l("The portal is very busy right now. Please try again in a moment; what you entered is kept.")
@@ -221,6 +226,13 @@ def files(draft: Draft):  # type: ignore[no-untyped-def]
     except upload_limits.TooManyUploads:
         return refused_posts.refuse(
             notes=[TOO_MANY_UPLOADS], status=429, headers={"Retry-After": str(upload_limits.RETRY_AFTER_SECONDS)}, draft=draft
+        )
+    except StorageUnavailable as exc:
+        # None of this post's files is kept; the message typed beside them
+        # may be beyond reach in the unread body, as for a body too large.
+        log.warning("files step: %s", exc)
+        return refused_posts.refuse(
+            notes=[STORE_UNAVAILABLE], status=503, headers={"Retry-After": str(STORE_RETRY_SECONDS)}, draft=draft
         )
 
     # The token was already checked from the stream by uploads.receive.

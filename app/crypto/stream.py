@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Callable, Iterator
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -45,21 +45,27 @@ def new_header(segment_size: int = SEGMENT_SIZE) -> bytes:
     return _HEADER.pack(MAGIC, VERSION, segment_size, os.urandom(SALT_BYTES))
 
 
-def _parse_header(header: bytes) -> tuple[int, int, bytes]:
-    """(version, segment size, salt) of a well-formed header."""
+class Header(NamedTuple):
+    version: int
+    segment_size: int
+    salt: bytes
+
+
+def parse_header(header: bytes) -> Header:
+    """The fields of a well-formed header."""
     if len(header) != HEADER_BYTES:
         raise DecryptionError("truncated header")
     magic, version, segment_size, salt = _HEADER.unpack(header)
     if magic != MAGIC or version not in READABLE_VERSIONS or not 1024 <= segment_size <= 16 * 1024 * 1024:
         raise DecryptionError("not a Koerier blob")
-    return version, segment_size, salt
+    return Header(version, segment_size, salt)
 
 
 class _Sealer:
     """The file key and associated data of one blob, from its header and its file's ids."""
 
     def __init__(self, dek: bytes, header: bytes, transfer_id: str, file_id: str) -> None:
-        version, self.segment_size, salt = _parse_header(header)
+        version, self.segment_size, salt = parse_header(header)
         self.aead = AESGCM(derive(dek, "koerier/file/v1", salt))
         self.aad = header if version == 1 else header + f"koerier/blob/v2/{transfer_id}/{file_id}".encode()
 
@@ -141,75 +147,44 @@ class ResumableWriter:
 
     Knowing the length up front means a segment's last flag is known as soon
     as its bytes are complete, so every segment is sealed once, as it
-    arrives. Bytes of an incomplete segment are held in memory only and
-    dropped when the request ends: ``offset`` is always a whole number of
-    segments (or the full length).
+    arrives, under the header it is given, and handed to ``sink(index,
+    sealed)`` in order. Bytes of an incomplete segment are held in memory
+    only and dropped when the request ends: ``offset`` is always a whole
+    number of segments (or the full length).
 
-    A segment index is never sealed twice under one file key, whatever
-    crashes: before sealing index *i* the writer needs ``i < reserved``, and
-    raises the mark through ``reserve(i)``, which must make the new mark
-    durable (commit it) before returning it. ``spent`` counts the indices
-    used, a failed write included. The owner stores ``offset`` and
-    ``reserved = spent`` together once the bytes are synced. Opened with a
-    mark ahead of the offset (a request died, or its last commit failed,
-    after sealing segments nobody recorded), the writer cannot know what
-    was sealed under the header on disk, so it starts over under a fresh
-    header, and with it a fresh file key, at offset 0 (``restarted``).
+    Sealing alone reveals nothing; the sink decides when sealed bytes leave
+    memory, and makes sure first that no segment index is ever stored
+    twice under one file key with different contents (app/storage.py,
+    app/s3_store.py, docs/FORMAT.md "Resumable uploads"). An empty file
+    has nothing to resume and is written in one go instead.
     """
 
     def __init__(
-        self, sink: BinaryIO, dek: bytes, length: int, offset: int, reserved: int, reserve: Callable[[int], int],
+        self, dek: bytes, header: bytes, length: int, offset: int, sink: Callable[[int, bytes], None],
         *, transfer_id: str, file_id: str,
     ) -> None:
-        sink.seek(0)
-        header = sink.read(HEADER_BYTES)
-        _, segment_size, _ = _parse_header(header)
-        if offset % segment_size or (offset >= length and length):
-            raise ValueError("a stored offset is a whole number of segments, short of the length")
-        self.restarted = reserved > offset // segment_size
-        if self.restarted:
-            header = new_header(segment_size)
-            sink.seek(0)
-            sink.write(header)
-            offset = 0
         self._sealer = _Sealer(dek, header, transfer_id, file_id)
+        segment_size = self._sealer.segment_size
+        if length <= 0 or offset % segment_size or offset >= length:
+            raise ValueError("a stored offset is a whole number of segments, short of a length above zero")
         self._segment_size = segment_size
         self._sink = sink
         self._length = length
-        self._last_index = max(0, -(-length // segment_size) - 1)
-        self._reserve = reserve
-        # Under a fresh header no index is used yet, and the stored mark
-        # still covers every index below it.
-        self.reserved = reserved
-        self.spent = offset // segment_size
+        self._last_index = -(-length // segment_size) - 1
+        self._next = offset // segment_size
         self._buffer = bytearray()
         self.offset = offset
-        # Anything past the offset is a torn write of a request that died,
-        # or segments of an abandoned header; either way it is cut off.
-        sink.seek(HEADER_BYTES + self.spent * (segment_size + TAG_BYTES))
-        sink.truncate()
-
-    @classmethod
-    def start(
-        cls, sink: BinaryIO, dek: bytes, length: int, reserve: Callable[[int], int],
-        *, transfer_id: str, file_id: str, segment_size: int = SEGMENT_SIZE,
-    ) -> "ResumableWriter":
-        sink.write(new_header(segment_size))
-        writer = cls(sink, dek, length, 0, 0, reserve, transfer_id=transfer_id, file_id=file_id)
-        if length == 0:
-            writer._seal(b"")
-        return writer
 
     @property
     def complete(self) -> bool:
-        return self.offset == self._length and self.spent > self._last_index
+        return self.offset == self._length
 
     def write(self, data: bytes) -> None:
         if self.offset + len(self._buffer) + len(data) > self._length:
             raise LengthExceeded("more bytes than the declared length")
         view = memoryview(data)
         while view:
-            want = self._segment_size if self.spent < self._last_index else self._length - self.offset
+            want = self._segment_size if self._next < self._last_index else self._length - self.offset
             take = want - len(self._buffer)
             if not self._buffer and len(view) >= want:
                 # A whole segment in the caller's buffer: seal it without copying.
@@ -223,15 +198,9 @@ class ResumableWriter:
                 self._buffer = bytearray()
 
     def _seal(self, plaintext: bytes | bytearray | memoryview) -> None:
-        index = self.spent
-        if index >= self.reserved:
-            reserved = self._reserve(index)
-            if reserved <= index:
-                raise ValueError("a reservation must cover the index it was asked for")
-            self.reserved = reserved
-        # Spent from here on, even if the write below fails or tears.
-        self.spent += 1
-        self._sink.write(self._sealer.seal(index, index == self._last_index, plaintext))
+        index = self._next
+        self._sink(index, self._sealer.seal(index, index == self._last_index, plaintext))
+        self._next += 1
         self.offset += len(plaintext)
 
 
