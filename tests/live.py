@@ -52,8 +52,10 @@ def wait_for(condition: Callable[[], T], what: str, timeout: float = 60) -> T:
 def resume_upload(url: str, headers: dict[str, str], data: bytes) -> int:
     """Goes on with a tus upload of ``data`` as a client does after an error:
     asks for the offset, sends the rest from there, and asks again after a
-    409. Returns the offset the server took the rest from."""
-    for _ in range(3):
+    409, or after the wait a 423 asks for (the upload is still held by the
+    request that failed). Returns the offset the server took the rest from."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
         offset = int(requests.head(url, headers=headers, timeout=60).headers["Upload-Offset"])
         answer = requests.patch(
             url, data=data[offset:], timeout=120,
@@ -62,8 +64,18 @@ def resume_upload(url: str, headers: dict[str, str], data: bytes) -> int:
         if answer.status_code == 204:
             assert answer.headers["Upload-Offset"] == str(len(data))
             return offset
-        assert answer.status_code == 409, answer.status_code
+        assert answer.status_code in (409, 423), answer.status_code
+        if answer.status_code == 423:
+            time.sleep(int(answer.headers["Retry-After"]))
     raise AssertionError("the upload never resumed")
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    except ConnectionRefusedError:
+        return False
+    return True
 
 
 def free_port() -> int:
@@ -133,6 +145,9 @@ class LiveServer:
         self.process.wait(timeout=30)
         for pid in workers:
             os.kill(pid, signal.SIGKILL)
+        # Gone once its port refuses connections: until the last worker has
+        # exited, the kernel still accepts them on its listening socket.
+        wait_for(lambda: not _accepts(self.port), "the killed server's port to close")
 
     def stop(self) -> None:
         self.process.terminate()
