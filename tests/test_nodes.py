@@ -31,6 +31,7 @@ import ssl
 import time
 import zipfile
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -111,6 +112,7 @@ class Cluster:
         return sender
 
     def mark(self) -> int:
+        """How many requests nginx has logged: all so far, once the last one was waited for (``hops``, ``probe``)."""
         return len(self.proxy.hops())
 
     def hops(self, since: int, until: Callable[[list[Hop]], bool]) -> list[Hop]:
@@ -124,10 +126,18 @@ class Cluster:
         return wait_for(done, "nginx's log")
 
     def probe(self) -> Hop:
-        """One request through the proxy, and where it went."""
+        """One request through the proxy, and where it went, once nginx and that node have logged it."""
         path = f"/help?probe={secrets.token_hex(4)}"
         assert requests.get(self.url + path, timeout=60).status_code == 200
-        return self.hops(0, lambda hops: any(h.uri == path for h in hops))[-1]
+        [hop] = [h for h in self.hops(0, lambda hops: any(h.uri == path for h in hops)) if h.uri == path]
+        node = self.node(hop)
+        wait_for(lambda: any(f"GET {path} " in line for line in log_lines(node)), "the node's log")
+        return hop
+
+    def settle(self) -> None:
+        """Until nginx and both nodes have logged every request made so far
+        (each logs in order): a probe through each node."""
+        assert {self.probe().upstream, self.probe().upstream} == {address(node) for node in self.nodes}
 
     def next_to(self, node: LiveServer) -> None:
         """Have the next request through the proxy go to ``node``: round robin
@@ -152,19 +162,36 @@ class Cluster:
     def tus_headers(self, sender: Sender) -> dict[str, str]:
         return {**TUS, "Cookie": sender.cookie_header(), "X-CSRFToken": sender.upload_token()}
 
+    def new_upload(self, headers: dict[str, str], length: int, name: str) -> str:
+        """A tus creation through the proxy; the new upload's URL."""
+        metadata = "filename " + base64.b64encode(name.encode()).decode()
+        created = requests.post(
+            self.url + "/send/uploads", headers={**headers, "Upload-Length": str(length), "Upload-Metadata": metadata},
+            timeout=60,
+        )
+        assert created.status_code == 201
+        return urljoin(self.url, created.headers["Location"])
+
 
 def log_lines(node: LiveServer) -> list[str]:
     return node.access_log.read_text().splitlines()
 
 
-def shared_store(request: pytest.FixtureRequest, folder: Path) -> tuple[dict[str, str], Callable[[], None]]:
-    """The ``[storage]`` keys of the one store the nodes share, and how to remove it."""
+def shared_store(request: pytest.FixtureRequest, folder: Path, cleanup: ExitStack) -> dict[str, str]:
+    """The ``[storage]`` keys of the one store the nodes share."""
     if request.param == "local":
         # Absolute: each node resolves a relative one against its own instance folder.
-        return {"blob_dir": str(folder / "store")}, lambda: None
+        return {"blob_dir": str(folder / "store")}
     seaweed: SeaweedServer = request.getfixturevalue("seaweed")
     bucket = seaweed.create_bucket()
-    return seaweed.config(bucket), lambda: seaweed.delete_bucket(bucket)
+    cleanup.callback(seaweed.delete_bucket, bucket)
+    return seaweed.config(bucket)
+
+
+def let_go(app: Flask) -> None:
+    """Close the inspector's pooled connections, so that its database can be dropped."""
+    with db.new_session(app) as session:
+        session.get_bind().dispose()
 
 
 @pytest.fixture(scope="module", params=["s3", "local"])
@@ -174,42 +201,36 @@ def cluster(
     if find_nginx() is None:
         pytest.fail(INSTALL_HINT, pytrace=False)
     folder = tmp_path_factory.mktemp("nodes")
-    database = postgres.create_database()
-    store, remove_store = shared_store(request, folder)
-    ports = [free_port(), free_port()]
-    proxy = Nginx(ports, max_body=MAX_TOTAL + UPLOAD_OVERHEAD)
-    config = merge(base_config(mailbox), {
-        "site": {"base_url": proxy.url, "trusted_proxies": 1},
-        "storage": {"database_url": postgres.url(database), **store},
-        "transfer": {"max_total_bytes": MAX_TOTAL},
-        # Every worker of both nodes ticks each minute; the lease lets one run the job.
-        "retention": {"scheduler": True, "interval_minutes": 1},
-        "download": {"max_attempts": 3},
-        "verification": {"resend_cooldown_seconds": 0},
-        "limits": {"verification_mails_per_address_per_hour": 3},
-    })
-    nodes: list[LiveServer] = []
-    app = None
-    with pytest.MonkeyPatch.context() as env:
+    # Undone in reverse order, whatever step fails.
+    with ExitStack() as cleanup, pytest.MonkeyPatch.context() as env:
+        database = postgres.create_database()
+        cleanup.callback(postgres.drop_database, database)
+        store = shared_store(request, folder, cleanup)
+        ports = [free_port(), free_port()]
+        proxy = Nginx(ports, max_body=MAX_TOTAL + UPLOAD_OVERHEAD)
+        cleanup.callback(proxy.stop)
+        config = merge(base_config(mailbox), {
+            "site": {"base_url": proxy.url, "trusted_proxies": 1},
+            "storage": {"database_url": postgres.url(database), **store},
+            "transfer": {"max_total_bytes": MAX_TOTAL},
+            # Every worker of both nodes ticks each minute; the lease lets one run the job.
+            "retention": {"scheduler": True, "interval_minutes": 1},
+            "download": {"max_attempts": 3},
+            "verification": {"resend_cooldown_seconds": 0},
+            "limits": {"verification_mails_per_address_per_hour": 3},
+        })
         env.delenv("KOERIER_CONFIG", raising=False)
         env.setenv("KOERIER_SECRET_KEY", secrets.token_urlsafe(48))
         # requests and tuspy (which takes no CA of its own) trust the proxy's certificate.
         env.setenv("REQUESTS_CA_BUNDLE", str(proxy.cert))
-        try:
-            for name, port in zip(("node-a", "node-b"), ports):
-                nodes.append(LiveServer(instance_folder(folder / name, config), port=port))
-            inspector = instance_folder(folder / "inspector", merge(config, {"retention": {"scheduler": False}}))
-            app = create_app(instance_path=inspector)
-            yield Cluster(request.param, proxy, nodes, app, mailbox)
-        finally:
-            for node in nodes:
-                node.stop()
-            proxy.stop()
-            if app is not None:
-                with db.new_session(app) as session:
-                    session.get_bind().dispose()
-            postgres.drop_database(database)
-            remove_store()
+        nodes = []
+        for name, port in zip(("node-a", "node-b"), ports):
+            nodes.append(LiveServer(instance_folder(folder / name, config), port=port))
+            cleanup.callback(nodes[-1].stop)
+        inspector = instance_folder(folder / "inspector", merge(config, {"retention": {"scheduler": False}}))
+        app = create_app(instance_path=inspector)
+        cleanup.callback(let_go, app)
+        yield Cluster(request.param, proxy, nodes, app, mailbox)
 
 
 def instance_folder(folder: Path, config: dict[str, Any]) -> Path:
@@ -228,6 +249,7 @@ def events(app: Flask, kind: str) -> list[Event]:
 
 
 def test_a_whole_transfer_walks_across_both_nodes_in_turn(cluster: Cluster) -> None:
+    cluster.settle()
     mark = cluster.mark()
     marks = [len(log_lines(node)) for node in cluster.nodes]
     jan = cluster.sender("jan@zorg.example")
@@ -266,10 +288,13 @@ def test_a_whole_transfer_walks_across_both_nodes_in_turn(cluster: Cluster) -> N
     assert "buffered to a temporary file" not in cluster.proxy.errors()
 
 
-def patches(cluster: Cluster, mark: int) -> list[Hop]:
-    """The tus PATCH requests nginx finished since ``mark``, once there is one."""
-    hops = cluster.hops(mark, lambda hops: any(h.method == "PATCH" for h in hops))
-    return [h for h in hops if h.method == "PATCH"]
+def patches(cluster: Cluster, path: str, count: int) -> list[Hop]:
+    """The first ``count`` PATCH requests to ``path`` (a tus upload) that nginx finished."""
+
+    def to_path(hops: list[Hop]) -> list[Hop]:
+        return [h for h in hops if h.method == "PATCH" and h.uri == path]
+
+    return to_path(cluster.hops(0, lambda hops: len(to_path(hops)) >= count))[:count]
 
 
 def test_a_tus_upload_cut_half_way_on_one_node_resumes_on_the_other(cluster: Cluster, tmp_path: Path) -> None:
@@ -277,8 +302,6 @@ def test_a_tus_upload_cut_half_way_on_one_node_resumes_on_the_other(cluster: Clu
     expected = random_file(source, 3 * CHUNK + 777)
     kees = cluster.at_files_step("kees@zorg.example")
     headers = cluster.tus_headers(kees)
-    marks = {node.port: len(log_lines(node)) for node in cluster.nodes}
-    mark = cluster.mark()
     # A relay in front of the proxy drops the connection half-way through the file, sent in one PATCH.
     relay = DroppingProxy(cluster.proxy.port, drop_after=source.stat().st_size // 2)
     via_relay = f"https://localhost:{urlsplit(relay.url).port}/send/uploads"
@@ -289,24 +312,24 @@ def test_a_tus_upload_cut_half_way_on_one_node_resumes_on_the_other(cluster: Clu
         first.upload()
     relay.close()
     assert relay.dropped
-    url = urljoin(cluster.url, urlsplit(first.url).path)
-    cut_on = cluster.node(patches(cluster, mark)[0])
+    path = urlsplit(first.url).path
+    url = urljoin(cluster.url, path)
+    [cut] = patches(cluster, path, 1)
+    cut_on = cluster.node(cut)
     # Once the cut request has ended on its node, what it stored is committed.
-    since = marks[cut_on.port]
-    wait_for(lambda: any('"PATCH ' in line for line in log_lines(cut_on)[since:]), "the cut request to end")
+    wait_for(lambda: any(f'"PATCH {path} ' in line for line in log_lines(cut_on)), "the cut request to end")
     stored = int(requests.head(url, headers=headers, timeout=60).headers["Upload-Offset"])
     # nginx passed the cut request's body on as it came: the node kept what arrived of it.
     assert 0 < stored < source.stat().st_size and stored % SEGMENT_SIZE == 0
 
     # The resuming client asks for the offset (on the same node), then sends the rest to the other, in chunks.
     cluster.next_to(cut_on)
-    mark = cluster.mark()
     resumed = TusClient(cluster.url + "/send/uploads", headers=headers).uploader(
         file_path=str(source), url=url, chunk_size=CHUNK, retries=0
     )
     assert resumed.offset == stored
     resumed.upload()
-    resume = patches(cluster, mark)[0]
+    resume = patches(cluster, path, 2)[1]
     assert resume.status == 204 and resume.upstream == address(cluster.other(cut_on))
 
     anna = kees.open_uploaded()
@@ -318,15 +341,10 @@ def test_a_chunked_upload_streams_through_the_proxy_too(cluster: Cluster) -> Non
     data = os.urandom(3 * MiB)
     wim = cluster.at_files_step("wim@zorg.example")
     headers = cluster.tus_headers(wim)
-    metadata = "filename " + base64.b64encode(b"stroom.zip").decode()
-    created = requests.post(
-        cluster.url + "/send/uploads", headers={**headers, "Upload-Length": str(len(data)), "Upload-Metadata": metadata},
-        timeout=60,
-    )
-    assert created.status_code == 201
+    url = cluster.new_upload(headers, len(data), "stroom.zip")
     pieces = (data[i : i + MiB] for i in range(0, len(data), MiB))
     answer = requests.patch(
-        urljoin(cluster.url, created.headers["Location"]), data=pieces, timeout=60,
+        url, data=pieces, timeout=60,
         headers={**headers, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"},
     )
     assert answer.status_code == 204 and answer.headers["Upload-Offset"] == str(len(data))
@@ -343,12 +361,7 @@ def test_an_upload_answered_unread_gets_its_answer_through_the_proxy(cluster: Cl
     on, must pass that answer back to the client, not a 502 of its own."""
     bram = cluster.at_files_step("bram@zorg.example")
     headers = cluster.tus_headers(bram)
-    metadata = "filename " + base64.b64encode(b"scan.zip").decode()
-    created = requests.post(
-        cluster.url + "/send/uploads", headers={**headers, "Upload-Length": str(8 * MiB), "Upload-Metadata": metadata},
-        timeout=60,
-    )
-    url = urljoin(cluster.url, created.headers["Location"])
+    url = cluster.new_upload(headers, 8 * MiB, "scan.zip")
     body = os.urandom(4 * MiB)
     stale = {**headers, "Upload-Offset": str(SEGMENT_SIZE), "Content-Type": "application/offset+octet-stream"}
     answers = [requests.patch(url, data=body, headers=stale, timeout=60) for _ in range(20)]
@@ -380,19 +393,17 @@ def test_a_download_streams_through_the_proxy_as_fast_as_the_client_reads(cluste
     anna = cluster.recipient()
     assert anna.unlock(sent.access_id("anna@gemeente.example"), PASSWORD).status_code == 302
     link = anna.file_links()["archief.zip"]
-    marks = {node.port: len(log_lines(node)) for node in cluster.nodes}
-    mark = cluster.mark()
     with anna.client.session.get(cluster.url + link, stream=True, timeout=60) as download:
         assert download.status_code == 200
         assert len(download.raw.read(64 * 1024)) == 64 * 1024
         # Long enough for a buffering proxy to take the rest from the node
         # into a temporary file; an unbuffered one has the node wait.
         time.sleep(1)
-    [hop] = cluster.hops(mark, lambda hops: len(hops) == 1)
+    [hop] = [h for h in cluster.hops(0, lambda hops: any(h.uri == link for h in hops)) if h.uri == link]
     node = cluster.node(hop)
 
     def logged() -> str | None:
-        return next((line for line in log_lines(node)[marks[node.port]:] if f"GET {link} " in line), None)
+        return next((line for line in log_lines(node) if f"GET {link} " in line), None)
 
     line = wait_for(logged, "the node to end the download")
     # gunicorn logs the bytes it sent: the node stopped when the client stopped reading.
@@ -496,15 +507,14 @@ def test_killing_a_node_mid_upload_loses_at_most_what_it_had_not_acknowledged(cl
 
     victim = cluster.nodes[0]
     cluster.next_to(victim)
-    mark = cluster.mark()
     # The next chunk: a part and a half of it arrive, then the client waits for more while the node dies.
     rest = data[acknowledged:]
     patch = stalled_patch(cluster, uploader.url, headers, acknowledged, len(rest), rest[: CHUNK + CHUNK // 2])
-    upload_id = urlsplit(uploader.url).path.rsplit("/", 1)[1]
-    wait_for(lambda: stored_past(cluster.app, upload_id, acknowledged), "the node to store bytes past the acknowledged offset")
+    path = urlsplit(uploader.url).path
+    wait_for(lambda: stored_past(cluster.app, path.rsplit("/", 1)[1], acknowledged), "the node to store more bytes")
     victim.kill()
     patch.close()
-    assert cluster.node(patches(cluster, mark)[0]) is victim
+    assert cluster.node(patches(cluster, path, 2)[1]) is victim
 
     resumed_from = resume_upload(uploader.url, headers, data)
     anna = joop.open_uploaded()

@@ -64,7 +64,8 @@ def text_of(response: TestResponse) -> str:
 class HttpClient:
     """The part of Flask's test client the walker uses, over real HTTP to
     ``url`` (a live server, or a proxy in front of several), with the
-    cookies a browser keeps and the ``Origin`` it sends with every post."""
+    cookies a browser keeps and the ``Origin`` it sends with every post.
+    Paths go to ``url``: the test client's ``base_url`` is taken and ignored."""
 
     def __init__(self, url: str) -> None:
         self.url = url
