@@ -27,6 +27,7 @@ from .models import (
     VerificationCode,
 )
 from .portal import Portal
+from .storage import StorageUnavailable
 from .transactions import download_link
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,12 @@ def _remove_abandoned_drafts(db: Session, portal: Portal, now: datetime, report:
         report.drafts_removed += 1
     # An upload left unfinished in a draft that is still in use.
     for upload in db.scalars(select(Upload).where(Upload.updated_at <= now - idle)).all():
-        portal.store.delete(upload.blob_key)
+        try:
+            portal.store.delete(upload.blob_key)
+        except StorageUnavailable:
+            report.failures += 1
+            log.warning("upload %s stays until the next run: the store is unavailable", upload.id, exc_info=True)
+            continue
         db.delete(upload)
         db.commit()
         report.uploads_removed += 1
@@ -114,7 +120,11 @@ def _remove_orphan_blobs(db: Session, portal: Portal, now: datetime, report: Rep
     for row in db.execute(select(Upload.blob_key, Upload.tail_key, Upload.multipart_id)):
         known.update(filter(None, row))
     cutoff = now - timedelta(hours=portal.settings.transfer.draft_ttl_hours)
-    report.orphan_blobs_removed = portal.store.sweep(known, cutoff)
+    try:
+        report.orphan_blobs_removed = portal.store.sweep(known, cutoff)
+    except StorageUnavailable:
+        report.failures += 1
+        log.warning("the orphan sweep waits for the next run: the store is unavailable", exc_info=True)
 
 
 def _remove_stale_rows(db: Session, now: datetime, report: Report) -> None:

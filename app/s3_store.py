@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import mmap
 import re
 import secrets
 from collections.abc import Callable, Container, Iterator
@@ -248,56 +249,50 @@ class S3BlobStore:
                 log.warning("releasing the lease of upload %s failed; it expires on its own", upload.id, exc_info=True)
 
 
-class _ObjectWriter:
-    """A blob written in one go: a single PUT if it fits in one part, else a
-    multipart upload whose parts go out as the buffer fills."""
+class PartBuffer:
+    """The bytes of one part, in memory mapped for this upload alone and
+    reused by each of its parts. Unmapped when the upload's request ends, it
+    goes back to the system at once; from the heap, a buffer of several
+    megabytes per request could stay with the allocator of every thread
+    that ever served one."""
 
-    def __init__(self, store: S3BlobStore, name: str) -> None:
-        self._store, self._name = store, name
-        self._buffer = bytearray()
-        self._parts: list[dict[str, Any]] = []
-        self._upload_id: str | None = None
+    def __init__(self, capacity: int) -> None:
+        self._data = mmap.mmap(-1, capacity)
+        self.size = 0
 
-    def write(self, data: bytes) -> int:
-        self._buffer += data
-        if len(self._buffer) >= PART_BYTES << (len(self._parts) // PARTS_PER_SIZE):
-            self._send_part()
-        return len(data)
+    def append(self, data: bytes | bytearray | memoryview) -> None:
+        end = self.size + len(data)
+        if end > len(self._data):
+            # Mapped anew: a body still held somewhere may be looking at the old one.
+            grown = mmap.mmap(-1, max(end, 2 * len(self._data)))
+            grown[: self.size] = self._data[: self.size]
+            self._data = grown
+        self._data[self.size : end] = data
+        self.size = end
 
-    def _send_part(self) -> None:
-        if self._upload_id is None:
-            self._upload_id = self._store._call("create_multipart_upload", Key=self._name)["UploadId"]
-        number = len(self._parts) + 1
-        answer = self._store._call(
-            "upload_part", Key=self._name, UploadId=self._upload_id, PartNumber=number, Body=self._buffer
-        )
-        self._parts.append({"PartNumber": number, "ETag": answer["ETag"]})
-        self._buffer = bytearray()
+    def fill(self, source: io.RawIOBase) -> None:
+        """Everything ``source`` holds, read straight into the buffer."""
+        with memoryview(self._data) as view:
+            while count := source.readinto(view[self.size : self.size + MiB]):
+                self.size += count
 
-    def close(self) -> None:
-        if self._upload_id is None:
-            self._store._call("put_object", Key=self._name, Body=self._buffer)
-            return
-        if self._buffer:
-            self._send_part()
-        self._store._call(
-            "complete_multipart_upload", Key=self._name, UploadId=self._upload_id, MultipartUpload={"Parts": self._parts}
-        )
+    def view(self) -> memoryview:
+        return memoryview(self._data)[: self.size]
 
-    def abort(self) -> None:
-        if self._upload_id is not None:
-            self._store._quietly(lambda: self._store._abort(self._name, self._upload_id or ""))
+    def body(self, size: int | None = None) -> _Body:
+        """The first ``size`` bytes (default: all filled), as the request body of a PUT."""
+        return _Body(self.view()[:size])
+
+    def clear(self) -> None:
+        self.size = 0
 
 
-class RangedReader(io.RawIOBase):
-    """A blob read by ranged GETs, as a seekable file."""
+class _Seekable(io.RawIOBase):
+    """A readable raw file that reads from wherever ``seek`` put it."""
 
-    def __init__(self, store: S3BlobStore, name: str) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self._store, self._name = store, name
         self._pos = 0
-        self._body: Any = None
-        self._body_pos = 0
 
     def readable(self) -> bool:
         return True
@@ -311,10 +306,82 @@ class RangedReader(io.RawIOBase):
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         if whence == io.SEEK_CUR:
             offset += self._pos
-        elif whence != io.SEEK_SET:
-            raise io.UnsupportedOperation("seek from the end")
+        elif whence == io.SEEK_END:
+            offset += self._length()
         self._pos = offset
         return offset
+
+    def _length(self) -> int:
+        raise io.UnsupportedOperation("seek from the end")
+
+
+class _Body(_Seekable):
+    """A seekable file over a buffer, read without copying it whole (botocore
+    rewinds a body to retry)."""
+
+    def __init__(self, view: memoryview) -> None:
+        super().__init__()
+        self._view = view
+
+    def _length(self) -> int:
+        return len(self._view)
+
+    def readinto(self, buffer: Any) -> int:
+        count = max(0, min(len(buffer), len(self._view) - self._pos))
+        buffer[:count] = self._view[self._pos : self._pos + count]
+        self._pos += count
+        return count
+
+
+class _ObjectWriter:
+    """A blob written in one go: a single PUT if it fits in one part, else a
+    multipart upload whose parts go out as the buffer fills."""
+
+    def __init__(self, store: S3BlobStore, name: str) -> None:
+        self._store, self._name = store, name
+        self._buffer = PartBuffer(PART_BYTES + SEGMENT_SIZE + TAG_BYTES)
+        self._parts: list[dict[str, Any]] = []
+        self._upload_id: str | None = None
+
+    def write(self, data: bytes) -> int:
+        self._buffer.append(data)
+        if self._buffer.size >= PART_BYTES << (len(self._parts) // PARTS_PER_SIZE):
+            self._send_part()
+        return len(data)
+
+    def _send_part(self) -> None:
+        if self._upload_id is None:
+            self._upload_id = self._store._call("create_multipart_upload", Key=self._name)["UploadId"]
+        number = len(self._parts) + 1
+        answer = self._store._call(
+            "upload_part", Key=self._name, UploadId=self._upload_id, PartNumber=number, Body=self._buffer.body()
+        )
+        self._parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+        self._buffer.clear()
+
+    def close(self) -> None:
+        if self._upload_id is None:
+            self._store._call("put_object", Key=self._name, Body=self._buffer.body())
+            return
+        if self._buffer.size:
+            self._send_part()
+        self._store._call(
+            "complete_multipart_upload", Key=self._name, UploadId=self._upload_id, MultipartUpload={"Parts": self._parts}
+        )
+
+    def abort(self) -> None:
+        if self._upload_id is not None:
+            self._store._quietly(lambda: self._store._abort(self._name, self._upload_id or ""))
+
+
+class RangedReader(_Seekable):
+    """A blob read by ranged GETs, as a seekable file."""
+
+    def __init__(self, store: S3BlobStore, name: str) -> None:
+        super().__init__()
+        self._store, self._name = store, name
+        self._body: Any = None
+        self._body_pos = 0
 
     def read(self, size: int | None = -1) -> bytes:
         """``size`` bytes (all the rest when negative), fewer only at the end."""
@@ -399,14 +466,16 @@ class _Pending:
         self._stored = upload.offset // segment_size
         self._first = len(self._parts) * self._per_part
         self.offset = upload.offset
-        self._buffer = bytearray(self._head())
-        if upload.tail_key is not None:
+        self._buffer = PartBuffer(HEADER_BYTES + self._per_part * self._stride)
+        if upload.tail_key is None:
+            self._buffer.append(self._head())
+        else:
             try:
                 with store.open(upload.tail_key) as tail:
-                    self._buffer = bytearray(tail.read())
+                    self._buffer.fill(tail)
             except FileNotFoundError:
                 raise UploadGone(upload.id) from None
-        if len(self._buffer) != len(self._head()) + (self._stored - self._first) * self._stride:
+        if self._buffer.size != self._until(self._stored):
             raise UploadGone(upload.id)
         self._renewed = utcnow()
         self._stopped = False
@@ -414,8 +483,13 @@ class _Pending:
     def _head(self) -> bytes:
         return self.header if self._first == 0 else b""
 
+    def _until(self, end: int) -> int:
+        """Where segment ``end`` starts in the buffer. (After a failed send
+        the buffer may hold a segment the offset does not cover.)"""
+        return len(self._head()) + (end - self._first) * self._stride
+
     def put(self, index: int, sealed: bytes) -> None:
-        self._buffer += sealed
+        self._buffer.append(sealed)
         if utcnow() - self._renewed > RENEW:
             self._keep()
         if (index + 1) % self._per_part == 0 and index != self._last_index:
@@ -431,7 +505,7 @@ class _Pending:
         if end > self._stored:
             tail = f"{self._upload.blob_key}.tail-{secrets.token_hex(8)}"
             self._mark(end)
-            self._store._call("put_object", Key=self._store._name(tail), Body=self._buffer)
+            self._store._call("put_object", Key=self._store._name(tail), Body=self._buffer.body(self._until(end)))
             self._advance(end, tail)
 
     def _send_part(self, end: int) -> None:
@@ -443,14 +517,14 @@ class _Pending:
         self._db.add(part)
         self._parts.append(part)
         self._advance(end, None)
-        self._buffer = bytearray()
+        self._buffer.clear()
         self._first = end
 
     def _publish(self) -> None:
         self._mark(self._last_index + 1)
         tail, multipart_id = self._upload.tail_key, None
         if not self._parts:
-            self._store._call("put_object", Key=self._name(), Body=self._buffer)
+            self._store._call("put_object", Key=self._name(), Body=self._buffer.body())
             # Begun by a request whose first part never got committed.
             multipart_id = self._upload.multipart_id
         else:
@@ -470,7 +544,8 @@ class _Pending:
     def _upload_part(self, number: int) -> str:
         try:
             answer = self._store._call(
-                "upload_part", Key=self._name(), UploadId=self._upload.multipart_id, PartNumber=number, Body=self._buffer
+                "upload_part", Key=self._name(), UploadId=self._upload.multipart_id, PartNumber=number,
+                Body=self._buffer.body(),
             )
         except _NoSuchUpload:
             # Completed by a request that died before its commit, or aborted.
@@ -480,8 +555,8 @@ class _Pending:
     def _mark(self, end: int) -> None:
         """Commit the digests of segments ``self._stored`` to ``end`` before they leave memory."""
         digests = bytearray()
-        with memoryview(self._buffer) as buffer:
-            at = len(self._head()) + (self._stored - self._first) * self._stride
+        with self._buffer.view() as buffer:
+            at = self._until(self._stored)
             for _ in range(self._stored, end):
                 digests += hashlib.sha256(buffer[at : at + self._stride]).digest()
                 at += self._stride

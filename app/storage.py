@@ -118,7 +118,10 @@ def make_store(settings: Storage, instance: Path) -> BlobStore:
     """The store the configuration names; an S3 bucket must answer at once."""
     if settings.backend == "local":
         return LocalBlobStore(instance / settings.blob_dir)
-    from .s3_store import S3BlobStore
+    try:
+        from .s3_store import S3BlobStore
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"storage.backend: \"s3\" needs {exc.name}: pip install -e '.[s3]'") from None
 
     store = S3BlobStore(settings)
     try:

@@ -4,6 +4,7 @@ Run by hand (needs the test extras: gunicorn, requests)::
 
     .venv/bin/python bench/transfer.py                  # 1 GiB and 4 GiB
     .venv/bin/python bench/transfer.py --sizes 10G --interrupt
+    .venv/bin/python bench/transfer.py --storage s3 --sizes 1G
 
 Starts the portal under gunicorn on loopback (production Argon2 settings)
 and a minimal WSGI baseline app under the same gunicorn settings. For each
@@ -13,6 +14,11 @@ same bytes through the baselines. Then 20 concurrent downloads of one file,
 and 50 concurrent wrong-password posts against the Argon2 cap. Prints a
 table; asserts nothing. With ``--interrupt`` the upload's connection is cut
 half-way and the upload resumes from the offset the server reports.
+
+With ``--storage s3`` the portal keeps its blobs in a bucket of a SeaweedFS
+server started for the run (the test extra's ``weed``), and the baselines
+are a plain boto3 ``upload_fileobj`` and ``download_fileobj`` of the same
+bytes to the same server.
 """
 
 from __future__ import annotations
@@ -43,6 +49,9 @@ from urllib.parse import urlsplit
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.seaweed import INSTALL_HINT, SeaweedServer, find_weed  # noqa: E402  (after the path is set)
+
 MiB = 1024 * 1024
 CHUNK = MiB
 PASSWORD = "Zonnebloem-Kade-1987!"
@@ -209,7 +218,7 @@ class Portal(requests.Session):
         if not r.headers.get("Location", "").endswith("/download/transfer"):
             sys.exit("unlock failed")
         page = self.get(self.url + "/download/transfer", timeout=30).text
-        return dict(re.findall(r'<td class="file-name">([^<]*)</td>.*?<a href="(/download/file/[^"/]+)" download', page, re.S))
+        return dict(re.findall(r'<td class="file-name"[^>]*>([^<]*)</td>.*?<a href="(/download/file/[^"/]+)"', page, re.S))
 
 
 def cut_connection_after(url: str, headers: dict[str, str], cookies, path: Path, cut: int) -> None:  # type: ignore[no-untyped-def]
@@ -274,6 +283,7 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=20, help="concurrent downloads of the smallest file (0: skip)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=16)
+    parser.add_argument("--storage", choices=("local", "s3"), default="local", help="where the portal keeps its blobs")
     args = parser.parse_args()
     sizes = [parse_size(s) for s in args.sizes.split(",")]
 
@@ -281,8 +291,15 @@ def main() -> None:
     instance, baseline_dir = work / "instance", work / "baseline"
     instance.mkdir()
     baseline_dir.mkdir()
+    weed, storage = None, ""
+    if args.storage == "s3":
+        if (binary := find_weed()) is None:
+            sys.exit(INSTALL_HINT)
+        weed = SeaweedServer(binary).start()
+        storage = "[storage]\n" + "".join(f'{key} = "{value}"\n' for key, value in weed.config(weed.create_bucket()).items())
     (instance / "config.toml").write_text(
         f"""
+{storage}
 [site]
 base_url = "http://127.0.0.1"
 name = "Bench"
@@ -301,7 +318,8 @@ scheduler = false
     portal = Gunicorn("wsgi:app", env, args.workers, args.threads, work / "portal.log")
     baseline = Gunicorn("bench.baseline_app:app", env, args.workers, args.threads, work / "baseline.log")
     rows: list[tuple[str, str, str, str]] = []
-    print(f"gunicorn: {args.workers} workers x {args.threads} threads; CPUs: {os.cpu_count()}; data in {work}")
+    print(f"gunicorn: {args.workers} workers x {args.threads} threads; CPUs: {os.cpu_count()}; data in {work}; "
+          f"blobs: {args.storage}")
     try:
         for size in sizes:
             label = f"{size / (1024 * MiB):g} GiB"
@@ -310,15 +328,18 @@ scheduler = false
             expected = random_file(source, size)
 
             # Baselines first, on the same bytes.
-            start = time.perf_counter()
-            requests.put(baseline.url + "/upload/data.zip", data=FileSlice(source), timeout=3600).raise_for_status()
-            plain_up = mbps(size, time.perf_counter() - start)
-            plain = requests.Session()
-            seconds, _, _ = timed_download(plain, baseline.url + "/read/data.zip")
-            plain_read = mbps(size, seconds)
-            seconds, _, _ = timed_download(plain, baseline.url + "/sendfile/data.zip")
-            plain_sendfile = mbps(size, seconds)
-            (baseline_dir / "data.zip").unlink()
+            if weed is None:
+                start = time.perf_counter()
+                requests.put(baseline.url + "/upload/data.zip", data=FileSlice(source), timeout=3600).raise_for_status()
+                plain_up = mbps(size, time.perf_counter() - start)
+                plain = requests.Session()
+                seconds, _, _ = timed_download(plain, baseline.url + "/read/data.zip")
+                plain_read = mbps(size, seconds)
+                seconds, _, _ = timed_download(plain, baseline.url + "/sendfile/data.zip")
+                plain_sendfile = mbps(size, seconds)
+                (baseline_dir / "data.zip").unlink()
+            else:
+                plain_up, plain_read = boto3_baseline(weed, source, work / "boto3.out")
 
             sender = Portal(portal.url, instance / "outbox")
             token = sender.to_files_step("afzender@bench.example", "ontvanger@bench.example")
@@ -343,15 +364,23 @@ scheduler = false
             check_zip(archive, "data.zip", expected, size)
             archive.unlink()
 
+            if weed is None:
+                rows += [
+                    (label, "upload (tus) vs plain write", f"{up:7.0f} / {plain_up:7.0f} MB/s", f"{up / plain_up:5.2f}"),
+                    (label, "download vs plain read", f"{down:7.0f} / {plain_read:7.0f} MB/s", f"{down / plain_read:5.2f}"),
+                    (label, "download vs sendfile", f"{down:7.0f} / {plain_sendfile:7.0f} MB/s", f"{down / plain_sendfile:5.2f}"),
+                ]
+            else:
+                rows += [
+                    (label, "upload (tus) vs boto3 upload_fileobj", f"{up:7.0f} / {plain_up:7.0f} MB/s", f"{up / plain_up:5.2f}"),
+                    (label, "download vs boto3 download_fileobj", f"{down:7.0f} / {plain_read:7.0f} MB/s", f"{down / plain_read:5.2f}"),
+                ]
             rows += [
-                (label, "upload (tus) vs plain write", f"{up:7.0f} / {plain_up:7.0f} MB/s", f"{up / plain_up:5.2f}"),
-                (label, "download vs plain read", f"{down:7.0f} / {plain_read:7.0f} MB/s", f"{down / plain_read:5.2f}"),
-                (label, "download vs sendfile", f"{down:7.0f} / {plain_sendfile:7.0f} MB/s", f"{down / plain_sendfile:5.2f}"),
                 (label, "ZIP download (zipfile-checked)", f"{zipped:7.0f} MB/s", ""),
                 (label, "peak worker RSS upload / download", f"{up_rss / 1e6:5.0f} / {down_rss / 1e6:5.0f} MB", ""),
             ]
             print(f"{label}: done, SHA-256 matches")
-            for row in rows[-5:]:
+            for row in rows[-(4 if weed else 5):]:
                 print("  " + "  ".join(row))
             if size == min(sizes):
                 smallest = (recipient, links["data.zip"], size)
@@ -378,6 +407,8 @@ scheduler = false
     finally:
         portal.stop()
         baseline.stop()
+        if weed is not None:
+            weed.stop()
         shutil.rmtree(work, ignore_errors=True)
 
     print()
@@ -385,6 +416,24 @@ scheduler = false
     print(f"{'size':<12} {'measure':<{width}}  {'portal / baseline':<28} ratio")
     for size_label, measure, figure, ratio in rows:
         print(f"{size_label:<12} {measure:<{width}}  {figure:<28} {ratio}")
+
+
+def boto3_baseline(weed: SeaweedServer, source: Path, sink: Path) -> tuple[float, float]:
+    """MB/s of boto3's own upload_fileobj and download_fileobj of ``source``, in a bucket of their own."""
+    client, bucket, size = weed.client(), weed.create_bucket(), source.stat().st_size
+    try:
+        start = time.perf_counter()
+        with open(source, "rb") as fh:
+            client.upload_fileobj(fh, bucket, "data.zip")
+        up = mbps(size, time.perf_counter() - start)
+        start = time.perf_counter()
+        with open(sink, "wb") as fh:
+            client.download_fileobj(bucket, "data.zip", fh)
+        down = mbps(size, time.perf_counter() - start)
+    finally:
+        sink.unlink(missing_ok=True)
+        weed.delete_bucket(bucket)
+    return up, down
 
 
 def argon2_burst(portal: Gunicorn) -> list[tuple[str, str, str, str]]:

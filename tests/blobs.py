@@ -80,3 +80,20 @@ def write(app: Flask, name: str, data: bytes) -> None:
 
 def contents(app: Flask) -> dict[str, bytes]:
     return {name: read(app, name) for name in names(app)}
+
+
+def leave_orphans(app: Flask, key: str) -> list[str]:
+    """What a resumable upload whose row never got committed leaves under
+    ``key``, and (in a bucket) an object of someone else's; returns the
+    names that are not the portal's."""
+    settings, path = _object(app, key)
+    if settings.backend == "local":
+        path.parent.mkdir(exist_ok=True)
+        path.with_suffix(".partial").write_bytes(b"half an upload")
+        return []
+    client = _client(settings)
+    upload_id = client.create_multipart_upload(Bucket=settings.s3_bucket, Key=key)["UploadId"]
+    client.upload_part(Bucket=settings.s3_bucket, Key=key, UploadId=upload_id, PartNumber=1, Body=b"a part")
+    client.put_object(Bucket=settings.s3_bucket, Key=f"{key}.tail-0123456789abcdef", Body=b"a tail")
+    client.put_object(Bucket=settings.s3_bucket, Key="someone-else/notes.txt", Body=b"not ours")
+    return ["someone-else/notes.txt"]

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -147,3 +148,87 @@ class SeaweedServer:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=30)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class S3Gate:
+    """A TCP relay in front of the S3 server that a test can close or make deaf.
+
+    ``down()`` refuses new connections and cuts open ones, as an unreachable
+    store would; ``up()`` opens again on the same port. ``hold(marker)``
+    relays a request whose bytes contain ``marker`` to the store, which
+    does its work, but keeps back the store's answer: the app waits as if
+    the network had died just after the store acted.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.port = free_port_pairs(1)[0]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.held = threading.Event()
+        self._marker: bytes | None = None
+        self._sockets: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._listener: socket.socket | None = None
+        self.up()
+
+    def up(self) -> None:
+        listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def down(self) -> None:
+        if self._listener is not None:
+            # shutdown() wakes the thread blocked in accept(); close() alone
+            # would leave the socket listening until that call returns.
+            _cut(self._listener)
+            self._listener = None
+        with self._lock:
+            sockets, self._sockets = self._sockets, set()
+        for sock in sockets:
+            _cut(sock)
+
+    def hold(self, marker: bytes) -> None:
+        self.held.clear()
+        self._marker = marker
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                _cut(client)
+                continue
+            with self._lock:
+                self._sockets |= {client, upstream}
+            deaf = threading.Event()
+            threading.Thread(target=self._pump, args=(client, upstream, deaf, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, deaf, False), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, deaf: threading.Event, towards_store: bool) -> None:
+        seen = b""
+        try:
+            while data := source.recv(256 * 1024):
+                if towards_store and self._marker is not None and self._marker in seen[-200:] + data:
+                    self._marker = None
+                    deaf.set()
+                    self.held.set()
+                seen = data
+                if not (deaf.is_set() and not towards_store):
+                    sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            _cut(source)
+            _cut(sink)
+
+
+def _cut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()

@@ -1,4 +1,5 @@
-"""No plaintext at rest: markers in content, names and message appear nowhere."""
+"""No plaintext at rest: markers in content, names and message appear nowhere,
+not in the instance folder and not in the bucket."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from . import blobs
 from .walker import Sender
+
+pytestmark = blobs.BOTH_STORES
 
 CONTENT = b"MARKER-CONTENT-7f3a9c"
 NAME = "MARKER-NAME-41be02.txt"
@@ -24,10 +28,11 @@ def test_markers_appear_in_no_file_under_the_instance(sender: Sender, app, mode:
     instance = app.extensions["koerier"].instance_path
     files = _files(instance)
     assert any(p.name.endswith(".sqlite3") for p in files)
-    for path in files:
-        data = path.read_bytes()
+    stored = {str(path): path.read_bytes() for path in files} | blobs.contents(app)
+    assert len(stored) > len(files) or app.config["KOERIER"].storage.backend == "local"
+    for where, data in stored.items():
         for marker in (CONTENT, NAME.encode(), MESSAGE.encode()):
-            assert marker not in data, f"{marker!r} found in {path}"
+            assert marker not in data, f"{marker!r} found in {where}"
             assert marker.decode().encode("utf-16-le") not in data
 
 
@@ -37,6 +42,6 @@ def test_a_draft_holds_no_plaintext_either(sender: Sender, app) -> None:
     sender.verify()
     sender.recipients("anna@gemeente.example")
     sender.files([(NAME, CONTENT)], message=MESSAGE, action="upload")
-    for path in _files(app.extensions["koerier"].instance_path):
-        data = path.read_bytes()
+    stored = [path.read_bytes() for path in _files(app.extensions["koerier"].instance_path)]
+    for data in stored + list(blobs.contents(app).values()):
         assert CONTENT not in data and NAME.encode() not in data and MESSAGE.encode() not in data

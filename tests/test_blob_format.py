@@ -16,6 +16,7 @@ from app.crypto.keys import DecryptionError, derive, new_key
 from app.crypto.stream import HEADER_BYTES, SEGMENT_SIZE, SegmentReader, SegmentWriter
 from app.models import StoredFile
 
+from . import blobs
 from .walker import PASSWORD, Recipient, Sender
 
 IDS = {"transfer_id": "9b7e0c1a-0000-4000-8000-00000000aaaa", "file_id": "3c5d7e9f-0000-4000-8000-00000000bbbb"}
@@ -93,16 +94,15 @@ def test_the_segment_size_field_is_authenticated(seal) -> None:
         read(bytes(blob), dek)
 
 
+@blobs.BOTH_STORES
 def test_swapped_blobs_of_one_transfer_fail_to_download(sender: Sender, app) -> None:
     first, second = os.urandom(SEGMENT_SIZE + 10), os.urandom(SEGMENT_SIZE + 10)
     sent = sender.send(files=[("first.pdf", first), ("second.pdf", second)])
-    store = app.extensions["koerier"].store
     with app.app_context():
         keys = [f.blob_key for f in db.session().scalars(select(StoredFile).order_by(StoredFile.position))]
-    paths = [store.root / key[:2] / key for key in keys]
-    blobs = [p.read_bytes() for p in paths]
-    paths[0].write_bytes(blobs[1])
-    paths[1].write_bytes(blobs[0])
+    contents = [blobs.read(app, key) for key in keys]
+    blobs.write(app, keys[0], contents[1])
+    blobs.write(app, keys[1], contents[0])
 
     recipient = Recipient(app)
     recipient.unlock(sent.access_id("anna@gemeente.example"), PASSWORD)
@@ -111,6 +111,7 @@ def test_swapped_blobs_of_one_transfer_fail_to_download(sender: Sender, app) -> 
             recipient.get(recipient.file_links()[name]).data
 
 
+@blobs.BOTH_STORES
 def test_a_blob_copied_into_another_transfer_fails_to_download(sender: Sender, app) -> None:
     def blob_keys() -> set[str]:
         with app.app_context():
@@ -121,8 +122,7 @@ def test_a_blob_copied_into_another_transfer_fails_to_download(sender: Sender, a
     [mine] = blob_keys()
     theirs = sender.send(files=[("theirs.pdf", os.urandom(size))])
     [target] = blob_keys() - {mine}
-    store = app.extensions["koerier"].store
-    (store.root / target[:2] / target).write_bytes((store.root / mine[:2] / mine).read_bytes())
+    blobs.write(app, target, blobs.read(app, mine))
 
     recipient = Recipient(app)
     recipient.unlock(theirs.access_id("anna@gemeente.example"), PASSWORD)

@@ -59,6 +59,13 @@ def test_defaults_need_no_file() -> None:
         ("[[password.patterns]]\nname = 'x'\nregex = 'a'\nhint = { fr = 'x' }\n", "password.patterns[0].hint"),
         ("[verification]\nmax_attempts = 0\n", "verification.max_attempts"),
         ("[crypto]\nargon2_memory_kib = 1\n", "crypto.argon2_memory_kib"),
+        ("[storage]\nbackend = 'ftp'\n", "storage.backend"),
+        ("[storage]\nbackend = 's3'\n", "storage.s3_bucket"),
+        ("[storage]\ns3_addressing_style = 'dns'\n", "storage.s3_addressing_style"),
+        ("[storage]\ns3_endpoint_url = 's3.example.nl'\n", "storage.s3_endpoint_url"),
+        ("[storage]\ns3_region = 'EU West'\n", "storage.s3_region"),
+        ("[storage]\ns3_access_key_id = 'AKIA'\n", "storage.s3_secret_access_key"),
+        ("[storage]\ns3_prefix = '/koerier/'\n", "storage.s3_prefix"),
         ("[site\n", "config.toml"),
     ],
 )

@@ -4,7 +4,8 @@ The attack: parallel resumable uploads that each fit on the disk, but not
 together. Each creation compared the free space of the moment with its own
 length, so all passed, and their bytes filled the disk to zero (SQLite:
 "database or disk is full", 500s for everyone). Here the blob store lives
-on a 24 MiB tmpfs with a 4 MiB watermark, served by gunicorn.
+on a 24 MiB tmpfs with a 4 MiB watermark, served by gunicorn. (Local store
+only: a bucket has no disk to measure, and the watermark does not apply.)
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from app.clock import utcnow
 from app.ids import group, new_access_id
 from app.models import Transfer
 
+from . import blobs
 from .walker import Recipient, Sender, text_of
 
 PASSWORD = "Zonnebloem-Kade-1987!"
@@ -72,6 +73,7 @@ def test_pages_without_a_grant_show_nothing(app) -> None:
         assert answer.status_code == 302 and answer.location == "/download/"
 
 
+@blobs.BOTH_STORES
 def test_preview_only_for_safe_types_and_sandboxed(make_app, mailbox) -> None:
     app = make_app({"transfer": {"allowed_extensions": ["*"]}})
     sender = Sender(app, mailbox)
@@ -95,6 +97,7 @@ def test_preview_only_for_safe_types_and_sandboxed(make_app, mailbox) -> None:
         assert download.headers["Content-Disposition"].startswith("attachment;")
 
 
+@blobs.BOTH_STORES
 def test_range_requests(sender: Sender, app) -> None:
     data = bytes(range(256)) * 600  # 153,600 bytes: three segments
     sent = sender.send(files=[("data.zip", data)])
@@ -140,6 +143,7 @@ def test_message_and_names_are_escaped(sender: Sender, app) -> None:
     assert "<img src=x" not in raw
 
 
+@blobs.BOTH_STORES
 def test_video_preview_plays_by_ranges(make_app, mailbox) -> None:
     app = make_app({"transfer": {"allowed_extensions": ["mp4", "pdf"]}})
     video = bytes(range(256)) * 1000
@@ -153,6 +157,7 @@ def test_video_preview_plays_by_ranges(make_app, mailbox) -> None:
     assert r.headers["Content-Disposition"].startswith("inline;") and r.data == video[65536:]
 
 
+@blobs.BOTH_STORES
 def test_pdf_preview_allows_nothing_but_the_viewer(sender: Sender, app) -> None:
     sent = sender.send()
     recipient = Recipient(app)

@@ -14,6 +14,7 @@ from app.crypto.stream import (
     new_header,
 )
 
+from . import blobs
 from .walker import Recipient, Sender
 
 STRIDE = SEGMENT_SIZE + TAG_BYTES
@@ -128,18 +129,13 @@ def test_wrong_key_and_changed_header_fail() -> None:
     _fails(bytes(changed), dek)
 
 
-def _only_blob(app) -> "os.PathLike[str]":
-    blobs = [p for p in app.extensions["koerier"].store.root.rglob("*") if p.is_file()]
-    assert len(blobs) == 1
-    return blobs[0]
-
-
+@blobs.BOTH_STORES
 @pytest.mark.parametrize("damage", ["flip", "truncate", "swap"])
 def test_tampered_blob_aborts_the_download(sender: Sender, app, damage: str) -> None:
     data = os.urandom(3 * SEGMENT_SIZE + 10)
     sent = sender.send(files=[("scan.zip", data)])
-    path = _only_blob(app)
-    blob = bytearray(open(path, "rb").read())
+    [name] = blobs.names(app)
+    blob = bytearray(blobs.read(app, name))
     if damage == "flip":
         blob[HEADER_BYTES + STRIDE + 7] ^= 0x80
     elif damage == "truncate":
@@ -147,7 +143,7 @@ def test_tampered_blob_aborts_the_download(sender: Sender, app, damage: str) -> 
     else:
         body = blob[HEADER_BYTES:]
         blob = blob[:HEADER_BYTES] + body[STRIDE : 2 * STRIDE] + body[:STRIDE] + body[2 * STRIDE :]
-    open(path, "wb").write(bytes(blob))
+    blobs.write(app, name, bytes(blob))
     recipient = Recipient(app)
     recipient.unlock(sent.access_id("anna@gemeente.example"), "Zonnebloem-Kade-1987!")
     url = recipient.file_links()["scan.zip"]

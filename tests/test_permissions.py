@@ -1,4 +1,7 @@
-"""Nothing under the instance folder is readable by other users of the machine."""
+"""Nothing under the instance folder is readable by other users of the machine.
+
+(Local store only: objects in a bucket have no file modes; who may read
+them is the object store's access control.)"""
 
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ from app.forms import ButtonForm
 from app.upload_limits import claim_leases, subject_key
 from app.web import streams_body
 
+from . import blobs
 from .walker import Recipient, Sender, csrf_token, multipart
 
 MiB = 1024 * 1024
@@ -30,6 +31,7 @@ def forbid_temporary_files(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(tempfile, name, refuse)
 
 
+@blobs.BOTH_STORES
 def test_upload_never_creates_a_temporary_file(sender: Sender, app, monkeypatch: pytest.MonkeyPatch) -> None:
     sender.personal()
     sender.verify()
@@ -51,7 +53,8 @@ def test_upload_never_creates_a_temporary_file(sender: Sender, app, monkeypatch:
     assert recipient.get(recipient.file_links()["scan.zip"]).data == data
 
 
-@pytest.mark.parametrize("size", [256 * 1024 - 1, 256 * 1024, 256 * 1024 + 200, 5 * 1024 * 1024 + 17])
+@blobs.BOTH_STORES
+@pytest.mark.parametrize("size", [256 * 1024 - 1, 256 * 1024, 256 * 1024 + 200, 5 * 1024 * 1024 + 17, 17 * 1024 * 1024 + 3])
 def test_chunk_boundaries_do_not_matter(sender: Sender, size: int) -> None:
     """Sizes around the server's read size, where a chunk ends inside a boundary."""
     sender.personal()
