@@ -39,7 +39,8 @@ and the one that fills the disk. So:
   An S3 bucket has no disk to measure, so there this check does not apply.
 - **Read timeout**: a body that sends nothing for
   ``limits.upload_read_timeout_seconds`` ends its request; and a body left
-  unread by a refusal is not read by the server afterwards either.
+  unread by a refusal is read afterwards only for the moment a proxy needs
+  to take the answer (``stop_reading``).
 
 Leases, seats and ownership must be seen by every worker at once, so they
 are written in short sessions of their own that commit at once, never in
@@ -378,16 +379,42 @@ def read_timeout(environ: dict[str, Any], seconds: float) -> Iterator[None]:
             pass  # the socket closed meanwhile
 
 
+# After an answer given with the body unread: how long the rest is read
+# and dropped while it keeps coming, and at most.
+LINGER_PAUSE_SECONDS = 1.0
+LINGER_SECONDS = 5.0
+
+
 def stop_reading(environ: dict[str, Any]) -> None:
-    """Read nothing more from this request's client: what it sent still in
-    the socket, then end of file. Call it once the answer is written: bytes
-    the client sends after it make the kernel reset the connection."""
+    """Read nothing more from this request's client, once the answer is written.
+
+    Bytes that arrive after the read side is shut make the kernel reset the
+    connection. A reverse proxy that passes the body on as it comes (nginx
+    with ``proxy_request_buffering off``, as README's Deploy section says)
+    may meet that reset on its next write before it has read the answer, and
+    then tells the client 502 instead. So first the client learns the answer
+    is complete (FIN), and what it still sends is read and dropped for a
+    moment (a proxy closes as soon as it has the answer, within
+    milliseconds); a client that pauses or goes on sending meets the shut
+    read side after ``LINGER_PAUSE_SECONDS`` of silence or
+    ``LINGER_SECONDS`` at most, so no one holds the thread for long.
+    """
     sock = _client_socket(environ)
-    if sock is not None:
-        try:
-            sock.shutdown(socket.SHUT_RD)
-        except OSError:
-            pass  # gone already
+    if sock is None:
+        return
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + LINGER_SECONDS
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(min(left, LINGER_PAUSE_SECONDS))
+            if not sock.recv(64 * 1024):
+                break
+    except OSError:
+        pass  # silent for a moment (a timeout), or gone already
+    try:
+        sock.shutdown(socket.SHUT_RD)
+    except OSError:
+        pass  # gone already
 
 
 def _body_left(request: Request) -> bool:
@@ -445,7 +472,8 @@ def init_app(app: Flask) -> None:
         # client trickling a byte a second holds it for many minutes. A
         # "Connection: close" header cannot stop it: gunicorn drops it (a
         # hop-by-hop header, which WSGI forbids applications). Shutting the
-        # socket's read side once the answer is out ends that drain at once.
+        # socket's read side once the answer is out (stop_reading) ends that
+        # drain within a second or so.
         if _body_left(request):
             environ = request.environ
             response.call_on_close(lambda: stop_reading(environ))

@@ -16,11 +16,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 
 
 def random_file(path: Path, size: int) -> str:
@@ -35,6 +38,45 @@ def random_file(path: Path, size: int) -> str:
             fh.write(block)
             left -= len(block)
     return digest.hexdigest()
+
+
+def wait_for(condition: Callable[[], T], what: str, timeout: float = 60) -> T:
+    """Polls ``condition`` until it returns something true; the deadline only catches a hang."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def resume_upload(url: str, headers: dict[str, str], data: bytes) -> int:
+    """Goes on with a tus upload of ``data`` as a client does after an error:
+    asks for the offset, sends the rest from there, and asks again after a
+    409, or after the wait a 423 asks for (the upload is still held by the
+    request that failed). Returns the offset the server took the rest from."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        offset = int(requests.head(url, headers=headers, timeout=60).headers["Upload-Offset"])
+        answer = requests.patch(
+            url, data=data[offset:], timeout=120,
+            headers={**headers, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream"},
+        )
+        if answer.status_code == 204:
+            assert answer.headers["Upload-Offset"] == str(len(data))
+            return offset
+        assert answer.status_code in (409, 423), answer.status_code
+        if answer.status_code == 423:
+            time.sleep(int(answer.headers["Retry-After"]))
+    raise AssertionError("the upload never resumed")
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    except ConnectionRefusedError:
+        return False
+    return True
 
 
 def free_port() -> int:
@@ -98,6 +140,18 @@ class LiveServer:
 
     def reset_peak_rss(self) -> None:
         Path(f"/proc/{self.worker_pid()}/clear_refs").write_text("5")
+
+    def kill(self) -> None:
+        """SIGKILL the master and its workers, as a machine that dies stops them: nothing runs on."""
+        workers = self.worker_pids()
+        # The master first, or it would start a new worker for each killed one.
+        self.process.kill()
+        self.process.wait(timeout=30)
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        # Gone once its port refuses connections: until the last worker has
+        # exited, the kernel still accepts them on its listening socket.
+        wait_for(lambda: not _accepts(self.port), "the killed server's port to close")
 
     def stop(self) -> None:
         # The test is over: nothing to finish. A graceful stop waits for idle

@@ -9,10 +9,8 @@ import base64
 import os
 import signal
 import socket
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import pytest
@@ -26,12 +24,11 @@ from app.db import new_session
 from app.models import Upload
 from app.storage import RESERVE_SEGMENTS
 
-from .live import LiveServer
+from .live import LiveServer, resume_upload, wait_for
 from .walker import Sender
 
 MiB = 1024 * 1024
 STRIDE = SEGMENT_SIZE + TAG_BYTES
-T = TypeVar("T")
 
 
 def reused_nonces(before: bytes, after: bytes) -> list[int]:
@@ -47,16 +44,6 @@ def reused_nonces(before: bytes, after: bytes) -> list[int]:
         if common and old[:common] != new[:common]:
             reused.append(index)
     return reused
-
-
-def wait_for(condition: Callable[[], T], what: str, timeout: float = 60) -> T:
-    """Polls ``condition`` until it returns something true; the deadline only catches a hang."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def stalled_patch(server: LiveServer, url: str, headers: dict[str, str], length: int, first: bytes) -> socket.socket:
@@ -103,16 +90,7 @@ def test_a_killed_worker_never_makes_a_resume_reuse_a_nonce(make_live, mailbox) 
 
     # The client resumes, with other bytes, from wherever the server says.
     second = os.urandom(length)
-    for _ in range(3):
-        offset = int(requests.head(url, headers=tus, timeout=30).headers["Upload-Offset"])
-        r = requests.patch(
-            url, data=second[offset:], timeout=120,
-            headers={**tus, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream"},
-        )
-        if r.status_code == 204:
-            break
-        assert r.status_code == 409, r.status_code
-    assert r.status_code == 204 and r.headers["Upload-Offset"] == str(length)
+    resume_upload(url, tus, second)
 
     final = Path(str(partial).removesuffix(".partial")).read_bytes()
     assert reused_nonces(snapshot, final) == []

@@ -19,6 +19,7 @@ import requests
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
+from werkzeug.wrappers import Response
 
 from .mailbox import Mailbox, Received
 
@@ -60,12 +61,52 @@ def text_of(response: TestResponse) -> str:
     return html.unescape(response.get_data(as_text=True))
 
 
-class Browser:
-    """A test client that talks https to the portal, like a real deployment."""
+class HttpClient:
+    """The part of Flask's test client the walker uses, over real HTTP to
+    ``url`` (a live server, or a proxy in front of several), with the
+    cookies a browser keeps and the ``Origin`` it sends with every post.
+    Paths go to ``url``: the test client's ``base_url`` is taken and ignored."""
 
-    def __init__(self, app: Flask) -> None:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.session = requests.Session()
+        # As in Flask's test client: HTTP_* entries are sent as headers.
+        self.environ_base: dict[str, str] = {}
+
+    def open(
+        self, method: str, path: str, base_url: str | None = None, data: Any = None,
+        headers: dict[str, str] | None = None, content_type: str | None = None,
+    ) -> Response:
+        base = self.environ_base.items()
+        sent = {key[5:].replace("_", "-").title(): value for key, value in base if key.startswith("HTTP_")}
+        if method not in ("GET", "HEAD", "OPTIONS"):
+            sent["Origin"] = self.url
+        if content_type:
+            sent["Content-Type"] = content_type
+        sent.update(headers or {})
+        answer = self.session.request(
+            method, urljoin(self.url, path), data=data, headers=sent, allow_redirects=False, timeout=120
+        )
+        return Response(answer.content, status=answer.status_code, headers=list(answer.headers.items()))
+
+    def get(self, path: str, **kw: Any) -> Response:
+        return self.open("GET", path, **kw)
+
+    def post(self, path: str, **kw: Any) -> Response:
+        return self.open("POST", path, **kw)
+
+    def cookie_header(self) -> str:
+        return "; ".join(f"{c.name}={c.value}" for c in self.session.cookies)
+
+
+class Browser:
+    """A test client that talks https to the portal, like a real deployment;
+    with ``via``, a browser that does so over real HTTP to that address."""
+
+    def __init__(self, app: Flask, via: str | None = None) -> None:
         self.app = app
-        self.client: FlaskClient = app.test_client()
+        self.via = via
+        self.client: FlaskClient | HttpClient = HttpClient(via) if via else app.test_client()
         # An English-speaking browser unless a test switches with /lang/nl.
         self.client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en-GB,en;q=0.9"
 
@@ -91,6 +132,8 @@ class Browser:
 
     def cookie_header(self) -> str:
         """This browser's cookies, for another HTTP client to carry on the session."""
+        if isinstance(self.client, HttpClient):
+            return self.client.cookie_header()
         return "; ".join(f"{c.key}={c.value}" for c in self.client._cookies.values())
 
     def follow_refusal(self, answer: requests.Response) -> requests.Response:
@@ -143,8 +186,8 @@ class Sent:
 
 
 class Sender(Browser):
-    def __init__(self, app: Flask, mailbox: Mailbox, person: Person | None = None) -> None:
-        super().__init__(app)
+    def __init__(self, app: Flask, mailbox: Mailbox, person: Person | None = None, via: str | None = None) -> None:
+        super().__init__(app, via)
         self.mailbox = mailbox
         self.person = person or Person()
 
@@ -223,7 +266,7 @@ class Sender(Browser):
         and return a recipient who has opened it."""
         assert self.files(action="next").status_code == 302
         sent = self.finish([address])
-        recipient = Recipient(self.app)
+        recipient = Recipient(self.app, self.via)
         recipient.unlock(sent.access_id(address), PASSWORD)
         return recipient
 
