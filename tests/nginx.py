@@ -99,7 +99,7 @@ def config(
     ``transfer.max_total_bytes`` plus what a form post adds around the files.
     """
     servers = "\n".join(f"        server 127.0.0.1:{p};" for p in upstreams)
-    proxy = f"""
+    proxy = """
             proxy_pass http://koerier;"""
     return f"""\
 {f"user {user};" if user else ""}
