@@ -107,15 +107,22 @@ class LiveServer:
             start_new_session=True,
         )
         deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(self.url + "/", timeout=2)
-                break
-            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or workers still booting
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError("gunicorn did not start:\n" + (instance / "gunicorn.log").read_text()) from None
-                time.sleep(0.1)
+        while not self._answers():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("gunicorn did not start:\n" + (instance / "gunicorn.log").read_text())
+            time.sleep(0.1)
+
+    def _answers(self) -> bool:
+        # Ours must be the one listening: another process (a parallel test's)
+        # may hold the port, and would answer the probe instead.
+        if f"Listening at: {self.url} ({self.process.pid})" not in (self.instance / "gunicorn.log").read_text():
+            return False
+        try:
+            requests.get(self.url + "/", timeout=2)
+        except (requests.ConnectionError, requests.Timeout):  # workers still booting
+            return False
+        return True
 
     def worker_pids(self) -> list[int]:
         return [int(p) for p in Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()]
