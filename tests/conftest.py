@@ -134,15 +134,20 @@ def _close_databases(apps: list[Flask]) -> None:
             session.get_bind().dispose()
 
 
-@pytest.fixture(scope="session")
-def seaweed() -> Iterator[SeaweedServer]:
-    """One SeaweedFS server (an S3 store) for the whole session, started on first use."""
-    weed = find_weed()
-    if weed is None:
-        pytest.fail(WEED_INSTALL_HINT, pytrace=False)
-    server = SeaweedServer(weed).start()
+def _session_server(found: str | Path | None, install_hint: str, server_class: Callable[[Any], Any]) -> Iterator[Any]:
+    """A server from ``found`` binaries for the whole session (per xdist
+    worker); without them the test fails saying what to install, never skips."""
+    if found is None:
+        pytest.fail(install_hint, pytrace=False)
+    server = server_class(found).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def seaweed() -> Iterator[SeaweedServer]:
+    """One SeaweedFS server (an S3 store), started on first use."""
+    yield from _session_server(find_weed(), WEED_INSTALL_HINT, SeaweedServer)
 
 
 @pytest.fixture
@@ -233,13 +238,8 @@ def sender(app: Flask, mailbox: Mailbox) -> Sender:
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
-    """One PostgreSQL server for the whole session (per xdist worker), started on first use."""
-    bindir = find_bindir()
-    if bindir is None:
-        pytest.fail(INSTALL_HINT, pytrace=False)
-    server = PostgresServer(bindir).start()
-    yield server
-    server.stop()
+    """One PostgreSQL server, started on first use."""
+    yield from _session_server(find_bindir(), INSTALL_HINT, PostgresServer)
 
 
 @pytest.fixture(scope="session")
