@@ -20,8 +20,7 @@ from app import csrf, db, drafts, resumable, upload_limits, uploads
 from app.crypto.stream import LengthExceeded
 from app.models import Draft, StoredFile, Upload
 from app.policy import Limits
-from app.errors import STORE_RETRY_SECONDS, STORE_UNAVAILABLE
-from app.storage import StorageUnavailable, UploadBusy, UploadGone, UploadRestarted
+from app.storage import UploadBusy, UploadGone, UploadRestarted
 from app.web import client_ip, limit_body, portal, streams_body, upload_leases
 
 from . import bp
@@ -49,12 +48,6 @@ def _error(status: int, message: str, **headers: str) -> Response:
 
 def _too_many_uploads() -> Response:
     return _error(429, str(TOO_MANY_UPLOADS), **{"Retry-After": str(upload_limits.RETRY_AFTER_SECONDS)})
-
-
-def _store_unavailable(exc: StorageUnavailable) -> Response:
-    # What was committed before stays: the client resumes from the offset HEAD reports.
-    log.warning("upload %s: %s", request.path, exc)
-    return _error(503, str(STORE_UNAVAILABLE), **{"Retry-After": str(STORE_RETRY_SECONDS)})
 
 
 def _refused(why: str, limits: Limits) -> Response:
@@ -143,8 +136,6 @@ def tus_create() -> Response:
         return _error(status, file_problem(refused.name, refused.why, limits))
     except upload_limits.TooManyUploads:
         return _too_many_uploads()
-    except StorageUnavailable as exc:
-        return _store_unavailable(exc)
     response = _progress(found, status=201)
     response.headers["Location"] = url_for("wizard.tus_upload", upload_id=found.id)
     return response
@@ -193,8 +184,6 @@ def tus_patch(upload_id: str) -> Response:
         return _error(423, "This upload is being written by another request", **{"Retry-After": "5"})
     except UploadGone:
         return _error(410, gettext("This upload does not exist any more. Please add the file again."))
-    except StorageUnavailable as exc:
-        return _store_unavailable(exc)
     except LengthExceeded:
         return _error(413, "The body runs past Upload-Length")
     except (ClientDisconnected, OSError):
@@ -210,9 +199,6 @@ def tus_delete(upload_id: str) -> Response:
     _check_version()
     draft = _sender_draft()
     # tus termination: an unfinished upload goes; a finished one leaves the draft.
-    try:
-        drafts.remove_file(db.session(), portal(), draft, _found(draft, upload_id).id)
-    except StorageUnavailable as exc:
-        return _store_unavailable(exc)
+    drafts.remove_file(db.session(), portal(), draft, _found(draft, upload_id).id)
     return _tus(Response(status=204))
 
