@@ -65,16 +65,23 @@ def unavailable(message: object, retry_after: int) -> Response:
     return secured(Response(page, status=503, headers=headers))
 
 
+# The names our forms give passwords, access keys and one-time codes.
+SECRET_FIELDS = frozenset({"password", "password_repeat", "key", "code"})
+
+
 def _typed_fields() -> list[tuple[str, str]] | None:
     """The fields of a form post, to post again; None for anything else.
 
     Uploads stream their bodies and are not kept (the files page's script
-    resumes them, and keeps the message in the tab).
+    resumes them, and keeps the message in the tab). Secrets are left out,
+    as a refused post leaves them out (app/refused_posts.py): written into
+    the page they would sit in its source, for a shared computer's session
+    restore or an extension to read; the form asks for them again.
     """
     if request.method != "POST" or request.mimetype != "application/x-www-form-urlencoded" or reads_body_as_stream():
         return None
     try:
-        return list(request.form.items(multi=True))
+        return [(name, value) for name, value in request.form.items(multi=True) if name not in SECRET_FIELDS]
     except HTTPException:  # a body too large to be a form of ours
         return None
 

@@ -22,14 +22,19 @@ from contextlib import contextmanager
 
 import psycopg
 import pytest
+from flask_wtf import FlaskForm
 from werkzeug.test import TestResponse
+from wtforms import PasswordField
 
 from app.crypto.stream import SEGMENT_SIZE
+from app.errors import SECRET_FIELDS
+from download import forms as download_forms
+from wizard import forms as wizard_forms
 
 from .conftest import Setup
 from .pg import PostgresServer
 from .test_tus import TusSender
-from .walker import BASE, csrf_token, text_of
+from .walker import BASE, Browser, csrf_token, text_of
 
 # About a database server going away: PostgreSQL's, which the tests can stop.
 pytestmark = pytest.mark.setup("distributed")
@@ -112,6 +117,26 @@ def test_a_walk_survives_the_database_going_away(make_app, mailbox, postgres, se
     assert not [r for r in caplog.records if r.exc_info]
 
 
+def test_a_password_is_typed_again_not_written_into_the_page(make_app, mailbox, postgres, setup: Setup) -> None:
+    """The page offers the post again without its secrets: a password, an
+    access key or a code would otherwise sit in the page's source, where a
+    shared computer's session restore or an extension reads it."""
+    recipient = Browser(make_app())
+    recipient.client.environ_base["HTTP_ACCEPT"] = BROWSER_ACCEPT
+    token = csrf_token(recipient.get("/download/").get_data(as_text=True))
+    typed = {"csrf_token": token, "transaction_id": "ABCD-EFGH", "password": "Zomer-Appel-Rivier-42", "key": "k3y-fr0m-l1nk"}
+    with down(postgres):
+        refused = recipient.post("/download/", data=typed)
+    _down_page(refused)
+    assert "Zomer-Appel-Rivier-42" not in refused.get_data(as_text=True)
+    assert "k3y-fr0m-l1nk" not in refused.get_data(as_text=True)
+    assert dict(_hidden_fields(refused)) == {"csrf_token": token, "transaction_id": "ABCD-EFGH"}
+    # "Try again" then asks for the password, without counting an attempt.
+    asked = recipient.post("/download/", data=dict(_hidden_fields(refused)))
+    assert asked.status_code == 422 and "ABCD-EFGH" in asked.get_data(as_text=True)
+    assert "Please enter the password" in text_of(asked)
+
+
 def test_a_step_whose_commit_fails_is_offered_again(make_app, mailbox, setup: Setup) -> None:
     """The view has done its work and the request commits at its end, when
     the database ends its connection (here: while the commit waits for a
@@ -165,3 +190,15 @@ def test_readiness_names_the_database_while_it_is_down(make_app, postgres, setup
     assert alive.status_code == 200
     assert any("storage.database_url" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
     assert client.get("/readyz").status_code == 200
+
+
+def test_every_password_field_is_a_secret_the_page_leaves_out(make_app, setup: Setup) -> None:
+    with make_app().test_request_context():
+        forms = [
+            cls
+            for module in (wizard_forms, download_forms)
+            for cls in vars(module).values()
+            if isinstance(cls, type) and issubclass(cls, FlaskForm) and cls.__module__ == module.__name__
+        ]
+        passwords = {f.name for form in forms for f in form(meta={"csrf": False}) if isinstance(f, PasswordField)}
+    assert passwords and passwords <= SECRET_FIELDS
