@@ -63,6 +63,8 @@ PARTS_PER_SIZE = 1000
 LEASE = timedelta(seconds=30)
 RENEW = timedelta(seconds=10)
 DIGEST_BYTES = 32
+# Written and deleted by the readiness check; not named like a blob, so the sweep never counts it.
+PROBE = "readiness-probe"
 _OURS = re.compile(r"[0-9a-f]{32}(\.tail-[0-9a-f]{16})?")
 
 
@@ -124,9 +126,18 @@ class S3BlobStore:
             raise StorageUnavailable(f"S3 {operation}: {exc}") from exc
 
     def check(self) -> None:
+        """A probe object is put and deleted, which is what an upload needs:
+        the bucket there, the credentials valid and allowed to write (a key
+        that may only read and list fails here)."""
+        probe = self._name(PROBE)
+        self._checked("list", lambda: self._client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1))
+        self._checked("write to", lambda: self._client.put_object(Bucket=self.bucket, Key=probe, Body=b""))
+        self._checked("delete from", lambda: self._client.delete_object(Bucket=self.bucket, Key=probe))
+
+    def _checked(self, verb: str, request: Callable[[], object]) -> None:
         endpoint = self._client.meta.endpoint_url
         try:
-            self._client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
+            request()
         except NoCredentialsError:
             raise StorageUnavailable(
                 "storage.s3_access_key_id: no credentials; set s3_access_key_id and s3_secret_access_key, "
@@ -142,7 +153,7 @@ class S3BlobStore:
                 "InvalidBucketName": ("s3_bucket", f"{endpoint} does not accept the bucket name {self.bucket!r}"),
                 "InvalidAccessKeyId": ("s3_access_key_id", f"{endpoint} does not know this access key"),
                 "SignatureDoesNotMatch": ("s3_secret_access_key", f"{endpoint} refused the secret access key"),
-                "AccessDenied": ("s3_access_key_id", f"these credentials may not list bucket {self.bucket!r}"),
+                "AccessDenied": ("s3_access_key_id", f"these credentials may not {verb} bucket {self.bucket!r}"),
                 "AuthorizationHeaderMalformed": ("s3_region", f"{endpoint} expects another region"),
                 "PermanentRedirect": ("s3_region", f"bucket {self.bucket!r} lives in another region"),
             }.get(code, ("s3_endpoint_url", f"{endpoint} answered"))
@@ -353,11 +364,16 @@ class _ObjectWriter:
         if self._upload_id is None:
             self._upload_id = self._store._call("create_multipart_upload", Key=self._name)["UploadId"]
         number = len(self._parts) + 1
-        answer = self._store._call(
-            "upload_part", Key=self._name, UploadId=self._upload_id, PartNumber=number, Body=self._buffer.body()
-        )
+        answer = self._multipart("upload_part", PartNumber=number, Body=self._buffer.body())
         self._parts.append({"PartNumber": number, "ETag": answer["ETag"]})
         self._buffer.clear()
+
+    def _multipart(self, operation: str, **params: Any) -> Any:
+        try:
+            return self._store._call(operation, Key=self._name, UploadId=self._upload_id, **params)
+        except _NoSuchUpload:
+            # Aborted meanwhile (a lifecycle rule): what was sent is gone, the sender sends again.
+            raise StorageUnavailable(f"S3 {operation}: the multipart upload of {self._name} was aborted") from None
 
     def close(self) -> None:
         if self._upload_id is None:
@@ -365,9 +381,7 @@ class _ObjectWriter:
             return
         if self._buffer.size:
             self._send_part()
-        self._store._call(
-            "complete_multipart_upload", Key=self._name, UploadId=self._upload_id, MultipartUpload={"Parts": self._parts}
-        )
+        self._multipart("complete_multipart_upload", MultipartUpload={"Parts": self._parts})
 
     def abort(self) -> None:
         if self._upload_id is not None:

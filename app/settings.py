@@ -200,8 +200,9 @@ class Storage:
     # ~/.aws/credentials, an instance role).
     s3_access_key_id: str = ""
     s3_secret_access_key: str = ""
-    # Prepended to every object name, so one bucket can serve several portals.
-    s3_prefix: str = ""
+    # Prepended to every object name, so one bucket can serve several portals;
+    # the clean-up job's sweep of unknown objects looks nowhere else.
+    s3_prefix: str = "koerier/"
 
     def check(self, path: str) -> None:
         _one_of(path, "auto_upgrade", self.auto_upgrade, ("embedded", "always", "never"))

@@ -38,12 +38,17 @@ def _root(app: Flask) -> Path:
 
 
 def names(app: Flask) -> list[str]:
-    """Every blob, pending blob and tail: local file names, S3 object names."""
+    """Every blob, pending blob and tail: local file names; S3 object names,
+    the portal's without its prefix, anything else in the bucket as it is."""
     settings = _settings(app)
     if settings.backend == "local":
         return sorted(p.name for p in _root(app).rglob("*") if p.is_file())
     pages = _client(settings).get_paginator("list_objects_v2").paginate(Bucket=settings.s3_bucket)
-    return sorted(obj["Key"] for page in pages for obj in page.get("Contents", []))
+    return sorted(_key(settings, obj["Key"]) for page in pages for obj in page.get("Contents", []))
+
+
+def _key(settings: Storage, name: str) -> str:
+    return name.removeprefix(settings.s3_prefix)
 
 
 def multipart_uploads(app: Flask) -> list[str]:
@@ -52,7 +57,7 @@ def multipart_uploads(app: Flask) -> list[str]:
     if settings.backend == "local":
         return []
     answer = _client(settings).list_multipart_uploads(Bucket=settings.s3_bucket)
-    return sorted(upload["Key"] for upload in answer.get("Uploads", []))
+    return sorted(_key(settings, upload["Key"]) for upload in answer.get("Uploads", []))
 
 
 def leftovers(app: Flask) -> list[str]:
@@ -68,7 +73,7 @@ def read(app: Flask, name: str) -> bytes:
     settings, path = _object(app, name)
     if settings.backend == "local":
         return path.read_bytes()
-    return _client(settings).get_object(Bucket=settings.s3_bucket, Key=name)["Body"].read()
+    return _client(settings).get_object(Bucket=settings.s3_bucket, Key=settings.s3_prefix + name)["Body"].read()
 
 
 def write(app: Flask, name: str, data: bytes) -> None:
@@ -77,7 +82,7 @@ def write(app: Flask, name: str, data: bytes) -> None:
     if settings.backend == "local":
         path.write_bytes(data)
     else:
-        _client(settings).put_object(Bucket=settings.s3_bucket, Key=name, Body=data)
+        _client(settings).put_object(Bucket=settings.s3_bucket, Key=settings.s3_prefix + name, Body=data)
 
 
 def contents(app: Flask) -> dict[str, bytes]:
@@ -86,16 +91,18 @@ def contents(app: Flask) -> dict[str, bytes]:
 
 def leave_orphans(app: Flask, key: str) -> list[str]:
     """What a resumable upload whose row never got committed leaves under
-    ``key``, and (in a bucket) an object of someone else's; returns the
-    names that are not the portal's."""
+    ``key``, and (in a bucket) objects of someone else's, one of them named
+    as the portal names its own; returns the names that are not the portal's."""
     settings, path = _object(app, key)
     if settings.backend == "local":
         path.parent.mkdir(exist_ok=True)
         path.with_suffix(".partial").write_bytes(b"half an upload")
         return []
-    client = _client(settings)
-    upload_id = client.create_multipart_upload(Bucket=settings.s3_bucket, Key=key)["UploadId"]
-    client.upload_part(Bucket=settings.s3_bucket, Key=key, UploadId=upload_id, PartNumber=1, Body=b"a part")
-    client.put_object(Bucket=settings.s3_bucket, Key=f"{key}.tail-0123456789abcdef", Body=b"a tail")
-    client.put_object(Bucket=settings.s3_bucket, Key="someone-else/notes.txt", Body=b"not ours")
-    return ["someone-else/notes.txt"]
+    client, bucket, name = _client(settings), settings.s3_bucket, settings.s3_prefix + key
+    upload_id = client.create_multipart_upload(Bucket=bucket, Key=name)["UploadId"]
+    client.upload_part(Bucket=bucket, Key=name, UploadId=upload_id, PartNumber=1, Body=b"a part")
+    client.put_object(Bucket=bucket, Key=f"{name}.tail-0123456789abcdef", Body=b"a tail")
+    foreign = ["someone-else/notes.txt", "0123456789abcdef0123456789abcdef"]
+    for other in foreign:
+        client.put_object(Bucket=bucket, Key=other, Body=b"not ours")
+    return foreign

