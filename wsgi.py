@@ -6,12 +6,16 @@ from app import create_app
 from app.schema import SchemaError
 from app.settings import ConfigError
 
+# gunicorn stops when a worker exits with this code ("failed to boot"), where
+# any other would have it restart its workers for ever; flask's CLI exits with it too.
+BOOT_FAILED = 3
+
 try:
     app = create_app()
 except ConfigError as exc:
     # One clear line naming the key, not a traceback, and a failing exit.
     print(f"Configuration error: {exc}", file=sys.stderr)
-    raise SystemExit(2) from None
+    raise SystemExit(BOOT_FAILED) from None
 except SchemaError as exc:
     print(f"Database schema: {exc}", file=sys.stderr)
-    raise SystemExit(2) from None
+    raise SystemExit(BOOT_FAILED) from None

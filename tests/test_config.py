@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +14,7 @@ import pytest
 from app import create_app
 from app.settings import ConfigError, load_settings
 
+from .live import free_port
 from .settings_keys import config_keys
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,3 +111,25 @@ def test_secret_key_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyP
     app = create_app(instance_path=tmp_path / "inst")
     assert app.config["SECRET_KEY"] == "x" * 40
     assert not (tmp_path / "inst" / "secret_key").exists()
+
+
+def test_gunicorn_stops_on_a_configuration_error(tmp_path: Path) -> None:
+    """A worker that cannot start the app makes gunicorn stop, with the
+    error: otherwise it would restart its workers for ever, and systemd
+    would see a running service and never apply its restart rule."""
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    (instance / "config.toml").write_text('[storage]\nbackend = "tape"\n')
+    gunicorn = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--workers", "2", "--bind", f"127.0.0.1:{free_port()}", "--no-control-socket", "wsgi:app"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env={"PATH": "/usr/bin:/bin", "KOERIER_INSTANCE_PATH": str(instance)},
+    )
+    try:
+        _, stderr = gunicorn.communicate(timeout=120)
+    finally:
+        # Workers and all, should it still run.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(gunicorn.pid, signal.SIGKILL)
+    assert gunicorn.returncode != 0
+    assert "Configuration error: storage.backend" in stderr

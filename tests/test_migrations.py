@@ -66,7 +66,7 @@ def test_an_upgrade_keeps_a_transfer_downloadable(make_app, mailbox, tmp_path: P
     with pytest.raises(SchemaError, match="at schema revision 0001.*run `flask --app wsgi db upgrade`"):
         make_app()
     refused = _flask(instance, "routes")
-    assert refused.returncode == 2
+    assert refused.returncode == 3
     assert "Database schema: the database is at schema revision 0001" in refused.stderr
     assert "flask --app wsgi db upgrade" in refused.stderr
 

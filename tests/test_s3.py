@@ -447,7 +447,7 @@ def test_the_command_line_names_a_missing_bucket(tmp_path: Path, seaweed, s3_buc
         [sys.executable, "-m", "flask", "--app", "wsgi", "routes"], cwd=ROOT, capture_output=True, text=True, timeout=120,
         env={"PATH": "/usr/bin:/bin", "KOERIER_INSTANCE_PATH": str(instance)},
     )
-    assert refused.returncode == 2
+    assert refused.returncode == 3
     assert "Configuration error: storage.s3_bucket:" in refused.stderr and "gone-bucket" in refused.stderr
 
 
