@@ -2,7 +2,10 @@
 
 import sys
 
+from sqlalchemy.exc import OperationalError
+
 from app import create_app
+from app.db import failure_cause
 from app.schema import SchemaError
 from app.settings import ConfigError
 
@@ -18,4 +21,8 @@ except ConfigError as exc:
     raise SystemExit(BOOT_FAILED) from None
 except SchemaError as exc:
     print(f"Database schema: {exc}", file=sys.stderr)
+    raise SystemExit(BOOT_FAILED) from None
+except OperationalError as exc:
+    # Start-up reads the schema's revision: the database must answer.
+    print(f"Database: storage.database_url: {failure_cause(exc)}", file=sys.stderr)
     raise SystemExit(BOOT_FAILED) from None

@@ -16,6 +16,7 @@ from .mailer import make_mailer
 from .argon2_gate import Argon2Gate
 from .portal import Portal
 from .secret_key import load_or_create
+from .session_cookie import SessionCookie
 from .settings import ConfigError, load_settings
 from .storage import make_store
 
@@ -37,6 +38,7 @@ def create_app(test_config: dict[str, Any] | None = None, instance_path: str | o
 
     settings = load_settings(_config_file(instance), test_config)
     app.config["KOERIER"] = settings
+    app.session_interface = SessionCookie()
     app.config.update(
         SECRET_KEY=load_or_create(instance),
         SESSION_COOKIE_NAME="__Host-koerier" if settings.site.https else "koerier",

@@ -133,3 +133,16 @@ def test_gunicorn_stops_on_a_configuration_error(tmp_path: Path) -> None:
             os.killpg(gunicorn.pid, signal.SIGKILL)
     assert gunicorn.returncode != 0
     assert "Configuration error: storage.backend" in stderr
+
+
+def test_a_database_that_does_not_answer_at_start_up_is_one_line_naming_the_setting(tmp_path: Path) -> None:
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    (instance / "config.toml").write_text(f'[storage]\ndatabase_url = "postgresql+psycopg://koerier@127.0.0.1:{free_port()}/koerier"\n')
+    refused = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "policy", "check"], cwd=ROOT, capture_output=True, text=True,
+        timeout=120, env={"PATH": "/usr/bin:/bin", "KOERIER_INSTANCE_PATH": str(instance)},
+    )
+    assert refused.returncode == 3
+    assert "Database: storage.database_url: " in refused.stderr and "Connection refused" in refused.stderr
+    assert "Traceback" not in refused.stderr
