@@ -28,6 +28,7 @@ import mmap
 import re
 import secrets
 from collections.abc import Callable, Container, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -99,6 +100,10 @@ class S3BlobStore:
                 connect_timeout=5, read_timeout=60, retries={"mode": "standard", "max_attempts": 3},
                 # One connection per running upload or download: gunicorn's threads.
                 max_pool_connections=64,
+                # The AEAD tag of every segment already proves each byte; a
+                # checksum of each request as well would only cost CPU.
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
             ),
             **credentials,
         )
@@ -245,10 +250,14 @@ class S3BlobStore:
         db.commit()
         if not taken:
             raise UploadBusy(upload.id)
+        pending: _Pending | None = None
         try:
             db.refresh(upload)
-            yield _Pending(self, db, upload, commit, holder)
+            pending = _Pending(self, db, upload, commit, holder)
+            yield pending
         finally:
+            if pending is not None:
+                pending.close()
             try:
                 db.execute(
                     update(Upload).where(Upload.id == upload.id, Upload.busy_by == holder)
@@ -270,6 +279,10 @@ class PartBuffer:
     def __init__(self, capacity: int) -> None:
         self._data = mmap.mmap(-1, capacity)
         self.size = 0
+
+    @property
+    def capacity(self) -> int:
+        return len(self._data)
 
     def append(self, data: bytes | bytearray | memoryview) -> None:
         end = self.size + len(data)
@@ -443,7 +456,10 @@ class _Pending:
 
     Sealed segments gather in a part buffer. A full buffer (``part_segments``
     segments; part 1 begins with the header) becomes the next part of the
-    upload's multipart upload; when the request ends short of a part, the
+    upload's multipart upload, sent by a thread of the request's own while
+    the request reads the next part into a second buffer (a single stream
+    to S3 is about as fast as reading and sealing, so the two overlap
+    rather than take turns); when the request ends short of a part, the
     buffer is stored as a small "tail" object under a new name, which the
     next request reads back into its buffer, so clients that send small
     chunks progress too. The offset is committed only once what it covers
@@ -481,6 +497,10 @@ class _Pending:
         self._first = len(self._parts) * self._per_part
         self.offset = upload.offset
         self._buffer = PartBuffer(HEADER_BYTES + self._per_part * self._stride)
+        # While one part is on its way to S3 the next fills a second buffer.
+        self._spare: PartBuffer | None = None
+        self._sender: ThreadPoolExecutor | None = None
+        self._sending: tuple[int, int, PartBuffer, Future[str]] | None = None
         if upload.tail_key is None:
             self._buffer.append(self._head())
         else:
@@ -504,7 +524,10 @@ class _Pending:
 
     def put(self, index: int, sealed: bytes) -> None:
         self._buffer.append(sealed)
-        if utcnow() - self._renewed > RENEW:
+        if self._sending is not None and self._sending[3].done():
+            # Its offset counts as soon as S3 has it (this commit renews the lease too).
+            self._settle()
+        elif utcnow() - self._renewed > RENEW:
             self._keep()
         if (index + 1) % self._per_part == 0 and index != self._last_index:
             self._send_part(index + 1)
@@ -512,6 +535,7 @@ class _Pending:
     def save(self, offset: int, complete: bool) -> None:
         if self._stopped:
             return
+        self._settle()
         if complete:
             self._publish()
             return
@@ -523,16 +547,46 @@ class _Pending:
             self._advance(end, tail)
 
     def _send_part(self, end: int) -> None:
+        """Send the full buffer as the next part, in the background: the
+        request reads on into the spare buffer meanwhile."""
         if self._upload.multipart_id is None:
             self._upload.multipart_id = self._store._call("create_multipart_upload", Key=self._name())["UploadId"]
+        self._settle()
         self._mark(end)
         number = self._first // self._per_part + 1
-        part = UploadPart(upload_id=self._upload.id, number=number, etag=self._upload_part(number))
+        full = self._buffer
+        self._buffer = self._spare or PartBuffer(full.capacity)
+        self._spare = None
+        if self._sender is None:
+            self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3-part")
+        self._sending = (number, end, full, self._sender.submit(self._part(number, full)))
+        self._first = end
+
+    def _settle(self) -> None:
+        """Wait for the part on its way; once S3 has it, commit it and the offset it brings."""
+        if self._sending is None:
+            return
+        number, end, buffer, sent = self._sending
+        self._sending = None
+        try:
+            etag = sent.result()
+        except _NoSuchUpload:
+            raise self._restart() from None
+        except BaseException:
+            # The committed offset, tail and digests still hold: the next request goes on from there.
+            self._stopped = True
+            raise
+        part = UploadPart(upload_id=self._upload.id, number=number, etag=etag)
         self._db.add(part)
         self._parts.append(part)
         self._advance(end, None)
-        self._buffer.clear()
-        self._first = end
+        buffer.clear()
+        self._spare = buffer
+
+    def close(self) -> None:
+        """No part of this request's may still be on its way once the lease is given back."""
+        if self._sender is not None:
+            self._sender.shutdown(wait=True)
 
     def _publish(self) -> None:
         self._mark(self._last_index + 1)
@@ -544,7 +598,10 @@ class _Pending:
         else:
             number = self._first // self._per_part + 1
             parts = [{"PartNumber": p.number, "ETag": p.etag} for p in self._parts]
-            parts.append({"PartNumber": number, "ETag": self._upload_part(number)})
+            try:
+                parts.append({"PartNumber": number, "ETag": self._part(number, self._buffer)()})
+            except _NoSuchUpload:
+                raise self._restart() from None
             try:
                 self._store._call(
                     "complete_multipart_upload", Key=self._name(), UploadId=self._upload.multipart_id,
@@ -555,16 +612,17 @@ class _Pending:
         # Once the row that names them is gone (the caller's commit).
         dbmod.after_commit(self._db, lambda: self._clean_up(tail, multipart_id))
 
-    def _upload_part(self, number: int) -> str:
-        try:
-            answer = self._store._call(
-                "upload_part", Key=self._name(), UploadId=self._upload.multipart_id, PartNumber=number,
-                Body=self._buffer.body(),
-            )
-        except _NoSuchUpload:
-            # Completed by a request that died before its commit, or aborted.
-            raise self._restart() from None
-        return str(answer["ETag"])
+    def _part(self, number: int, buffer: PartBuffer) -> Callable[[], str]:
+        """The upload of ``buffer`` as part ``number``, to run here or in the
+        sender thread: it touches no session. _NoSuchUpload when the multipart
+        upload was completed by a request that died before its commit, or aborted."""
+        name, upload_id = self._name(), self._upload.multipart_id
+
+        def send() -> str:
+            answer = self._store._call("upload_part", Key=name, UploadId=upload_id, PartNumber=number, Body=buffer.body())
+            return str(answer["ETag"])
+
+        return send
 
     def _mark(self, end: int) -> None:
         """Commit the digests of segments ``self._stored`` to ``end`` before they leave memory."""
