@@ -100,9 +100,8 @@ class S3BlobStore:
                 connect_timeout=5, read_timeout=60, retries={"mode": "standard", "max_attempts": 3},
                 # One connection per running upload or download: gunicorn's threads.
                 max_pool_connections=64,
-                # The AEAD tag of every segment already proves each byte; a
-                # checksum of each request as well would only cost CPU.
-                request_checksum_calculation="when_required",
+                # Every segment's AEAD tag is checked as it is read: a checksum
+                # of each answer as well would be one more pass over it.
                 response_checksum_validation="when_required",
             ),
             **credentials,
@@ -553,14 +552,35 @@ class _Pending:
             self._upload.multipart_id = self._store._call("create_multipart_upload", Key=self._name())["UploadId"]
         self._settle()
         self._mark(end)
+        try:
+            self._hand_off(end)
+        except BaseException:
+            # Handed off or not, this request commits nothing more: the next
+            # one goes on from the committed offset, with these digests.
+            self._stopped = True
+            raise
+
+    def _hand_off(self, end: int) -> None:
         number = self._first // self._per_part + 1
         full = self._buffer
+        send = self._part(number, full)
+        sending: Future[str]
+        try:
+            if self._sender is None:
+                self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3-part")
+            sending = self._sender.submit(send)
+        except RuntimeError:
+            # No thread to be had (a worker shutting down after a reload, a
+            # process limit): sent here, in turn, as before there was one.
+            sending = Future()
+            try:
+                sending.set_result(send())
+            except Exception as exc:  # noqa: BLE001  (raised where the part is settled)
+                sending.set_exception(exc)
+        self._sending = (number, end, full, sending)
+        self._first = end
         self._buffer = self._spare or PartBuffer(full.capacity)
         self._spare = None
-        if self._sender is None:
-            self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3-part")
-        self._sending = (number, end, full, self._sender.submit(self._part(number, full)))
-        self._first = end
 
     def _settle(self) -> None:
         """Wait for the part on its way; once S3 has it, commit it and the offset it brings."""
@@ -626,6 +646,8 @@ class _Pending:
 
     def _mark(self, end: int) -> None:
         """Commit the digests of segments ``self._stored`` to ``end`` before they leave memory."""
+        if self._buffer.size < self._until(end):
+            raise RuntimeError(f"upload {self._upload.id}: segments up to {end} are not in the buffer")
         digests = bytearray()
         with self._buffer.view() as buffer:
             at = self._until(self._stored)
@@ -674,7 +696,12 @@ class _Pending:
             self._db.rollback()
             self._stopped = True
             raise UploadBusy(self._upload.id)
-        self._commit()
+        try:
+            self._commit()
+        except BaseException:
+            # Whether it reached the database is unknown: nothing more from this request.
+            self._stopped = True
+            raise
         self._renewed = now
 
     def _clean_up(self, tail: str | None, multipart_id: str | None) -> None:

@@ -46,7 +46,8 @@ class SessionCookie(SecureCookieSessionInterface):
         if now - self._warned_at >= WARN_EVERY_SECONDS:
             self._warned_at = now
             log.warning(
-                "a session cookie does not verify with this node's secret key, so its visitor starts again: "
-                "if the portal runs on several nodes, give every node the same %s (or the same instance/secret_key)",
+                "a session cookie does not verify with this node's secret key, so its visitor starts again. "
+                "A forged or very old cookie does that; if it happens often on a portal of several nodes, "
+                "check that every node has the same %s (or the same instance/secret_key)",
                 ENV_VAR,
             )

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -310,6 +311,23 @@ def test_a_request_that_sent_a_part_but_never_committed_it(gated, mailbox, gate:
     done = tus.patch(location, 0, other)
     assert done.status_code == 204
     assert _download(tus, "scan.zip") == other
+
+
+def test_a_part_goes_up_in_turn_when_no_thread_is_to_be_had(make_app, mailbox, seaweed, s3_bucket, monkeypatch) -> None:
+    """A worker shutting down after a reload, or at its process limit, has
+    no thread to send a part while the next arrives: it sends it itself,
+    and the upload neither fails nor starts over."""
+    tus = TusSender(make_app(), mailbox).ready()
+    data = os.urandom(2 * PART + MiB)
+    location = tus.create(len(data)).headers["Location"]
+
+    def no_thread(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+
+    monkeypatch.setattr(ThreadPoolExecutor, "submit", no_thread)
+    done = tus.patch(location, 0, data)
+    assert done.status_code == 204 and done.headers["Upload-Offset"] == str(len(data))
+    assert _download(tus, "scan.zip") == data
 
 
 def test_a_request_that_lost_its_lease_commits_and_sends_nothing_more(gated, mailbox, gate: S3Gate, seaweed, s3_bucket) -> None:
