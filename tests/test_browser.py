@@ -187,10 +187,10 @@ def test_send_download_and_reply_in_english(browser: Browser, portal, mailbox: M
 
     expect(page.get_by_role("heading", name="Message and files")).to_be_visible()
     sender.check("files")
-    # A slow line, so that progress, speed and time left can be seen.
+    # A slow line, so that progress, speed and time left (a few seconds in) can be seen.
     cdp = sender.context.new_cdp_session(page)
     cdp.send("Network.enable")
-    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 5, "downloadThroughput": -1, "uploadThroughput": 10 * MiB})
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 5, "downloadThroughput": -1, "uploadThroughput": 5 * MiB})
     with page.expect_file_chooser() as chooser:
         page.get_by_role("button", name="Add files / Browse").click()
     chooser.value.set_files([source, PDF])
@@ -521,7 +521,7 @@ def test_refused_file_cancel_and_retry(browser: Browser, portal, mailbox: Mailbo
     random_file(big, 30 * MiB)
     cdp = visit.context.new_cdp_session(page)
     cdp.send("Network.enable")
-    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 5, "downloadThroughput": -1, "uploadThroughput": 5 * MiB})
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 5, "downloadThroughput": -1, "uploadThroughput": 3 * MiB})
     expect(page.locator(".uploader")).to_be_visible()  # the script is ready
     page.locator("#picker").set_input_files(big)
     upload = page.locator(".upload", has_text="scan.zip")
@@ -864,7 +864,7 @@ def test_next_waits_for_uploads_and_stops_at_a_refused_one(browser: Browser, por
     page = visit.page
     to_files_step(visit, mailbox, base)
     big, refused = tmp_path / "scan.zip", tmp_path / "setup.exe"
-    random_file(big, 10 * MiB)
+    random_file(big, 20 * MiB)  # long enough for the estimate to show, a few seconds in
     refused.write_bytes(b"MZ" + b"\0" * 100)
     cdp = visit.context.new_cdp_session(page)
     cdp.send("Network.enable")
