@@ -193,6 +193,17 @@ def remove_file(db: Session, portal: Portal, draft: Draft, file_id: str) -> bool
     return True
 
 
+def drop_superseded(db: Session, portal: Portal, draft: Draft, added: list[StoredFile]) -> None:
+    """Unfinished uploads of a file that has now been added whole (the same
+    name and size) go: the sender added it again to complete it, as the
+    files step says, where the page could not resume it (no script)."""
+    dek = data_key(draft)
+    whole = {(open_text(dek, "name", f.id, f.name_ct), f.size) for f in added}
+    for upload in unfinished(draft):
+        if (upload.name, upload.size) in whole:
+            remove_file(db, portal, draft, upload.id)
+
+
 @dataclass(frozen=True)
 class Options:
     expires_on: date

@@ -15,7 +15,7 @@ import re
 import shutil
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -30,7 +30,7 @@ from app.models import DownloadGrant, StoredFile, Upload
 from app.upload_limits import RETRY_AFTER_SECONDS, UploadLease
 
 from .conftest import Setup
-from .live import ROOT, DroppingProxy, free_port, random_file
+from .live import ROOT, DroppingProxy, free_port, random_file, wait_for
 from .mailbox import Mailbox
 from .rawhttp import Held
 from .walker import Recipient, Sender
@@ -187,10 +187,10 @@ def test_send_download_and_reply_in_english(browser: Browser, portal, mailbox: M
 
     expect(page.get_by_role("heading", name="Message and files")).to_be_visible()
     sender.check("files")
-    # A slow line, so that progress, speed and time left can be seen.
+    # A slow line, so that progress, speed and time left (a few seconds in) can be seen.
     cdp = sender.context.new_cdp_session(page)
     cdp.send("Network.enable")
-    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 5, "downloadThroughput": -1, "uploadThroughput": 10 * MiB})
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 5, "downloadThroughput": -1, "uploadThroughput": 5 * MiB})
     with page.expect_file_chooser() as chooser:
         page.get_by_role("button", name="Add files / Browse").click()
     chooser.value.set_files([source, PDF])
@@ -521,7 +521,7 @@ def test_refused_file_cancel_and_retry(browser: Browser, portal, mailbox: Mailbo
     random_file(big, 30 * MiB)
     cdp = visit.context.new_cdp_session(page)
     cdp.send("Network.enable")
-    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 5, "downloadThroughput": -1, "uploadThroughput": 5 * MiB})
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 5, "downloadThroughput": -1, "uploadThroughput": 3 * MiB})
     expect(page.locator(".uploader")).to_be_visible()  # the script is ready
     page.locator("#picker").set_input_files(big)
     upload = page.locator(".upload", has_text="scan.zip")
@@ -864,7 +864,7 @@ def test_next_waits_for_uploads_and_stops_at_a_refused_one(browser: Browser, por
     page = visit.page
     to_files_step(visit, mailbox, base)
     big, refused = tmp_path / "scan.zip", tmp_path / "setup.exe"
-    random_file(big, 10 * MiB)
+    random_file(big, 20 * MiB)  # long enough for the estimate to show, a few seconds in
     refused.write_bytes(b"MZ" + b"\0" * 100)
     cdp = visit.context.new_cdp_session(page)
     cdp.send("Network.enable")
@@ -1196,3 +1196,172 @@ def test_a_corrected_password_repeat_clears_the_old_refusal(browser: Browser, po
     expect(page.locator("#password-match")).to_have_text("The two passwords match.")
     expect(stale).to_be_hidden()
     visit.check("corrected")
+
+
+# Walk 12: an upload cut by a reload, errors the server answers with, and a
+# refusal the live password check has overtaken.
+
+
+def unfinished_upload(app) -> Upload | None:  # type: ignore[no-untyped-def]
+    """The one unfinished upload, with the offset it has stored."""
+    with app.app_context():
+        upload = db.session().scalars(select(Upload)).one_or_none()
+        db.session().close()
+        return upload
+
+
+def test_an_upload_cut_by_a_reload_resumes_when_the_same_file_is_added_again(
+    browser: Browser, portal, mailbox: Mailbox, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    app, base = portal
+    source = tmp_path / "scan.zip"
+    expected = random_file(source, 24 * MiB)
+    visit = new_visit(browser, "resume-after-reload")
+    page = visit.page
+    to_files_step(visit, mailbox, base)
+    cdp = visit.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 5, "downloadThroughput": -1, "uploadThroughput": 4 * MiB})
+    expect(page.locator(".uploader")).to_be_visible()
+    page.locator("#picker").set_input_files(source)
+    # Past the first chunk, which the server has stored.
+    wait_for(lambda: (upload := unfinished_upload(app)) and upload.offset >= 8 * MiB, "the first chunk")
+    page.reload()
+    visit.errors.clear()  # the PATCH the reload cut off
+    row = page.locator("tr.unfinished", has_text="scan.zip")
+    expect(row).to_contain_text("Add the same file again to continue, or remove it.")
+    cut = unfinished_upload(app)
+    visit.check("unfinished-after-reload")
+
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+    expect(page.locator(".uploader")).to_be_visible()
+    page.locator("#picker").set_input_files(source)
+    item = page.locator(".upload", has_text="scan.zip")
+    expect(item.locator(".upload-status")).to_have_text("Uploaded", timeout=60_000)
+    # That upload went on: one row for the file, and the file is the upload cut off.
+    expect(row).to_have_count(0)
+    expect(page.get_by_text("scan.zip", exact=True)).to_have_count(1)
+    with app.app_context():
+        [stored] = db.session().scalars(select(StoredFile)).all()
+        assert stored.id == cut.id and db.session().scalars(select(Upload)).all() == []
+    visit.check("resumed-after-reload")
+    start_with_manual_password(page)
+
+    recipient = Recipient(app)
+    recipient.unlock(mailbox.access_id_for("anna@gemeente.example"), PASSWORD)
+    assert hashlib.sha256(recipient.get(recipient.file_links()["scan.zip"]).data).hexdigest() == expected
+
+
+def test_an_upload_the_portal_cannot_take_now_does_not_blame_the_connection(
+    browser: Browser, portal, mailbox: Mailbox, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    """A 423 (the upload is still held by a request on a node that died) is
+    the portal's trouble, not the sender's connection; the page goes on by itself."""
+    app, base = portal
+    source = tmp_path / "scan.zip"
+    random_file(source, 3 * MiB)
+    visit = new_visit(browser, "portal-unavailable")
+    page = visit.page
+    to_files_step(visit, mailbox, base)
+    # The first MiB came in before the page was left.
+    headers = {
+        "Tus-Resumable": "1.0.0", "X-CSRFToken": page.locator(".uploader").get_attribute("data-csrf") or "",
+        "Cookie": "; ".join(f"{c['name']}={c['value']}" for c in visit.context.cookies()),
+    }
+    created = requests.post(
+        base + "/send/uploads", timeout=30,
+        headers={**headers, "Upload-Length": str(3 * MiB), "Upload-Metadata": "filename " + base64.b64encode(b"scan.zip").decode()},
+    )
+    location = base + created.headers["Location"]
+    first = requests.patch(
+        location, data=source.read_bytes()[:MiB], timeout=30,
+        headers={**headers, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"},
+    )
+    assert first.status_code == 204
+    page.reload()
+    expect(page.locator(".uploader")).to_be_visible()
+    store = app.extensions["koerier"].store
+    with app.app_context(), db.new_session(app) as session:
+        upload = session.scalars(select(Upload)).one()
+        with store.resume(session, upload, session.commit):
+            session.commit()  # the lock stays; the database is free
+            page.locator("#picker").set_input_files(source)
+            status = page.locator(".upload", has_text="scan.zip").locator(".upload-status")
+            expect(status).to_have_text("The portal is temporarily unavailable; trying again…")
+            visit.errors.clear()  # the 423 answer, which the console reports
+            visit.check("portal-unavailable")
+    expect(status).to_have_text("Uploaded", timeout=60_000)
+    with app.app_context():
+        [stored] = db.session().scalars(select(StoredFile)).all()
+    assert stored.id == upload.id  # resumed, not started again
+
+
+def test_no_speed_or_time_left_in_the_first_seconds_of_an_upload(
+    browser: Browser, portal, mailbox: Mailbox, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    """They say little yet (right after a resume they said "12 minutes left"
+    for a few seconds). Time on the page's clock, which the test moves on."""
+    _, base = portal
+    visit = new_visit(browser, "estimate-waits")
+    page = visit.page
+    page.clock.install()
+    to_files_step(visit, mailbox, base)
+    source = tmp_path / "scan.zip"
+    random_file(source, 20 * MiB)
+    cdp = visit.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 5, "downloadThroughput": -1, "uploadThroughput": 2 * MiB})
+    expect(page.locator(".uploader")).to_be_visible()
+    page.clock.pause_at(datetime.now() + timedelta(seconds=1))
+    page.locator("#picker").set_input_files(source)
+    item = page.locator(".upload", has_text="scan.zip")
+
+    def sent() -> float:
+        return float(item.locator("progress").get_attribute("value") or 0)
+
+    def bytes_flow() -> None:
+        before = sent()
+        wait_for(lambda: sent() > before + 64 * 1024, "more bytes sent")
+
+    bytes_flow()
+    page.clock.run_for(1000)
+    bytes_flow()
+    expect(item.locator(".upload-status")).to_have_text("Uploading")
+    page.clock.run_for(3000)
+    bytes_flow()
+    expect(item.locator(".upload-status")).to_contain_text("/s · ")
+
+
+def test_a_password_the_live_check_passes_clears_the_servers_refusal(
+    browser: Browser, make_live, mailbox: Mailbox  # type: ignore[no-untyped-def]
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    agb = {"name": "AGB", "regex": r"^Agb\d{8}!$", "hint": "Agb + your AGB code + !"}
+    make_live({"site": {"base_url": base}, "password": {"patterns": [agb]}}, port=port)
+    visit = new_visit(browser, "password-refusal-overtaken")
+    page = visit.page
+    to_files_step(visit, mailbox, base)
+    page.get_by_label("Confidential message").fill("Zie het dossier.")
+    page.get_by_role("button", name="Next").click()
+    page.get_by_label("Enter password manually").check()
+    # One word for the agreement, in the hint and in the refusal.
+    expect(page.locator("#password-rules")).to_contain_text("Or use the agreed convention: Agb + your AGB code + !")
+    page.get_by_label("Password", exact=True).fill("Summer2026!!")
+    page.get_by_label("Repeat password").fill("Summer2026!!")
+    page.get_by_role("button", name="Next").click()
+    refusal = "This password is too easy to guess. Choose a longer one, or use the agreed convention."
+    stale = page.locator("#password-error")
+    expect(stale).to_have_text(refusal)
+    summary = page.locator(".error-summary")
+    expect(summary).to_contain_text(refusal)
+    page.wait_for_load_state()  # typing before the page's script runs would go unheard
+    page.get_by_label("Password", exact=True).fill("Lighthouse pancake Zeeland 42")
+    page.get_by_label("Repeat password").fill("Lighthouse pancake Zeeland 42")
+    expect(page.locator("#strength-live")).to_contain_text("Password strength: Strong")
+    expect(stale).to_be_hidden()
+    expect(summary).to_be_hidden()
+    expect(page.get_by_label("Password", exact=True)).not_to_have_attribute("aria-invalid", "true")
+    visit.check("refusal-cleared")
+    page.get_by_role("button", name="Next").click()
+    expect(page.get_by_role("heading", name="Notification mail")).to_be_visible()

@@ -194,6 +194,24 @@ def test_a_second_writer_waits_its_turn(tus: TusSender, app) -> None:
     assert tus.patch(location, 0, b"0123456789").headers["Upload-Offset"] == "10"
 
 
+def test_the_same_file_added_whole_by_the_form_completes_an_unfinished_upload(tus: TusSender, app) -> None:
+    """Without a script the page cannot resume an upload; adding the same
+    file again, as the files step says, leaves one whole copy and Next goes on."""
+    content = os.urandom(2 * SEGMENT_SIZE)
+    half = tus.create(len(content), name="half.zip").headers["Location"]
+    tus.patch(half, 0, content[:SEGMENT_SIZE])
+    other = tus.create(len(content) + 1, name="half.zip").headers["Location"]  # another file of that name stays
+    tus.patch(other, 0, content[:SEGMENT_SIZE])
+    assert tus.files([("half.zip", content)], action="upload").status_code == 302
+    assert tus.head(half).status_code == 404
+    assert tus.head(other).headers["Upload-Offset"] == str(SEGMENT_SIZE)
+    with app.app_context():
+        [stored] = db.session().scalars(select(StoredFile)).all()
+    assert stored.size == len(content)
+    assert tus.client.delete(other, base_url="https://portal.example.nl", headers=tus.headers()).status_code == 204
+    assert tus.files(action="next").location.endswith("/send/options")
+
+
 def test_abandoned_uploads_expire_and_leave_nothing(tus: TusSender, app) -> None:
     location = tus.create(2 * SEGMENT_SIZE).headers["Location"]
     tus.patch(location, 0, b"x" * SEGMENT_SIZE)
@@ -215,8 +233,9 @@ def test_an_unfinished_upload_stops_next_until_it_is_removed(tus: TusSender, app
     refused = tus.files(action="next")
     assert refused.status_code == 422
     page = text_of(refused)
-    assert "“half.zip” was not uploaded completely. Remove it, then add it again if you want to send it." in page
+    assert "“half.zip” was not uploaded completely. Add the same file again to continue, or remove it." in page
     assert "Not uploaded completely: 65.5 KB of 131.1 KB" in page
+    assert "Add the same file again to continue, or remove it." in page.split("Not uploaded completely")[1]
     # Nor does "Start transaction" let it through, reached by typing the options step's address.
     assert tus.options().status_code == 302
     assert tus.notification().location.endswith("/send/files")

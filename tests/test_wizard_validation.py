@@ -242,13 +242,13 @@ def test_agb_pattern_is_accepted_though_zxcvbn_calls_it_weak(make_app, mailbox) 
     assert sender.options(password="Agb12345678!", password_repeat="Agb12345678!").status_code == 302
     # Not a full match: judged by strength alone.
     r = sender.options(password="Agb1234567!", password_repeat="Agb1234567!")
-    assert r.status_code == 422 and "or use the agreed pattern" in text_of(r)
+    assert r.status_code == 422 and "or use the agreed convention" in text_of(r)
 
 
 def test_without_an_agreed_pattern_the_advice_does_not_mention_one(sender: Sender) -> None:
     walk_to(sender, "options")
     page = text_of(sender.options(password="wachtwoord123", password_repeat="wachtwoord123"))
-    assert "three or four unrelated words" in page and "agreed pattern" not in page
+    assert "three or four unrelated words" in page and "agreed convention" not in page
 
 
 def test_operator_can_restrict_password_modes(make_app, mailbox) -> None:

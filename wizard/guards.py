@@ -147,7 +147,7 @@ def file_problem(name: str, why: str, limits: policy.Limits) -> str:
         )
     if why == "unfinished":
         return gettext(
-            "“%(name)s” was not uploaded completely. Remove it, then add it again if you want to send it.", name=name
+            "“%(name)s” was not uploaded completely. Add the same file again to continue, or remove it.", name=name
         )
     if why == "extension":
         return gettext("“%(name)s” is not allowed: files of this type cannot be sent.", name=name)

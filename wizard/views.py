@@ -220,6 +220,7 @@ def files(draft: Draft):  # type: ignore[no-untyped-def]
                 db.session(), portal(), draft, request.stream, boundary, check_csrf=csrf_token_ok, limits=limits,
                 quota_left=upload_limits.quota_left(db.session(), portal(), draft.sender_email), refuse_files=refused,
             )
+            drafts.drop_superseded(db.session(), portal(), draft, received.added)
             db.session().commit()
     except uploads.UploadRejected:
         abort(400)
@@ -410,7 +411,7 @@ def _password_message(assessment: password_policy.Assessment) -> str:
     if not assessment.length_ok:
         return gettext("The password must have at least %(min)d characters.", min=settings().password.min_length)
     if settings().password.patterns:
-        return gettext("This password is too easy to guess. Choose a longer one, or use the agreed pattern.")
+        return gettext("This password is too easy to guess. Choose a longer one, or use the agreed convention.")
     return gettext("This password is too easy to guess. Choose a longer one, for example three or four unrelated words.")
 
 

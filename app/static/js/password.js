@@ -23,6 +23,24 @@ export function enhancePassword(root) {
   for (const radio of root.querySelectorAll("input[name='password_mode']")) radio.addEventListener("change", syncMode);
   syncMode();
 
+  // A refusal from the last post no longer holds once the live check
+  // passes: it goes from beside the field and from the summary, and the
+  // summary with its last entry.
+  const clearRefusal = (field) => {
+    const error = document.getElementById(`${field.id}-error`);
+    if (!error) return;
+    error.remove();
+    const described = (field.getAttribute("aria-describedby") || "").split(" ").filter((id) => id && id !== error.id);
+    if (described.length) field.setAttribute("aria-describedby", described.join(" "));
+    else field.removeAttribute("aria-describedby");
+    field.removeAttribute("aria-invalid");
+    field.closest(".field")?.classList.remove("field-error");
+    const summary = document.querySelector(".error-summary");
+    if (!summary) return;
+    for (const link of summary.querySelectorAll(`a[href="#${field.id}"]`)) link.closest("li").remove();
+    if (!summary.querySelector("li")) summary.hidden = true;
+  };
+
   const showMatch = () => {
     if (!repeat.value) {
       match.textContent = "";
@@ -31,12 +49,7 @@ export function enhancePassword(root) {
     const same = repeat.value === password.value;
     match.textContent = same ? text("passwords_match") : text("passwords_differ");
     match.className = same ? "match-ok" : "match-no";
-    // The server's "not the same" from the last post no longer holds once they match.
-    const stale = document.getElementById("password_repeat-error");
-    if (same && stale) {
-      stale.hidden = true;
-      repeat.removeAttribute("aria-invalid");
-    }
+    if (same) clearRefusal(repeat);
   };
 
   const check = async () => {
@@ -89,6 +102,7 @@ export function enhancePassword(root) {
     feedback.replaceChildren(...parts);
     feedback.className = `strength strength-${result.pattern ? "pattern" : result.score}`;
     feedback.hidden = false;
+    if (result.acceptable) clearRefusal(password);
   };
 
   password.addEventListener("input", () => {

@@ -1,7 +1,9 @@
 // The files step with JavaScript: drag and drop or pick files, and upload
 // them one after another over the portal's tus endpoint, in chunks that
-// resume where the server says it is after a dropped connection. Each file
-// shows progress, speed and time left, and can be cancelled or retried.
+// resume where the server says it is after a dropped connection. A file
+// added again that matches an upload the page lists as unfinished (the
+// same name and size; the page that sent it was left) resumes that upload.
+// Each file shows progress, speed and time left, and can be cancelled or retried.
 // "Next" waits until every file is in, then goes on by itself; a file that
 // did not get in stops it, named, until it is retried or removed.
 import { noteActivity } from "./session.js";
@@ -12,6 +14,8 @@ import { announce, text } from "./texts.js";
 const CHUNK = 8 * 1024 * 1024;
 const RETRY_DELAYS_MS = [500, 1000, 2000, 4000, 8000, 15000, 30000];
 const SPEED_WINDOW_MS = 5000;
+// The first seconds after a (re)start say little about the speed to come.
+const ESTIMATE_AFTER_MS = 3000;
 
 class UploadError extends Error {
   // final: the server refused the file itself (its type, its size), so trying again cannot help.
@@ -20,7 +24,16 @@ class UploadError extends Error {
     this.final = final;
   }
 }
-class Retry extends Error {}
+// Worth trying again; the message is what the sender reads meanwhile.
+class Retry extends Error {
+  constructor(message = text("reconnecting")) {
+    super(message);
+  }
+}
+// The server answered, so the connection is fine: 423 (a node that died
+// still holds the upload until its lease runs out) or 5xx (its database or
+// store is down) pass; 409 (the offsets crossed) is set right at once.
+const retryFor = (status) => new Retry(status === 409 ? "" : text("unavailable"));
 // The server is at its limit of uploads running at once (429 with
 // Retry-After): wait as long as it asks, saying so, then try again. A 429
 // without Retry-After (too many unfinished transfers) is an answer, not a wait.
@@ -67,11 +80,12 @@ async function serverMessage(response) {
 }
 
 class Upload {
-  constructor(file, queue) {
+  // resumeUrl: an unfinished upload of this file, to go on with from the offset the server has.
+  constructor(file, queue, resumeUrl = null) {
     this.file = file;
     this.queue = queue;
-    this.url = null;
-    this.offset = 0;
+    this.url = resumeUrl;
+    this.offset = resumeUrl ? null : 0;
     this.state = "waiting";
     this.samples = [];
     this.item = this.render();
@@ -131,10 +145,10 @@ class Upload {
 
   async run() {
     this.setState("uploading", text("uploading"));
-    this.samples = [];
+    this.restarted();
     try {
       if (!this.url) await this.create();
-      while (this.offset < this.file.size) await this.sendWithRetries();
+      while (this.offset === null || this.offset < this.file.size) await this.sendWithRetries();
       this.progress.value = this.progress.max;
       this.setState("done", text("uploaded"));
       announce(`${this.file.name}: ${text("uploaded")}`);
@@ -170,7 +184,8 @@ class Upload {
   async sendWithRetries() {
     for (let attempt = 0; ; attempt += 1) {
       try {
-        if (attempt > 0) this.offset = await this.askOffset();
+        if (attempt > 0 || this.offset === null) this.offset = await this.askOffset();
+        if (attempt > 0) this.restarted();
         if (this.offset < this.file.size) this.offset = await this.sendChunk();
         return;
       } catch (error) {
@@ -179,7 +194,8 @@ class Upload {
         if (error instanceof Busy) {
           await this.waitWhileBusy(error);
         } else {
-          this.status.textContent = text("reconnecting");
+          const message = error instanceof Retry ? error.message : text("reconnecting");
+          if (message) this.status.textContent = message;
           await sleep(RETRY_DELAYS_MS[attempt]);
         }
       }
@@ -194,7 +210,7 @@ class Upload {
   async askOffset() {
     const response = await fetch(this.url, { method: "HEAD", credentials: "same-origin", headers: this.headers() });
     if (response.status === 404 || response.status === 403) throw new UploadError(text("failed"));
-    if (!response.ok) throw new Retry();
+    if (!response.ok) throw retryFor(response.status);
     return Number(response.headers.get("Upload-Offset"));
   }
 
@@ -219,7 +235,7 @@ class Upload {
         }
         else if (xhr.status === 429 && xhr.getResponseHeader("Retry-After")) reject(new Busy(xhr.getResponseHeader("Retry-After"), message));
         // 507: the portal is short of storage space; its message says to try later.
-        else if ([409, 423].includes(xhr.status) || (xhr.status >= 500 && xhr.status !== 507)) reject(new Retry());
+        else if ([409, 423].includes(xhr.status) || (xhr.status >= 500 && xhr.status !== 507)) reject(retryFor(xhr.status));
         else reject(new UploadError(message));
       };
       xhr.onerror = xhr.ontimeout = xhr.onabort = () => reject(new Retry());
@@ -227,11 +243,21 @@ class Upload {
     });
   }
 
+  // Sending (again) from this.offset: what came before tells nothing of the speed now.
+  restarted() {
+    this.samples = [];
+    this.since = performance.now();
+  }
+
   showProgress(sent) {
     const now = performance.now();
     this.progress.value = sent;
     this.samples.push([now, sent]);
     while (this.samples.length > 2 && now - this.samples[0][0] > SPEED_WINDOW_MS) this.samples.shift();
+    if (now - this.since < ESTIMATE_AFTER_MS) {
+      this.status.textContent = text("uploading"); // bytes flow again, whatever was said before
+      return;
+    }
     const [then, before] = this.samples[0];
     const seconds = (now - then) / 1000;
     if (seconds < 0.5 || sent <= before) return;
@@ -241,12 +267,11 @@ class Upload {
   }
 
   async cancel() {
-    const wasState = this.state;
     this.state = "cancelled";
     this.xhr?.abort();
     this.item.remove();
     this.queue.forget(this);
-    if (this.url && wasState !== "waiting") {
+    if (this.url) {
       await fetch(this.url, { method: "DELETE", credentials: "same-origin", headers: this.headers() });
     }
   }
@@ -264,7 +289,15 @@ class Queue {
   add(files) {
     for (const note of document.querySelectorAll("[data-empty-note]")) note.hidden = files.length > 0 || note.hidden;
     for (const file of files) {
-      const upload = new Upload(file, this);
+      // The page lists only this draft's unfinished uploads; each is taken up once.
+      const row = [...document.querySelectorAll("tr[data-resume-url]")]
+        .find((r) => r.dataset.name === file.name.normalize("NFC") && Number(r.dataset.size) === file.size);
+      if (row) {
+        const table = row.closest("table");
+        row.remove();
+        table.hidden = !table.querySelector("tbody tr");
+      }
+      const upload = new Upload(file, this, row?.dataset.resumeUrl);
       this.uploads.push(upload);
       this.list.append(upload.item);
     }
