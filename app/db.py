@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, g
-from sqlalchemy import URL, DateTime, Engine, create_engine, event, text
+from sqlalchemy import URL, DateTime, Engine, create_engine, event, make_url, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -46,10 +46,16 @@ class UTCDateTime(TypeDecorator[datetime]):
         return None if value is None else value.replace(tzinfo=timezone.utc)
 
 
-def make_engine(url: str | URL) -> Engine:
+def make_engine(url: str | URL, durable: bool = True) -> Engine:
+    """``durable=False``: commits return before they are on disk (see
+    ``init_app``); a crash may lose the last of them, never corrupt them."""
     # A pooled connection is tested before use: after a database restart or
     # fail-over the first request gets a new connection, not an error.
-    engine = create_engine(url, pool_pre_ping=True)
+    engine = create_engine(
+        url, pool_pre_ping=True,
+        **({} if durable or make_url(url).get_backend_name() != "postgresql"
+           else {"connect_args": {"options": "-c synchronous_commit=off"}}),
+    )
     if engine.dialect.name == "sqlite":
         _private_sqlite_files(engine.url.database)
 
@@ -64,6 +70,9 @@ def make_engine(url: str | URL) -> Engine:
             # overwritten with zeros instead of lingering in free pages.
             cur.execute("PRAGMA secure_delete=ON")
             cur.execute("PRAGMA busy_timeout=10000")
+            # In WAL mode NORMAL syncs at checkpoints, not at each commit;
+            # any later FULL commit syncs the log with these commits in it.
+            cur.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             cur.close()
 
     return engine
@@ -92,6 +101,14 @@ def init_app(app: Flask, url: str, auto_upgrade: bool) -> None:
 
     schema.init_app(app, engine, auto_upgrade)
     app.extensions["koerier.sessionmaker"] = sessionmaker(engine, expire_on_commit=False)
+    # For rows that only coordinate running requests and expire on their own
+    # (upload slots, space claims, draft seats): a request commits several
+    # of them, and waiting for each to reach the disk cost an upload chunk
+    # more than its bytes did. What a power cut loses of them is at worst a
+    # slot counted free again.
+    app.extensions["koerier.ephemeral_sessionmaker"] = sessionmaker(
+        make_engine(url, durable=False), expire_on_commit=False
+    )
 
     @app.after_request
     def _commit(response: Response) -> Response:
@@ -201,6 +218,13 @@ def session() -> Session:
 def new_session(app: Flask) -> Session:
     """A session outside any request, for the CLI, the scheduler and tests."""
     return app.extensions["koerier.sessionmaker"]()
+
+
+def dispose(app: Flask) -> None:
+    """Close every pooled connection of ``app``'s engines."""
+    for name in ("koerier.sessionmaker", "koerier.ephemeral_sessionmaker"):
+        with app.extensions[name]() as db:
+            db.get_bind().dispose()
 
 
 def failure_cause(exc: BaseException) -> str:

@@ -203,8 +203,13 @@ def release_leases(db: Session, holder: str) -> None:
 class Leases:
     """This process's running uploads, and the thread that renews their leases."""
 
-    def __init__(self, new_session: Callable[[], Session], ttl: timedelta = LEASE_TTL) -> None:
+    def __init__(
+        self, new_session: Callable[[], Session], new_durable_session: Callable[[], Session], ttl: timedelta = LEASE_TTL,
+    ) -> None:
+        # Leases and space claims expire on their own: their commits need not
+        # wait for the disk (app/db.py). Draft seats and owners are durable.
         self.new_session = new_session
+        self.new_durable_session = new_durable_session
         self.ttl = ttl
         self._held: set[str] = set()
         self._lock = threading.Lock()
@@ -259,6 +264,10 @@ def adopt(db: Session, portal: Portal, draft_id: str, sender: str, ip: str) -> b
     changed, when the draft has no seat and its network has none left.
     Commits."""
     owner = subject_key("draft-owner", sender)
+    if db.scalar(select(DraftOwner.owner).where(DraftOwner.draft_id == draft_id)) == owner and _seated(db, draft_id):
+        # Adopted by an earlier upload (the next chunk of a resumable one, say):
+        # nothing to write, and the sender's older drafts were dealt with then.
+        return True
     # An update first: the sender may have changed the draft's address (and
     # verified the new one) since its first upload.
     if not db.execute(update(DraftOwner).where(DraftOwner.draft_id == draft_id).values(owner=owner)).rowcount:
@@ -450,7 +459,8 @@ def running(
         (subject_key("uploads-network", network(ip)), limits.concurrent_uploads_per_ip),
     ]
     with leases.hold(draft.id, caps) as holder:
-        with leases.new_session() as db:
+        # Adopting may discard the sender's old drafts: durable, unlike the leases.
+        with leases.new_durable_session() as db:
             refused = None if adopt(db, portal, draft.id, draft.sender_email, ip) else "drafts"
         if refused is None and size is not None:
             with leases.new_session() as db:
@@ -460,8 +470,9 @@ def running(
 
 
 def init_app(app: Flask) -> None:
-    sessionmaker = app.extensions["koerier.sessionmaker"]
-    app.extensions["koerier.upload_leases"] = Leases(sessionmaker)
+    app.extensions["koerier.upload_leases"] = Leases(
+        app.extensions["koerier.ephemeral_sessionmaker"], app.extensions["koerier.sessionmaker"]
+    )
 
     @app.after_request
     def _leave_no_body_to_drain(response: Response) -> Response:

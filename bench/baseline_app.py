@@ -1,7 +1,9 @@
 """The baselines for bench/transfer.py: the least a WSGI app can do.
 
 ``PUT /upload/<name>`` writes the request body straight to disk (and syncs
-it, as the portal does); ``GET /read/<name>`` serves a file by reading it in
+it, as the portal does); ``POST /form/<name>`` does the same with the file
+of a multipart form, parsed by Werkzeug as it streams (what Flask does for
+any form upload); ``GET /read/<name>`` serves a file by reading it in
 chunks; ``GET /sendfile/<name>`` hands it to the server's sendfile path.
 Served by gunicorn exactly like the portal, so the ratio shows our code.
 """
@@ -10,6 +12,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from werkzeug.formparser import parse_form_data
 
 ROOT = Path(os.environ.get("BASELINE_DIR", "/tmp/koerier-baseline"))
 CHUNK = 256 * 1024
@@ -24,6 +28,14 @@ def app(environ, start_response):  # type: ignore[no-untyped-def]
         with open(target, "wb") as fh:
             while chunk := stream.read(CHUNK):
                 fh.write(chunk)
+            fh.flush()
+            os.fsync(fh.fileno())
+        start_response("204 No Content", [])
+        return []
+    if method == "POST" and kind == "form":
+        with open(target, "wb") as fh:
+            # Every file part of the form goes to the one target file.
+            parse_form_data(environ, stream_factory=lambda *args, **kwargs: fh)
             fh.flush()
             os.fsync(fh.fileno())
         start_response("204 No Content", [])

@@ -19,6 +19,13 @@ With ``--storage s3`` the portal keeps its blobs in a bucket of a SeaweedFS
 server started for the run (the test extra's ``weed``), and the baselines
 are a plain boto3 ``upload_fileobj`` and ``download_fileobj`` of the same
 bytes to the same server.
+
+With ``--peer`` it measures the portal against the tus reference server
+(``@tus/server`` with ``@tus/file-store``, bench/tus_peer.py): the same
+files, the same tuspy client and chunk size (8 MiB, the files page's), each
+side's upload and download, ``--runs`` times with the order alternating;
+and the form upload (no JavaScript) against a plain multipart
+receive-to-disk app, beside the plain baselines.
 """
 
 from __future__ import annotations
@@ -41,19 +48,24 @@ import threading
 import time
 import zipfile
 from base64 import b64encode
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
+from tusclient.client import TusClient
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from tests.seaweed import INSTALL_HINT, SeaweedServer, find_weed  # noqa: E402  (after the path is set)
+from bench.tus_peer import TusPeer  # noqa: E402
 
 MiB = 1024 * 1024
 CHUNK = MiB
+# What the files page sends per PATCH.
+TUS_CHUNK = 8 * MiB
 PASSWORD = "Zonnebloem-Kade-1987!"
 
 
@@ -195,6 +207,20 @@ class Portal(requests.Session):
         if r.status_code != 204 or int(r.headers["Upload-Offset"]) != size:
             sys.exit(f"tus PATCH: HTTP {r.status_code} {r.text[:200]}")
 
+    def tuspy_upload(self, token: str, path: Path) -> None:
+        """As the files page uploads, with the tus client the peer gets too."""
+        cookie = "; ".join(f"{c.name}={c.value}" for c in self.cookies)
+        client = TusClient(self.url + "/send/uploads", headers={"X-CSRFToken": token, "Cookie": cookie})
+        client.uploader(file_path=str(path), chunk_size=TUS_CHUNK, metadata={"filename": path.name}).upload()
+
+    def form_upload(self, token: str, path: Path) -> None:
+        """The files step without JavaScript: one multipart post."""
+        body = MultipartFile(path, [("csrf_token", token), ("action", "upload")])
+        r = self.post(self.url + "/send/files", data=body, headers={"Content-Type": body.content_type},
+                      allow_redirects=False, timeout=3600)
+        if r.status_code != 302:
+            sys.exit(f"form upload: HTTP {r.status_code}")
+
     def start_transaction(self) -> str:
         files_page, token = self.page("/send/files")
         r = self.post(self.url + "/send/files", files={"csrf_token": (None, token), "files": ("", b""), "action": (None, "next")},
@@ -219,6 +245,31 @@ class Portal(requests.Session):
             sys.exit("unlock failed")
         page = self.get(self.url + "/download/transfer", timeout=30).text
         return dict(re.findall(r'<td class="file-name"[^>]*>([^<]*)</td>.*?<a href="(/download/file/[^"/]+)"', page, re.S))
+
+
+class MultipartFile(io.RawIOBase):
+    """A multipart/form-data body with ``fields`` and the file, read as it is sent."""
+
+    def __init__(self, path: Path, fields: list[tuple[str, str]]) -> None:
+        boundary = os.urandom(16).hex()
+        self.content_type = f"multipart/form-data; boundary={boundary}"
+        head = "".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n' for k, v in fields)
+        head += (f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{path.name}"\r\n'
+                 "Content-Type: application/octet-stream\r\n\r\n")
+        self.parts = [io.BytesIO(head.encode()), FileSlice(path), io.BytesIO(f"\r\n--{boundary}--\r\n".encode())]
+        self.left = sum(len(p.getvalue()) if isinstance(p, io.BytesIO) else len(p) for p in self.parts)
+
+    def __len__(self) -> int:
+        return self.left
+
+    def read(self, size: int = -1) -> bytes:
+        while self.parts:
+            block = self.parts[0].read(CHUNK if size < 0 else size)
+            if block:
+                self.left -= len(block)
+                return block
+            self.parts.pop(0)
+        return b""
 
 
 def cut_connection_after(url: str, headers: dict[str, str], cookies, path: Path, cut: int) -> None:  # type: ignore[no-untyped-def]
@@ -284,6 +335,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=16)
     parser.add_argument("--storage", choices=("local", "s3"), default="local", help="where the portal keeps its blobs")
+    parser.add_argument("--peer", action="store_true", help="against the tus reference server (@tus/server, via npm)")
+    parser.add_argument("--runs", type=int, default=3, help="with --peer: runs per size, the order alternating")
     args = parser.parse_args()
     sizes = [parse_size(s) for s in args.sizes.split(",")]
 
@@ -317,88 +370,13 @@ scheduler = false
     env = {"KOERIER_INSTANCE_PATH": str(instance), "BASELINE_DIR": str(baseline_dir)}
     portal = Gunicorn("wsgi:app", env, args.workers, args.threads, work / "portal.log")
     baseline = Gunicorn("bench.baseline_app:app", env, args.workers, args.threads, work / "baseline.log")
-    rows: list[tuple[str, str, str, str]] = []
     print(f"gunicorn: {args.workers} workers x {args.threads} threads; CPUs: {os.cpu_count()}; data in {work}; "
           f"blobs: {args.storage}")
     try:
-        for size in sizes:
-            label = f"{size / (1024 * MiB):g} GiB"
-            source = work / "data.zip"
-            print(f"{label}: writing random data")
-            expected = random_file(source, size)
-
-            # Baselines first, on the same bytes.
-            if weed is None:
-                start = time.perf_counter()
-                requests.put(baseline.url + "/upload/data.zip", data=FileSlice(source), timeout=3600).raise_for_status()
-                plain_up = mbps(size, time.perf_counter() - start)
-                plain = requests.Session()
-                seconds, _, _ = timed_download(plain, baseline.url + "/read/data.zip")
-                plain_read = mbps(size, seconds)
-                seconds, _, _ = timed_download(plain, baseline.url + "/sendfile/data.zip")
-                plain_sendfile = mbps(size, seconds)
-                (baseline_dir / "data.zip").unlink()
-            else:
-                plain_up, plain_read = boto3_baseline(weed, source, work / "boto3.out")
-
-            sender = Portal(portal.url, instance / "outbox")
-            token = sender.to_files_step("afzender@bench.example", "ontvanger@bench.example")
-            portal.reset_peak()
-            start = time.perf_counter()
-            sender.tus_upload(token, source, args.interrupt)
-            up = mbps(size, time.perf_counter() - start)
-            up_rss = portal.peak_rss()
-            access_id = sender.start_transaction()
-
-            recipient = Portal(portal.url, instance / "outbox")
-            links = recipient.unlock(access_id)
-            portal.reset_peak()
-            seconds, digest, got = timed_download(recipient, portal.url + links["data.zip"])
-            if (digest, got) != (expected, size):
-                sys.exit("single-file download does not match the original")
-            down = mbps(size, seconds)
-            archive = work / "download.zip"
-            seconds, _, zip_size = timed_download(recipient, portal.url + "/download/all", save_to=archive)
-            zipped = mbps(zip_size, seconds)
-            down_rss = portal.peak_rss()
-            check_zip(archive, "data.zip", expected, size)
-            archive.unlink()
-
-            if weed is None:
-                rows += [
-                    (label, "upload (tus) vs plain write", f"{up:7.0f} / {plain_up:7.0f} MB/s", f"{up / plain_up:5.2f}"),
-                    (label, "download vs plain read", f"{down:7.0f} / {plain_read:7.0f} MB/s", f"{down / plain_read:5.2f}"),
-                    (label, "download vs sendfile", f"{down:7.0f} / {plain_sendfile:7.0f} MB/s", f"{down / plain_sendfile:5.2f}"),
-                ]
-            else:
-                rows += [
-                    (label, "upload (tus) vs boto3 upload_fileobj", f"{up:7.0f} / {plain_up:7.0f} MB/s", f"{up / plain_up:5.2f}"),
-                    (label, "download vs boto3 download_fileobj", f"{down:7.0f} / {plain_read:7.0f} MB/s", f"{down / plain_read:5.2f}"),
-                ]
-            rows += [
-                (label, "ZIP download (zipfile-checked)", f"{zipped:7.0f} MB/s", ""),
-                (label, "peak worker RSS upload / download", f"{up_rss / 1e6:5.0f} / {down_rss / 1e6:5.0f} MB", ""),
-            ]
-            print(f"{label}: done, SHA-256 matches")
-            for row in rows[-(4 if weed else 5):]:
-                print("  " + "  ".join(row))
-            if size == min(sizes):
-                smallest = (recipient, links["data.zip"], size)
-            source.unlink()
-
-        if args.parallel:
-            recipient, link, size = smallest
-            portal.reset_peak()
-            start = time.perf_counter()
-            with ThreadPoolExecutor(args.parallel) as pool:
-                results = list(pool.map(lambda _: timed_download(recipient, portal.url + link)[2], range(args.parallel)))
-            seconds = time.perf_counter() - start
-            ok = sum(1 for r in results if r == size)
-            label = f"{args.parallel} parallel"
-            rows.append((label, f"downloads of {size / (1024 * MiB):g} GiB ({ok}/{args.parallel} complete)",
-                         f"{mbps(args.parallel * size, seconds):7.0f} MB/s total", ""))
-            rows.append((label, "peak worker RSS", f"{portal.peak_rss() / 1e6:5.0f} MB", ""))
-        rows += argon2_burst(portal)
+        if args.peer:
+            rows = against_peer(sizes, args.runs, portal, baseline, instance, work)
+        else:
+            rows = against_baselines(args, sizes, portal, baseline, instance, baseline_dir, work, weed)
     except BaseException:
         for log in ("portal.log", "baseline.log"):
             print(f"--- {log} (last lines)", file=sys.stderr)
@@ -411,11 +389,193 @@ scheduler = false
             weed.stop()
         shutil.rmtree(work, ignore_errors=True)
 
+    print_table(rows)
+
+
+def against_baselines(
+    args: argparse.Namespace, sizes: list[int], portal: Gunicorn, baseline: Gunicorn, instance: Path,
+    baseline_dir: Path, work: Path, weed: SeaweedServer | None,
+) -> list[tuple[str, str, str, str]]:
+    """The walk, the tus upload and the downloads beside the plain baselines;
+    parallel downloads; the Argon2 burst."""
+    rows: list[tuple[str, str, str, str]] = []
+    for size in sizes:
+        label = f"{size / (1024 * MiB):g} GiB"
+        source = work / "data.zip"
+        print(f"{label}: writing random data")
+        expected = random_file(source, size)
+
+        # Baselines first, on the same bytes.
+        if weed is None:
+            start = time.perf_counter()
+            requests.put(baseline.url + "/upload/data.zip", data=FileSlice(source), timeout=3600).raise_for_status()
+            plain_up = mbps(size, time.perf_counter() - start)
+            plain = requests.Session()
+            seconds, _, _ = timed_download(plain, baseline.url + "/read/data.zip")
+            plain_read = mbps(size, seconds)
+            seconds, _, _ = timed_download(plain, baseline.url + "/sendfile/data.zip")
+            plain_sendfile = mbps(size, seconds)
+            (baseline_dir / "data.zip").unlink()
+        else:
+            plain_up, plain_read = boto3_baseline(weed, source, work / "boto3.out")
+
+        sender = Portal(portal.url, instance / "outbox")
+        token = sender.to_files_step("afzender@bench.example", "ontvanger@bench.example")
+        portal.reset_peak()
+        start = time.perf_counter()
+        sender.tus_upload(token, source, args.interrupt)
+        up = mbps(size, time.perf_counter() - start)
+        up_rss = portal.peak_rss()
+        access_id = sender.start_transaction()
+
+        recipient = Portal(portal.url, instance / "outbox")
+        links = recipient.unlock(access_id)
+        portal.reset_peak()
+        seconds, digest, got = timed_download(recipient, portal.url + links["data.zip"])
+        if (digest, got) != (expected, size):
+            sys.exit("single-file download does not match the original")
+        down = mbps(size, seconds)
+        archive = work / "download.zip"
+        seconds, _, zip_size = timed_download(recipient, portal.url + "/download/all", save_to=archive)
+        zipped = mbps(zip_size, seconds)
+        down_rss = portal.peak_rss()
+        check_zip(archive, "data.zip", expected, size)
+        archive.unlink()
+
+        if weed is None:
+            rows += [
+                (label, "upload (tus) vs plain write", f"{up:7.0f} / {plain_up:7.0f} MB/s", f"{up / plain_up:5.2f}"),
+                (label, "download vs plain read", f"{down:7.0f} / {plain_read:7.0f} MB/s", f"{down / plain_read:5.2f}"),
+                (label, "download vs sendfile", f"{down:7.0f} / {plain_sendfile:7.0f} MB/s", f"{down / plain_sendfile:5.2f}"),
+            ]
+        else:
+            rows += [
+                (label, "upload (tus) vs boto3 upload_fileobj", f"{up:7.0f} / {plain_up:7.0f} MB/s", f"{up / plain_up:5.2f}"),
+                (label, "download vs boto3 download_fileobj", f"{down:7.0f} / {plain_read:7.0f} MB/s", f"{down / plain_read:5.2f}"),
+            ]
+        rows += [
+            (label, "ZIP download (zipfile-checked)", f"{zipped:7.0f} MB/s", ""),
+            (label, "peak worker RSS upload / download", f"{up_rss / 1e6:5.0f} / {down_rss / 1e6:5.0f} MB", ""),
+        ]
+        print(f"{label}: done, SHA-256 matches")
+        for row in rows[-(4 if weed else 5):]:
+            print("  " + "  ".join(row))
+        if size == min(sizes):
+            smallest = (recipient, links["data.zip"], size)
+        source.unlink()
+
+    if args.parallel:
+        recipient, link, size = smallest
+        portal.reset_peak()
+        start = time.perf_counter()
+        with ThreadPoolExecutor(args.parallel) as pool:
+            results = list(pool.map(lambda _: timed_download(recipient, portal.url + link)[2], range(args.parallel)))
+        seconds = time.perf_counter() - start
+        ok = sum(1 for r in results if r == size)
+        label = f"{args.parallel} parallel"
+        rows.append((label, f"downloads of {size / (1024 * MiB):g} GiB ({ok}/{args.parallel} complete)",
+                     f"{mbps(args.parallel * size, seconds):7.0f} MB/s total", ""))
+        rows.append((label, "peak worker RSS", f"{portal.peak_rss() / 1e6:5.0f} MB", ""))
+    rows += argon2_burst(portal)
+    return rows
+
+
+def print_table(rows: list[tuple[str, str, str, str]]) -> None:
     print()
     width = max(len(r[1]) for r in rows)
     print(f"{'size':<12} {'measure':<{width}}  {'portal / baseline':<28} ratio")
     for size_label, measure, figure, ratio in rows:
         print(f"{size_label:<12} {measure:<{width}}  {figure:<28} {ratio}")
+
+
+def against_peer(
+    sizes: list[int], runs: int, portal: Gunicorn, baseline: Gunicorn, instance: Path, work: Path
+) -> list[tuple[str, str, str, str]]:
+    """The portal beside @tus/server on the same files with the same tuspy
+    client, and its form upload beside a plain multipart receive."""
+    peer = TusPeer(free_port(), work / "peer", work / "peer.log")
+    rows: list[tuple[str, str, str, str]] = []
+    try:
+        for size in sizes:
+            source = work / "data.zip"
+            print(f"{size / (1024 * MiB):g} GiB: writing random data")
+            expected = random_file(source, size)
+            for run in range(1, runs + 1):
+                label = f"{size / (1024 * MiB):g} GiB #{run}"
+                figures: dict[str, float] = {}
+
+                def upload_to_portal(how: Callable[[Portal, str, Path], None], name: str) -> Portal:
+                    """A sender walked to the files step; ``how`` uploads, timed, with the workers' peak RSS."""
+                    sender = Portal(portal.url, instance / "outbox")
+                    token = sender.to_files_step("afzender@bench.example", "ontvanger@bench.example")
+                    portal.reset_peak()
+                    start = time.perf_counter()
+                    how(sender, token, source)
+                    figures[name] = mbps(size, time.perf_counter() - start)
+                    figures[f"{name}_rss"] = portal.peak_rss()
+                    return sender
+
+                def ours() -> None:
+                    sender = upload_to_portal(Portal.tuspy_upload, "up")
+                    recipient = Portal(portal.url, instance / "outbox")
+                    links = recipient.unlock(sender.start_transaction())
+                    seconds, digest, got = timed_download(recipient, portal.url + links["data.zip"])
+                    if (digest, got) != (expected, size):
+                        sys.exit("the portal's download does not match the original")
+                    figures["down"] = mbps(size, seconds)
+
+                def theirs() -> None:
+                    client = TusClient(peer.url)
+                    start = time.perf_counter()
+                    uploader = client.uploader(file_path=str(source), chunk_size=TUS_CHUNK, metadata={"filename": "data.zip"})
+                    uploader.upload()
+                    figures["peer_up"] = mbps(size, time.perf_counter() - start)
+                    seconds, digest, got = timed_download(requests.Session(), uploader.url)
+                    if (digest, got) != (expected, size):
+                        sys.exit("the peer's download does not match the original")
+                    figures["peer_down"] = mbps(size, seconds)
+
+                def form() -> None:
+                    upload_to_portal(Portal.form_upload, "form")
+                    start = time.perf_counter()
+                    body = MultipartFile(source, [])
+                    requests.post(baseline.url + "/form/data.zip", data=body, headers={"Content-Type": body.content_type},
+                                  timeout=3600).raise_for_status()
+                    figures["plain_form"] = mbps(size, time.perf_counter() - start)
+
+                def plain() -> None:
+                    start = time.perf_counter()
+                    requests.put(baseline.url + "/upload/data.zip", data=FileSlice(source), timeout=3600).raise_for_status()
+                    figures["plain_up"] = mbps(size, time.perf_counter() - start)
+                    seconds, _, _ = timed_download(requests.Session(), baseline.url + "/read/data.zip")
+                    figures["plain_down"] = mbps(size, seconds)
+
+                order = [ours, theirs] if run % 2 else [theirs, ours]
+                for step in (*order, form, plain):
+                    step()
+                for leftover in (*(work / "baseline").iterdir(), *(work / "peer").iterdir()):
+                    leftover.unlink()
+                first = "portal first" if run % 2 else "peer first"
+                rows += [
+                    (label, f"tus upload vs @tus/server ({first})",
+                     f"{figures['up']:7.0f} / {figures['peer_up']:7.0f} MB/s", f"{figures['up'] / figures['peer_up']:5.2f}"),
+                    (label, "download vs @tus/server GET",
+                     f"{figures['down']:7.0f} / {figures['peer_down']:7.0f} MB/s", f"{figures['down'] / figures['peer_down']:5.2f}"),
+                    (label, "form upload vs plain multipart to disk",
+                     f"{figures['form']:7.0f} / {figures['plain_form']:7.0f} MB/s", f"{figures['form'] / figures['plain_form']:5.2f}"),
+                    (label, "tus upload vs plain write",
+                     f"{figures['up']:7.0f} / {figures['plain_up']:7.0f} MB/s", f"{figures['up'] / figures['plain_up']:5.2f}"),
+                    (label, "download vs plain read",
+                     f"{figures['down']:7.0f} / {figures['plain_down']:7.0f} MB/s", f"{figures['down'] / figures['plain_down']:5.2f}"),
+                    (label, "peak worker RSS tus / form upload",
+                     f"{figures['up_rss'] / 1e6:5.0f} / {figures['form_rss'] / 1e6:5.0f} MB", ""),
+                ]
+                for row in rows[-6:]:
+                    print("  " + "  ".join(row))
+            source.unlink()
+    finally:
+        peer.stop()
+    return rows
 
 
 def boto3_baseline(weed: SeaweedServer, source: Path, sink: Path) -> tuple[float, float]:

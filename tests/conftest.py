@@ -130,8 +130,7 @@ def _close_databases(apps: list[Flask]) -> None:
     # (whose rollback on a dropped database would fail).
     close_all_sessions()
     for app in apps:
-        with db.new_session(app) as session:
-            session.get_bind().dispose()
+        db.dispose(app)
 
 
 def _session_server(found: str | Path | None, install_hint: str, server_class: Callable[[Any], Any]) -> Iterator[Any]:

@@ -192,12 +192,6 @@ def shared_store(request: pytest.FixtureRequest, folder: Path, cleanup: ExitStac
     return seaweed.config(bucket)
 
 
-def let_go(app: Flask) -> None:
-    """Close the inspector's pooled connections, so that its database can be dropped."""
-    with db.new_session(app) as session:
-        session.get_bind().dispose()
-
-
 @pytest.fixture(scope="module", params=["s3", "local"])
 def cluster(
     request: pytest.FixtureRequest, postgres: PostgresServer, mailbox: Mailbox, tmp_path_factory: pytest.TempPathFactory
@@ -233,7 +227,7 @@ def cluster(
             cleanup.callback(nodes[-1].stop)
         inspector = instance_folder(folder / "inspector", merge(config, {"retention": {"scheduler": False}}))
         app = create_app(instance_path=inspector)
-        cleanup.callback(let_go, app)
+        cleanup.callback(db.dispose, app)
         yield Cluster(request.param, proxy, nodes, app, mailbox)
 
 
