@@ -103,6 +103,13 @@ class S3BlobStore:
                 # Every segment's AEAD tag is checked as it is read: a checksum
                 # of each answer as well would be one more pass over it.
                 response_checksum_validation="when_required",
+                # Over plain http the body's SHA-256 is signed with each
+                # request, for the store to check; a CRC32 on top would be a
+                # second pass over every part. Over https botocore sends the
+                # CRC32 instead of signing the body, which stays the cheaper.
+                request_checksum_calculation=(
+                    "when_required" if settings.s3_endpoint_url.startswith("http://") else "when_supported"
+                ),
             ),
             **credentials,
         )
