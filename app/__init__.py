@@ -11,7 +11,9 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import cli, db, errors, health, i18n, metrics, private_files, scheduler, site_pages, upload_limits, web
+from . import (
+    cli, db, errors, health, i18n, metrics, private_files, scheduler, site_pages, socket_body, upload_limits, web,
+)
 from .mailer import make_mailer
 from .argon2_gate import Argon2Gate
 from .portal import Portal
@@ -64,6 +66,7 @@ def create_app(test_config: dict[str, Any] | None = None, instance_path: str | o
         argon2_gate=Argon2Gate(settings.crypto.argon2_max_concurrent, settings.crypto.argon2_wait_seconds),
     )
     app.extensions["koerier"] = portal
+    app.wsgi_app = socket_body.middleware(app.wsgi_app)  # type: ignore[method-assign]
     if settings.site.trusted_proxies:
         # Only then is X-Forwarded-For believed, and only the proxies' own hops.
         n = settings.site.trusted_proxies
