@@ -102,7 +102,8 @@ def init_app(app: Flask, url: str, auto_upgrade: bool) -> None:
     schema.init_app(app, engine, auto_upgrade)
     app.extensions["koerier.sessionmaker"] = sessionmaker(engine, expire_on_commit=False)
     # For rows that only coordinate running requests and expire on their own
-    # (upload slots, space claims, draft seats): a request commits several
+    # (upload slots and space claims; not draft seats, whose adoption may
+    # discard a sender's old drafts): a request commits several
     # of them, and waiting for each to reach the disk cost an upload chunk
     # more than its bytes did. What a power cut loses of them is at worst a
     # slot counted free again.

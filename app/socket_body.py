@@ -67,8 +67,7 @@ class SocketBody(io.RawIOBase):
 
 def _replaceable(body: Any) -> bool:
     return (
-        Body is not None
-        and type(body) is Body
+        type(body) is Body
         and type(body.reader) is LengthReader
         and type(body.reader.unreader) is SocketUnreader
         and hasattr(body.reader.unreader, "take_buffered")
