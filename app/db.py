@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, g
-from sqlalchemy import URL, DateTime, Engine, create_engine, event, make_url, text
+from sqlalchemy import URL, DateTime, Engine, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -51,11 +51,17 @@ def make_engine(url: str | URL, durable: bool = True) -> Engine:
     ``init_app``); a crash may lose the last of them, never corrupt them."""
     # A pooled connection is tested before use: after a database restart or
     # fail-over the first request gets a new connection, not an error.
-    engine = create_engine(
-        url, pool_pre_ping=True,
-        **({} if durable or make_url(url).get_backend_name() != "postgresql"
-           else {"connect_args": {"options": "-c synchronous_commit=off"}}),
-    )
+    engine = create_engine(url, pool_pre_ping=True)
+    if not durable and engine.dialect.name == "postgresql":
+
+        @event.listens_for(engine, "connect")
+        def _commits_return_early(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            # Set in the session, beside whatever options the URL gives (the
+            # driver's "options" parameter would replace those).
+            with dbapi_conn.cursor() as cur:
+                cur.execute("SET synchronous_commit TO off")
+            dbapi_conn.commit()
+
     if engine.dialect.name == "sqlite":
         _private_sqlite_files(engine.url.database)
 

@@ -264,10 +264,28 @@ def adopt(db: Session, portal: Portal, draft_id: str, sender: str, ip: str) -> b
     changed, when the draft has no seat and its network has none left.
     Commits."""
     owner = subject_key("draft-owner", sender)
-    if db.scalar(select(DraftOwner.owner).where(DraftOwner.draft_id == draft_id)) == owner and _seated(db, draft_id):
-        # Adopted by an earlier upload (the next chunk of a resumable one, say):
-        # nothing to write, and the sender's older drafts were dealt with then.
-        return True
+    # Adopted by an earlier upload (the next chunk of a resumable one, say):
+    # owner and seat need no write. The discard below still runs: a draft it
+    # spared then, for an upload running into it, may go now.
+    adopted = db.scalar(select(DraftOwner.owner).where(DraftOwner.draft_id == draft_id)) == owner and _seated(db, draft_id)
+    if not adopted and not _own(db, portal, draft_id, owner, ip):
+        db.rollback()
+        return False
+    uploading = select(UploadLease.draft_id).where(UploadLease.expires_at > utcnow())
+    others = db.scalars(
+        select(Draft).join(DraftOwner, DraftOwner.draft_id == Draft.id)
+        .where(DraftOwner.owner == owner, Draft.id != draft_id, Draft.id.not_in(uploading))
+        .order_by(Draft.updated_at.desc())
+    ).all()
+    for old in others[portal.settings.limits.open_drafts_per_sender - 1 :]:
+        log.info("discarding draft %s: its sender has newer ones", old.id[:8])
+        drafts.discard(db, portal, old)
+    db.commit()
+    return True
+
+
+def _own(db: Session, portal: Portal, draft_id: str, owner: str, ip: str) -> bool:
+    """The draft recorded as ``owner``'s, with a seat in its network; False when no seat is left."""
     # An update first: the sender may have changed the draft's address (and
     # verified the new one) since its first upload.
     if not db.execute(update(DraftOwner).where(DraftOwner.draft_id == draft_id).values(owner=owner)).rowcount:
@@ -280,19 +298,7 @@ def adopt(db: Session, portal: Portal, draft_id: str, sender: str, ip: str) -> b
         key = subject_key("draft-network", network(ip))
         taken = _take_slot(db, DraftSeat, key, portal.settings.limits.open_drafts_per_ip, draft_id=draft_id)
         # A parallel upload into the same draft may have taken its seat.
-        if not taken and not _seated(db, draft_id):
-            db.rollback()
-            return False
-    uploading = select(UploadLease.draft_id).where(UploadLease.expires_at > utcnow())
-    others = db.scalars(
-        select(Draft).join(DraftOwner, DraftOwner.draft_id == Draft.id)
-        .where(DraftOwner.owner == owner, Draft.id != draft_id, Draft.id.not_in(uploading))
-        .order_by(Draft.updated_at.desc())
-    ).all()
-    for old in others[portal.settings.limits.open_drafts_per_sender - 1 :]:
-        log.info("discarding draft %s: its sender has newer ones", old.id[:8])
-        drafts.discard(db, portal, old)
-    db.commit()
+        return taken or _seated(db, draft_id)
     return True
 
 
