@@ -108,7 +108,7 @@ def find(db: Session, portal: Portal, draft: Draft, upload_id: str, now: datetim
 
 
 def append(
-    db: Session, portal: Portal, draft: Draft, upload: Upload, offset: int, chunks: Iterable[bytes],
+    db: Session, portal: Portal, draft: Draft, upload: Upload, offset: int, chunks: Iterable[bytes | memoryview],
 ) -> Upload | StoredFile:
     """Store the bytes from ``offset`` on; returns the upload, or the file once complete.
 

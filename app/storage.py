@@ -13,6 +13,7 @@ one the configuration names.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import secrets
@@ -25,7 +26,7 @@ from typing import BinaryIO, Protocol
 
 from sqlalchemy.orm import Session
 
-from . import private_files
+from . import private_files, writeback
 from .crypto.stream import HEADER_BYTES, TAG_BYTES, new_header, parse_header
 from .models import Upload
 from .settings import ConfigError, Storage
@@ -33,6 +34,9 @@ from .settings import ConfigError, Storage
 # Segment indices a local upload reserves with one commit: 64 MiB at the
 # default segment size, so commits stay rare next to the bytes.
 RESERVE_SEGMENTS = 1024
+# Sealed segments a local upload writes with one call: a single write of
+# 1 MiB took less than half the time of 16 writes of one segment each.
+WRITE_BATCH = 16
 
 
 class StorageUnavailable(Exception):
@@ -236,8 +240,9 @@ class _LocalPending:
     When a request ends, the file is synced and then the offset committed,
     with the mark brought down to the indices used. A mark still ahead of
     the offset means a request died after writing segments nobody
-    recorded: what was sealed under the header on disk is unknown, so the
-    upload starts over under a fresh header, and with it a fresh file key.
+    recorded, or a write failed: what was sealed under the header on disk
+    is unknown, so the upload starts over under a fresh header, and with it
+    a fresh file key.
     """
 
     def __init__(self, fh: BinaryIO, path: Path, upload: Upload, commit: Callable[[], None]) -> None:
@@ -258,28 +263,53 @@ class _LocalPending:
         self._spent = stored
         # Anything past the offset is a torn write of a request that died,
         # or segments of an abandoned header; either way it is cut off.
-        fh.seek(HEADER_BYTES + stored * (segment_size + TAG_BYTES))
+        self._end = HEADER_BYTES + stored * (segment_size + TAG_BYTES)
+        fh.seek(self._end)
         fh.truncate()
+        fh.flush()
+        self._batch: list[bytes] = []
+        self._failed = False
 
     def put(self, index: int, sealed: bytes) -> None:
         if index >= self._reserved:
             self._upload.reserved_segments = self._reserved = index + RESERVE_SEGMENTS
             self._commit()
-        # Spent from here on, even if the write below fails or tears.
+        # Spent from here on, whether or not its write ever succeeds.
         self._spent = index + 1
-        self._fh.write(sealed)
+        self._batch.append(sealed)
+        if len(self._batch) == WRITE_BATCH:
+            self._write()
+
+    def _write(self) -> None:
+        batch, self._batch = self._batch, []
+        if self._failed:
+            raise OSError("an earlier write of this upload failed")
+        if not batch:
+            return
+        fd = self._fh.fileno()
+        try:
+            size = sum(map(len, batch))
+            # Short only when the disk filled up: a failure like any other.
+            if os.pwritev(fd, batch, self._end) != size:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except BaseException:
+            self._failed = True
+            raise
+        writeback.start(fd, self._end, size)
+        self._end += size
 
     def save(self, offset: int, complete: bool) -> None:
         # Synced before it is committed: the database never claims bytes, or
         # a new header, that the disk might not have after a power cut. If
-        # this raises, the mark stays ahead and the upload starts over.
-        self._fh.flush()
+        # a write failed or this raises, nothing is committed: the mark stays
+        # ahead and the upload starts over.
+        self._write()
         os.fsync(self._fh.fileno())
         if complete:
             os.replace(self._path, self._path.with_suffix(""))
             return
         self._upload.offset = offset
-        # Every index sealed under the header, a failed write's included;
-        # ahead of the offset's segments only when a write failed.
+        # Every index sealed under the header; the offset's segments, as
+        # nothing is committed when a write failed.
         self._upload.reserved_segments = self._spent
         self._commit()

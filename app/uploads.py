@@ -17,7 +17,7 @@ import logging
 import mimetypes
 import unicodedata
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -111,6 +111,30 @@ def sealed_name_and_type(dek: bytes, file_id: str, name: str) -> tuple[bytes, by
 def read_chunks(stream: BinaryIO, size: int = READ_SIZE) -> Iterable[bytes]:
     while chunk := stream.read(size):
         yield chunk
+
+
+def read_filled(stream: BinaryIO, size: int, length: int | None) -> Iterator[memoryview]:
+    """A body of ``length`` bytes (None: up to the stream's end), read into
+    one buffer of ``size`` bytes, refilled for each chunk: a chunk is good
+    only until the next one is asked for.
+
+    Every chunk but the last fills the buffer, whatever the network hands
+    over per read, so a buffer of whole segments is sealed straight from
+    it, without a copy; no buffer is made per read.
+    """
+    buffer = memoryview(bytearray(size))
+    left = length
+    while left is None or left > 0:
+        want = size if left is None else min(size, left)
+        filled = 0
+        while filled < want and (count := stream.readinto(buffer[filled:want])):
+            filled += count
+        if filled:
+            yield buffer[:filled]
+        if filled < want:
+            return
+        if left is not None:
+            left -= filled
 
 
 def receive(

@@ -159,15 +159,19 @@ def test_no_index_is_written_before_it_is_reserved(app, pending_upload: str) -> 
         assert path.stat().st_size == HEADER_BYTES + RESERVE_SEGMENTS * STRIDE
 
 
-def test_a_failed_write_spends_its_index_and_the_resume_starts_over(app, pending_upload: str) -> None:
+def test_a_failed_write_commits_nothing_and_the_resume_starts_over(app, pending_upload: str) -> None:
     session, upload, held = _resumed(app, pending_upload)
     with session, held as pending:
         first_header = pending.header
         pending.put(0, b"s" * STRIDE)
+        pending.put(1, None)  # type: ignore[arg-type]  # a write that fails after its index was used
         with pytest.raises(TypeError):
-            pending.put(1, None)  # type: ignore[arg-type]  # a write that fails after its index was used
-        pending.save(SEGMENT_SIZE, complete=False)
-        assert (upload.offset, upload.reserved_segments) == (SEGMENT_SIZE, 2)
+            pending.save(2 * SEGMENT_SIZE, complete=False)
+        # Whatever reached the disk of the failed write, it is not the offset's.
+        with pytest.raises(OSError):
+            pending.save(SEGMENT_SIZE, complete=False)
+        session.refresh(upload)
+        assert (upload.offset, upload.reserved_segments) == (0, RESERVE_SEGMENTS)
 
     session, upload, held = _resumed(app, pending_upload)
     with session, held as pending:

@@ -179,7 +179,7 @@ class ResumableWriter:
     def complete(self) -> bool:
         return self.offset == self._length
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         if self.offset + len(self._buffer) + len(data) > self._length:
             raise LengthExceeded("more bytes than the declared length")
         view = memoryview(data)
