@@ -116,6 +116,20 @@ class Gunicorn:
         self.process.wait(timeout=60)
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time the processes (all their threads) have used so far."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
 def random_file(path: Path, size: int) -> str:
     digest = hashlib.sha256()
     with open(path, "wb") as fh:
@@ -509,9 +523,11 @@ def against_peer(
                     sender = Portal(portal.url, instance / "outbox")
                     token = sender.to_files_step("afzender@bench.example", "ontvanger@bench.example")
                     portal.reset_peak()
-                    start = time.perf_counter()
+                    cpu, client_cpu, start = cpu_seconds(portal.workers()), own_cpu_seconds(), time.perf_counter()
                     how(sender, token, source)
                     figures[name] = mbps(size, time.perf_counter() - start)
+                    figures[f"{name}_cpu"] = (cpu_seconds(portal.workers()) - cpu) / (size / (1024 * MiB))
+                    figures[f"{name}_client_cpu"] = (own_cpu_seconds() - client_cpu) / (size / (1024 * MiB))
                     figures[f"{name}_rss"] = portal.peak_rss()
                     return sender
 
@@ -526,10 +542,12 @@ def against_peer(
 
                 def theirs() -> None:
                     client = TusClient(peer.url)
-                    start = time.perf_counter()
+                    cpu, client_cpu, start = cpu_seconds([peer.process.pid]), own_cpu_seconds(), time.perf_counter()
                     uploader = client.uploader(file_path=str(source), chunk_size=TUS_CHUNK, metadata={"filename": "data.zip"})
                     uploader.upload()
                     figures["peer_up"] = mbps(size, time.perf_counter() - start)
+                    figures["peer_up_cpu"] = (cpu_seconds([peer.process.pid]) - cpu) / (size / (1024 * MiB))
+                    figures["peer_up_client_cpu"] = (own_cpu_seconds() - client_cpu) / (size / (1024 * MiB))
                     seconds, digest, got = timed_download(requests.Session(), uploader.url)
                     if (digest, got) != (expected, size):
                         sys.exit("the peer's download does not match the original")
@@ -567,10 +585,13 @@ def against_peer(
                      f"{figures['up']:7.0f} / {figures['plain_up']:7.0f} MB/s", f"{figures['up'] / figures['plain_up']:5.2f}"),
                     (label, "download vs plain read",
                      f"{figures['down']:7.0f} / {figures['plain_down']:7.0f} MB/s", f"{figures['down'] / figures['plain_down']:5.2f}"),
+                    (label, "tus upload CPU s/GiB, server (client)",
+                     f"{figures['up_cpu']:5.2f} ({figures['up_client_cpu']:.2f}) / "
+                     f"{figures['peer_up_cpu']:.2f} ({figures['peer_up_client_cpu']:.2f})", ""),
                     (label, "peak worker RSS tus / form upload",
                      f"{figures['up_rss'] / 1e6:5.0f} / {figures['form_rss'] / 1e6:5.0f} MB", ""),
                 ]
-                for row in rows[-6:]:
+                for row in rows[-7:]:
                     print("  " + "  ".join(row))
             source.unlink()
     finally:

@@ -69,10 +69,6 @@ class TusPeer:
                     sys.exit(f"@tus/server did not start, see {log}")
                 time.sleep(0.2)
 
-    def rss(self) -> int:
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        return int(status.split("VmHWM:")[1].split()[0]) * 1024
-
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=30)

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import base64
 import os
+import resource
 import signal
 import socket
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
@@ -153,29 +156,68 @@ def test_no_index_is_written_before_it_is_reserved(app, pending_upload: str) -> 
         with pytest.raises(RuntimeError):
             for index in range(RESERVE_SEGMENTS + 1):
                 pending.put(index, b"s" * STRIDE)
+            pending.save((RESERVE_SEGMENTS + 1) * SEGMENT_SIZE, complete=False)
         path = _partial(app, upload)
         # The reservation for index 1024 failed: nothing of it was written.
         assert marks == [RESERVE_SEGMENTS, 2 * RESERVE_SEGMENTS]
         assert path.stat().st_size == HEADER_BYTES + RESERVE_SEGMENTS * STRIDE
 
 
+def test_segments_are_written_only_once_their_reservation_is_committed(app, pending_upload: str) -> None:
+    """The reservation commits while the next segments arrive; none of them
+    reaches the file before the commit is done, however long it takes."""
+    path: Path | None = None
+    seen: list[int] = []
+
+    def slow_commit(session: Session, upload: Upload) -> None:
+        assert path is not None
+        time.sleep(0.3)  # a database whose disk is busy
+        session.commit()
+        seen.append(path.stat().st_size)
+
+    session, upload, held = _resumed(app, pending_upload, slow_commit)
+    path = _partial(app, upload)
+    with session, held as pending:
+        for index in range(RESERVE_SEGMENTS + 64):
+            pending.put(index, b"s" * STRIDE)
+        pending.save((RESERVE_SEGMENTS + 64) * SEGMENT_SIZE, complete=False)
+    # When each reservation was committed, the file held only indices below the mark before it.
+    assert seen[:2] == [HEADER_BYTES, HEADER_BYTES + RESERVE_SEGMENTS * STRIDE]
+    assert path.stat().st_size == HEADER_BYTES + (RESERVE_SEGMENTS + 64) * STRIDE
+
+
+@contextmanager
+def _files_limited_to(size: int) -> Iterator[None]:
+    """Writes beyond ``size`` bytes of any file fail, as on a full disk (EFBIG, or a short write)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+
+
 def test_a_failed_write_commits_nothing_and_the_resume_starts_over(app, pending_upload: str) -> None:
     session, upload, held = _resumed(app, pending_upload)
     with session, held as pending:
         first_header = pending.header
-        pending.put(0, b"s" * STRIDE)
-        pending.put(1, None)  # type: ignore[arg-type]  # a write that fails after its index was used
-        with pytest.raises(TypeError):
-            pending.save(2 * SEGMENT_SIZE, complete=False)
-        # Whatever reached the disk of the failed write, it is not the offset's.
-        with pytest.raises(OSError):
-            pending.save(SEGMENT_SIZE, complete=False)
+        for index in range(16):  # one batch, written once the reservation is committed
+            pending.put(index, b"s" * STRIDE)
+        with _files_limited_to(HEADER_BYTES + 16 * STRIDE + 100):
+            pending.put(16, b"t" * STRIDE)
+            with pytest.raises(OSError):
+                pending.save(17 * SEGMENT_SIZE, complete=False)
+            # What reached the disk of the failed write is unknown: no offset is claimed.
+            with pytest.raises(OSError):
+                pending.save(16 * SEGMENT_SIZE, complete=False)
         session.refresh(upload)
         assert (upload.offset, upload.reserved_segments) == (0, RESERVE_SEGMENTS)
 
     session, upload, held = _resumed(app, pending_upload)
     with session, held as pending:
-        # Index 1 may be on disk under the old header: a new one, from offset 0.
+        # Indices up to 16 may be on disk under the old header: a new one, from offset 0.
         assert pending.offset == 0 and pending.header != first_header
 
 
