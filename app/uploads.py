@@ -17,7 +17,7 @@ import logging
 import mimetypes
 import unicodedata
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -108,11 +108,6 @@ def sealed_name_and_type(dek: bytes, file_id: str, name: str) -> tuple[bytes, by
     return seal_text(dek, "name", file_id, name), seal_text(dek, "type", file_id, content_type_for(name))
 
 
-def read_chunks(stream: BinaryIO, size: int = READ_SIZE) -> Iterable[bytes]:
-    while chunk := stream.read(size):
-        yield chunk
-
-
 def read_filled(stream: BinaryIO, size: int, length: int | None) -> Iterator[memoryview]:
     """A body of ``length`` bytes (None: up to the stream's end), read into
     one buffer of ``size`` bytes, refilled for each chunk: a chunk is good
@@ -193,7 +188,7 @@ def receive(
             result.fields[field_name] = value
 
     try:
-        for chunk in itertools.chain(read_chunks(stream), [None]):
+        for chunk in itertools.chain(read_filled(stream, READ_SIZE, None), [None]):
             decoder.receive_data(chunk)
             while not isinstance(event := decoder.next_event(), NeedData):
                 first_not_token = isinstance(event, File) or (isinstance(event, Field) and event.name != "csrf_token")

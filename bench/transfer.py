@@ -154,6 +154,10 @@ class FileSlice(io.RawIOBase):
     def __len__(self) -> int:
         return self.left
 
+    def tell(self) -> int:
+        # What requests subtracts from the length; without it, it sends chunks.
+        return 0
+
     def read(self, size: int = -1) -> bytes:
         block = self.fh.read(min(self.left, CHUNK if size < 0 else size))
         self.left -= len(block)
@@ -275,6 +279,10 @@ class MultipartFile(io.RawIOBase):
 
     def __len__(self) -> int:
         return self.left
+
+    def tell(self) -> int:
+        # As a browser posts a form: with a Content-Length (see FileSlice.tell).
+        return 0
 
     def read(self, size: int = -1) -> bytes:
         while self.parts:
