@@ -53,3 +53,12 @@ def test_an_empty_file_is_offered_for_download_not_for_preview(sender: Sender, a
     assert previews == ["notitie.txt"]
     empty = recipient.file_links()["leeg.txt"]
     assert recipient.get(empty).status_code == 200 and recipient.get(empty + "/preview").status_code == 404
+
+
+def test_the_options_page_names_the_notification_mail_as_the_glossary_does(sender: Sender) -> None:
+    """It said "notificatiemail" beside "kennisgevingsmail" ("notification e-mail" beside "notification mail")."""
+    walk_to(sender, "options")
+    for language, term, other in (("nl", "kennisgevingsmail", "notificatie"), ("en", "notification mail", "notification e-mail")):
+        sender.get(f"/lang/{language}?next=/send/options")
+        page = text_of(sender.get("/send/options")).lower()
+        assert term in page and other not in page, language
