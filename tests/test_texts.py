@@ -62,3 +62,14 @@ def test_the_options_page_names_the_notification_mail_as_the_glossary_does(sende
         sender.get(f"/lang/{language}?next=/send/options")
         page = text_of(sender.get("/send/options")).lower()
         assert term in page and other not in page, language
+
+
+def test_the_files_step_names_the_confidential_message_once(sender: Sender) -> None:
+    """Once, as the heading that is also the field's label: it was a heading with the same label beneath it."""
+    walk_to(sender, "files")
+    for language, name in (("nl", "Vertrouwelijk bericht"), ("en", "Confidential message")):
+        sender.get(f"/lang/{language}?next=/send/files")
+        main = text_of(sender.get("/send/files")).split('id="main"', 1)[1].split("</main>")[0]
+        assert main.count(name) == 1, main
+        assert f'<h2><label for="message">{name}</label></h2>' in main
+        assert re.search(r'<textarea[^>]*id="message"', main)
