@@ -14,6 +14,7 @@ tuples, together with the server's secret key, opens nothing.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -229,6 +230,28 @@ def save_options(draft: Draft, options: Options, pending_slot: dict | None) -> N
 def save_notification(draft: Draft, subject: str, body: str) -> None:
     draft.subject, draft.body = subject, body
     touch(draft)
+
+
+def keep_notification(draft: Draft, subject: str, body: str, proposed: Mapping[str, str]) -> None:
+    """The notification mail's text as the sender leaves the step without
+    starting the transaction ("Back"), for when they come to it again;
+    ``proposed`` is the text the portal proposes now ("subject", "body").
+
+    Only what they changed is kept. Text left as the portal proposed it is
+    proposed anew next time, written for the options chosen by then: the
+    recipient language, the expiration date it names, the number of files.
+    Text they changed is kept as they wrote it even when those options
+    change afterwards: it is theirs, and the step shows it again, before
+    "Start transaction", to check against what they chose.
+    """
+    draft.subject = None if _same_text(subject, proposed["subject"]) else subject
+    draft.body = None if _same_text(body, proposed["body"]) else body
+    touch(draft)
+
+
+def _same_text(typed: str, proposed: str) -> bool:
+    # A browser sends a textarea's line breaks as CRLF.
+    return typed.replace("\r\n", "\n").strip() == proposed.replace("\r\n", "\n").strip()
 
 
 def discard(db: Session, portal: Portal, draft: Draft) -> None:

@@ -151,6 +151,10 @@ def _estimate(password: str, user_inputs: list[str]) -> tuple[int, dict[str, Any
     """zxcvbn's own steps (``zxcvbn.zxcvbn``), but with the user inputs in a
     dictionary of this call rather than in zxcvbn's module global, and with
     decorations matched as well."""
+    if not password:
+        # zxcvbn's scoring fails on an empty one (IndexError), which the
+        # options step is sent for "Enter password manually" left empty.
+        return 0, {}
     own = matching.build_ranked_dict([w.lower() for w in user_inputs])
     dictionaries = {**matching.RANKED_DICTIONARIES, "user_inputs": own}
     matches = matching.omnimatch(password, dictionaries)

@@ -720,6 +720,68 @@ def test_back_after_a_refused_step_shows_that_step_again(browser: Browser, porta
     context.close()
 
 
+def test_back_keeps_what_was_typed_on_every_step(browser: Browser, portal, mailbox: Mailbox) -> None:
+    """A browser walk found "Back" a link that left behind what the step held:
+    an edited notification mail came back as the portal's text, a changed
+    message as the one saved before. Back saves first, as Next does."""
+    _, base = portal
+    visit = new_visit(browser, "back-keeps")
+    page = visit.page
+
+    def back() -> None:
+        page.locator(".actions").get_by_text("Back", exact=True).click()
+
+    def next_step() -> None:
+        page.get_by_role("button", name="Next").click()
+
+    page.goto(base + "/send/")
+    send_personal_and_verify(visit, mailbox, "Jan de Vries", "jan@zorg.example", EN)
+    page.get_by_label("To").fill("anna@gemeente.example")
+    page.get_by_label("Cc", exact=True).fill("kees@gemeente.example")
+    page.locator(".sender").get_by_text("Change").click()  # the sender's own address: back to the first step
+    expect(page.get_by_role("heading", name="Personal data")).to_be_visible()
+    next_step()
+    expect(page.get_by_label("Cc", exact=True)).to_have_value("kees@gemeente.example")
+    visit.check("recipients-kept")
+    next_step()
+
+    expect(page.locator(".uploader")).to_be_visible()  # the script is ready
+    page.get_by_label("Confidential message").fill("Eerste versie")
+    next_step()
+    expect(page.get_by_role("heading", name="Send options")).to_be_visible()
+    back()
+    # A change to the saved message: the tab's kept copy only ever fills an empty field.
+    page.get_by_label("Confidential message").fill("Tweede versie")
+    back()
+    expect(page.get_by_role("heading", name="Recipients")).to_be_visible()
+    expect(page.get_by_label("To")).to_have_value("anna@gemeente.example")
+    next_step()
+    expect(page.get_by_label("Confidential message")).to_have_value("Tweede versie")
+    next_step()
+
+    page.get_by_label("Generate password").check()
+    page.get_by_label("Send me a confirmation").uncheck()
+    back()
+    expect(page.get_by_role("heading", name="Message and files")).to_be_visible()
+    next_step()
+    expect(page.get_by_label("Generate password")).to_be_checked()
+    expect(page.get_by_label("Send me a confirmation")).not_to_be_checked()
+    next_step()
+
+    page.get_by_label("Subject").fill("Het dossier van mevrouw Jansen")
+    page.get_by_label("Message").fill("Beste Anna,\n\nZie het dossier.\n\nJan")
+    visit.check("notification-edited")
+    back()
+    expect(page.get_by_role("heading", name="Send options")).to_be_visible()
+    next_step()
+    expect(page.get_by_label("Subject")).to_have_value("Het dossier van mevrouw Jansen")
+    expect(page.get_by_label("Message")).to_have_value("Beste Anna,\n\nZie het dossier.\n\nJan")
+    # Enter in the subject starts the transaction: it goes on, never back.
+    page.get_by_label("Subject").press("Enter")
+    expect(page.get_by_role("heading", name="The transaction is complete")).to_be_visible()
+    mail = mailbox.last_to("anna@gemeente.example")
+    assert mail.message["Subject"] == "Het dossier van mevrouw Jansen" and "Zie het dossier." in mail.text
+
 def test_operator_texts_one_link_colour_and_an_agreed_password_not_called_strong(
     browser: Browser, make_live, mailbox: Mailbox
 ) -> None:

@@ -112,7 +112,7 @@ def test_choosing_no_password_shows_a_warning(sender: Sender) -> None:
     sender.files([("a.txt", b"a")])
     page = text_of(sender.get("/send/options"))
     assert 'aria-describedby="no-password-warning"' in page
-    assert "Without a password, whoever has the notification e-mail" in page
+    assert "Without a password, whoever has the notification mail" in page
 
 
 def test_the_count_of_tries_left_is_the_typed_ids_own(sender: Sender, app) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from .test_my_transfers import Owner, transfer_id
 from .test_wizard_validation import walk_to
 from .walker import PASSWORD, Recipient, Sender, csrf_token, text_of
 
@@ -53,3 +54,67 @@ def test_an_empty_file_is_offered_for_download_not_for_preview(sender: Sender, a
     assert previews == ["notitie.txt"]
     empty = recipient.file_links()["leeg.txt"]
     assert recipient.get(empty).status_code == 200 and recipient.get(empty + "/preview").status_code == 404
+
+
+def test_the_options_page_names_the_notification_mail_as_the_glossary_does(sender: Sender) -> None:
+    """It said "notificatiemail" beside "kennisgevingsmail" ("notification e-mail" beside "notification mail")."""
+    walk_to(sender, "options")
+    for language, term, other in (("nl", "kennisgevingsmail", "notificatie"), ("en", "notification mail", "notification e-mail")):
+        sender.get(f"/lang/{language}?next=/send/options")
+        page = text_of(sender.get("/send/options")).lower()
+        assert term in page and other not in page, language
+
+
+def test_the_files_step_names_the_confidential_message_once(sender: Sender) -> None:
+    """Once, as the heading that is also the field's label: it was a heading with the same label beneath it."""
+    walk_to(sender, "files")
+    for language, name in (("nl", "Vertrouwelijk bericht"), ("en", "Confidential message")):
+        sender.get(f"/lang/{language}?next=/send/files")
+        main = text_of(sender.get("/send/files")).split('id="main"', 1)[1].split("</main>")[0]
+        assert main.count(name) == 1, main
+        assert f'<h2><label for="message">{name}</label></h2>' in main
+        assert re.search(r'<textarea[^>]*id="message"', main)
+
+
+def listed(section: str) -> list[str]:
+    """The items of the lists in a part of a page or an HTML mail, without their sizes."""
+    return [item.split(" (")[0].strip() for item in re.findall(r"<li>(.*?)</li>", section, re.S)]
+
+
+def between(page: str, start: str, end: str) -> str:
+    return page.split(start, 1)[1].split(end, 1)[0]
+
+
+def test_the_confidential_message_is_no_file_in_any_list(sender: Sender, app) -> None:
+    """The summary, the sender's receipt and My transfers listed "Confidential message" among
+    the files. It is said beside them, and neither counted nor sized with them, anywhere."""
+    sent = sender.send(files=[("verslag.pdf", b"%PDF-1.4 tien")], message="Zie het verslag.", expose_filenames="y")
+    summary = text_of(sent.summary)
+    files = between(summary, "<h2>Files</h2>", "<h2>")
+    assert listed(files) == ["verslag.pdf"] and "The transfer also contains a confidential message." in files
+    status = text_of(sender.get(re.search(r'href="[^"]*(/send/status/[^"]+)"', summary).group(1)))
+    assert listed(between(status, "<h2>Files</h2>", "<h2>")) == ["verslag.pdf"]
+
+    receipt = sender.mailbox.last_to(sender.person.email)
+    files_in_text = between(receipt.text, "Files: ", "\n\n")
+    assert files_in_text.startswith("1 (13 B)") and "The transfer also contains a confidential message." in files_in_text
+    assert [line for line in files_in_text.splitlines() if line.startswith("- ")] == ["- verslag.pdf (13 B)"]
+    assert listed(between(receipt.html, "Files: 1 (13 B)", "Available until")) == ["verslag.pdf"]
+
+    notification = sent.notifications["anna@gemeente.example"]
+    assert listed(between(notification.html, "Files in this transfer", "</ul>") + "</ul>") == ["verslag.pdf"]
+    anna = Recipient(app)
+    anna.unlock(sent.access_id("anna@gemeente.example"), PASSWORD)
+    assert list(anna.file_links()) == ["verslag.pdf"]
+
+    owner = Owner(app, sender.mailbox)
+    owner.verify()
+    mine = text_of(owner.get(f"/mine/{transfer_id(app, 'Files (1) from Jan de Vries')}"))
+    files = between(mine, "<h2>Files</h2>", "<h2>")
+    assert listed(files) == ["verslag.pdf"] and "The transfer also contains a confidential message." in files
+
+    # A message alone: no list with one item that is not a file.
+    only = sender.send(files=[], message="Alleen een bericht.")
+    assert listed(between(text_of(only.summary), "<h2>Files</h2>", "<h2>")) == []
+    receipt = sender.mailbox.last_to(sender.person.email)
+    assert "No files; a confidential message only." in receipt.text and "\n- " not in between(receipt.text, "Files: ", "\n\n")

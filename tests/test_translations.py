@@ -81,6 +81,20 @@ def test_placeholders_and_plural_forms_survive_translation(language: str) -> Non
             assert sorted(set(KEPT.findall(string))) == wanted, f"{language}: {message.id!r} -> {string!r}"
 
 
+# The words users know for the mail a recipient gets (Cryptshare's): the
+# pages say "kennisgevingsmail" and "notification mail", never a second name beside it.
+NOT_THE_TERM = {"en": re.compile(r"notification e-?mail", re.I), "nl": re.compile(r"notificatie", re.I)}
+
+
+@pytest.mark.parametrize("language", sorted(NOT_THE_TERM))
+def test_the_notification_mail_has_one_name(language: str) -> None:
+    other = NOT_THE_TERM[language]
+    texts = [
+        form for m in _catalog(language) if m.id
+        for form in (m.string if isinstance(m.string, tuple) else (m.string,))
+    ]
+    assert not [t for t in texts if other.search(t)]
+
 def test_language_switch_is_remembered_and_accept_language_decides_first(app) -> None:
     client = app.test_client()
     assert "Verzenden" in client.get("/", headers={"Accept-Language": "nl-NL,nl;q=0.9"}).get_data(as_text=True)

@@ -211,6 +211,8 @@ def test_file_names_are_cleaned(sender: Sender) -> None:
         ({"expires_on": "2999-01-01"}, "The expiration date can be at most 30 days from today."),
         ({"expires_on": "morgen"}, "Not a valid date value."),
         ({"password": "kort", "password_repeat": "kort"}, "The password must have at least 10 characters."),
+        # Left empty: an answer, not a server error from the strength estimate.
+        ({"password": "", "password_repeat": ""}, "The password must have at least 10 characters."),
         ({"password": "wachtwoord123", "password_repeat": "wachtwoord123"}, "This password is too easy to guess."),
         ({"password_repeat": "Iets-Anders-99"}, "The two passwords are not the same."),
         ({"password": "JanDeVries1", "password_repeat": "JanDeVries1"}, "This password is too easy to guess."),

@@ -67,7 +67,20 @@ class VerifyForm(FlaskForm):
             raise ValidationError(_l("The code from the e-mail has %(count)d digits.", count=length))
 
 
-class RecipientsForm(FlaskForm):
+class StepForm(FlaskForm):
+    """A wizard step's form. Its "Back" is a button of the form (action=back),
+    not a link, so that what was typed is saved before going back, as "Next"
+    saves it: a link would leave it behind, and the page it leads back from
+    is prefilled from the draft when shown again."""
+
+    action = StringField()
+
+    @property
+    def back(self) -> bool:
+        return self.action.data == "back"
+
+
+class RecipientsForm(StepForm):
     to = TextAreaField(_l("To"), validators=[Length(max=20_000)])
     cc = TextAreaField(_l("Cc"), validators=[Length(max=20_000)])
     bcc = TextAreaField(_l("Bcc"), validators=[Length(max=20_000)])
@@ -82,7 +95,8 @@ class RecipientsForm(FlaskForm):
             except addresses.InvalidAddress as exc:
                 field.errors = [*field.errors, _l("“%(address)s” is not a valid e-mail address.", address=exc.address)]
                 ok = False
-        if ok and not self.parsed["to"]:
+        # Going back without one is fine: "Next" needs one, "Back" saves what there is.
+        if ok and not self.parsed["to"] and not self.back:
             self.to.errors = [*self.to.errors, _l("Please enter at least one recipient.")]
             ok = False
         if ok:
@@ -109,7 +123,7 @@ class MessageForm(FlaskForm):
         self.message.render_kw = {"data-keep": "message", "data-keep-owner": owner}
 
 
-class OptionsForm(FlaskForm):
+class OptionsForm(StepForm):
     expires_on = DateField(
         _l("Expiration date"),
         validators=[InputRequired(_l("Please choose an expiration date."))],
@@ -134,7 +148,7 @@ class OptionsForm(FlaskForm):
     password_repeat = PasswordField(_l("Repeat password"), widget=PasswordInput(hide_value=False))
 
 
-class NotificationForm(FlaskForm):
+class NotificationForm(StepForm):
     subject = StringField(
         _l("Subject"),
         validators=[DataRequired(_l("Please enter a subject.")), Length(max=200, message=_l("Please use at most %(max)d characters.")), _no_control],

@@ -144,7 +144,7 @@ def recipients(draft: Draft):  # type: ignore[no-untyped-def]
         verdict = decision(draft, [*form.parsed["to"], *form.parsed["cc"], *form.parsed["bcc"]])
         if verdict.allowed:
             drafts.save_recipients(draft, form.parsed["to"], form.parsed["cc"], form.parsed["bcc"])
-            return redirect(url_for("wizard.files"))
+            return redirect(url_for("wizard.personal" if form.back else "wizard.files"))
         _refusal_errors(form, verdict)
         audit.record(db.session(), "policy_refused", actor=draft.sender_email, ip=client_ip(), **policy.audited(verdict))
     return refused_posts.refuse(form, draft=draft)
@@ -250,6 +250,8 @@ def files(draft: Draft):  # type: ignore[no-untyped-def]
         whys = {why for _, why in received.refused}
         status = 507 if "space" in whys else 429 if "drafts" in whys else 422
         return refused_posts.refuse(form, notes=errors, status=status, draft=draft)
+    if received.fields.get("action") == "back":
+        return redirect(url_for("wizard.recipients"))
     if received.fields.get("action") == "next":
         problems = [file_problem(name, why, limits) for name, why in transactions.files_problems(portal(), draft, limits)]
         if not draft.files and draft.message_ct is None:
@@ -317,7 +319,8 @@ def options(draft: Draft):  # type: ignore[no-untyped-def]
                 _l("The expiration date can be at most %(days)d days from today.", days=limits.max_expiry_days)
             )
         pending = draft.pending_slot if form.password_mode.data == "manual" else None
-        if form.password_mode.data == "manual" and (form.password.data or not pending):
+        # Going back, a password still to be typed is fine: "Next" needs it.
+        if form.password_mode.data == "manual" and (form.password.data or not (pending or form.back)):
             pending = None
             assessment = _assess(draft, form.password.data or "")
             if form.password.data != form.password_repeat.data:
@@ -351,7 +354,7 @@ def options(draft: Draft):  # type: ignore[no-untyped-def]
                 ),
                 pending,
             )
-            return redirect(url_for("wizard.notification"))
+            return redirect(url_for("wizard.files" if form.back else "wizard.notification"))
     return refused_posts.refuse(form, draft=draft)
 
 
@@ -437,13 +440,21 @@ def notification(draft: Draft):  # type: ignore[no-untyped-def]
         return render_template("wizard/notification.html", form=form, draft=draft, step="notification"), *refusal.answer()
     if not form.validate_on_submit():
         return refused_posts.refuse(form, draft=draft)
-    drafts.save_notification(draft, form.subject.data.strip(), form.body.data.strip())
+    subject, body = form.subject.data.strip(), form.body.data.strip()
+    if form.back:
+        drafts.keep_notification(draft, subject, body, proposed=defaults)
+        return redirect(url_for("wizard.options"))
+    drafts.save_notification(draft, subject, body)
     try:
         return _start(draft)
+    # Not started: as after "Back", the draft keeps only the text the sender changed.
+    # (Argon2Busy undoes this request's writes, the texts saved above among them.)
     except transactions.NotReady as exc:
+        drafts.keep_notification(draft, subject, body, proposed=defaults)
         flash(gettext("Please check this step again: the rules for your recipients do not allow what was chosen."), "error")
         return redirect(url_for(f"wizard.{exc.step}"))
     except transactions.RecipientBudgetExhausted as exc:
+        drafts.keep_notification(draft, subject, body, proposed=defaults)
         form.subject.errors.append(gettext(
             "Your daily limit of recipients is reached: %(left)d of %(max)d left today, and this transfer has %(count)d. "
             "Remove recipients, or try again after %(time)s.",
@@ -451,6 +462,7 @@ def notification(draft: Draft):  # type: ignore[no-untyped-def]
         ))
         return refused_posts.refuse(form, status=429, draft=draft)
     except ratelimit.RateLimited as exc:
+        drafts.keep_notification(draft, subject, body, proposed=defaults)
         form.subject.errors.append(retry_message(exc))
         return refused_posts.refuse(form, status=429, draft=draft)
     except Argon2Busy:
