@@ -19,7 +19,6 @@ import os
 import secrets
 import shutil
 from collections.abc import Callable, Container, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -230,11 +229,7 @@ class LocalBlobStore:
             # Read under the lock: the request that held it before may have
             # stored more since this request read the row.
             db.refresh(upload)
-            pending = _LocalPending(fh, partial, upload, commit)
-            try:
-                yield pending
-            finally:
-                pending.close()
+            yield _LocalPending(fh, partial, upload, commit)
 
 
 class _LocalPending:
@@ -272,43 +267,15 @@ class _LocalPending:
         fh.seek(end)
         fh.truncate()
         fh.flush()
-        self._appender = _Appender(fh.fileno(), end, before_write=self._reserved_before_write)
-        self._committer: ThreadPoolExecutor | None = None
-        self._reserving: Future[None] | None = None
+        self._appender = _Appender(fh.fileno(), end)
 
     def put(self, index: int, sealed: bytes) -> None:
         if index >= self._reserved:
             self._upload.reserved_segments = self._reserved = index + RESERVE_SEGMENTS
-            self._reserve()
+            self._commit()
         # Spent from here on, whether or not its write ever succeeds.
         self._spent = index + 1
         self._appender.write(sealed)
-
-    def _reserve(self) -> None:
-        """Commit the raised mark while the next segments arrive and are
-        sealed: waiting for the database's disk was a tenth of a chunk's
-        time. Nothing is written until it is committed (the appender asks
-        ``_reserved_before_write``), and meanwhile this request does not
-        touch the session: only the committing thread does."""
-        self._reserved_before_write()
-        try:
-            if self._committer is None:
-                self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-reserve")
-            self._reserving = self._committer.submit(self._commit)
-        except RuntimeError:
-            # No thread to be had (a worker shutting down): committed here, in turn.
-            self._commit()
-
-    def _reserved_before_write(self) -> None:
-        """Waits for the reservation being committed; raises if it failed."""
-        reserving, self._reserving = self._reserving, None
-        if reserving is not None:
-            reserving.result()
-
-    def close(self) -> None:
-        """No commit may still run once the request has its session back."""
-        if self._committer is not None:
-            self._committer.shutdown(wait=True)
 
     def save(self, offset: int, complete: bool) -> None:
         # Synced before it is committed: the database never claims bytes, or
@@ -331,12 +298,11 @@ class _Appender:
     """Appends to a file in batches: a single write of 1 MiB took less than
     half the time of sixteen of 64 KiB. The kernel is asked to start
     writing each batch to disk at once, so that the sync a caller ends with
-    waits for little (``writeback``). ``before_write`` runs before each
-    write, and may hold it back or, raising, stop it. Nothing is written
-    after a write failed, as what reached the file is unknown."""
+    waits for little (``writeback``). Nothing is written after a write
+    failed, as what reached the file is unknown."""
 
-    def __init__(self, fd: int, end: int, before_write: Callable[[], None] = lambda: None) -> None:
-        self._fd, self._end, self._before_write = fd, end, before_write
+    def __init__(self, fd: int, end: int) -> None:
+        self._fd, self._end = fd, end
         self._batch: list[bytes] = []
         self._batched = 0
         self._failed = False
@@ -354,10 +320,9 @@ class _Appender:
         if self._failed:
             raise OSError("an earlier write to this file failed")
         batch, size, self._batch, self._batched = self._batch, self._batched, [], 0
+        if not batch:
+            return
         try:
-            self._before_write()
-            if not batch:
-                return
             # Short only when the disk filled up: a failure like any other.
             if os.pwritev(self._fd, batch, self._end) != size:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

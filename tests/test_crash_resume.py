@@ -10,7 +10,6 @@ import os
 import resource
 import signal
 import socket
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -156,34 +155,10 @@ def test_no_index_is_written_before_it_is_reserved(app, pending_upload: str) -> 
         with pytest.raises(RuntimeError):
             for index in range(RESERVE_SEGMENTS + 1):
                 pending.put(index, b"s" * STRIDE)
-            pending.save((RESERVE_SEGMENTS + 1) * SEGMENT_SIZE, complete=False)
         path = _partial(app, upload)
         # The reservation for index 1024 failed: nothing of it was written.
         assert marks == [RESERVE_SEGMENTS, 2 * RESERVE_SEGMENTS]
         assert path.stat().st_size == HEADER_BYTES + RESERVE_SEGMENTS * STRIDE
-
-
-def test_segments_are_written_only_once_their_reservation_is_committed(app, pending_upload: str) -> None:
-    """The reservation commits while the next segments arrive; none of them
-    reaches the file before the commit is done, however long it takes."""
-    path: Path | None = None
-    seen: list[int] = []
-
-    def slow_commit(session: Session, upload: Upload) -> None:
-        assert path is not None
-        time.sleep(0.3)  # a database whose disk is busy
-        session.commit()
-        seen.append(path.stat().st_size)
-
-    session, upload, held = _resumed(app, pending_upload, slow_commit)
-    path = _partial(app, upload)
-    with session, held as pending:
-        for index in range(RESERVE_SEGMENTS + 64):
-            pending.put(index, b"s" * STRIDE)
-        pending.save((RESERVE_SEGMENTS + 64) * SEGMENT_SIZE, complete=False)
-    # When each reservation was committed, the file held only indices below the mark before it.
-    assert seen[:2] == [HEADER_BYTES, HEADER_BYTES + RESERVE_SEGMENTS * STRIDE]
-    assert path.stat().st_size == HEADER_BYTES + (RESERVE_SEGMENTS + 64) * STRIDE
 
 
 @contextmanager
@@ -203,7 +178,7 @@ def test_a_failed_write_commits_nothing_and_the_resume_starts_over(app, pending_
     session, upload, held = _resumed(app, pending_upload)
     with session, held as pending:
         first_header = pending.header
-        for index in range(16):  # one batch, written once the reservation is committed
+        for index in range(16):  # one batch of writes
             pending.put(index, b"s" * STRIDE)
         with _files_limited_to(HEADER_BYTES + 16 * STRIDE + 100):
             pending.put(16, b"t" * STRIDE)
