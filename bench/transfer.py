@@ -531,6 +531,7 @@ def against_peer(
                     sender = Portal(portal.url, instance / "outbox")
                     token = sender.to_files_step("afzender@bench.example", "ontvanger@bench.example")
                     portal.reset_peak()
+                    os.sync()
                     cpu, client_cpu, start = cpu_seconds(portal.workers()), own_cpu_seconds(), time.perf_counter()
                     how(sender, token, source)
                     figures[name] = mbps(size, time.perf_counter() - start)
@@ -550,6 +551,7 @@ def against_peer(
 
                 def theirs() -> None:
                     client = TusClient(peer.url)
+                    os.sync()
                     cpu, client_cpu, start = cpu_seconds([peer.process.pid]), own_cpu_seconds(), time.perf_counter()
                     uploader = client.uploader(file_path=str(source), chunk_size=TUS_CHUNK, metadata={"filename": "data.zip"})
                     uploader.upload()
@@ -563,6 +565,7 @@ def against_peer(
 
                 def form() -> None:
                     upload_to_portal(Portal.form_upload, "form")
+                    os.sync()
                     start = time.perf_counter()
                     body = MultipartFile(source, [])
                     requests.post(baseline.url + "/form/data.zip", data=body, headers={"Content-Type": body.content_type},
@@ -570,6 +573,7 @@ def against_peer(
                     figures["plain_form"] = mbps(size, time.perf_counter() - start)
 
                 def plain() -> None:
+                    os.sync()
                     start = time.perf_counter()
                     requests.put(baseline.url + "/upload/data.zip", data=FileSlice(source), timeout=3600).raise_for_status()
                     figures["plain_up"] = mbps(size, time.perf_counter() - start)
