@@ -958,23 +958,26 @@ def test_back_waits_for_uploads_as_next_does(browser: Browser, portal, mailbox: 
     page = visit.page
     to_files_step(visit, mailbox, base)
     big = tmp_path / "scan.zip"
-    random_file(big, 12 * MiB)
+    random_file(big, 12_000_000)
     cdp = visit.context.new_cdp_session(page)
     cdp.send("Network.enable")
     cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 5, "downloadThroughput": -1, "uploadThroughput": 2 * MiB})
     expect(page.locator(".uploader")).to_be_visible()
     page.locator("#picker").set_input_files(big)
     expect(page.locator(".upload", has_text="scan.zip").locator(".upload-status")).to_contain_text("/s", timeout=20_000)
+    # Its size as the server writes it, once the page is shown again: "12.0 MB", not "12 MB" and then "12.0 MB".
+    expect(page.locator(".upload", has_text="scan.zip").locator(".upload-size")).to_have_text("12.0 MB")
     page.get_by_label("Confidential message").fill("Typed while the file went up")
     page.locator(".actions").get_by_role("button", name="Back").click()
     expect(page.locator(".upload-notice")).to_have_text("Back continues by itself once all files are uploaded.")
     visit.check("back-waits")
     expect(page.get_by_role("heading", name="Recipients")).to_be_visible(timeout=60_000)
     with app.app_context():
-        assert [f.size for f in db.session().scalars(select(StoredFile))] == [12 * MiB]
+        assert [f.size for f in db.session().scalars(select(StoredFile))] == [12_000_000]
         assert db.session().scalars(select(Upload)).all() == []
     page.get_by_role("button", name="Next").click()
     expect(page.get_by_label("Confidential message")).to_have_value("Typed while the file went up")
+    expect(page.locator("table.files tr", has_text="scan.zip")).to_contain_text("12.0 MB")
 
 
 def _idle_session(app, context: BrowserContext, base: str, minutes: int) -> None:  # type: ignore[no-untyped-def]

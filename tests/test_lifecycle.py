@@ -53,7 +53,7 @@ def test_receipt_lists_everything_and_carries_a_private_status_link(sender: Send
     receipt = next(m for m in mailbox.to(sender.person.email) if "has been sent" in m.message["Subject"])
     text = receipt.text
     assert "anna@gemeente.example" in text and "kees@gemeente.example" in text
-    assert "verslag.pdf (1.1 KB)" in text and "foto.jpg" in text
+    assert "verslag.pdf (1.1 kB)" in text and "foto.jpg" in text
     assert "Inform me when files are retrieved: yes" in text
     token = _status_path(mailbox, sender).rsplit("/", 1)[1]
     assert len(token) >= 43  # 256 bits in base64url
@@ -123,7 +123,7 @@ def test_retrieval_notice_is_one_mail_per_recipient_for_its_sessions(sender: Sen
     (mail,) = _notices(mailbox, sender)
     assert "anna@gemeente.example" in mail.message["Subject"]
     # File names are off in the mails: the notice says which file without naming it.
-    assert "File 1 of 2 (1.1 KB)" in mail.text and "File 2 of 2" in mail.text
+    assert "File 1 of 2 (1.1 kB)" in mail.text and "File 2 of 2" in mail.text
     assert "verslag" not in mail.text and "foto" not in mail.text
     assert "status page" in mail.text and "Download session" not in mail.text
     with app.app_context():

@@ -50,6 +50,7 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 // Western digits in every language, as the server writes sizes and dates (Arabic would default to ٠١٢).
 const NUMBERS_LOCALE = `${document.documentElement.lang}-u-nu-latn`;
 
+// As the server writes sizes (human_size in app/web.py): one decimal above bytes, "40.0 MB".
 function formatBytes(bytes) {
   const units = ["B", "kB", "MB", "GB", "TB"];
   let value = bytes;
@@ -59,7 +60,7 @@ function formatBytes(bytes) {
     unit += 1;
   }
   const digits = unit === 0 ? 0 : 1;
-  return `${new Intl.NumberFormat(NUMBERS_LOCALE, { maximumFractionDigits: digits }).format(value)} ${units[unit]}`;
+  return `${new Intl.NumberFormat(NUMBERS_LOCALE, { minimumFractionDigits: digits, maximumFractionDigits: digits }).format(value)} ${units[unit]}`;
 }
 
 function formatDuration(seconds) {
