@@ -118,3 +118,15 @@ def test_the_confidential_message_is_no_file_in_any_list(sender: Sender, app) ->
     assert listed(between(text_of(only.summary), "<h2>Files</h2>", "<h2>")) == []
     receipt = sender.mailbox.last_to(sender.person.email)
     assert "No files; a confidential message only." in receipt.text and "\n- " not in between(receipt.text, "Files: ", "\n\n")
+
+
+def test_dutch_says_a_transaction_id_is_locked_for_a_while_as_people_say_it(sender: Sender, app) -> None:
+    """"een tijd geblokkeerd" read as a word-for-word "locked for a while"; Dutch says "tijdelijk"."""
+    sent = sender.send()
+    guesser = Recipient(app)
+    guesser.get("/lang/nl?next=/download/")
+    refused = text_of(guesser.unlock(sent.access_id("anna@gemeente.example"), "geraden?"))
+    assert "voordat deze transactie-ID tijdelijk wordt geblokkeerd" in refused
+    help_page = text_of(app.test_client().get("/help", headers={"Accept-Language": "nl"}))
+    assert "wordt de transactie-ID tijdelijk geblokkeerd" in help_page
+    assert "een tijd" not in refused + help_page
