@@ -130,3 +130,20 @@ def test_dutch_says_a_transaction_id_is_locked_for_a_while_as_people_say_it(send
     help_page = text_of(app.test_client().get("/help", headers={"Accept-Language": "nl"}))
     assert "wordt de transactie-ID tijdelijk geblokkeerd" in help_page
     assert "een tijd" not in refused + help_page
+
+
+def test_dutch_reads_naturally_on_the_steps(sender: Sender) -> None:
+    """A walk in Dutch found a file's status "Wacht" (an order: "Wait"), "het
+    transactie-ID" beside "de transactie-ID" everywhere else, and "leave this
+    field empty" under two password fields."""
+    sender.get("/lang/nl?next=/send/")
+    walk_to(sender, "files")
+    files = sender.get("/send/files").get_data(as_text=True)
+    assert '"waiting": "In de wachtrij"' in files
+    assert sender.files([("a.txt", b"abc")]).status_code == 302
+    assert sender.options().status_code == 302
+    options = text_of(sender.get("/send/options"))
+    assert "Laat beide velden leeg om het eerder ingevoerde wachtwoord te behouden." in options
+    summary = sender.notification().get_data(as_text=True)
+    assert 'aria-label="De transactie-ID voor anna@gemeente.example kopiëren"' in summary
+    assert "Het transactie-ID" not in summary
