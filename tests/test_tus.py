@@ -281,7 +281,7 @@ def test_an_unfinished_upload_stops_next_until_it_is_removed(tus: TusSender, app
     assert refused.status_code == 422
     page = text_of(refused)
     assert "“half.zip” was not uploaded completely. Add the same file again to continue, or remove it." in page
-    assert "Not uploaded completely: 65.5 KB of 131.1 KB" in page
+    assert "Not uploaded completely: 65.5 kB of 131.1 kB" in page
     assert "Add the same file again to continue, or remove it." in page.split("Not uploaded completely")[1]
     # Nor does "Start transaction" let it through, reached by typing the options step's address.
     assert tus.options().status_code == 302
