@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, g
-from sqlalchemy import URL, DateTime, Engine, create_engine, event, text
+from sqlalchemy import URL, DateTime, Engine, create_engine, event, make_url, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -53,9 +53,11 @@ class UTCDateTime(TypeDecorator[datetime]):
 def make_engine(url: str | URL, durable: bool = True) -> Engine:
     """``durable=False``: commits return before they are on disk (see
     ``init_app``); a crash may lose the last of them, never corrupt them."""
-    # A pooled connection is tested before use: after a database restart or
-    # fail-over the first request gets a new connection, not an error.
-    engine = create_engine(url, pool_pre_ping=True)
+    # A pooled connection to a server is tested before use: after a database
+    # restart or fail-over the first request gets a new connection, not an
+    # error. A SQLite file has no server to lose, and the test would cost a
+    # statement at every session an upload chunk opens.
+    engine = create_engine(url, pool_pre_ping=make_url(url).get_backend_name() != "sqlite")
     if not durable and engine.dialect.name == "postgresql":
 
         @event.listens_for(engine, "connect")

@@ -33,6 +33,7 @@ from .policy import Limits
 from .portal import Portal
 from .uploads import OpenUpload, clean_filename, sealed_name_and_type
 
+DRAFT_TOUCH_INTERVAL = timedelta(minutes=1)
 
 class Refused(Exception):
     """The upload is not accepted; ``why`` is "extension", "count" or "size"."""
@@ -121,8 +122,11 @@ def append(
     dek = drafts.data_key(draft)
 
     def commit() -> None:
-        upload.updated_at = utcnow()
-        drafts.touch(draft)
+        upload.updated_at = now = utcnow()
+        # The draft's idle time counts in hours: a write of its row at every
+        # commit of every chunk would say nothing more.
+        if now - draft.updated_at > DRAFT_TOUCH_INTERVAL:
+            drafts.touch(draft, now)
         db.commit()
 
     with portal.store.resume(db, upload, commit) as pending:

@@ -58,14 +58,18 @@ class Started:
     mails: list[EmailMessage] = field(default_factory=list)
 
 
-def first_missing_step(draft: Draft, sender_verified: bool) -> str | None:
-    """The first wizard step the draft still lacks, or None when complete."""
+def first_missing_step(draft: Draft, sender_verified: bool, before: str | None = None) -> str | None:
+    """The first wizard step the draft still lacks, or None when complete;
+    only the steps before ``before``, when given (each upload chunk asks
+    about the files step, and need not load the draft's files for it)."""
     if not (draft.sender_name and draft.sender_phone and draft.sender_email):
         return "personal"
     if not sender_verified:
         return "verify"
     if not draft.to_addresses:
         return "recipients"
+    if before == "files":
+        return None
     if not draft.files and draft.message_ct is None:
         return "files"
     if not draft.options_saved or (draft.password_mode == "manual" and not draft.pending_slot):

@@ -174,13 +174,19 @@ def claim_leases(
 ) -> bool:
     """A slot under every ``(key, capacity)`` for ``holder``, or none; commits."""
     now = now or utcnow()
-    # Leases nobody renewed go first: their requests died with their worker.
-    db.execute(delete(UploadLease).where(UploadLease.key.in_([key for key, _ in caps]), UploadLease.expires_at <= now))
     values = {"holder": holder, "draft_id": draft_id, "expires_at": now + ttl}
-    if all(_lease_slot(db, key, capacity, values) for key, capacity in caps):
-        db.commit()
-        return True
-    db.rollback()
+    for attempt in range(2):
+        if attempt:
+            # A cap looks full: leases nobody renewed go, as their requests
+            # died with their worker, and the claim is tried once more.
+            # Only then, as every chunk of an upload claims.
+            db.execute(
+                delete(UploadLease).where(UploadLease.key.in_([key for key, _ in caps]), UploadLease.expires_at <= now)
+            )
+        if all(_lease_slot(db, key, capacity, values) for key, capacity in caps):
+            db.commit()
+            return True
+        db.rollback()
     return False
 
 
@@ -211,6 +217,10 @@ def renew_leases(db: Session, holders: list[str], now: datetime | None = None, t
 
 def release_leases(db: Session, holder: str) -> None:
     db.execute(delete(UploadLease).where(UploadLease.holder == holder))
+    db.commit()
+
+
+def release_space(db: Session, holder: str) -> None:
     db.execute(delete(SpaceClaim).where(SpaceClaim.holder == holder))
     db.commit()
 
@@ -233,8 +243,8 @@ class Leases:
     @contextmanager
     def hold(self, draft_id: str, caps: list[tuple[str, int]]) -> Iterator[str]:
         """A running upload, named by the holder id it yields; raises
-        TooManyUploads when a cap is reached. What the holder claims goes
-        with its leases."""
+        TooManyUploads when a cap is reached. A space claim made in the
+        holder's name is renewed with its leases."""
         holder = secrets.token_hex(16)
         with self.new_session() as db:
             if not claim_leases(db, holder, draft_id, caps, ttl=self.ttl):
@@ -251,11 +261,15 @@ class Leases:
         finally:
             with self._lock:
                 self._held.discard(holder)
-            try:
-                with self.new_session() as db:
-                    release_leases(db, holder)
-            except Exception:  # noqa: BLE001  (the lease expires on its own)
-                log.exception("releasing an upload lease failed")
+            self.release(release_leases, holder)
+
+    def release(self, release: Callable[[Session, str], None], holder: str) -> None:
+        """What ``holder`` held goes; a failure is logged, as it expires on its own."""
+        try:
+            with self.new_session() as db:
+                release(db, holder)
+        except Exception:  # noqa: BLE001
+            log.exception("releasing what an upload held failed")
 
     def _renew(self) -> None:
         while True:
@@ -483,6 +497,7 @@ def running(
         (subject_key("uploads-sender", draft.sender_email), limits.concurrent_uploads_per_sender),
         (subject_key("uploads-network", network(ip)), limits.concurrent_uploads_per_ip),
     ]
+    claimed = False
     with leases.hold(draft.id, caps) as holder:
         # Adopting may discard the sender's old drafts: durable, unlike the leases.
         with leases.new_durable_session() as db:
@@ -490,8 +505,13 @@ def running(
         if refused is None and size is not None:
             with leases.new_session() as db:
                 refused = None if claim_space(db, portal, holder, size) else "space"
-        with read_timeout(environ, limits.upload_read_timeout_seconds):
-            yield refused
+            claimed = refused is None
+        try:
+            with read_timeout(environ, limits.upload_read_timeout_seconds):
+                yield refused
+        finally:
+            if size is not None and claimed:
+                leases.release(release_space, holder)
 
 
 def init_app(app: Flask) -> None:

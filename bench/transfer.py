@@ -91,7 +91,7 @@ class Gunicorn:
             try:
                 requests.get(self.url + "/", timeout=5)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # still booting, or a busy machine
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     sys.exit(f"gunicorn did not start, see {log}")
                 time.sleep(0.2)

@@ -44,7 +44,7 @@ def first_missing_step(draft: Draft) -> str | None:
 
 def skips_ahead(draft: Draft, step: str) -> str | None:
     """The earlier step ``draft`` still lacks, if ``step`` comes after it."""
-    missing = first_missing_step(draft)
+    missing = transactions.first_missing_step(draft, sender_verified(draft), before=step)
     return missing if missing is not None and STEPS.index(missing) < STEPS.index(step) else None
 
 
