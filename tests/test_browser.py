@@ -400,11 +400,12 @@ def test_arabic_is_laid_out_right_to_left(browser: Browser, portal, mailbox: Mai
     visit.check("personal")
     # The language choice opens inside the screen, each language in its own name and script.
     page.locator(".languages summary").click()
-    choices = page.locator(".languages a")
+    # (Buttons on a wizard step, which carry what was typed along.)
+    choices = page.locator(".languages li > button")
     expect(choices).to_have_count(7)
     for i in range(7):
         assert 0 <= box(choices.nth(i))["x"] and right_edge(choices.nth(i)) <= width
-    expect(page.get_by_role("link", name="Deutsch")).to_have_attribute("lang", "de")
+    expect(page.get_by_role("button", name="Deutsch")).to_have_attribute("lang", "de")
     visit.check("language-choice")
     page.locator(".languages summary").click()
     send_personal_and_verify(visit, mailbox, "Jan de Vries", "jan@zorg.example", AR)
@@ -781,6 +782,75 @@ def test_back_keeps_what_was_typed_on_every_step(browser: Browser, portal, mailb
     expect(page.get_by_role("heading", name="The transaction is complete")).to_be_visible()
     mail = mailbox.last_to("anna@gemeente.example")
     assert mail.message["Subject"] == "Het dossier van mevrouw Jansen" and "Zie het dossier." in mail.text
+
+
+def choose_language(page: Page, name: str) -> None:
+    """The header's language choice: opened, then the language named in itself."""
+    page.locator(".languages summary").click()
+    page.locator(".languages li").get_by_text(name, exact=True).click()
+
+
+def test_switching_the_language_keeps_what_was_typed(browser: Browser, portal, mailbox: Mailbox) -> None:
+    """A walk found the language choice a link, which left behind what the
+    step held but had not saved. On a step, each language is a button of the
+    step's form: what was typed, even what is not valid yet, comes back in
+    the new language, and Enter in a field still goes on."""
+    _, base = portal
+    visit = new_visit(browser, "language-keeps")
+    page = visit.page
+
+    def typed_then_switched(language: str, fields: list[tuple[str, str, str]]) -> None:
+        """Each field (its label before, its label after, the value) filled, the language switched, the value there."""
+        for before, _, value in fields:
+            page.get_by_label(before, exact=True).fill(value)
+        choose_language(page, language)
+        for _, after, value in fields:
+            expect(page.get_by_label(after, exact=True)).to_have_value(value)
+
+    page.goto(base + "/send/")
+    typed_then_switched("Nederlands", [("Name", "Naam", "Jan de Vries"), ("Phone", "Telefoon", "0592 123456")])
+    expect(page.get_by_role("heading", name="Persoonlijke gegevens")).to_be_visible()
+    visit.check("personal-nl")
+    choose_language(page, "English")
+    page.get_by_label("Email address", exact=True).fill("jan@zorg.example")
+    page.get_by_label("Email address", exact=True).press("Enter")
+    typed_then_switched("Nederlands", [("Verification code", "Verificatiecode", mailbox.code_for("jan@zorg.example"))])
+    page.get_by_label("Verificatiecode").press("Enter")
+
+    typed_then_switched("English", [("Aan", "To", "anna@gemeente.example"), ("Bcc", "Bcc", "kees@@gemeente")])
+    expect(page.get_by_role("heading", name="Recipients")).to_be_visible()
+    visit.check("recipients-en")
+    page.get_by_label("Bcc").fill("")
+    page.get_by_role("button", name="Next").click()
+
+    expect(page.locator(".uploader")).to_be_visible()  # the script is ready
+    typed_then_switched("Nederlands", [("Confidential message", "Vertrouwelijk bericht", "Zie bijlage.")])
+    expect(page.locator(".restored")).to_have_count(0)  # from the server, not the tab's copy
+    page.get_by_role("button", name="Volgende").click()
+
+    page.get_by_label("Wachtwoord handmatig invoeren").check()
+    page.get_by_label("Stuur mij een bevestiging").uncheck()
+    typed_then_switched("English", [("Wachtwoord", "Password", PASSWORD)])
+    expect(page.get_by_label("Send me a confirmation")).not_to_be_checked()
+    page.get_by_label("Repeat password").fill(PASSWORD)
+    page.get_by_role("button", name="Next").click()
+
+    typed_then_switched("Nederlands", [("Subject", "Onderwerp", "Het dossier van mevrouw Jansen")])
+    visit.check("notification-nl")
+    page.get_by_label("Onderwerp").press("Enter")
+    expect(page.get_by_role("heading", name="De transactie is voltooid")).to_be_visible()
+    assert mailbox.last_to("anna@gemeente.example").message["Subject"] == "Het dossier van mevrouw Jansen"
+
+    # Without scripts too: it is the page's own form that carries what was typed.
+    context = browser.new_context(locale="en-GB", java_script_enabled=False)
+    plain = context.new_page()
+    plain.goto(base + "/send/")
+    plain.get_by_label("Name").fill("Jan de Vries")
+    choose_language(plain, "Deutsch")
+    expect(plain.locator("#name")).to_have_value("Jan de Vries")
+    assert plain.locator("html").get_attribute("lang") == "de"
+    context.close()
+
 
 def test_operator_texts_one_link_colour_and_an_agreed_password_not_called_strong(
     browser: Browser, make_live, mailbox: Mailbox

@@ -91,7 +91,7 @@ def test_recipients_typed_are_saved_by_back_and_by_change(sender: Sender) -> Non
     page = shown(sender, "/send/recipients")
     assert "anna@gemeente.example" in page and "kees@gemeente.example" in page
     # "Change" (the sender's address) is a button of the same form.
-    assert re.search(r'<button[^>]*form="recipients-form"[^>]*value="back"[^>]*>Change</button>', page)
+    assert re.search(r'<button[^>]*form="step-form"[^>]*value="back"[^>]*>Change</button>', page)
     # Nothing typed: back, with no word about a missing recipient.
     assert back(sender, "/send/recipients", to="", cc="", bcc="").status_code == 302
     # An address that is none: said, and kept, on this step.

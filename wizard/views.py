@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
 from app import (
-    audit, csrf, dates, db, drafts, keyslots, password_policy, policy, ratelimit, refused_posts, status, transactions,
+    audit, csrf, dates, db, drafts, i18n, keyslots, password_policy, policy, ratelimit, refused_posts, status, transactions,
     upload_limits, uploads, verification,
 )
 from app.argon2_gate import Argon2Busy
@@ -55,6 +55,8 @@ def personal():  # type: ignore[no-untyped-def]
     )
     if request.method == "GET":
         return refused_posts.show("wizard/personal.html", form, draft, step="personal")
+    if i18n.switch_posted():
+        return refused_posts.carry(form, draft=draft)
     if not form.validate_on_submit():
         return refused_posts.refuse(form, draft=draft)
     verified = sender_cookie.verified_email() == form.email.data
@@ -95,6 +97,8 @@ def verify(draft: Draft):  # type: ignore[no-untyped-def]
         return refused_posts.show(
             "wizard/verify.html", form, draft, resend=ButtonForm(), draft=draft, step="personal"
         )
+    if i18n.switch_posted():
+        return refused_posts.carry(form, draft=draft)
     if form.validate_on_submit():
         try:
             verification.check_code(db.session(), portal(), draft.sender_email, browser_id(), form.code.data, ip=client_ip())
@@ -140,6 +144,8 @@ def recipients(draft: Draft):  # type: ignore[no-untyped-def]
     )
     if request.method == "GET":
         return refused_posts.show("wizard/recipients.html", form, draft, draft=draft, step="recipients")
+    if i18n.switch_posted():
+        return refused_posts.carry(form, draft=draft)
     if form.validate_on_submit():
         verdict = decision(draft, [*form.parsed["to"], *form.parsed["cc"], *form.parsed["bcc"]])
         if verdict.allowed:
@@ -199,6 +205,9 @@ def _render_files(draft: Draft):  # type: ignore[no-untyped-def]
 def files(draft: Draft):  # type: ignore[no-untyped-def]
     if request.method == "GET":
         return _render_files(draft)
+    # The message (and files chosen without the script) are saved as by an
+    # upload, and the page comes back in the language chosen.
+    i18n.switch_posted()
 
     boundary = request.mimetype_params.get("boundary", "").encode()
     if request.mimetype != "multipart/form-data" or not boundary:
@@ -308,6 +317,8 @@ def options(draft: Draft):  # type: ignore[no-untyped-def]
     if refusal is not None:  # a page view
         typed = form.password.data
         return _render_options(draft, form, _assess(draft, typed) if typed else None), *refusal.answer()
+    if i18n.switch_posted():
+        return refused_posts.carry(form, draft=draft)
     if form.validate_on_submit():
         day = form.expires_on.data
         problem = transactions.expiry_problem(portal(), day, utcnow(), limits.max_expiry_days)
@@ -438,6 +449,8 @@ def notification(draft: Draft):  # type: ignore[no-untyped-def]
         form.subject.render_kw = form.body.render_kw = {"readonly": True}
     if refusal is not None:  # a page view
         return render_template("wizard/notification.html", form=form, draft=draft, step="notification"), *refusal.answer()
+    if i18n.switch_posted():
+        return refused_posts.carry(form, draft=draft)
     if not form.validate_on_submit():
         return refused_posts.refuse(form, draft=draft)
     subject, body = form.subject.data.strip(), form.body.data.strip()
