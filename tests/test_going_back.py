@@ -74,6 +74,31 @@ def test_text_left_as_proposed_is_proposed_anew_for_the_options_chosen_later(sen
     assert field_value(page, "body") == EDITED_BODY.replace("\r\n", "\n")
 
 
+
+def test_a_text_kept_through_a_change_of_language_says_so_and_the_proposal_can_be_taken(sender: Sender) -> None:
+    """A walk found a changed notification text kept, without a word, in the
+    language it was written for after the recipient language changed. The
+    step says so, and offers the text proposed for the language chosen now."""
+    walk_to(sender, "options")
+    assert sender.options(recipient_language="nl").status_code == 302
+    assert sender.notification(body=EDITED_BODY, action="back").status_code == 302
+    # On again in the same language: nothing to say.
+    assert sender.options(recipient_language="nl").status_code == 302
+    assert "Use the proposed text" not in shown(sender, "/send/notification")
+    # Back once more, the text left as it was: it is still the one written for Dutch.
+    assert sender.notification(action="back").status_code == 302
+    assert sender.options(recipient_language="de").status_code == 302
+    page = shown(sender, "/send/notification")
+    assert "You changed this text when the recipient language was Nederlands." in page
+    assert "the recipient language is now Deutsch" in page and "Use the proposed text in Deutsch" in page
+    assert field_value(page, "body") == EDITED_BODY.replace("\r\n", "\n")
+    r = sender.submit("/send/notification", {"action": "propose"})
+    assert r.status_code == 302 and r.location.endswith("/send/notification")
+    page = shown(sender, "/send/notification")
+    assert field_value(page, "body").startswith("Sehr geehrte Damen und Herren,")
+    assert field_value(page, "subject") == "Dateien (1) von Jan de Vries"
+    assert "Use the proposed text" not in page
+
 def test_a_notification_mail_that_cannot_be_saved_stops_back_and_says_why(sender: Sender) -> None:
     walk_to(sender, "options")
     assert sender.options().status_code == 302

@@ -448,14 +448,22 @@ def notification(draft: Draft):  # type: ignore[no-untyped-def]
         form.subject.data, form.body.data = defaults["subject"], defaults["body"]
         form.subject.render_kw = form.body.render_kw = {"readonly": True}
     if refusal is not None:  # a page view
-        return render_template("wizard/notification.html", form=form, draft=draft, step="notification"), *refusal.answer()
+        written_for = _text_written_for(draft)
+        return render_template(
+            "wizard/notification.html", form=form, draft=draft, step="notification", propose=ButtonForm(),
+            written_for=written_for if editable and written_for != draft.recipient_language else None,
+        ), *refusal.answer()
     if i18n.switch_posted():
         return refused_posts.carry(form, draft=draft)
+    if form.action.data == "propose":
+        # "Use the proposed text": the sender's own text gives way to the one proposed for the options chosen now.
+        _keep_text(draft, defaults["subject"], defaults["body"], defaults)
+        return redirect(url_for("wizard.notification"))
     if not form.validate_on_submit():
         return refused_posts.refuse(form, draft=draft)
     subject, body = form.subject.data.strip(), form.body.data.strip()
     if form.back:
-        drafts.keep_notification(draft, subject, body, proposed=defaults)
+        _keep_text(draft, subject, body, defaults)
         return redirect(url_for("wizard.options"))
     drafts.save_notification(draft, subject, body)
     try:
@@ -463,11 +471,11 @@ def notification(draft: Draft):  # type: ignore[no-untyped-def]
     # Not started: as after "Back", the draft keeps only the text the sender changed.
     # (Argon2Busy undoes this request's writes, the texts saved above among them.)
     except transactions.NotReady as exc:
-        drafts.keep_notification(draft, subject, body, proposed=defaults)
+        _keep_text(draft, subject, body, defaults)
         flash(gettext("Please check this step again: the rules for your recipients do not allow what was chosen."), "error")
         return redirect(url_for(f"wizard.{exc.step}"))
     except transactions.RecipientBudgetExhausted as exc:
-        drafts.keep_notification(draft, subject, body, proposed=defaults)
+        _keep_text(draft, subject, body, defaults)
         form.subject.errors.append(gettext(
             "Your daily limit of recipients is reached: %(left)d of %(max)d left today, and this transfer has %(count)d. "
             "Remove recipients, or try again after %(time)s.",
@@ -475,12 +483,31 @@ def notification(draft: Draft):  # type: ignore[no-untyped-def]
         ))
         return refused_posts.refuse(form, status=429, draft=draft)
     except ratelimit.RateLimited as exc:
-        drafts.keep_notification(draft, subject, body, proposed=defaults)
+        _keep_text(draft, subject, body, defaults)
         form.subject.errors.append(retry_message(exc))
         return refused_posts.refuse(form, status=429, draft=draft)
     except Argon2Busy:
         form.subject.errors.append(BUSY)
         return refused_posts.refuse(form, status=503, headers={"Retry-After": "10"}, draft=draft)
+
+
+# The recipient language a text the sender changed is written for: in the
+# session, beside the draft's ticket, as a hint for the page rather than a
+# part of the transfer.
+TEXT_WRITTEN_FOR = "text_written_for"
+
+
+def _text_written_for(draft: Draft) -> str | None:
+    kept = session.get(TEXT_WRITTEN_FOR)
+    return str(kept["language"]) if isinstance(kept, dict) and kept.get("draft") == draft.id else None
+
+
+def _keep_text(draft: Draft, subject: str, body: str, defaults: dict[str, str]) -> None:
+    written_for = drafts.keep_notification(draft, subject, body, proposed=defaults, written_for=_text_written_for(draft))
+    if written_for:
+        session[TEXT_WRITTEN_FOR] = {"draft": draft.id, "language": written_for}
+    else:
+        session.pop(TEXT_WRITTEN_FOR, None)
 
 
 def _start(draft: Draft):  # type: ignore[no-untyped-def]
