@@ -109,6 +109,23 @@ def test_a_notification_mail_that_cannot_be_saved_stops_back_and_says_why(sender
     assert sender.mailbox.to("anna@gemeente.example") == []
 
 
+
+def test_back_on_the_first_step_keeps_what_was_typed_and_sends_nothing(sender: Sender) -> None:
+    """The first step's Back was a link, unlike every other step's: what was
+    typed stayed behind. It is a button of the form too. With no step before
+    it, it leads to the start page, and the step shows what was typed when
+    the sender comes to it again; no code is sent, that is for "Next"."""
+    page = sender.get("/send/").get_data(as_text=True)
+    assert re.search(r'<button[^>]*name="action"[^>]*value="back"[^>]*>Back</button>', page)
+    # Not all of it valid yet: kept all the same, to finish later.
+    r = back(sender, "/send/", name="Jan de Vries", phone="0592 1", email="jan@zorg.example")
+    assert r.status_code == 200 and "Exchange files securely" in text_of(r)
+    page = sender.get("/send/").get_data(as_text=True)
+    assert [field_value(page, name) for name in ("name", "phone", "email")] == ["Jan de Vries", "0592 1", "jan@zorg.example"]
+    assert "Please enter a phone number" not in page
+    assert sender.mailbox.to("jan@zorg.example") == []
+    assert sender.personal().location.endswith("/send/verify")
+
 def test_recipients_typed_are_saved_by_back_and_by_change(sender: Sender) -> None:
     walk_to(sender, "recipients")
     r = back(sender, "/send/recipients", to="anna@gemeente.example", cc="kees@gemeente.example", bcc="")

@@ -24,7 +24,38 @@ def _no_control(form: FlaskForm, field: StringField) -> None:
         raise ValidationError(_l("Please use letters, digits and punctuation only."))
 
 
-class PersonalForm(FlaskForm):
+class VerifyForm(FlaskForm):
+    code = StringField(
+        _l("Verification code"),
+        validators=[DataRequired(_l("Please enter the verification code from the e-mail."))],
+        filters=[lambda v: v.strip() if v else v],
+    )
+
+    def validate_code(self, field: StringField) -> None:
+        # Not a code at all (a typo, letters): said so, and no try spent on it.
+        length = current_app.config["KOERIER"].verification.code_length
+        if len("".join(ch for ch in field.data if ch.isdigit())) != length or any(ch.isalpha() for ch in field.data):
+            raise ValidationError(_l("The code from the e-mail has %(count)d digits.", count=length))
+
+
+class StepForm(FlaskForm):
+    """A wizard step's form. Its "Back" is a button of the form (action=back),
+    not a link, so that what was typed is saved before going back, as "Next"
+    saves it: a link would leave it behind, and the page it leads back from
+    is prefilled from the draft when shown again."""
+
+    action = StringField()
+
+    @property
+    def back(self) -> bool:
+        return self.action.data == "back"
+
+
+class PersonalForm(StepForm):
+    """The first step. Its "Back" leads to the start page, there being no
+    step before it, with what was typed kept for the step's next view: not
+    saved, as a changed address is only saved with its code sent ("Next")."""
+
     name = StringField(
         _l("Name"),
         validators=[DataRequired(_l("Please enter your name.")), Length(max=100, message=_l("Please use at most %(max)d characters.")), _no_control],
@@ -51,33 +82,6 @@ class PersonalForm(FlaskForm):
             field.data = addresses.normalize(field.data or "")
         except addresses.InvalidAddress:
             raise ValidationError(_l("This is not a valid e-mail address.")) from None
-
-
-class VerifyForm(FlaskForm):
-    code = StringField(
-        _l("Verification code"),
-        validators=[DataRequired(_l("Please enter the verification code from the e-mail."))],
-        filters=[lambda v: v.strip() if v else v],
-    )
-
-    def validate_code(self, field: StringField) -> None:
-        # Not a code at all (a typo, letters): said so, and no try spent on it.
-        length = current_app.config["KOERIER"].verification.code_length
-        if len("".join(ch for ch in field.data if ch.isdigit())) != length or any(ch.isalpha() for ch in field.data):
-            raise ValidationError(_l("The code from the e-mail has %(count)d digits.", count=length))
-
-
-class StepForm(FlaskForm):
-    """A wizard step's form. Its "Back" is a button of the form (action=back),
-    not a link, so that what was typed is saved before going back, as "Next"
-    saves it: a link would leave it behind, and the page it leads back from
-    is prefilled from the draft when shown again."""
-
-    action = StringField()
-
-    @property
-    def back(self) -> bool:
-        return self.action.data == "back"
 
 
 class RecipientsForm(StepForm):

@@ -55,8 +55,8 @@ def personal():  # type: ignore[no-untyped-def]
     )
     if request.method == "GET":
         return refused_posts.show("wizard/personal.html", form, draft, step="personal")
-    if i18n.switch_posted():
-        return refused_posts.carry(form, draft=draft)
+    if i18n.switch_posted() or form.back:
+        return refused_posts.carry(form, draft=draft, to=url_for("site.index") if form.back else None)
     if not form.validate_on_submit():
         return refused_posts.refuse(form, draft=draft)
     verified = sender_cookie.verified_email() == form.email.data
