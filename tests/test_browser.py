@@ -539,6 +539,49 @@ def test_refused_file_cancel_and_retry(browser: Browser, portal, mailbox: Mailbo
         assert db.session().scalars(select(StoredFile)).all() == []
 
 
+def test_after_removing_a_file_the_keyboard_stays_in_the_list(browser: Browser, portal, mailbox: Mailbox, tmp_path: Path) -> None:
+    """A walk found the focus gone after "Remove" (to the top of a reloaded
+    page, or nowhere once the script took the row away): a keyboard user lost
+    their place. It goes to the next file's button, or the last one's, and
+    to the list's heading, or "Add files", once none is left; the removal is
+    said in a live region."""
+    _, base = portal
+    visit = new_visit(browser, "remove-focus")
+    page = visit.page
+    to_files_step(visit, mailbox, base)
+    expect(page.locator(".uploader")).to_be_visible()  # the script is ready
+    names = ["a.txt", "b.txt", "c.txt"]
+    for name in names:
+        (tmp_path / name).write_bytes(name.encode())
+    page.locator("#picker").set_input_files([tmp_path / name for name in names])
+    expect(page.locator(".upload[data-state=done]")).to_have_count(3)
+
+    # In the script's list of uploads.
+    page.get_by_role("button", name="Remove: a.txt").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("button", name="Remove: b.txt")).to_be_focused()
+    expect(page.locator("#announcer")).to_have_text("“a.txt” has been removed.")
+    page.get_by_role("button", name="Remove: c.txt").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("button", name="Remove: b.txt")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("button", name="Add files / Browse")).to_be_focused()
+
+    # In the page's list of files, after the page comes back.
+    page.locator("#picker").set_input_files([tmp_path / name for name in names])
+    expect(page.locator(".upload[data-state=done]")).to_have_count(3)
+    page.reload()
+    expect(page.locator("td.file-name")).to_have_text(names)
+    page.get_by_role("button", name="Remove a.txt").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("button", name="Remove b.txt")).to_be_focused()
+    expect(page.locator(".flashes")).to_have_text("“a.txt” has been removed.")
+    visit.check("removed")
+    page.get_by_role("button", name="Remove c.txt").click()
+    expect(page.get_by_role("button", name="Remove b.txt")).to_be_focused()
+    page.get_by_role("button", name="Remove b.txt").click()
+    expect(page.get_by_role("heading", name="Files", exact=True)).to_be_focused()
+
 def test_everything_works_without_javascript(browser: Browser, portal, mailbox: Mailbox, tmp_path: Path) -> None:
     app, base = portal
     context = browser.new_context(locale="en-GB", java_script_enabled=False)

@@ -188,6 +188,7 @@ def _render_files(draft: Draft):  # type: ignore[no-untyped-def]
         limits=limits,
         extensions=sorted(e for e in limits.allowed_extensions or () if e),
         errors=refusal.notes,
+        focus=request.args.get("focus"),
         draft=draft,
         step="files",
     )
@@ -278,8 +279,15 @@ def files(draft: Draft):  # type: ignore[no-untyped-def]
 def remove_file(draft: Draft, file_id: str):  # type: ignore[no-untyped-def]
     if not ButtonForm().validate_on_submit():
         abort(400)
-    drafts.remove_file(db.session(), portal(), draft, file_id)
-    return redirect(url_for("wizard.files"))
+    listed = [*drafts.files(draft), *drafts.unfinished(draft)]  # as the page lists them
+    removed = next((i for i, f in enumerate(listed) if f.id == file_id), None)
+    if removed is None or not drafts.remove_file(db.session(), portal(), draft, file_id):
+        return redirect(url_for("wizard.files"))
+    # The keyboard stays in the list: on the next file's "Remove" (or the
+    # last one's), or on the list's heading once none is left.
+    flash(gettext("“%(name)s” has been removed.", name=listed[removed].name), "info")
+    rest = listed[:removed] + listed[removed + 1:]
+    return redirect(url_for("wizard.files", focus=rest[min(removed, len(rest) - 1)].id if rest else "files"))
 
 
 @bp.route("/options", methods=["GET", "POST"])
