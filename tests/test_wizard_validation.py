@@ -70,6 +70,22 @@ def test_pasted_lists_are_split_validated_and_deduplicated(sender: Sender, app) 
     assert "lot@gemeente.example" in page and page.count("kees@gemeente.example") == 1
 
 
+
+def test_an_address_under_to_and_under_bcc_is_not_dropped_from_bcc_without_a_word(sender: Sender) -> None:
+    """A walk found an address typed under To (or Cc) and under Bcc dropped
+    from Bcc without a word: a sender who meant it hidden would have it shown
+    to every recipient. It is said, with all that was typed kept, for the
+    sender to choose."""
+    walk_to(sender, "recipients")
+    r = sender.recipients("anna@gemeente.example", cc="kees@gemeente.example", bcc="Anna@gemeente.example, piet@gemeente.example")
+    assert r.status_code == 422
+    page = text_of(r)
+    assert "“anna@gemeente.example” is under To or Cc as well, where every recipient sees it." in page
+    assert "Anna@gemeente.example, piet@gemeente.example" in page and "kees@gemeente.example" in page
+    r = sender.recipients("anna@gemeente.example", cc="kees@gemeente.example", bcc="kees@gemeente.example")
+    assert r.status_code == 422 and "“kees@gemeente.example” is under To or Cc as well" in text_of(r)
+    assert sender.recipients("anna@gemeente.example", bcc="piet@gemeente.example").status_code == 302
+
 def test_files_step_needs_a_file_or_message(sender: Sender) -> None:
     walk_to(sender, "files")
     r = sender.files([], message="")

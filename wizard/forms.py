@@ -99,6 +99,15 @@ class RecipientsForm(StepForm):
             except addresses.InvalidAddress as exc:
                 field.errors = [*field.errors, _l("“%(address)s” is not a valid e-mail address.", address=exc.address)]
                 ok = False
+        if ok:
+            # Dropped from Bcc, it would be shown to every recipient: the sender chooses.
+            shown = {*self.parsed["to"], *self.parsed["cc"]}
+            for address in dict.fromkeys(a for a in self.parsed["bcc"] if a in shown):
+                self.bcc.errors = [*self.bcc.errors, _l(
+                    "“%(address)s” is under To or Cc as well, where every recipient sees it. "
+                    "Remove it from Bcc, or from To and Cc to keep it hidden.", address=address,
+                )]
+                ok = False
         # Going back without one is fine: "Next" needs one, "Back" saves what there is.
         if ok and not self.parsed["to"] and not self.back:
             self.to.errors = [*self.to.errors, _l("Please enter at least one recipient.")]
