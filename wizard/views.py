@@ -54,7 +54,12 @@ def personal():  # type: ignore[no-untyped-def]
         else None
     )
     if request.method == "GET":
-        return refused_posts.show("wizard/personal.html", form, draft, step="personal")
+        # A reply says whom it answers, before its draft exists and after.
+        answered = draft.reply_to_id if draft else session.get("reply", {}).get("reply_to_id")
+        return refused_posts.show(
+            "wizard/personal.html", form, draft, step="personal",
+            answered=db.session().get(Transfer, answered) if answered else None,
+        )
     if i18n.switch_posted() or form.back:
         return refused_posts.carry(form, draft=draft, to=url_for("site.index") if form.back else None)
     if not form.validate_on_submit():
