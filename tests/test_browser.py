@@ -648,7 +648,7 @@ def test_a_no_password_link_opens_without_its_key_reaching_the_server(browser: B
     page.goto(sent.link("kees@gemeente.example"))
     # Next without a password opens the access key field and says why.
     page.get_by_role("button", name="Next").click()
-    expect(page.get_by_text("or the access key from the e-mail").first).to_be_visible()
+    expect(page.get_by_text("or the access key from the email").first).to_be_visible()
     plain.errors.clear()  # the 422 answer, which the console reports
     page.get_by_label("Access key").fill(sent.link_key("kees@gemeente.example"))
     page.get_by_role("button", name="Next").click()
@@ -755,7 +755,7 @@ def test_back_after_a_refused_step_shows_that_step_again(browser: Browser, porta
     page.get_by_role("button", name="Verify").click()
     page.get_by_label("To").fill("anna@gemeente.example; kees@@gemeente")
     page.get_by_role("button", name="Next").click()
-    expect(page.get_by_text("“kees@@gemeente” is not a valid e-mail address.").first).to_be_visible()
+    expect(page.get_by_text("“kees@@gemeente” is not a valid email address.").first).to_be_visible()
     visit.check("recipients-refused")
     page.get_by_label("To").fill("anna@gemeente.example")
     page.get_by_role("button", name="Next").click()

@@ -140,7 +140,7 @@ def test_recipients_typed_are_saved_by_back_and_by_change(sender: Sender) -> Non
     r = back(sender, "/send/recipients", to="anna@gemeente.example, kees@@gemeente", cc="", bcc="")
     assert r.status_code == 422
     page = text_of(r)
-    assert "“kees@@gemeente” is not a valid e-mail address." in page and "anna@gemeente.example, kees@@gemeente" in page
+    assert "“kees@@gemeente” is not a valid email address." in page and "anna@gemeente.example, kees@@gemeente" in page
 
 
 def test_the_message_and_files_are_saved_by_back(sender: Sender) -> None:

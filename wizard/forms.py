@@ -27,7 +27,7 @@ def _no_control(form: FlaskForm, field: StringField) -> None:
 class VerifyForm(FlaskForm):
     code = StringField(
         _l("Verification code"),
-        validators=[DataRequired(_l("Please enter the verification code from the e-mail."))],
+        validators=[DataRequired(_l("Please enter the verification code from the email."))],
         filters=[lambda v: v.strip() if v else v],
     )
 
@@ -35,7 +35,7 @@ class VerifyForm(FlaskForm):
         # Not a code at all (a typo, letters): said so, and no try spent on it.
         length = current_app.config["KOERIER"].verification.code_length
         if len("".join(ch for ch in field.data if ch.isdigit())) != length or any(ch.isalpha() for ch in field.data):
-            raise ValidationError(_l("The code from the e-mail has %(count)d digits.", count=length))
+            raise ValidationError(_l("The code from the email has %(count)d digits.", count=length))
 
 
 class StepForm(FlaskForm):
@@ -68,7 +68,7 @@ class PersonalForm(StepForm):
     )
     email = StringField(
         _l("Email address"),
-        validators=[DataRequired(_l("Please enter your e-mail address."))],
+        validators=[DataRequired(_l("Please enter your email address."))],
         filters=[lambda v: v.strip() if v else v],
     )
 
@@ -81,7 +81,7 @@ class PersonalForm(StepForm):
         try:
             field.data = addresses.normalize(field.data or "")
         except addresses.InvalidAddress:
-            raise ValidationError(_l("This is not a valid e-mail address.")) from None
+            raise ValidationError(_l("This is not a valid email address.")) from None
 
 
 class RecipientsForm(StepForm):
@@ -97,7 +97,7 @@ class RecipientsForm(StepForm):
             try:
                 self.parsed[name] = addresses.parse_list(field.data or "")
             except addresses.InvalidAddress as exc:
-                field.errors = [*field.errors, _l("“%(address)s” is not a valid e-mail address.", address=exc.address)]
+                field.errors = [*field.errors, _l("“%(address)s” is not a valid email address.", address=exc.address)]
                 ok = False
         if ok:
             # Dropped from Bcc, it would be shown to every recipient: the sender chooses.
