@@ -24,20 +24,6 @@ def _no_control(form: FlaskForm, field: StringField) -> None:
         raise ValidationError(_l("Please use letters, digits and punctuation only."))
 
 
-class VerifyForm(FlaskForm):
-    code = StringField(
-        _l("Verification code"),
-        validators=[DataRequired(_l("Please enter the verification code from the email."))],
-        filters=[lambda v: v.strip() if v else v],
-    )
-
-    def validate_code(self, field: StringField) -> None:
-        # Not a code at all (a typo, letters): said so, and no try spent on it.
-        length = current_app.config["KOERIER"].verification.code_length
-        if len("".join(ch for ch in field.data if ch.isdigit())) != length or any(ch.isalpha() for ch in field.data):
-            raise ValidationError(_l("The code from the email has %(count)d digits.", count=length))
-
-
 class StepForm(FlaskForm):
     """A wizard step's form. Its "Back" is a button of the form (action=back),
     not a link, so that what was typed is saved before going back, as "Next"
@@ -82,6 +68,20 @@ class PersonalForm(StepForm):
             field.data = addresses.normalize(field.data or "")
         except addresses.InvalidAddress:
             raise ValidationError(_l("This is not a valid email address.")) from None
+
+
+class VerifyForm(FlaskForm):
+    code = StringField(
+        _l("Verification code"),
+        validators=[DataRequired(_l("Please enter the verification code from the email."))],
+        filters=[lambda v: v.strip() if v else v],
+    )
+
+    def validate_code(self, field: StringField) -> None:
+        # Not a code at all (a typo, letters): said so, and no try spent on it.
+        length = current_app.config["KOERIER"].verification.code_length
+        if len("".join(ch for ch in field.data if ch.isdigit())) != length or any(ch.isalpha() for ch in field.data):
+            raise ValidationError(_l("The code from the email has %(count)d digits.", count=length))
 
 
 class RecipientsForm(StepForm):
