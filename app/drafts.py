@@ -232,7 +232,9 @@ def save_notification(draft: Draft, subject: str, body: str) -> None:
     touch(draft)
 
 
-def keep_notification(draft: Draft, subject: str, body: str, proposed: Mapping[str, str]) -> None:
+def keep_notification(
+    draft: Draft, subject: str, body: str, proposed: Mapping[str, str], written_for: str | None = None
+) -> str | None:
     """The notification mail's text as the sender leaves the step without
     starting the transaction ("Back"), for when they come to it again;
     ``proposed`` is the text the portal proposes now ("subject", "body").
@@ -243,10 +245,24 @@ def keep_notification(draft: Draft, subject: str, body: str, proposed: Mapping[s
     Text they changed is kept as they wrote it even when those options
     change afterwards: it is theirs, and the step shows it again, before
     "Start transaction", to check against what they chose.
+
+    Returns the recipient language the kept text is written for, so that the
+    step can say so once another one is chosen: ``written_for`` (what it
+    was) while the kept text is left as it was, else the language chosen
+    now; None when nothing is kept.
     """
+    before = (draft.subject, draft.body)
     draft.subject = None if _same_text(subject, proposed["subject"]) else subject
     draft.body = None if _same_text(body, proposed["body"]) else body
     touch(draft)
+    kept = (draft.subject, draft.body)
+    if kept == (None, None):
+        return None
+    unchanged = all(
+        (old is None and new is None) or (old is not None and new is not None and _same_text(old, new))
+        for old, new in zip(before, kept)
+    )
+    return written_for if unchanged else draft.recipient_language
 
 
 def _same_text(typed: str, proposed: str) -> bool:

@@ -61,6 +61,19 @@ def switch(code: str):  # type: ignore[no-untyped-def]
     return redirect(local_path(request.args.get("next", "/")))
 
 
+def switch_posted() -> bool:
+    """Whether this post is a wizard step's form sent with one of the
+    header's languages (``?lang=<code>``, base.html). The language is
+    switched; the view then carries what was typed back to its page
+    (refused_posts.carry) instead of taking it as the step's answer, so that
+    switching loses nothing, without a script."""
+    code = request.args.get("lang")
+    if request.method != "POST" or code not in offered():
+        return False
+    session["lang"] = code
+    return True
+
+
 def local_path(target: str) -> str:
     """``target`` if it is a path on this site, else "/".
 

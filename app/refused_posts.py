@@ -8,7 +8,9 @@ next step landed on the browser's "Confirm form resubmission" page. After a
 redirect every entry is a plain page load; the page then answers with the
 refusal's status (422, 429, …), so scripts and tests still see it.
 
-What was typed goes with the refusal, so nothing is lost. A draft's steps
+What was typed goes with the refusal, so nothing is lost; the same way,
+a step's form sent with another language chosen in the header comes back
+in it as it was typed (carry). A draft's steps
 (whose forms may hold a confidential message of 20,000 characters) seal it
 under the draft's data key in the draft's row, erased as it is shown: the
 key lives only in the sender's cookie, so the row alone reveals nothing;
@@ -82,12 +84,26 @@ def refuse(
     default the posted path). Fields named in ``forget`` (secrets such as a
     one-time code) are not carried.
     """
-    forget = set(forget)
-    refusal = Refusal(
-        notes=[str(note) for note in notes],
-        status=status,
-        headers=dict(headers or {}),
-    )
+    refusal = Refusal(notes=[str(note) for note in notes], status=status, headers=dict(headers or {}))
+    if status >= 500:
+        # As for any failed request, what it wrote so far is undone; only the refusal is kept.
+        db.session().rollback()
+    _remember(refusal, form, draft, set(forget), page or request.path)
+    return redirect(page or (request.full_path if request.query_string else request.path), 303)
+
+
+def carry(form: FlaskForm, *, draft: Draft | None = None, to: str | None = None) -> Response:
+    """What was typed into ``form``, as it is and unchecked, back into its
+    page's next view; the browser goes to ``to`` (by default that page).
+
+    For a form sent, but not as the step's answer: with another language
+    chosen in the header, so that the page comes back in it with nothing lost.
+    """
+    _remember(Refusal(status=200), form, draft, {"action"}, request.path)
+    return redirect(to or request.path, 303)
+
+
+def _remember(refusal: Refusal, form: FlaskForm | None, draft: Draft | None, forget: set[str], shown: str) -> None:
     if form is not None:
         for f in form:
             # A password goes only where it is sealed.
@@ -99,19 +115,14 @@ def refuse(
                 refusal.values[f.name] = str(typed[0])
             if f.errors:
                 refusal.errors[f.name] = [str(e) for e in f.errors]
-    if status >= 500:
-        # As for any failed request, what it wrote so far is undone; only the refusal is kept.
-        db.session().rollback()
     limit = MAX_VALUE_CHARS if draft is not None else MAX_COOKIE_VALUE_CHARS
     refusal.values = {name: value[:limit] for name, value in refusal.values.items()}
-    shown = page or request.path
     if draft is not None:
         plain = json.dumps(refusal.__dict__)
         draft.refusal_ct = seal_text(drafts.data_key(draft), "refusal", draft.transfer_id, plain)
         session[SESSION_KEY] = {"page": shown, "sealed": True}
     else:
         session[SESSION_KEY] = {"page": shown, "refusal": refusal.__dict__}
-    return redirect(page or (request.full_path if request.query_string else request.path), 303)
 
 
 def show(  # type: ignore[no-untyped-def]

@@ -171,7 +171,7 @@ class Mail:
         if bool(self.smtp_username) != bool(self.smtp_password):
             raise ConfigError(f"{path}.smtp_password: give both smtp_username and smtp_password, or neither")
         if not re.match(r"^[^@\s<>\"]+@[^@\s<>\"]+$", self.from_address):
-            raise ConfigError(f"{path}.from_address: not an e-mail address")
+            raise ConfigError(f"{path}.from_address: not an email address")
 
 
 @dataclass(frozen=True)

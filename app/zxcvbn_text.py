@@ -15,7 +15,7 @@ def N_(text: str) -> str:  # noqa: N802  (the conventional gettext no-op marker)
 # Our own warnings, for matches in the lists app/password_policy.py adds.
 COMMON_WORD = N_("A common word is easy to guess, even with capitals, digits or symbols added.")
 COMMON_IN_PASSWORDS = N_("This word is very common in passwords.")
-OWN_WORDS = N_("Your own name or e-mail address, and words about this portal, are easy to guess.")
+OWN_WORDS = N_("Your own name or email address, and words about this portal, are easy to guess.")
 ADDED = N_("Years, digits and symbols added to a word are easy to guess.")
 
 KNOWN = frozenset(

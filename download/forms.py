@@ -19,7 +19,7 @@ class UnlockForm(FlaskForm):
 
     transaction_id = StringField(
         _l("Transaction ID"),
-        validators=[DataRequired(_l("Please enter the transaction ID from the e-mail.")), Length(max=100)],
+        validators=[DataRequired(_l("Please enter the transaction ID from the email.")), Length(max=100)],
     )
     password = PasswordField(_l("Password"), validators=[Length(max=1000)])
     key = StringField(_l("Access key"), validators=[Length(max=200)], filters=[lambda v: v.strip() if v else v])
@@ -27,7 +27,7 @@ class UnlockForm(FlaskForm):
     def validate_password(self, field: PasswordField) -> None:
         if not field.data and not self.key.data:
             raise ValidationError(
-                _l("Please enter the password, or the access key from the e-mail if the transfer was sent without a password.")
+                _l("Please enter the password, or the access key from the email if the transfer was sent without a password.")
             )
 
     def keep_password(self) -> None:

@@ -133,7 +133,7 @@ def _denied_message(exc: access.AccessDenied, by_link: bool) -> str:
         return f"{mismatch} {left}"
     # Last, for the few who typed the ID of a transfer sent without a password.
     link_hint = gettext(
-        "If the e-mail says the transfer was sent without a password, open the link in it, "
+        "If the email says the transfer was sent without a password, open the link in it, "
         "or enter its access key under “Sent without a password?”."
     )
     return f"{mismatch} {left} {link_hint}"

@@ -400,11 +400,12 @@ def test_arabic_is_laid_out_right_to_left(browser: Browser, portal, mailbox: Mai
     visit.check("personal")
     # The language choice opens inside the screen, each language in its own name and script.
     page.locator(".languages summary").click()
-    choices = page.locator(".languages a")
+    # (Buttons on a wizard step, which carry what was typed along.)
+    choices = page.locator(".languages li > button")
     expect(choices).to_have_count(7)
     for i in range(7):
         assert 0 <= box(choices.nth(i))["x"] and right_edge(choices.nth(i)) <= width
-    expect(page.get_by_role("link", name="Deutsch")).to_have_attribute("lang", "de")
+    expect(page.get_by_role("button", name="Deutsch")).to_have_attribute("lang", "de")
     visit.check("language-choice")
     page.locator(".languages summary").click()
     send_personal_and_verify(visit, mailbox, "Jan de Vries", "jan@zorg.example", AR)
@@ -538,6 +539,49 @@ def test_refused_file_cancel_and_retry(browser: Browser, portal, mailbox: Mailbo
         assert db.session().scalars(select(StoredFile)).all() == []
 
 
+def test_after_removing_a_file_the_keyboard_stays_in_the_list(browser: Browser, portal, mailbox: Mailbox, tmp_path: Path) -> None:
+    """A walk found the focus gone after "Remove" (to the top of a reloaded
+    page, or nowhere once the script took the row away): a keyboard user lost
+    their place. It goes to the next file's button, or the last one's, and
+    to the list's heading, or "Add files", once none is left; the removal is
+    said in a live region."""
+    _, base = portal
+    visit = new_visit(browser, "remove-focus")
+    page = visit.page
+    to_files_step(visit, mailbox, base)
+    expect(page.locator(".uploader")).to_be_visible()  # the script is ready
+    names = ["a.txt", "b.txt", "c.txt"]
+    for name in names:
+        (tmp_path / name).write_bytes(name.encode())
+    page.locator("#picker").set_input_files([tmp_path / name for name in names])
+    expect(page.locator(".upload[data-state=done]")).to_have_count(3)
+
+    # In the script's list of uploads.
+    page.get_by_role("button", name="Remove: a.txt").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("button", name="Remove: b.txt")).to_be_focused()
+    expect(page.locator("#announcer")).to_have_text("“a.txt” has been removed.")
+    page.get_by_role("button", name="Remove: c.txt").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("button", name="Remove: b.txt")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("button", name="Add files / Browse")).to_be_focused()
+
+    # In the page's list of files, after the page comes back.
+    page.locator("#picker").set_input_files([tmp_path / name for name in names])
+    expect(page.locator(".upload[data-state=done]")).to_have_count(3)
+    page.reload()
+    expect(page.locator("td.file-name")).to_have_text(names)
+    page.get_by_role("button", name="Remove a.txt").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("button", name="Remove b.txt")).to_be_focused()
+    expect(page.locator(".flashes")).to_have_text("“a.txt” has been removed.")
+    visit.check("removed")
+    page.get_by_role("button", name="Remove c.txt").click()
+    expect(page.get_by_role("button", name="Remove b.txt")).to_be_focused()
+    page.get_by_role("button", name="Remove b.txt").click()
+    expect(page.get_by_role("heading", name="Files", exact=True)).to_be_focused()
+
 def test_everything_works_without_javascript(browser: Browser, portal, mailbox: Mailbox, tmp_path: Path) -> None:
     app, base = portal
     context = browser.new_context(locale="en-GB", java_script_enabled=False)
@@ -604,7 +648,7 @@ def test_a_no_password_link_opens_without_its_key_reaching_the_server(browser: B
     page.goto(sent.link("kees@gemeente.example"))
     # Next without a password opens the access key field and says why.
     page.get_by_role("button", name="Next").click()
-    expect(page.get_by_text("or the access key from the e-mail").first).to_be_visible()
+    expect(page.get_by_text("or the access key from the email").first).to_be_visible()
     plain.errors.clear()  # the 422 answer, which the console reports
     page.get_by_label("Access key").fill(sent.link_key("kees@gemeente.example"))
     page.get_by_role("button", name="Next").click()
@@ -711,7 +755,7 @@ def test_back_after_a_refused_step_shows_that_step_again(browser: Browser, porta
     page.get_by_role("button", name="Verify").click()
     page.get_by_label("To").fill("anna@gemeente.example; kees@@gemeente")
     page.get_by_role("button", name="Next").click()
-    expect(page.get_by_text("“kees@@gemeente” is not a valid e-mail address.").first).to_be_visible()
+    expect(page.get_by_text("“kees@@gemeente” is not a valid email address.").first).to_be_visible()
     visit.check("recipients-refused")
     page.get_by_label("To").fill("anna@gemeente.example")
     page.get_by_role("button", name="Next").click()
@@ -781,6 +825,75 @@ def test_back_keeps_what_was_typed_on_every_step(browser: Browser, portal, mailb
     expect(page.get_by_role("heading", name="The transaction is complete")).to_be_visible()
     mail = mailbox.last_to("anna@gemeente.example")
     assert mail.message["Subject"] == "Het dossier van mevrouw Jansen" and "Zie het dossier." in mail.text
+
+
+def choose_language(page: Page, name: str) -> None:
+    """The header's language choice: opened, then the language named in itself."""
+    page.locator(".languages summary").click()
+    page.locator(".languages li").get_by_text(name, exact=True).click()
+
+
+def test_switching_the_language_keeps_what_was_typed(browser: Browser, portal, mailbox: Mailbox) -> None:
+    """A walk found the language choice a link, which left behind what the
+    step held but had not saved. On a step, each language is a button of the
+    step's form: what was typed, even what is not valid yet, comes back in
+    the new language, and Enter in a field still goes on."""
+    _, base = portal
+    visit = new_visit(browser, "language-keeps")
+    page = visit.page
+
+    def typed_then_switched(language: str, fields: list[tuple[str, str, str]]) -> None:
+        """Each field (its label before, its label after, the value) filled, the language switched, the value there."""
+        for before, _, value in fields:
+            page.get_by_label(before, exact=True).fill(value)
+        choose_language(page, language)
+        for _, after, value in fields:
+            expect(page.get_by_label(after, exact=True)).to_have_value(value)
+
+    page.goto(base + "/send/")
+    typed_then_switched("Nederlands", [("Name", "Naam", "Jan de Vries"), ("Phone", "Telefoon", "0592 123456")])
+    expect(page.get_by_role("heading", name="Persoonlijke gegevens")).to_be_visible()
+    visit.check("personal-nl")
+    choose_language(page, "English")
+    page.get_by_label("Email address", exact=True).fill("jan@zorg.example")
+    page.get_by_label("Email address", exact=True).press("Enter")
+    typed_then_switched("Nederlands", [("Verification code", "Verificatiecode", mailbox.code_for("jan@zorg.example"))])
+    page.get_by_label("Verificatiecode").press("Enter")
+
+    typed_then_switched("English", [("Aan", "To", "anna@gemeente.example"), ("Bcc", "Bcc", "kees@@gemeente")])
+    expect(page.get_by_role("heading", name="Recipients")).to_be_visible()
+    visit.check("recipients-en")
+    page.get_by_label("Bcc").fill("")
+    page.get_by_role("button", name="Next").click()
+
+    expect(page.locator(".uploader")).to_be_visible()  # the script is ready
+    typed_then_switched("Nederlands", [("Confidential message", "Vertrouwelijk bericht", "Zie bijlage.")])
+    expect(page.locator(".restored")).to_have_count(0)  # from the server, not the tab's copy
+    page.get_by_role("button", name="Volgende").click()
+
+    page.get_by_label("Wachtwoord handmatig invoeren").check()
+    page.get_by_label("Stuur mij een bevestiging").uncheck()
+    typed_then_switched("English", [("Wachtwoord", "Password", PASSWORD)])
+    expect(page.get_by_label("Send me a confirmation")).not_to_be_checked()
+    page.get_by_label("Repeat password").fill(PASSWORD)
+    page.get_by_role("button", name="Next").click()
+
+    typed_then_switched("Nederlands", [("Subject", "Onderwerp", "Het dossier van mevrouw Jansen")])
+    visit.check("notification-nl")
+    page.get_by_label("Onderwerp").press("Enter")
+    expect(page.get_by_role("heading", name="De transactie is voltooid")).to_be_visible()
+    assert mailbox.last_to("anna@gemeente.example").message["Subject"] == "Het dossier van mevrouw Jansen"
+
+    # Without scripts too: it is the page's own form that carries what was typed.
+    context = browser.new_context(locale="en-GB", java_script_enabled=False)
+    plain = context.new_page()
+    plain.goto(base + "/send/")
+    plain.get_by_label("Name").fill("Jan de Vries")
+    choose_language(plain, "Deutsch")
+    expect(plain.locator("#name")).to_have_value("Jan de Vries")
+    assert plain.locator("html").get_attribute("lang") == "de"
+    context.close()
+
 
 def test_operator_texts_one_link_colour_and_an_agreed_password_not_called_strong(
     browser: Browser, make_live, mailbox: Mailbox

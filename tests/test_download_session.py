@@ -102,7 +102,7 @@ def test_the_password_answer_points_to_the_link_for_transfers_without_one(make_a
     sent = Sender(app, mailbox).send(password_mode="none")
     # The recipient types the ID from the mail and something as a password.
     page = text_of(Recipient(app).unlock(sent.access_id(ANNA), "iets"))
-    assert "If the e-mail says the transfer was sent without a password, open the link in it" in page
+    assert "If the email says the transfer was sent without a password, open the link in it" in page
 
 
 def test_choosing_no_password_shows_a_warning(sender: Sender) -> None:

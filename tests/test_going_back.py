@@ -74,6 +74,31 @@ def test_text_left_as_proposed_is_proposed_anew_for_the_options_chosen_later(sen
     assert field_value(page, "body") == EDITED_BODY.replace("\r\n", "\n")
 
 
+
+def test_a_text_kept_through_a_change_of_language_says_so_and_the_proposal_can_be_taken(sender: Sender) -> None:
+    """A walk found a changed notification text kept, without a word, in the
+    language it was written for after the recipient language changed. The
+    step says so, and offers the text proposed for the language chosen now."""
+    walk_to(sender, "options")
+    assert sender.options(recipient_language="nl").status_code == 302
+    assert sender.notification(body=EDITED_BODY, action="back").status_code == 302
+    # On again in the same language: nothing to say.
+    assert sender.options(recipient_language="nl").status_code == 302
+    assert "Use the proposed text" not in shown(sender, "/send/notification")
+    # Back once more, the text left as it was: it is still the one written for Dutch.
+    assert sender.notification(action="back").status_code == 302
+    assert sender.options(recipient_language="de").status_code == 302
+    page = shown(sender, "/send/notification")
+    assert "You changed this text when the recipient language was Nederlands." in page
+    assert "the recipient language is now Deutsch" in page and "Use the proposed text in Deutsch" in page
+    assert field_value(page, "body") == EDITED_BODY.replace("\r\n", "\n")
+    r = sender.submit("/send/notification", {"action": "propose"})
+    assert r.status_code == 302 and r.location.endswith("/send/notification")
+    page = shown(sender, "/send/notification")
+    assert field_value(page, "body").startswith("Sehr geehrte Damen und Herren,")
+    assert field_value(page, "subject") == "Dateien (1) von Jan de Vries"
+    assert "Use the proposed text" not in page
+
 def test_a_notification_mail_that_cannot_be_saved_stops_back_and_says_why(sender: Sender) -> None:
     walk_to(sender, "options")
     assert sender.options().status_code == 302
@@ -84,6 +109,23 @@ def test_a_notification_mail_that_cannot_be_saved_stops_back_and_says_why(sender
     assert sender.mailbox.to("anna@gemeente.example") == []
 
 
+
+def test_back_on_the_first_step_keeps_what_was_typed_and_sends_nothing(sender: Sender) -> None:
+    """The first step's Back was a link, unlike every other step's: what was
+    typed stayed behind. It is a button of the form too. With no step before
+    it, it leads to the start page, and the step shows what was typed when
+    the sender comes to it again; no code is sent, that is for "Next"."""
+    page = sender.get("/send/").get_data(as_text=True)
+    assert re.search(r'<button[^>]*name="action"[^>]*value="back"[^>]*>Back</button>', page)
+    # Not all of it valid yet: kept all the same, to finish later.
+    r = back(sender, "/send/", name="Jan de Vries", phone="0592 1", email="jan@zorg.example")
+    assert r.status_code == 200 and "Exchange files securely" in text_of(r)
+    page = sender.get("/send/").get_data(as_text=True)
+    assert [field_value(page, name) for name in ("name", "phone", "email")] == ["Jan de Vries", "0592 1", "jan@zorg.example"]
+    assert "Please enter a phone number" not in page
+    assert sender.mailbox.to("jan@zorg.example") == []
+    assert sender.personal().location.endswith("/send/verify")
+
 def test_recipients_typed_are_saved_by_back_and_by_change(sender: Sender) -> None:
     walk_to(sender, "recipients")
     r = back(sender, "/send/recipients", to="anna@gemeente.example", cc="kees@gemeente.example", bcc="")
@@ -91,14 +133,14 @@ def test_recipients_typed_are_saved_by_back_and_by_change(sender: Sender) -> Non
     page = shown(sender, "/send/recipients")
     assert "anna@gemeente.example" in page and "kees@gemeente.example" in page
     # "Change" (the sender's address) is a button of the same form.
-    assert re.search(r'<button[^>]*form="recipients-form"[^>]*value="back"[^>]*>Change</button>', page)
+    assert re.search(r'<button[^>]*form="step-form"[^>]*value="back"[^>]*>Change</button>', page)
     # Nothing typed: back, with no word about a missing recipient.
     assert back(sender, "/send/recipients", to="", cc="", bcc="").status_code == 302
     # An address that is none: said, and kept, on this step.
     r = back(sender, "/send/recipients", to="anna@gemeente.example, kees@@gemeente", cc="", bcc="")
     assert r.status_code == 422
     page = text_of(r)
-    assert "“kees@@gemeente” is not a valid e-mail address." in page and "anna@gemeente.example, kees@@gemeente" in page
+    assert "“kees@@gemeente” is not a valid email address." in page and "anna@gemeente.example, kees@@gemeente" in page
 
 
 def test_the_message_and_files_are_saved_by_back(sender: Sender) -> None:

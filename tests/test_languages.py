@@ -74,8 +74,7 @@ def test_the_recipients_mail_goes_out_in_the_chosen_language(sender: Sender) -> 
     # The sender's own receipt stays in the sender's language.
     assert "Your transfer to 1 recipient has been sent" in sender.mailbox.last_to(sender.person.email).message["Subject"]
 
-    # (The mail shows the sender's phone only with the sender's details shown.)
-    arabic = sender.send(recipient_language="ar", expose_filenames="y").notifications["anna@gemeente.example"]
+    arabic = sender.send(recipient_language="ar").notifications["anna@gemeente.example"]
     assert arabic.message["Subject"] == "ملفات (1) من Jan de Vries"
     assert "رقم المعاملة" in arabic.text and "تحية طيبة،" in arabic.text
     # Isolated, the phone number keeps its order in a right-to-left line.

@@ -60,7 +60,7 @@ def test_neither_password_nor_key_is_asked_for_again(sender: Sender, app) -> Non
     recipient = Recipient(app)
     page = recipient.get("/download/").get_data(as_text=True)
     r = recipient.post("/download/", data={**_link_form(page), "transaction_id": sent.access_id("anna@gemeente.example")})
-    assert r.status_code == 422 and "Please enter the password, or the access key from the e-mail" in text_of(r)
+    assert r.status_code == 422 and "Please enter the password, or the access key from the email" in text_of(r)
 
 
 def test_links_with_the_key_in_the_query_still_open(sender: Sender, app) -> None:

@@ -69,7 +69,7 @@ def test_the_site_name_and_the_operators_words_count_as_guessable(make_app, mail
     for password in ("Quorvexa2026!!", "Zwurpelstad2026!"):
         verdict = checker.live(password)
         assert not verdict["acceptable"]
-        assert verdict["warning"] == "Your own name or e-mail address, and words about this portal, are easy to guess."
+        assert verdict["warning"] == "Your own name or email address, and words about this portal, are easy to guess."
         assert checker.form(password).status_code == 422
 
 

@@ -72,6 +72,22 @@ def test_a_reply_link_shows_whom_it_answers_and_starts_only_when_confirmed(sende
     assert started.status_code == 302 and started.location.endswith("/send/")
     assert 'value="anna@gemeente.example"' in anna.get("/send/").get_data(as_text=True)
 
+
+def test_the_first_step_of_a_reply_says_whom_it_answers(sender: Sender, app, mailbox) -> None:
+    """A walk found the wizard's first step the same for a reply as for a
+    new transfer: it says whom the reply goes to, also when the sender comes
+    back to it; a new transfer's does not."""
+    reply = _reply_path(sender)
+    anna = Sender(app, mailbox)
+    anna.person.name, anna.person.email = "Anna Jansen", "anna@gemeente.example"
+    said = "Reply securely: Your reply goes to Jan de Vries (jan@zorg.example) as a new encrypted transfer."
+    assert "Reply securely" not in text_of(anna.get("/send/"))
+    assert anna.post(reply, data={"csrf_token": csrf_token(anna.get(reply).get_data(as_text=True))}).status_code == 302
+    assert said in re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", text_of(anna.get("/send/"))))
+    anna.personal()
+    anna.verify()
+    assert said in re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", text_of(anna.get("/send/"))))
+
 def test_a_reply_is_proposed_in_the_language_of_the_sender_it_answers(sender: Sender, app, mailbox) -> None:
     """A browser walk found a reply to a Dutch sender proposed in German: the
     language Jan had chosen for Anna, not his own. The reply goes to Jan."""

@@ -137,7 +137,7 @@ def test_another_browser_cannot_burn_a_senders_code_or_quota(make_app, mailbox) 
 def test_what_cannot_be_a_code_spends_no_try(sender: Sender) -> None:
     sender.personal()
     for typed in ("abc", "1234", "12345678901"):
-        assert "The code from the e-mail has 8 digits." in text_of(sender.verify(typed))
+        assert "The code from the email has 8 digits." in text_of(sender.verify(typed))
     real = sender.mailbox.code_for(sender.person.email)
     wrong = "00000000" if real != "00000000" else "11111111"
     assert "You have 4 more attempts." in text_of(sender.verify(wrong))

@@ -24,7 +24,24 @@ def _no_control(form: FlaskForm, field: StringField) -> None:
         raise ValidationError(_l("Please use letters, digits and punctuation only."))
 
 
-class PersonalForm(FlaskForm):
+class StepForm(FlaskForm):
+    """A wizard step's form. Its "Back" is a button of the form (action=back),
+    not a link, so that what was typed is saved before going back, as "Next"
+    saves it: a link would leave it behind, and the page it leads back from
+    is prefilled from the draft when shown again."""
+
+    action = StringField()
+
+    @property
+    def back(self) -> bool:
+        return self.action.data == "back"
+
+
+class PersonalForm(StepForm):
+    """The first step. Its "Back" leads to the start page, there being no
+    step before it, with what was typed kept for the step's next view: not
+    saved, as a changed address is only saved with its code sent ("Next")."""
+
     name = StringField(
         _l("Name"),
         validators=[DataRequired(_l("Please enter your name.")), Length(max=100, message=_l("Please use at most %(max)d characters.")), _no_control],
@@ -37,7 +54,7 @@ class PersonalForm(FlaskForm):
     )
     email = StringField(
         _l("Email address"),
-        validators=[DataRequired(_l("Please enter your e-mail address."))],
+        validators=[DataRequired(_l("Please enter your email address."))],
         filters=[lambda v: v.strip() if v else v],
     )
 
@@ -50,13 +67,13 @@ class PersonalForm(FlaskForm):
         try:
             field.data = addresses.normalize(field.data or "")
         except addresses.InvalidAddress:
-            raise ValidationError(_l("This is not a valid e-mail address.")) from None
+            raise ValidationError(_l("This is not a valid email address.")) from None
 
 
 class VerifyForm(FlaskForm):
     code = StringField(
         _l("Verification code"),
-        validators=[DataRequired(_l("Please enter the verification code from the e-mail."))],
+        validators=[DataRequired(_l("Please enter the verification code from the email."))],
         filters=[lambda v: v.strip() if v else v],
     )
 
@@ -64,20 +81,7 @@ class VerifyForm(FlaskForm):
         # Not a code at all (a typo, letters): said so, and no try spent on it.
         length = current_app.config["KOERIER"].verification.code_length
         if len("".join(ch for ch in field.data if ch.isdigit())) != length or any(ch.isalpha() for ch in field.data):
-            raise ValidationError(_l("The code from the e-mail has %(count)d digits.", count=length))
-
-
-class StepForm(FlaskForm):
-    """A wizard step's form. Its "Back" is a button of the form (action=back),
-    not a link, so that what was typed is saved before going back, as "Next"
-    saves it: a link would leave it behind, and the page it leads back from
-    is prefilled from the draft when shown again."""
-
-    action = StringField()
-
-    @property
-    def back(self) -> bool:
-        return self.action.data == "back"
+            raise ValidationError(_l("The code from the email has %(count)d digits.", count=length))
 
 
 class RecipientsForm(StepForm):
@@ -93,7 +97,16 @@ class RecipientsForm(StepForm):
             try:
                 self.parsed[name] = addresses.parse_list(field.data or "")
             except addresses.InvalidAddress as exc:
-                field.errors = [*field.errors, _l("“%(address)s” is not a valid e-mail address.", address=exc.address)]
+                field.errors = [*field.errors, _l("“%(address)s” is not a valid email address.", address=exc.address)]
+                ok = False
+        if ok:
+            # Dropped from Bcc, it would be shown to every recipient: the sender chooses.
+            shown = {*self.parsed["to"], *self.parsed["cc"]}
+            for address in dict.fromkeys(a for a in self.parsed["bcc"] if a in shown):
+                self.bcc.errors = [*self.bcc.errors, _l(
+                    "“%(address)s” is under To or Cc as well, where every recipient sees it. "
+                    "Remove it from Bcc, or from To and Cc to keep it hidden.", address=address,
+                )]
                 ok = False
         # Going back without one is fine: "Next" needs one, "Back" saves what there is.
         if ok and not self.parsed["to"] and not self.back:

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
 from app import (
-    audit, csrf, dates, db, drafts, keyslots, password_policy, policy, ratelimit, refused_posts, status, transactions,
+    audit, csrf, dates, db, drafts, i18n, keyslots, password_policy, policy, ratelimit, refused_posts, status, transactions,
     upload_limits, uploads, verification,
 )
 from app.argon2_gate import Argon2Busy
@@ -54,7 +54,14 @@ def personal():  # type: ignore[no-untyped-def]
         else None
     )
     if request.method == "GET":
-        return refused_posts.show("wizard/personal.html", form, draft, step="personal")
+        # A reply says whom it answers, before its draft exists and after.
+        answered = draft.reply_to_id if draft else session.get("reply", {}).get("reply_to_id")
+        return refused_posts.show(
+            "wizard/personal.html", form, draft, step="personal",
+            answered=db.session().get(Transfer, answered) if answered else None,
+        )
+    if i18n.switch_posted() or form.back:
+        return refused_posts.carry(form, draft=draft, to=url_for("site.index") if form.back else None)
     if not form.validate_on_submit():
         return refused_posts.refuse(form, draft=draft)
     verified = sender_cookie.verified_email() == form.email.data
@@ -95,6 +102,8 @@ def verify(draft: Draft):  # type: ignore[no-untyped-def]
         return refused_posts.show(
             "wizard/verify.html", form, draft, resend=ButtonForm(), draft=draft, step="personal"
         )
+    if i18n.switch_posted():
+        return refused_posts.carry(form, draft=draft)
     if form.validate_on_submit():
         try:
             verification.check_code(db.session(), portal(), draft.sender_email, browser_id(), form.code.data, ip=client_ip())
@@ -140,6 +149,8 @@ def recipients(draft: Draft):  # type: ignore[no-untyped-def]
     )
     if request.method == "GET":
         return refused_posts.show("wizard/recipients.html", form, draft, draft=draft, step="recipients")
+    if i18n.switch_posted():
+        return refused_posts.carry(form, draft=draft)
     if form.validate_on_submit():
         verdict = decision(draft, [*form.parsed["to"], *form.parsed["cc"], *form.parsed["bcc"]])
         if verdict.allowed:
@@ -182,6 +193,7 @@ def _render_files(draft: Draft):  # type: ignore[no-untyped-def]
         limits=limits,
         extensions=sorted(e for e in limits.allowed_extensions or () if e),
         errors=refusal.notes,
+        focus=request.args.get("focus"),
         draft=draft,
         step="files",
     )
@@ -199,6 +211,9 @@ def _render_files(draft: Draft):  # type: ignore[no-untyped-def]
 def files(draft: Draft):  # type: ignore[no-untyped-def]
     if request.method == "GET":
         return _render_files(draft)
+    # The message (and files chosen without the script) are saved as by an
+    # upload, and the page comes back in the language chosen.
+    i18n.switch_posted()
 
     boundary = request.mimetype_params.get("boundary", "").encode()
     if request.mimetype != "multipart/form-data" or not boundary:
@@ -269,8 +284,15 @@ def files(draft: Draft):  # type: ignore[no-untyped-def]
 def remove_file(draft: Draft, file_id: str):  # type: ignore[no-untyped-def]
     if not ButtonForm().validate_on_submit():
         abort(400)
-    drafts.remove_file(db.session(), portal(), draft, file_id)
-    return redirect(url_for("wizard.files"))
+    listed = [*drafts.files(draft), *drafts.unfinished(draft)]  # as the page lists them
+    removed = next((i for i, f in enumerate(listed) if f.id == file_id), None)
+    if removed is None or not drafts.remove_file(db.session(), portal(), draft, file_id):
+        return redirect(url_for("wizard.files"))
+    # The keyboard stays in the list: on the next file's "Remove" (or the
+    # last one's), or on the list's heading once none is left.
+    flash(gettext("“%(name)s” has been removed.", name=listed[removed].name), "info")
+    rest = listed[:removed] + listed[removed + 1:]
+    return redirect(url_for("wizard.files", focus=rest[min(removed, len(rest) - 1)].id if rest else "files"))
 
 
 @bp.route("/options", methods=["GET", "POST"])
@@ -308,6 +330,8 @@ def options(draft: Draft):  # type: ignore[no-untyped-def]
     if refusal is not None:  # a page view
         typed = form.password.data
         return _render_options(draft, form, _assess(draft, typed) if typed else None), *refusal.answer()
+    if i18n.switch_posted():
+        return refused_posts.carry(form, draft=draft)
     if form.validate_on_submit():
         day = form.expires_on.data
         problem = transactions.expiry_problem(portal(), day, utcnow(), limits.max_expiry_days)
@@ -437,12 +461,22 @@ def notification(draft: Draft):  # type: ignore[no-untyped-def]
         form.subject.data, form.body.data = defaults["subject"], defaults["body"]
         form.subject.render_kw = form.body.render_kw = {"readonly": True}
     if refusal is not None:  # a page view
-        return render_template("wizard/notification.html", form=form, draft=draft, step="notification"), *refusal.answer()
+        written_for = _text_written_for(draft)
+        return render_template(
+            "wizard/notification.html", form=form, draft=draft, step="notification", propose=ButtonForm(),
+            written_for=written_for if editable and written_for != draft.recipient_language else None,
+        ), *refusal.answer()
+    if i18n.switch_posted():
+        return refused_posts.carry(form, draft=draft)
+    if form.action.data == "propose":
+        # "Use the proposed text": the sender's own text gives way to the one proposed for the options chosen now.
+        _keep_text(draft, defaults["subject"], defaults["body"], defaults)
+        return redirect(url_for("wizard.notification"))
     if not form.validate_on_submit():
         return refused_posts.refuse(form, draft=draft)
     subject, body = form.subject.data.strip(), form.body.data.strip()
     if form.back:
-        drafts.keep_notification(draft, subject, body, proposed=defaults)
+        _keep_text(draft, subject, body, defaults)
         return redirect(url_for("wizard.options"))
     drafts.save_notification(draft, subject, body)
     try:
@@ -450,11 +484,11 @@ def notification(draft: Draft):  # type: ignore[no-untyped-def]
     # Not started: as after "Back", the draft keeps only the text the sender changed.
     # (Argon2Busy undoes this request's writes, the texts saved above among them.)
     except transactions.NotReady as exc:
-        drafts.keep_notification(draft, subject, body, proposed=defaults)
+        _keep_text(draft, subject, body, defaults)
         flash(gettext("Please check this step again: the rules for your recipients do not allow what was chosen."), "error")
         return redirect(url_for(f"wizard.{exc.step}"))
     except transactions.RecipientBudgetExhausted as exc:
-        drafts.keep_notification(draft, subject, body, proposed=defaults)
+        _keep_text(draft, subject, body, defaults)
         form.subject.errors.append(gettext(
             "Your daily limit of recipients is reached: %(left)d of %(max)d left today, and this transfer has %(count)d. "
             "Remove recipients, or try again after %(time)s.",
@@ -462,12 +496,31 @@ def notification(draft: Draft):  # type: ignore[no-untyped-def]
         ))
         return refused_posts.refuse(form, status=429, draft=draft)
     except ratelimit.RateLimited as exc:
-        drafts.keep_notification(draft, subject, body, proposed=defaults)
+        _keep_text(draft, subject, body, defaults)
         form.subject.errors.append(retry_message(exc))
         return refused_posts.refuse(form, status=429, draft=draft)
     except Argon2Busy:
         form.subject.errors.append(BUSY)
         return refused_posts.refuse(form, status=503, headers={"Retry-After": "10"}, draft=draft)
+
+
+# The recipient language a text the sender changed is written for: in the
+# session, beside the draft's ticket, as a hint for the page rather than a
+# part of the transfer.
+TEXT_WRITTEN_FOR = "text_written_for"
+
+
+def _text_written_for(draft: Draft) -> str | None:
+    kept = session.get(TEXT_WRITTEN_FOR)
+    return str(kept["language"]) if isinstance(kept, dict) and kept.get("draft") == draft.id else None
+
+
+def _keep_text(draft: Draft, subject: str, body: str, defaults: dict[str, str]) -> None:
+    written_for = drafts.keep_notification(draft, subject, body, proposed=defaults, written_for=_text_written_for(draft))
+    if written_for:
+        session[TEXT_WRITTEN_FOR] = {"draft": draft.id, "language": written_for}
+    else:
+        session.pop(TEXT_WRITTEN_FOR, None)
 
 
 def _start(draft: Draft):  # type: ignore[no-untyped-def]

@@ -270,7 +270,13 @@ class Upload {
   async cancel() {
     this.state = "cancelled";
     this.xhr?.abort();
+    // The keyboard stays in the list: on the next file's button (or the
+    // last one's), or on "Add files" once none is left.
+    const focused = this.item.contains(document.activeElement);
+    const neighbour = this.item.nextElementSibling || this.item.previousElementSibling;
     this.item.remove();
+    if (focused) (neighbour?.querySelector("button:not([hidden])") || this.queue.pick).focus();
+    announce(text("removed", { name: this.file.name }));
     this.queue.forget(this);
     if (this.url) {
       await fetch(this.url, { method: "DELETE", credentials: "same-origin", headers: this.headers() });
@@ -281,6 +287,7 @@ class Upload {
 class Queue {
   constructor(root, list) {
     this.endpoint = root.dataset.uploadUrl;
+    this.pick = root.querySelector("[data-pick]");
     this.csrf = root.dataset.csrf;
     this.list = list;
     this.uploads = [];
