@@ -89,7 +89,8 @@ def _limits_summary(limits: policy.Limits) -> str:
         f"{limits.max_expiry_days} days; "
         f"passwords: {'/'.join(limits.password_modes)}; extensions: {extensions}; "
         f"file names in mail: {limits.expose_filenames}; retrieval notice: {limits.retrieval_notice}; "
-        f"message: {limits.confidential_message}; edit notification: {'yes' if limits.edit_notification else 'no'}"
+        f"message: {limits.confidential_message}; edit notification: {'yes' if limits.edit_notification else 'no'}; "
+        f"malware scan: {limits.scan}"
     )
 
 

@@ -130,6 +130,11 @@ def csrf_token_ok(token: str) -> bool:
     return True
 
 
+def infected_message(name: str, signature: str) -> str:
+    """A file the virus scanner refused, with what it found."""
+    return gettext("“%(name)s” was not added: the virus scanner found malware in it (%(signature)s).", name=name, signature=signature)
+
+
 def file_problem(name: str, why: str, limits: policy.Limits) -> str:
     """Why a file was not added, as the sender reads it."""
     if why == "space":
@@ -151,6 +156,15 @@ def file_problem(name: str, why: str, limits: policy.Limits) -> str:
         )
     if why == "extension":
         return gettext("“%(name)s” is not allowed: files of this type cannot be sent.", name=name)
+    if why == "scanner":
+        return gettext(
+            "“%(name)s” was not added: the virus scanner is not available. Please try again later.", name=name
+        )
+    if why == "unscannable":
+        return gettext(
+            "“%(name)s” was not added: files larger than %(max)s cannot be checked for viruses.",
+            name=name, max=human_size(settings().scan.max_stream_bytes),
+        )
     if why == "count":
         return gettext("“%(name)s” was not added: a transfer can hold at most %(max)d files.", name=name, max=limits.max_files)
     if name:

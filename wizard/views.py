@@ -28,13 +28,15 @@ from app.web import client_ip, limit_body, portal, settings, streams_body, uploa
 from . import bp, sender_cookie
 from .guards import (
     TOO_MANY_UPLOADS, browser_id, code_message, csrf_token_ok, current_draft, decision, file_problem, first_missing_step,
-    retry_message, sender_verified, to_summary_of, wizard_step,
+    infected_message, retry_message, sender_verified, to_summary_of, wizard_step,
 )
 from .forms import MessageForm, NotificationForm, OptionsForm, PersonalForm, RecipientsForm, VerifyForm
 
 log = logging.getLogger(__name__)
 
 UPLOAD_OVERHEAD = 2 * 1024 * 1024
+# A scanner that is down is mostly being restarted or updated.
+SCANNER_RETRY_SECONDS = 60
 BUSY = _l("The portal is very busy right now. Please try again in a moment; what you entered is kept.")
 STRENGTH_LABELS = {0: _l("Weak"), 1: _l("Weak"), 2: _l("Fair"), 3: _l("Strong"), 4: _l("Strong")}
 
@@ -219,6 +221,7 @@ def files(draft: Draft):  # type: ignore[no-untyped-def]
             received = uploads.receive(
                 db.session(), portal(), draft, request.stream, boundary, check_csrf=csrf_token_ok, limits=limits,
                 quota_left=upload_limits.quota_left(db.session(), portal(), draft.sender_email), refuse_files=refused,
+                ip=client_ip(),
             )
             drafts.drop_superseded(db.session(), portal(), draft, received.added)
             db.session().commit()
@@ -246,10 +249,12 @@ def files(draft: Draft):  # type: ignore[no-untyped-def]
     drafts.save_message(draft, form.message.data or "")
     # Once each: every file refused for want of space (or of a seat) has the same message.
     errors += list(dict.fromkeys(file_problem(name, why, limits) for name, why in received.refused))
+    errors += [infected_message(name, signature) for name, signature in received.infected]
     if errors:
         whys = {why for _, why in received.refused}
-        status = 507 if "space" in whys else 429 if "drafts" in whys else 422
-        return refused_posts.refuse(form, notes=errors, status=status, draft=draft)
+        status = 507 if "space" in whys else 429 if "drafts" in whys else 503 if "scanner" in whys else 422
+        headers = {"Retry-After": str(SCANNER_RETRY_SECONDS)} if status == 503 else {}
+        return refused_posts.refuse(form, notes=errors, status=status, headers=headers, draft=draft)
     if received.fields.get("action") == "back":
         return redirect(url_for("wizard.recipients"))
     if received.fields.get("action") == "next":

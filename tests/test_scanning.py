@@ -1,0 +1,233 @@
+"""Malware scanning with a real clamd: a file joins the draft only once it is found clean.
+
+The daemon knows one signature, the EICAR test file's (tests/clamd.py).
+Each test walks the wizard to the files step and posts the form as a
+browser does; what is left in the store, the audit trail and the
+metrics are looked at from outside.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import select
+
+from app import db
+from app.models import Event, StoredFile
+from app.scanning import CLEAN, INFECTED, TOO_LARGE, UNAVAILABLE, Clamd
+from app.settings import ConfigError, Scan, load_settings
+
+from . import blobs
+from .clamd import EICAR, FOUND_AS, STREAM_MAX_BYTES, ClamdServer
+from .walker import Sender, text_of
+
+CLEAN_PDF = b"%PDF-1.4 jaarverslag\n" * 2000
+MESSAGE = "Zie bijlage, met vriendelijke groet"
+
+
+def _config(clamd: ClamdServer, **scan: Any) -> dict[str, Any]:
+    return {"scan": clamd.config(**scan), "metrics": {"enabled": True}}
+
+
+def at_files_step(app, mailbox) -> Sender:  # type: ignore[no-untyped-def]
+    sender = Sender(app, mailbox)
+    sender.personal()
+    sender.verify()
+    assert sender.recipients("anna@gemeente.example").status_code == 302
+    return sender
+
+
+def _stored(app) -> list[StoredFile]:  # type: ignore[no-untyped-def]
+    with app.app_context():
+        return list(db.session().scalars(select(StoredFile)))
+
+
+def _events(app, kind: str) -> list[Event]:  # type: ignore[no-untyped-def]
+    with app.app_context():
+        return list(db.session().scalars(select(Event).where(Event.kind == kind).order_by(Event.id)))
+
+
+def _scans(app) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    exposition = app.test_client().get("/metrics").get_data(as_text=True)
+    return {
+        sample.labels["result"]: sample.value
+        for family in text_string_to_metric_families(exposition) if family.name == "koerier_scans"
+        for sample in family.samples
+    }
+
+
+# The service, straight at the daemon.
+
+
+@pytest.mark.parametrize("way", ["tcp", "unix"])
+def test_clamd_judges_a_stream_over_tcp_and_a_unix_socket(clamd: ClamdServer, way: str) -> None:
+    address = clamd.tcp_address if way == "tcp" else clamd.unix_address
+    scanner = Clamd(Scan(backend="clamd", clamd_address=address))
+    scanner.ping()
+    found = scanner.scan([EICAR[:10], b"", memoryview(EICAR[10:])])
+    assert (found.result, found.detail) == (INFECTED, FOUND_AS)
+    assert scanner.scan(iter([CLEAN_PDF] * 10)).result == CLEAN
+    assert scanner.scan([]).result == CLEAN
+    # Beyond the daemon's StreamMaxLength: no verdict on what it did not read.
+    assert scanner.scan([b"\0" * 1024 * 1024] * (STREAM_MAX_BYTES // (1024 * 1024) + 1)).result == TOO_LARGE
+
+
+def test_a_scanner_that_is_down_or_silent_gives_no_verdict(own_clamd: ClamdServer) -> None:
+    own_clamd.halt()
+    for address in (own_clamd.tcp_address, own_clamd.unix_address):
+        verdict = Clamd(Scan(backend="clamd", clamd_address=address)).scan([EICAR])
+        assert verdict.result == UNAVAILABLE and address in verdict.detail
+    # A listener that takes the connection and never answers.
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        verdict = Clamd(Scan(backend="clamd", clamd_address=f"tcp://127.0.0.1:{port}", timeout_seconds=1)).scan([EICAR])
+    assert verdict.result == UNAVAILABLE
+
+
+@pytest.mark.parametrize(
+    ("scan", "rules", "key"),
+    [
+        ({"backend": "clamav"}, [], "scan.backend"),
+        ({"clamd_address": "127.0.0.1:3310"}, [], "scan.clamd_address"),
+        ({"clamd_address": "unix://run/clamd.ctl"}, [], "scan.clamd_address"),
+        ({"on_unavailable": "ignore"}, [], "scan.on_unavailable"),
+        ({"timeout_seconds": 0}, [], "scan.timeout_seconds"),
+        ({"max_stream_bytes": 0}, [], "scan.max_stream_bytes"),
+        ({}, [{"name": "x", "scan": "sometimes"}], "rules[0].scan"),
+        ({"backend": "off"}, [{"name": "x", "scan": "required"}], "rules[0].scan"),
+    ],
+)
+def test_a_wrong_scan_setting_names_its_key(scan: dict[str, Any], rules: list[dict[str, Any]], key: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{re.escape(key)}:"):
+        load_settings(None, {"scan": scan, "rules": rules})
+
+
+# The form upload.
+
+
+def test_eicar_is_refused_with_its_signature_and_leaves_nothing(make_app, mailbox, clamd: ClamdServer) -> None:
+    app = make_app(_config(clamd))
+    sender = at_files_step(app, mailbox)
+    before = _scans(app)
+    page = sender.files([("verslag.pdf", CLEAN_PDF), ("factuur.pdf", EICAR)], message=MESSAGE)
+    assert page.status_code == 422
+    text = text_of(page)
+    assert f"“factuur.pdf” was not added: the virus scanner found malware in it ({FOUND_AS})." in text
+    assert MESSAGE in text
+    # The clean file is in; of the infected one neither a row nor its ciphertext stays.
+    assert "verslag.pdf" in text
+    (kept,) = _stored(app)
+    assert blobs.names(app) == [kept.blob_key]
+    (event,) = _events(app, "file_infected")
+    assert event.actor == sender.person.email and event.data == {"signature": FOUND_AS, "size": len(EICAR)}
+    assert "factuur" not in str(event.data)
+    moved = {k: v - before.get(k, 0) for k, v in _scans(app).items()}
+    assert moved == {"clean": 1, "infected": 1, "too_large": 0, "failed": 0}
+
+
+def test_the_sender_reads_the_detection_in_their_language(make_app, mailbox, clamd: ClamdServer) -> None:
+    app = make_app(_config(clamd))
+    sender = at_files_step(app, mailbox)
+    sender.get("/lang/nl?next=/send/files")
+    page = sender.files([("factuur.pdf", EICAR)], message=MESSAGE)
+    assert f"“factuur.pdf” is niet toegevoegd: de virusscanner heeft er malware in gevonden ({FOUND_AS})." in text_of(page)
+
+
+def test_a_clean_file_goes_through_to_the_recipient(make_app, mailbox, clamd: ClamdServer) -> None:
+    app = make_app(_config(clamd))
+    sender = Sender(app, mailbox)
+    sender.send(files=[("verslag.pdf", CLEAN_PDF)])
+    assert len(_stored(app)) == 1
+    assert not _events(app, "file_infected") and not _events(app, "file_unscanned")
+
+
+def test_with_clamd_down_the_file_is_refused_and_the_message_kept(make_app, mailbox, own_clamd: ClamdServer) -> None:
+    app = make_app(_config(own_clamd))
+    sender = at_files_step(app, mailbox)
+    own_clamd.halt()
+    before = _scans(app)
+    page = sender.files([("verslag.pdf", CLEAN_PDF)], message=MESSAGE)
+    assert page.status_code == 503 and page.headers["Retry-After"]
+    text = text_of(page)
+    assert "“verslag.pdf” was not added: the virus scanner is not available. Please try again later." in text
+    assert MESSAGE in text
+    assert _stored(app) == [] and blobs.names(app) == []
+    (event,) = _events(app, "file_unscanned")
+    assert event.data == {"reason": "unavailable", "accepted": False, "size": len(CLEAN_PDF)}
+    assert _scans(app)["failed"] - before["failed"] == 1
+    # Back up: the same file goes in.
+    own_clamd.resume()
+    assert sender.files([("verslag.pdf", CLEAN_PDF)], message=MESSAGE, action="add").status_code == 302
+    assert len(_stored(app)) == 1
+
+
+def test_with_clamd_down_and_accept_the_file_is_kept_and_audited_unscanned(make_app, mailbox, own_clamd: ClamdServer) -> None:
+    app = make_app(_config(own_clamd, on_unavailable="accept"))
+    sender = at_files_step(app, mailbox)
+    own_clamd.halt()
+    assert sender.files([("verslag.pdf", CLEAN_PDF)], message=MESSAGE).status_code == 302
+    assert len(_stored(app)) == 1
+    (event,) = _events(app, "file_unscanned")
+    assert event.data == {"reason": "unavailable", "accepted": True, "size": len(CLEAN_PDF)}
+    assert event.actor == sender.person.email and event.transfer_id
+
+
+def test_a_file_too_large_to_scan_is_refused_not_let_through(make_app, mailbox, clamd: ClamdServer) -> None:
+    app = make_app(_config(clamd, max_stream_bytes=len(CLEAN_PDF) - 1))
+    sender = at_files_step(app, mailbox)
+    page = sender.files([("verslag.pdf", CLEAN_PDF)], message=MESSAGE)
+    assert page.status_code == 422
+    assert "“verslag.pdf” was not added: files larger than" in text_of(page)
+    assert "cannot be checked for viruses." in text_of(page)
+    assert _stored(app) == [] and blobs.names(app) == []
+
+
+def test_a_larger_stream_limit_than_clamds_still_refuses(make_app, mailbox, clamd: ClamdServer) -> None:
+    # The portal thinks clamd takes more than it does: clamd's own refusal counts.
+    app = make_app(_config(clamd, max_stream_bytes=4 * STREAM_MAX_BYTES))
+    sender = at_files_step(app, mailbox)
+    big = os.urandom(STREAM_MAX_BYTES + 1)
+    before = _scans(app)
+    page = sender.files([("archief.zip", big)], message=MESSAGE)
+    assert page.status_code == 422 and "cannot be checked for viruses." in text_of(page)
+    assert _stored(app) == [] and blobs.names(app) == []
+    assert _scans(app)["too_large"] - before["too_large"] == 1
+
+
+def test_a_rule_with_scan_off_skips_the_scanner(make_app, mailbox, own_clamd: ClamdServer) -> None:
+    rules = [{"name": "intern", "recipients": ["*@gemeente.example"], "scan": "off"}]
+    app = make_app({**_config(own_clamd), "rules": rules})
+    sender = at_files_step(app, mailbox)
+    own_clamd.halt()
+    # Not scanned: neither the scanner's absence nor EICAR keeps the file out.
+    assert sender.files([("test.txt", EICAR)]).status_code == 302
+    assert len(_stored(app)) == 1
+    assert not _events(app, "file_unscanned")
+
+
+def test_without_a_backend_nothing_is_scanned(make_app, mailbox) -> None:
+    app = make_app()
+    sender = at_files_step(app, mailbox)
+    assert sender.files([("test.txt", EICAR)]).status_code == 302
+    assert "scanner" not in app.test_client().get("/readyz").json
+
+
+# Operators see it.
+
+
+def test_readiness_reports_the_scanner(make_app, own_clamd: ClamdServer) -> None:
+    refusing = make_app(_config(own_clamd)).test_client()
+    answer = refusing.get("/readyz")
+    assert answer.status_code == 200 and answer.json["scanner"] == "ok"
+    own_clamd.halt()
+    answer = refusing.get("/readyz")
+    assert answer.status_code == 503 and answer.json["scanner"] == "unreachable"
+    # Uploads still go in (unscanned, audited): the node serves, and says the scanner is down.
+    accepting = make_app(_config(own_clamd, on_unavailable="accept")).test_client()
+    answer = accepting.get("/readyz")
+    assert answer.status_code == 200 and answer.json["scanner"] == "unreachable"
