@@ -4,8 +4,11 @@ An upload belongs to one draft. Its bytes are sealed segment by segment as
 they arrive (see ``ResumableWriter``) into the store's pending blob; only
 whole segments are stored, and the offset a client is told is the offset
 that is stored and committed. Once the last byte is in, the blob is
-published and the upload becomes a file of the draft, exactly like one sent
-by the plain form.
+published, the upload recorded as complete, and, where the rules require
+it, the file scanned (``uploads.screen``); only then does the upload become
+a file of the draft, exactly like one sent by the plain form. A complete
+upload the scanner could not judge stays, complete: a PATCH at its end,
+without a body, asks for the verdict again, and nothing is sent twice.
 
 How the stores keep a segment index from ever being stored twice under one
 file key with different contents, whatever crashes, is theirs to say
@@ -25,8 +28,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import drafts, metrics
+from . import drafts, metrics, scanning, uploads
 from .clock import utcnow
+from .crypto.keys import open_text
 from .crypto.stream import ResumableWriter
 from .models import Draft, StoredFile, Upload
 from .policy import Limits
@@ -35,11 +39,14 @@ from .uploads import OpenUpload, clean_filename, sealed_name_and_type
 
 
 class Refused(Exception):
-    """The upload is not accepted; ``why`` is "extension", "count" or "size"."""
+    """The upload is not accepted; ``why`` is "extension", "count", "size",
+    "quota", "unscannable" (too large to scan), "infected" (with the
+    ``signature`` found; the upload is gone), or "scanner" (no verdict now;
+    the complete upload stays, to be judged again)."""
 
-    def __init__(self, name: str, why: str) -> None:
+    def __init__(self, name: str, why: str, signature: str = "") -> None:
         super().__init__(f"{name}: {why}")
-        self.name, self.why = name, why
+        self.name, self.why, self.signature = name, why, signature
 
 
 class OffsetMismatch(Exception):
@@ -82,6 +89,8 @@ def create(
         raise Refused(name, "count")
     if drafts.reserved_bytes(draft) + length > limits.max_total_bytes:
         raise Refused(name, "size")
+    if limits.scan == "required" and length > portal.settings.scan.max_stream_bytes:
+        raise Refused(name, "unscannable")
     dek = drafts.data_key(draft)
     drafts.touch(draft, now)
     if length == 0:
@@ -109,15 +118,22 @@ def find(db: Session, portal: Portal, draft: Draft, upload_id: str, now: datetim
 
 def append(
     db: Session, portal: Portal, draft: Draft, upload: Upload, offset: int, chunks: Iterable[bytes | memoryview],
+    limits: Limits, ip: str = "",
 ) -> Upload | StoredFile:
-    """Store the bytes from ``offset`` on; returns the upload, or the file once complete.
+    """Store the bytes from ``offset`` on; returns the upload, or the file once complete and admitted.
 
     Commits as it goes (the store says when), and the offset when the
     request ends, also when ``chunks`` raises because the client went away:
     that exception propagates after the progress is recorded. Raises
-    OffsetMismatch when ``offset`` is not the stored one, and the store's
+    OffsetMismatch when ``offset`` is not the stored one, Refused when the
+    complete file is not admitted (see ``_finish``), and the store's
     UploadBusy, UploadGone, UploadRestarted or StorageUnavailable.
     """
+    if upload.offset == upload.length:
+        # Complete already, without a verdict: asked for again, nothing is read.
+        if offset != upload.offset:
+            raise OffsetMismatch(f"offset {offset}, stored {upload.offset}")
+        return _finish(db, portal, draft, upload, limits, ip)
     dek = drafts.data_key(draft)
 
     def commit() -> None:
@@ -140,14 +156,31 @@ def append(
             pending.save(writer.offset, writer.complete)
             metrics.UPLOAD_BYTES.labels("tus").inc(writer.offset - start)
         if writer.complete:
-            return _finish(db, draft, upload)
+            return _finish(db, portal, draft, upload, limits, ip)
     return upload
 
 
-def _finish(db: Session, draft: Draft, upload: Upload) -> StoredFile:
-    # The store published the blob before this commit: a crash in between
-    # leaves a blob the upload row still names (removed with it), never a
-    # file row without its blob.
+def _finish(db: Session, portal: Portal, draft: Draft, upload: Upload, limits: Limits, ip: str) -> StoredFile:
+    """The complete upload becomes a file of the draft, once the scanner lets it in.
+
+    The store published the blob before the first commit here: a crash in
+    between leaves a blob the upload row still names (removed with it),
+    never a file row without its blob. Recorded complete before the scan,
+    the upload can be judged again after a scanner outage or a crash.
+    """
+    upload.offset = upload.length
+    drafts.touch(draft)
+    db.commit()
+    refusal = uploads.screen(db, portal, draft, upload.blob_key, upload.length, upload.id, limits, ip)
+    if refusal is not None:
+        name = open_text(drafts.data_key(draft), "name", upload.id, upload.name_ct)
+        if refusal.result != scanning.UNAVAILABLE:
+            draft.uploads.remove(upload)
+            uploads.forget_blob(portal, upload.blob_key)
+        db.commit()
+        if refusal.result == scanning.INFECTED:
+            raise Refused(name, "infected", refusal.detail)
+        raise Refused(name, uploads.refusal_reason(refusal))
     stored = StoredFile(
         id=upload.id, position=len(draft.files) + 1, blob_key=upload.blob_key, size=upload.length,
         name_ct=upload.name_ct, type_ct=upload.type_ct,

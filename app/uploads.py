@@ -311,21 +311,24 @@ def screen(
         return None
     config = portal.settings.scan
     with portal.store.open(blob_key) as fh:
-        reader = SegmentReader(fh, drafts.data_key(draft), portal.store.size(blob_key), transfer_id=draft.transfer_id, file_id=file_id)
+        reader = SegmentReader(
+            fh, drafts.data_key(draft), portal.store.size(blob_key), transfer_id=draft.transfer_id, file_id=file_id
+        )
         verdict = scanning.Clamd(config).scan(reader.iter_range())
     metrics.SCANS.labels("failed" if verdict.result == scanning.UNAVAILABLE else verdict.result).inc()
+    if verdict.result == scanning.CLEAN:
+        return None
     event = {"transfer_id": draft.transfer_id, "actor": draft.sender_email, "ip": ip, "size": size}
     if verdict.result == scanning.INFECTED:
         audit.record(db, "file_infected", signature=verdict.detail, **event)
-    elif verdict.result != scanning.CLEAN:
-        accepted = verdict.result == scanning.UNAVAILABLE and config.on_unavailable == "accept"
-        if verdict.result == scanning.UNAVAILABLE:
-            log.warning("no malware scan (scan.clamd_address): %s; the file is %s", verdict.detail,
-                        "accepted unscanned (scan.on_unavailable)" if accepted else "refused")
-        audit.record(db, "file_unscanned", reason=verdict.result, accepted=accepted, **event)
-        if accepted:
-            return None
-    return None if verdict.result == scanning.CLEAN else verdict
+        return verdict
+    # Too large for clamd: never let in unscanned, whatever on_unavailable says.
+    accepted = verdict.result == scanning.UNAVAILABLE and config.on_unavailable == "accept"
+    if verdict.result == scanning.UNAVAILABLE:
+        log.warning("no malware scan (scan.clamd_address): %s; the file is %s", verdict.detail,
+                    "accepted unscanned (scan.on_unavailable)" if accepted else "refused")
+    audit.record(db, "file_unscanned", reason=verdict.result, accepted=accepted, **event)
+    return None if accepted else verdict
 
 
 def screen_or_forget(

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import re
 import socket
+import zipfile
+from io import BytesIO
 from typing import Any
 
 import pytest
@@ -18,13 +20,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from app import db
+from app.crypto.stream import SEGMENT_SIZE
 from app.models import Event, StoredFile
 from app.scanning import CLEAN, INFECTED, TOO_LARGE, UNAVAILABLE, Clamd
 from app.settings import ConfigError, Scan, load_settings
 
 from . import blobs
 from .clamd import EICAR, FOUND_AS, STREAM_MAX_BYTES, ClamdServer
-from .walker import Sender, text_of
+from .test_tus import TusSender
+from .walker import Person, Sender, csrf_token, text_of
 
 CLEAN_PDF = b"%PDF-1.4 jaarverslag\n" * 2000
 MESSAGE = "Zie bijlage, met vriendelijke groet"
@@ -110,6 +114,7 @@ def test_a_wrong_scan_setting_names_its_key(scan: dict[str, Any], rules: list[di
 # The form upload.
 
 
+@blobs.BOTH_STORES
 def test_eicar_is_refused_with_its_signature_and_leaves_nothing(make_app, mailbox, clamd: ClamdServer) -> None:
     app = make_app(_config(clamd))
     sender = at_files_step(app, mailbox)
@@ -231,3 +236,89 @@ def test_readiness_reports_the_scanner(make_app, own_clamd: ClamdServer) -> None
     accepting = make_app(_config(own_clamd, on_unavailable="accept")).test_client()
     answer = accepting.get("/readyz")
     assert answer.status_code == 200 and answer.json["scanner"] == "unreachable"
+
+
+# Resumable uploads (tus).
+
+
+def _zip_with_eicar() -> bytes:
+    """EICAR in a ZIP, beside a member of several segments: clamd looks inside."""
+    archive = BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("opgave.pdf", os.urandom(3 * SEGMENT_SIZE))
+        z.writestr("eicar.com", EICAR)
+    return archive.getvalue()
+
+
+@blobs.BOTH_STORES
+def test_eicar_in_a_zip_over_tus_interrupted_and_resumed_is_refused(make_app, mailbox, clamd: ClamdServer) -> None:
+    app = make_app(_config(clamd))
+    tus = TusSender(app, mailbox).ready()
+    data = _zip_with_eicar()
+    location = tus.create(len(data), name="stukken.zip").headers["Location"]
+    # Cut off after 100,000 bytes: the whole first segment is kept, and the rest follows from there.
+    first = tus.patch(location, 0, data[:100_000])
+    assert first.status_code == 204 and first.headers["Upload-Offset"] == str(SEGMENT_SIZE)
+    rest = tus.patch(location, SEGMENT_SIZE, data[SEGMENT_SIZE:])
+    assert rest.status_code == 422
+    assert rest.json["error"] == f"“stukken.zip” was not added: the virus scanner found malware in it ({FOUND_AS})."
+    assert tus.head(location).status_code == 404
+    assert _stored(app) == [] and blobs.names(app) == []
+    (event,) = _events(app, "file_infected")
+    assert event.data == {"signature": FOUND_AS, "size": len(data)}
+
+
+@blobs.BOTH_STORES
+def test_over_tus_a_file_without_a_verdict_waits_complete_and_is_judged_again(make_app, mailbox, own_clamd: ClamdServer) -> None:
+    app = make_app(_config(own_clamd))
+    tus = TusSender(app, mailbox).ready()
+    data = os.urandom(2 * SEGMENT_SIZE + 10)
+    location = tus.create(len(data), name="scan.pdf").headers["Location"]
+    own_clamd.halt()
+    answer = tus.patch(location, 0, data)
+    assert answer.status_code == 503 and answer.headers["Retry-After"]
+    assert answer.json["error"] == "“scan.pdf” was not added: the virus scanner is not available. Please try again later."
+    # Kept whole, not yet a file of the transfer; Next waits for it.
+    assert tus.head(location).headers["Upload-Offset"] == str(len(data))
+    assert _stored(app) == []
+    assert "Uploaded, not yet checked for viruses" in text_of(tus.get("/send/files"))
+    assert tus.files(action="next").status_code == 422
+    # Asked again without the bytes: still no scanner, then the verdict.
+    assert tus.patch(location, len(data), b"").status_code == 503
+    own_clamd.resume()
+    judged = tus.patch(location, len(data), b"")
+    assert judged.status_code == 204 and judged.headers["Upload-Offset"] == str(len(data))
+    # An answer lost on the way is asked for again: the file is in.
+    assert tus.patch(location, len(data), b"").status_code == 204
+    assert tus.patch(location, 0, data[:10]).status_code == 409
+    recipient = tus.open_uploaded()
+    assert recipient.get(recipient.file_links()["scan.pdf"]).data == data
+    assert [e.data["accepted"] for e in _events(app, "file_unscanned")] == [False, False]
+
+
+def test_over_tus_a_file_too_large_to_scan_is_refused_before_its_bytes(make_app, mailbox, clamd: ClamdServer) -> None:
+    app = make_app(_config(clamd))
+    tus = TusSender(app, mailbox).ready()
+    created = tus.create(STREAM_MAX_BYTES + 1, name="groot.zip")
+    assert created.status_code == 413
+    assert "“groot.zip” was not added: files larger than" in created.json["error"]
+
+
+# Replies.
+
+
+def test_a_reply_with_eicar_is_refused_like_any_upload(make_app, mailbox, clamd: ClamdServer) -> None:
+    app = make_app(_config(clamd))
+    mail = Sender(app, mailbox).send(to="anna@gemeente.example").notifications["anna@gemeente.example"]
+    reply = re.search(r"https://portal\.example\.nl(/send/reply/\S+)", mail.text).group(1)
+    anna = Sender(app, mailbox, Person(name="Anna Jansen", email="anna@gemeente.example"))
+    page = anna.get(reply)
+    assert anna.post(reply, data={"csrf_token": csrf_token(page.get_data(as_text=True))}).status_code == 302
+    anna.personal()
+    anna.verify()
+    assert anna.get("/send/files").status_code == 200  # the reply's recipient is filled in
+    answer = anna.files([("antwoord.pdf", EICAR)], message=MESSAGE)
+    assert answer.status_code == 422 and FOUND_AS in text_of(answer)
+    (event,) = _events(app, "file_infected")
+    assert event.actor == "anna@gemeente.example"
+    assert len(_stored(app)) == 1  # the first transfer's file alone

@@ -22,6 +22,8 @@ from . import sender_cookie
 STEPS = ("personal", "verify", "recipients", "files", "options", "notification")
 TOO_MANY_UPLOADS = _l("Too many uploads are running at the same time. Please wait a moment and try again.")
 SHORT_OF_SPACE = _l("The portal is short of storage space right now. Please try again later.")
+# A scanner that is down is mostly being restarted or updated.
+SCANNER_RETRY_SECONDS = 60
 
 
 def current_draft() -> Draft | None:
@@ -132,7 +134,9 @@ def csrf_token_ok(token: str) -> bool:
 
 def infected_message(name: str, signature: str) -> str:
     """A file the virus scanner refused, with what it found."""
-    return gettext("“%(name)s” was not added: the virus scanner found malware in it (%(signature)s).", name=name, signature=signature)
+    return gettext(
+        "“%(name)s” was not added: the virus scanner found malware in it (%(signature)s).", name=name, signature=signature
+    )
 
 
 def file_problem(name: str, why: str, limits: policy.Limits) -> str:

@@ -27,16 +27,14 @@ from app.web import client_ip, limit_body, portal, settings, streams_body, uploa
 
 from . import bp, sender_cookie
 from .guards import (
-    TOO_MANY_UPLOADS, browser_id, code_message, csrf_token_ok, current_draft, decision, file_problem, first_missing_step,
-    infected_message, retry_message, sender_verified, to_summary_of, wizard_step,
+    SCANNER_RETRY_SECONDS, TOO_MANY_UPLOADS, browser_id, code_message, csrf_token_ok, current_draft, decision,
+    file_problem, first_missing_step, infected_message, retry_message, sender_verified, to_summary_of, wizard_step,
 )
 from .forms import MessageForm, NotificationForm, OptionsForm, PersonalForm, RecipientsForm, VerifyForm
 
 log = logging.getLogger(__name__)
 
 UPLOAD_OVERHEAD = 2 * 1024 * 1024
-# A scanner that is down is mostly being restarted or updated.
-SCANNER_RETRY_SECONDS = 60
 BUSY = _l("The portal is very busy right now. Please try again in a moment; what you entered is kept.")
 STRENGTH_LABELS = {0: _l("Weak"), 1: _l("Weak"), 2: _l("Fair"), 3: _l("Strong"), 4: _l("Strong")}
 
