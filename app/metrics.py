@@ -64,8 +64,8 @@ MAILS_FAILED = Counter(
 )
 SCANS = Counter(
     "koerier_scans",
-    "Uploaded files checked for malware, by result: clean, infected (a detection), too_large (refused "
-    "unscanned: over scan.max_stream_bytes) or failed (the scanner gave no verdict).",
+    "Uploaded files the virus scanner judged, by result: clean, infected (a detection), too_large (longer "
+    "than clamd's StreamMaxLength) or failed (no verdict: clamd down, timed out, an error).",
     ["result"], registry=REGISTRY,
 )
 # Every series from the start: a rate needs a value from before the first event.
