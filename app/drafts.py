@@ -110,7 +110,7 @@ def save_personal(draft: Draft, name: str, phone: str, email: str) -> None:
 
 
 def prefill_reply(draft: Draft, email: str, reply_to_id: str, to: str, subject: str, language: str) -> None:
-    """A reply: the original sender as recipient, "Re:" subject, same language."""
+    """A reply: the original sender as recipient, "Re:" subject, in the sender's language."""
     draft.reply_to_id = reply_to_id
     draft.to_addresses = [to]
     draft.subject = subject[:200]

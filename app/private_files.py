@@ -37,6 +37,15 @@ def create(path: Path, exclusive: bool = True) -> BinaryIO:
     return os.fdopen(os.open(path, flags, FILE_MODE), "wb")
 
 
+def sync_dir(path: Path) -> None:
+    """The folder's entries on disk: a file created or renamed in it survives a power cut."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def tighten(path: Path) -> None:
     """Take group and other permissions off ``path``, if it exists and has any."""
     try:

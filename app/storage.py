@@ -170,8 +170,7 @@ class LocalBlobStore:
 
     @contextmanager
     def create(self, key: str) -> Iterator[Sink]:
-        final = self._path(key)
-        final.parent.mkdir(mode=private_files.DIR_MODE, exist_ok=True)
+        final = self._shard(key)
         partial = final.with_suffix(".partial")
         try:
             with private_files.create(partial) as fh:
@@ -180,6 +179,8 @@ class LocalBlobStore:
                 appender.flush()
                 os.fsync(fh.fileno())
             os.replace(partial, final)
+            # Before the caller commits a row naming the blob.
+            private_files.sync_dir(final.parent)
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
@@ -204,12 +205,20 @@ class LocalBlobStore:
         return removed
 
     def begin(self, upload: Upload) -> None:
-        final = self._path(upload.blob_key)
-        final.parent.mkdir(mode=private_files.DIR_MODE, exist_ok=True)
+        final = self._shard(upload.blob_key)
         with private_files.create(final.with_suffix(".partial")) as fh:
             fh.write(new_header())
             fh.flush()
             os.fsync(fh.fileno())
+        private_files.sync_dir(final.parent)
+
+    def _shard(self, key: str) -> Path:
+        """The blob's path, its folder made (and recorded on disk) if it is the first there."""
+        final = self._path(key)
+        if not final.parent.is_dir():
+            final.parent.mkdir(mode=private_files.DIR_MODE, exist_ok=True)
+            private_files.sync_dir(self.root)
+        return final
 
     @contextmanager
     def resume(self, db: Session, upload: Upload, commit: Callable[[], None]) -> Iterator[PendingBlob]:
@@ -286,6 +295,8 @@ class _LocalPending:
         os.fsync(self._fh.fileno())
         if complete:
             os.replace(self._path, self._path.with_suffix(""))
+            # The caller's commit names the published blob: the rename first survives a power cut.
+            private_files.sync_dir(self._path.parent)
             return
         self._upload.offset = offset
         # Every index sealed under the header; the offset's segments, as

@@ -119,14 +119,24 @@ def read_filled(stream: BinaryIO, size: int, length: int | None) -> Iterator[mem
     Every chunk but the last fills the buffer, whatever the network hands
     over per read, so a buffer of whole segments is sealed straight from
     it, without a copy; no buffer is made per read.
+
+    A read that fails (the connection reset, a read timed out, the body
+    past its limit) raises only once what was read before it has been
+    handed over: the bytes that arrived are kept as far as they go, and a
+    body too long reaches whoever checks its length.
     """
     buffer = memoryview(bytearray(size))
     left = length
     while left is None or left > 0:
         want = size if left is None else min(size, left)
         filled = 0
-        while filled < want and (count := stream.readinto(buffer[filled:want])):
-            filled += count
+        try:
+            while filled < want and (count := stream.readinto(buffer[filled:want])):
+                filled += count
+        except Exception:
+            if filled:
+                yield buffer[:filled]
+            raise
         if filled:
             yield buffer[:filled]
         if filled < want:

@@ -40,9 +40,10 @@ def client_ip() -> str:
 
 
 def human_size(size: int) -> str:
-    """Sizes as people read them (decimal units, as file managers show)."""
+    """Sizes as people read them (decimal units, as file managers show), as
+    the files page's script writes them (formatBytes in static/js/upload.js)."""
     value = float(size)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
+    for unit in ("B", "kB", "MB", "GB", "TB"):
         if value < 1000 or unit == "TB":
             return f"{format_decimal(value, '#,##0' if unit == 'B' else '#,##0.0')} {unit}"
         value /= 1000

@@ -990,6 +990,37 @@ def test_next_waits_for_uploads_and_stops_at_a_refused_one(browser: Browser, por
     expect(page.get_by_role("heading", name="Send options")).to_be_visible()
 
 
+def test_back_waits_for_uploads_as_next_does(browser: Browser, portal, mailbox: Mailbox, tmp_path: Path) -> None:
+    """A browser walk found "Back" during an upload leaving the page at once:
+    chromium asked "Leave site?", and leaving cut the upload off, while Next
+    waited for it. Back saves the step too, so it waits as well."""
+    app, base = portal
+    visit = new_visit(browser, "back-waits")
+    page = visit.page
+    to_files_step(visit, mailbox, base)
+    big = tmp_path / "scan.zip"
+    random_file(big, 12_000_000)
+    cdp = visit.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 5, "downloadThroughput": -1, "uploadThroughput": 2 * MiB})
+    expect(page.locator(".uploader")).to_be_visible()
+    page.locator("#picker").set_input_files(big)
+    expect(page.locator(".upload", has_text="scan.zip").locator(".upload-status")).to_contain_text("/s", timeout=20_000)
+    # Its size as the server writes it, once the page is shown again: "12.0 MB", not "12 MB" and then "12.0 MB".
+    expect(page.locator(".upload", has_text="scan.zip").locator(".upload-size")).to_have_text("12.0 MB")
+    page.get_by_label("Confidential message").fill("Typed while the file went up")
+    page.locator(".actions").get_by_role("button", name="Back").click()
+    expect(page.locator(".upload-notice")).to_have_text("Back continues by itself once all files are uploaded.")
+    visit.check("back-waits")
+    expect(page.get_by_role("heading", name="Recipients")).to_be_visible(timeout=60_000)
+    with app.app_context():
+        assert [f.size for f in db.session().scalars(select(StoredFile))] == [12_000_000]
+        assert db.session().scalars(select(Upload)).all() == []
+    page.get_by_role("button", name="Next").click()
+    expect(page.get_by_label("Confidential message")).to_have_value("Typed while the file went up")
+    expect(page.locator("table.files tr", has_text="scan.zip")).to_contain_text("12.0 MB")
+
+
 def _idle_session(app, context: BrowserContext, base: str, minutes: int) -> None:  # type: ignore[no-untyped-def]
     """As if this browser had sent nothing to the portal for ``minutes``: its session cookie says so."""
     cookie = next(c for c in context.cookies(base) if c["name"] == "koerier")

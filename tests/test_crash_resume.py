@@ -161,6 +161,37 @@ def test_no_index_is_written_before_it_is_reserved(app, pending_upload: str) -> 
         assert path.stat().st_size == HEADER_BYTES + RESERVE_SEGMENTS * STRIDE
 
 
+def test_after_a_failed_reservation_the_resume_seals_no_index_twice(app, pending_upload: str) -> None:
+    """The reservation for index 1024 fails (the database went away a
+    moment); the request ends as ``resumable.append`` ends it, syncing and
+    committing what it wrote. The next request goes on from there with other
+    bytes, and seals no index the first one wrote."""
+    fails = iter([False, True])
+
+    def commit(session: Session, upload: Upload) -> None:
+        if next(fails, False):
+            raise RuntimeError("the commit failed")
+        session.commit()
+
+    session, upload, held = _resumed(app, pending_upload, commit)
+    with session, held as pending:
+        header = pending.header
+        with pytest.raises(RuntimeError):
+            for index in range(RESERVE_SEGMENTS + 1):
+                pending.put(index, b"s" * STRIDE)
+        pending.save(RESERVE_SEGMENTS * SEGMENT_SIZE, complete=False)
+        path = _partial(app, upload)
+    written = path.read_bytes()
+
+    session, upload, held = _resumed(app, pending_upload)
+    with session, held as pending:
+        assert (pending.offset, pending.header) == (RESERVE_SEGMENTS * SEGMENT_SIZE, header)
+        for index in range(RESERVE_SEGMENTS, RESERVE_SEGMENTS + 2):
+            pending.put(index, b"t" * STRIDE)
+        pending.save((RESERVE_SEGMENTS + 2) * SEGMENT_SIZE, complete=False)
+    assert reused_nonces(written, path.read_bytes()) == []
+
+
 @contextmanager
 def _files_limited_to(size: int) -> Iterator[None]:
     """Writes beyond ``size`` bytes of any file fail, as on a full disk (EFBIG, or a short write)."""

@@ -144,5 +144,5 @@ def test_a_form_upload_too_large_stays_on_the_files_step(make_app, mailbox) -> N
     r = sender.files([("groot.zip", b"z" * (3 * MiB))], message="Nieuw getypt", action="upload")
     assert r.status_code == 413
     page = text_of(r)
-    assert "The files are larger than 1.0 KB in total." in page
+    assert "The files are larger than 1.0 kB in total." in page
     assert "Eerder bewaard" in page and 'action="/send/files"' in page

@@ -71,3 +71,19 @@ def test_a_reply_link_shows_whom_it_answers_and_starts_only_when_confirmed(sende
     started = anna.post(reply, data={"csrf_token": csrf_token(r.get_data(as_text=True))})
     assert started.status_code == 302 and started.location.endswith("/send/")
     assert 'value="anna@gemeente.example"' in anna.get("/send/").get_data(as_text=True)
+
+def test_a_reply_is_proposed_in_the_language_of_the_sender_it_answers(sender: Sender, app, mailbox) -> None:
+    """A browser walk found a reply to a Dutch sender proposed in German: the
+    language Jan had chosen for Anna, not his own. The reply goes to Jan."""
+    sender.get("/lang/nl?next=/send/")
+    mail = sender.send(to="anna@gemeente.example", recipient_language="de").notifications["anna@gemeente.example"]
+    reply = re.search(r"https://portal\.example\.nl(/send/reply/\S+)", mail.text).group(1)
+    anna = Sender(app, mailbox)
+    anna.person.name, anna.person.email = "Anna Jansen", "anna@gemeente.example"
+    page = anna.get(reply)
+    assert anna.post(reply, data={"csrf_token": csrf_token(page.get_data(as_text=True))}).status_code == 302
+    assert anna.personal().status_code == 302
+    assert anna.verify().status_code == 302
+    assert anna.files([("antwoord.pdf", b"%PDF her answer")]).status_code == 302
+    options = anna.get("/send/options").get_data(as_text=True)
+    assert re.findall(r'<option[^>]*\bselected\b[^>]*value="(\w+)"', options) == ["nl"]

@@ -118,3 +118,32 @@ def test_the_confidential_message_is_no_file_in_any_list(sender: Sender, app) ->
     assert listed(between(text_of(only.summary), "<h2>Files</h2>", "<h2>")) == []
     receipt = sender.mailbox.last_to(sender.person.email)
     assert "No files; a confidential message only." in receipt.text and "\n- " not in between(receipt.text, "Files: ", "\n\n")
+
+
+def test_dutch_says_a_transaction_id_is_locked_for_a_while_as_people_say_it(sender: Sender, app) -> None:
+    """"een tijd geblokkeerd" read as a word-for-word "locked for a while"; Dutch says "tijdelijk"."""
+    sent = sender.send()
+    guesser = Recipient(app)
+    guesser.get("/lang/nl?next=/download/")
+    refused = text_of(guesser.unlock(sent.access_id("anna@gemeente.example"), "geraden?"))
+    assert "voordat deze transactie-ID tijdelijk wordt geblokkeerd" in refused
+    help_page = text_of(app.test_client().get("/help", headers={"Accept-Language": "nl"}))
+    assert "wordt de transactie-ID tijdelijk geblokkeerd" in help_page
+    assert "een tijd" not in refused + help_page
+
+
+def test_dutch_reads_naturally_on_the_steps(sender: Sender) -> None:
+    """A walk in Dutch found a file's status "Wacht" (an order: "Wait"), "het
+    transactie-ID" beside "de transactie-ID" everywhere else, and "leave this
+    field empty" under two password fields."""
+    sender.get("/lang/nl?next=/send/")
+    walk_to(sender, "files")
+    files = sender.get("/send/files").get_data(as_text=True)
+    assert '"waiting": "In de wachtrij"' in files
+    assert sender.files([("a.txt", b"abc")]).status_code == 302
+    assert sender.options().status_code == 302
+    options = text_of(sender.get("/send/options"))
+    assert "Laat beide velden leeg om het eerder ingevoerde wachtwoord te behouden." in options
+    summary = sender.notification().get_data(as_text=True)
+    assert 'aria-label="De transactie-ID voor anna@gemeente.example kopiëren"' in summary
+    assert "Het transactie-ID" not in summary

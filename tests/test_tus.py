@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
+import io
 import os
 import re
 from datetime import timedelta
@@ -146,6 +148,51 @@ def test_malformed_requests(tus: TusSender) -> None:
     assert tus.head(location).headers["Upload-Offset"] == "0"
 
 
+def test_a_chunked_body_past_the_length_gets_the_tus_answer(tus: TusSender) -> None:
+    """A body without Content-Length (chunked) cannot be refused before it is
+    read: it is refused once it runs past the length, with the answer a tus
+    client reads (a JSON error with Tus-Resumable), not the portal's error page."""
+    length = SEGMENT_SIZE + 10
+    location = tus.create(length).headers["Location"]
+    headers = tus.headers(**{"Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"})
+    r = tus.client.patch(
+        location, base_url="https://portal.example.nl", headers=headers, input_stream=io.BytesIO(os.urandom(2 * length)),
+        # As gunicorn hands over a chunked body: no length, the stream ends where the body does.
+        environ_overrides={"HTTP_TRANSFER_ENCODING": "chunked", "wsgi.input_terminated": True},
+    )
+    assert r.status_code == 413 and r.headers["Tus-Resumable"] == "1.0.0"
+    assert r.get_json() == {"error": "The body runs past Upload-Length"}
+    assert tus.head(location).headers["Upload-Offset"] == "0"
+
+
+class ResetAfter(io.BytesIO):
+    """A request body whose connection is reset once the bytes given have arrived."""
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def,override]
+        if count := super().readinto(buffer):
+            return count
+        raise ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
+
+
+def test_what_arrived_before_a_connection_reset_is_kept(tus: TusSender) -> None:
+    """A connection reset (or a read that timed out) in the middle of a body:
+    the whole segments that arrived before it are stored, and the client goes
+    on after them."""
+    data = os.urandom(20 * SEGMENT_SIZE)
+    location = tus.create(len(data)).headers["Location"]
+    headers = tus.headers(**{"Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"})
+    arrived = 5 * SEGMENT_SIZE + 1000
+    r = tus.client.patch(
+        location, base_url="https://portal.example.nl", headers=headers,
+        input_stream=ResetAfter(data[:arrived]), environ_overrides={"CONTENT_LENGTH": str(len(data))},
+    )
+    assert r.status_code == 400
+    offset = int(tus.head(location).headers["Upload-Offset"])
+    assert offset == 5 * SEGMENT_SIZE
+    assert tus.patch(location, offset, data[offset:]).status_code == 204
+    assert _finish_and_download(tus, "scan.zip") == data
+
+
 def test_policy_refuses_type_count_and_size(make_app, mailbox) -> None:
     app = make_app({"transfer": {"max_total_bytes": 1_000_000, "max_files": 2}})
     sender = TusSender(app, mailbox).ready()
@@ -234,7 +281,7 @@ def test_an_unfinished_upload_stops_next_until_it_is_removed(tus: TusSender, app
     assert refused.status_code == 422
     page = text_of(refused)
     assert "“half.zip” was not uploaded completely. Add the same file again to continue, or remove it." in page
-    assert "Not uploaded completely: 65.5 KB of 131.1 KB" in page
+    assert "Not uploaded completely: 65.5 kB of 131.1 kB" in page
     assert "Add the same file again to continue, or remove it." in page.split("Not uploaded completely")[1]
     # Nor does "Start transaction" let it through, reached by typing the options step's address.
     assert tus.options().status_code == 302

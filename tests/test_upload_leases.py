@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+
+from sqlalchemy import func, select
 
 from app.clock import utcnow
 from app.db import new_session
-from app.upload_limits import LEASE_TTL, Leases, claim_leases, release_leases, renew_leases
+from app.upload_limits import LEASE_TTL, Leases, UploadLease, claim_leases, release_leases, renew_leases
 
 
 def test_a_dead_workers_leases_free_themselves(app) -> None:
@@ -30,3 +34,28 @@ def test_a_running_upload_keeps_its_lease(app) -> None:
         time.sleep(3)  # longer than the lease lasts unrenewed
         with new_session(app) as session:
             assert not claim_leases(session, "x" * 32, "other", [("subject", 1)])
+
+
+def test_parallel_claims_never_pass_the_cap(app) -> None:
+    """Twenty requests claim at the same moment, each in its own session:
+    exactly ``capacity`` get a slot, on SQLite and on PostgreSQL; and as many
+    again once the first holders' worker died and nobody renewed them."""
+    capacity, count = 3, 20
+    caps = [("sender", capacity), ("network", count)]
+    start = utcnow()
+
+    def burst(now):  # type: ignore[no-untyped-def]
+        ready = threading.Barrier(count)
+
+        def claim(i: int) -> bool:
+            with app.extensions["koerier.ephemeral_sessionmaker"]() as session:
+                ready.wait()
+                return claim_leases(session, f"{i:032x}", f"draft-{i}", caps, now)
+
+        with ThreadPoolExecutor(count) as pool:
+            return list(pool.map(claim, range(count)))
+
+    assert burst(start).count(True) == capacity
+    assert burst(start + LEASE_TTL).count(True) == capacity
+    with new_session(app) as session:
+        assert session.scalar(select(func.count()).select_from(UploadLease).where(UploadLease.key == "sender")) == capacity

@@ -579,7 +579,8 @@ def reply(token: str):  # type: ignore[no-untyped-def]
         "reply_to_id": transfer.id,
         "to": transfer.sender_email,
         "subject": "Re: " + transfer.subject,
-        "language": transfer.language,
+        # The reply goes to the sender: in the language they used, not the one they chose for this recipient.
+        "language": transfer.sender_language,
     }
     return redirect(url_for("wizard.personal"))
 

@@ -56,6 +56,7 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 // Western digits in every language, as the server writes sizes and dates (Arabic would default to ٠١٢).
 const NUMBERS_LOCALE = `${document.documentElement.lang}-u-nu-latn`;
 
+// As the server writes sizes (human_size in app/web.py): one decimal above bytes, "40.0 MB".
 function formatBytes(bytes) {
   const units = ["B", "kB", "MB", "GB", "TB"];
   let value = bytes;
@@ -65,7 +66,7 @@ function formatBytes(bytes) {
     unit += 1;
   }
   const digits = unit === 0 ? 0 : 1;
-  return `${new Intl.NumberFormat(NUMBERS_LOCALE, { maximumFractionDigits: digits }).format(value)} ${units[unit]}`;
+  return `${new Intl.NumberFormat(NUMBERS_LOCALE, { minimumFractionDigits: digits, maximumFractionDigits: digits }).format(value)} ${units[unit]}`;
 }
 
 function formatDuration(seconds) {
@@ -369,9 +370,13 @@ class Queue {
 // once they are in. A file that did not get in (now, or while waiting)
 // stops it: the sender must retry or remove it, so that no transfer goes
 // out without a file that was added (the server refuses such a Next too).
+// "Back" saves the step as Next does, so it waits for the uploads too (else
+// leaving the page would cut them off); a file that did not get in does not
+// stop it, as the server lets Back through with one.
 function waitOnNext(form, notice, queue) {
   const next = form.querySelector("button[value='next']");
-  let waiting = false;
+  const back = form.querySelector("button[value='back']");
+  let waiting = null; // the button that goes on once the uploads are in
   // Waiting is news, not an error; a file that did not get in is one.
   const say = (message, problem = true) => {
     notice.textContent = message;
@@ -382,28 +387,28 @@ function waitOnNext(form, notice, queue) {
   const stopOnStuck = () => {
     const stuck = queue.stuck;
     if (!stuck.length) return false;
-    waiting = false;
+    waiting = null;
     say(text("not_uploaded", { names: stuck.map((u) => `“${u.file.name}”`).join(", ") }));
     return true;
   };
   queue.onChange = () => {
     if (waiting) {
-      if (stopOnStuck() || queue.busy) return;
-      waiting = false;
+      if ((waiting === next && stopOnStuck()) || queue.busy) return;
+      const button = waiting;
+      waiting = null;
       notice.hidden = true;
-      form.requestSubmit(next);
+      form.requestSubmit(button);
     } else if (!notice.hidden && !queue.stuck.length) {
       notice.hidden = true; // every file that stopped Next was retried or removed
     }
   };
   form.addEventListener("submit", (event) => {
-    if (event.submitter !== next) return;
-    if (stopOnStuck()) {
+    if (event.submitter === next && stopOnStuck()) {
       event.preventDefault();
-    } else if (queue.busy) {
+    } else if ([next, back].includes(event.submitter) && queue.busy) {
       event.preventDefault();
-      waiting = true;
-      say(text("wait_for_uploads"), false);
+      waiting = event.submitter;
+      say(text(waiting === next ? "wait_for_uploads" : "back_waits_for_uploads"), false);
     }
   });
 }
