@@ -8,6 +8,8 @@ whole request back and a half-written transaction is never visible.
 from __future__ import annotations
 
 import logging
+import sqlite3
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,6 +25,8 @@ from sqlalchemy.types import TypeDecorator
 from . import private_files, schema
 
 log = logging.getLogger(__name__)
+# How long a SQLite connection waits for another's write lock.
+SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
 class Base(DeclarativeBase):
@@ -68,20 +72,40 @@ def make_engine(url: str | URL, durable: bool = True) -> Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
             cur = dbapi_conn.cursor()
+            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             # WAL lets downloads read while a commit writes; foreign keys are
             # off by default in SQLite and our cascades depend on them.
-            cur.execute("PRAGMA journal_mode=WAL")
+            _journal_in_wal(cur)
             cur.execute("PRAGMA foreign_keys=ON")
             # Deleted rows (expired transfers' names and addresses) are
             # overwritten with zeros instead of lingering in free pages.
             cur.execute("PRAGMA secure_delete=ON")
-            cur.execute("PRAGMA busy_timeout=10000")
             # In WAL mode NORMAL syncs at checkpoints, not at each commit;
             # any later FULL commit syncs the log with these commits in it.
             cur.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             cur.close()
 
     return engine
+
+
+def _journal_in_wal(cur: sqlite3.Cursor) -> None:
+    """Switch the database to WAL, waiting while another connection writes.
+
+    A fresh database file starts with a rollback journal, and the switch
+    needs it to itself. SQLite answers "locked" at once, without its busy
+    wait, while another connection holds the write lock: so the workers of a
+    first start, one of them creating the schema, would stop the server.
+    Once the file is in WAL (it stays so) this returns at the first try.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _private_sqlite_files(database: str | None) -> None:

@@ -4,8 +4,10 @@ together on an empty database do not race to make it."""
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -114,3 +116,25 @@ def test_workers_starting_together_on_an_empty_database_make_it_once(
     assert "Traceback" not in log
     # Both workers ran the check; the one that waited for the lock found nothing left to do.
     assert log.count("Running upgrade  -> 0001") == 1
+
+
+def test_a_worker_waits_while_another_writes_the_fresh_embedded_database(make_app, tmp_path: Path) -> None:
+    """A fresh SQLite file has a rollback journal, and switching it to WAL
+    needs it to itself: SQLite refused at once, without waiting, while the
+    first worker held its write lock making the schema, and the refused
+    worker stopped gunicorn's first start."""
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    first = sqlite3.connect(instance / "koerier.sqlite3", isolation_level=None, check_same_thread=False)
+    first.execute("BEGIN IMMEDIATE")
+    first.execute("CREATE TABLE being_made (id INTEGER)")
+    done = threading.Timer(0.3, first.execute, ["ROLLBACK"])
+    done.start()
+    try:
+        app = make_app({"storage": {"database_url": ""}})
+    finally:
+        done.join()
+        first.close()
+    assert _revision(app) == schema.head()
+    with app.extensions["koerier.engine"].connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
