@@ -94,8 +94,10 @@ def create(
     dek = drafts.data_key(draft)
     drafts.touch(draft, now)
     if length == 0:
-        # Nothing to resume: one empty segment, written like a form's file.
-        stored = OpenUpload(portal, dek, name, draft.transfer_id).finish(draft, position=len(draft.files) + 1)
+        # Nothing to resume: one empty segment, written like a form's file;
+        # nothing in it for a scanner to find.
+        scanned = scanning.CLEAN if limits.scan == "required" else scanning.NOT_REQUIRED
+        stored = OpenUpload(portal, dek, name, draft.transfer_id).finish(draft, len(draft.files) + 1, scanned)
         db.add(stored)
         return stored
     upload = Upload(
@@ -171,8 +173,8 @@ def _finish(db: Session, portal: Portal, draft: Draft, upload: Upload, limits: L
     upload.offset = upload.length
     drafts.touch(draft)
     db.commit()
-    refusal = uploads.screen(db, portal, draft, upload.blob_key, upload.length, upload.id, limits, ip)
-    if refusal is not None:
+    screening = uploads.screen(db, portal, draft, upload.blob_key, upload.length, upload.id, limits, ip)
+    if (refusal := screening.refusal) is not None:
         name = open_text(drafts.data_key(draft), "name", upload.id, upload.name_ct)
         if refusal.result != scanning.UNAVAILABLE:
             draft.uploads.remove(upload)
@@ -183,7 +185,7 @@ def _finish(db: Session, portal: Portal, draft: Draft, upload: Upload, limits: L
         raise Refused(name, uploads.refusal_reason(refusal))
     stored = StoredFile(
         id=upload.id, position=len(draft.files) + 1, blob_key=upload.blob_key, size=upload.length,
-        name_ct=upload.name_ct, type_ct=upload.type_ct,
+        name_ct=upload.name_ct, type_ct=upload.type_ct, scanned=screening.mark,
     )
     draft.uploads.remove(upload)
     db.add(stored)

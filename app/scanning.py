@@ -30,6 +30,9 @@ from .settings import Scan, clamd_socket
 log = logging.getLogger(__name__)
 
 CLEAN, INFECTED, TOO_LARGE, UNAVAILABLE = "clean", "infected", "too_large", "unavailable"
+# A stored file's mark (StoredFile.scanned) besides CLEAN: let in without a
+# verdict (scan.on_unavailable = "accept"), or not scanned, its rules had scanning off.
+UNSCANNED, NOT_REQUIRED = "unscanned", "not_required"
 # clamd's longest answer is a signature name in a line; anything longer is not clamd.
 MAX_REPLY = 4096
 _LENGTH = struct.Struct(">I")

@@ -28,7 +28,7 @@ from app.settings import ConfigError, Scan, load_settings
 from . import blobs
 from .clamd import EICAR, FOUND_AS, STREAM_MAX_BYTES, ClamdServer
 from .test_tus import TusSender
-from .walker import Person, Sender, csrf_token, text_of
+from .walker import PASSWORD, Person, Recipient, Sender, csrf_token, text_of
 
 CLEAN_PDF = b"%PDF-1.4 jaarverslag\n" * 2000
 MESSAGE = "Zie bijlage, met vriendelijke groet"
@@ -213,6 +213,84 @@ def test_a_rule_with_scan_off_skips_the_scanner(make_app, mailbox, own_clamd: Cl
     assert sender.files([("test.txt", EICAR)]).status_code == 302
     assert len(_stored(app)) == 1
     assert not _events(app, "file_unscanned")
+
+
+# Recipients changed after the upload, to a rule that requires a scan.
+
+OUTSIDE = "piet@elders.example"
+
+
+def _marks(app) -> dict[int, str]:  # type: ignore[no-untyped-def]
+    return {f.size: f.scanned for f in _stored(app)}
+
+
+def _uploaded_unscanned(make_app, mailbox, clamd: ClamdServer, **scan: Any) -> tuple[Any, Sender]:  # type: ignore[no-untyped-def]
+    """Files in a draft to internal recipients, whose rule has scanning off; then an outside recipient."""
+    rules = [{"name": "intern", "recipients": ["*@gemeente.example"], "scan": "off"}]
+    app = make_app({**_config(clamd, **scan), "rules": rules})
+    sender = at_files_step(app, mailbox)
+    assert sender.files([("verslag.pdf", CLEAN_PDF), ("test.txt", EICAR)]).status_code == 302
+    assert _marks(app) == {len(CLEAN_PDF): "not_required", len(EICAR): "not_required"}
+    assert sender.options().status_code == 302
+    assert sender.recipients(OUTSIDE).status_code == 302
+    return app, sender
+
+
+def test_files_let_in_unscanned_are_scanned_before_the_transfer_starts(make_app, mailbox, clamd: ClamdServer) -> None:
+    app, sender = _uploaded_unscanned(make_app, mailbox, clamd)
+    # Straight to "Start transaction": held back, the files step comes first.
+    held = sender.notification()
+    assert held.status_code == 302 and held.location.endswith("/send/files")
+    assert not _events(app, "transfer_created")
+    # Next waits for the verdicts: EICAR goes, the clean file stays, marked clean.
+    page = sender.files(action="next")
+    assert page.status_code == 422
+    assert f"“test.txt” was removed: the virus scanner found malware in it ({FOUND_AS})." in text_of(page)
+    (kept,) = _stored(app)
+    assert kept.scanned == "clean" and blobs.names(app) == [kept.blob_key]
+    (event,) = _events(app, "file_infected")
+    assert event.data == {"signature": FOUND_AS, "size": len(EICAR)}
+    assert sender.files(action="next").status_code == 302
+    sent = sender.finish([OUTSIDE])
+    recipient = Recipient(app)
+    recipient.unlock(sent.access_id(OUTSIDE), PASSWORD)
+    assert recipient.get(recipient.file_links()["verslag.pdf"]).data == CLEAN_PDF
+
+
+def test_a_file_let_in_unscanned_and_too_large_to_scan_is_removed(make_app, mailbox, clamd: ClamdServer) -> None:
+    app, sender = _uploaded_unscanned(make_app, mailbox, clamd, max_stream_bytes=len(CLEAN_PDF) - 1)
+    page = sender.files(action="next")
+    assert page.status_code == 422
+    assert "“verslag.pdf” was removed: for these recipients files are checked for viruses, and files larger than" in text_of(page)
+    assert _stored(app) == [] and blobs.names(app) == []
+
+
+def test_with_clamd_down_next_waits_for_the_late_scan(make_app, mailbox, own_clamd: ClamdServer) -> None:
+    app, sender = _uploaded_unscanned(make_app, mailbox, own_clamd)
+    own_clamd.halt()
+    page = sender.files(action="next")
+    assert page.status_code == 503 and page.headers["Retry-After"]
+    assert ("“verslag.pdf” has not been checked for viruses yet, and the virus scanner is not available. "
+            "Please try again later.") in text_of(page)
+    assert _marks(app) == {len(CLEAN_PDF): "not_required", len(EICAR): "not_required"}
+    assert [e.data["accepted"] for e in _events(app, "file_unscanned")] == [False, False]
+    held = sender.notification()
+    assert held.status_code == 302 and held.location.endswith("/send/files")
+    own_clamd.resume()
+    assert sender.files(action="next").status_code == 422
+    assert _marks(app) == {len(CLEAN_PDF): "clean"}
+
+
+def test_with_clamd_down_and_accept_the_late_scan_marks_files_unscanned(make_app, mailbox, own_clamd: ClamdServer) -> None:
+    app, sender = _uploaded_unscanned(make_app, mailbox, own_clamd, on_unavailable="accept")
+    own_clamd.halt()
+    assert sender.files(action="next").status_code == 302
+    assert _marks(app) == {len(CLEAN_PDF): "unscanned", len(EICAR): "unscanned"}
+    assert [e.data for e in _events(app, "file_unscanned")] == [
+        {"reason": "unavailable", "accepted": True, "size": size} for size in (len(CLEAN_PDF), len(EICAR))
+    ]
+    sender.finish([OUTSIDE])
+    assert len(_events(app, "transfer_created")) == 1
 
 
 def test_without_a_backend_nothing_is_scanned(make_app, mailbox) -> None:

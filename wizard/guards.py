@@ -132,15 +132,19 @@ def csrf_token_ok(token: str) -> bool:
     return True
 
 
-def infected_message(name: str, signature: str) -> str:
-    """A file the virus scanner refused, with what it found."""
+def infected_message(name: str, signature: str, removed: bool = False) -> str:
+    """A file the virus scanner refused, with what it found; ``removed``: it had been added before its scan."""
+    if removed:
+        return gettext(
+            "“%(name)s” was removed: the virus scanner found malware in it (%(signature)s).", name=name, signature=signature
+        )
     return gettext(
         "“%(name)s” was not added: the virus scanner found malware in it (%(signature)s).", name=name, signature=signature
     )
 
 
 def file_problem(name: str, why: str, limits: policy.Limits) -> str:
-    """Why a file was not added, as the sender reads it."""
+    """Why a file was not added (or, where ``why`` says so, why it keeps the transfer back), as the sender reads it."""
     if why == "space":
         return str(SHORT_OF_SPACE)
     if why == "drafts":
@@ -168,6 +172,16 @@ def file_problem(name: str, why: str, limits: policy.Limits) -> str:
         return gettext(
             "“%(name)s” was not added: files larger than %(max)s cannot be checked for viruses.",
             name=name, max=human_size(settings().scan.max_stream_bytes),
+        )
+    if why == "unchecked":
+        return gettext(
+            "“%(name)s” has not been checked for viruses yet, and the virus scanner is not available. "
+            "Please try again later.", name=name,
+        )
+    if why == "unscannable_removed":
+        return gettext(
+            "“%(name)s” was removed: for these recipients files are checked for viruses, and files larger than "
+            "%(max)s cannot be checked.", name=name, max=human_size(settings().scan.max_stream_bytes),
         )
     if why == "count":
         return gettext("“%(name)s” was not added: a transfer can hold at most %(max)d files.", name=name, max=limits.max_files)

@@ -256,13 +256,20 @@ def files(draft: Draft):  # type: ignore[no-untyped-def]
     if received.fields.get("action") == "back":
         return redirect(url_for("wizard.recipients"))
     if received.fields.get("action") == "next":
-        problems = [file_problem(name, why, limits) for name, why in transactions.files_problems(portal(), draft, limits)]
+        # Files let in unscanned under earlier recipients' rules: Next waits for their verdicts.
+        screened = uploads.screen_files(db.session(), portal(), draft, limits, client_ip())
+        whys = [*screened.refused, *transactions.files_problems(portal(), draft, limits)]
+        problems = [infected_message(name, signature, removed=True) for name, signature in screened.infected]
+        problems += dict.fromkeys(file_problem(name, why, limits) for name, why in whys)
         if not draft.files and draft.message_ct is None:
             problems.append(gettext("Please add at least one file or a confidential message."))
         if limits.confidential_message == "required" and draft.message_ct is None:
             problems.append(gettext("Please write a confidential message for these recipients."))
         if problems:
-            return refused_posts.refuse(form, notes=problems, draft=draft)
+            # Files waiting for the scanner: try again later, as for an upload.
+            waiting = any(why == "unchecked" for _, why in whys)
+            status, headers = (503, {"Retry-After": str(SCANNER_RETRY_SECONDS)}) if waiting else (422, {})
+            return refused_posts.refuse(form, notes=problems, status=status, headers=headers, draft=draft)
         return redirect(url_for("wizard.options"))
     return redirect(url_for("wizard.files"))
 
