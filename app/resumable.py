@@ -28,13 +28,15 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import drafts, metrics, scanning, uploads
+from . import drafts, metrics, scanning, upload_limits, uploads
 from .clock import utcnow
 from .crypto.keys import open_text
 from .crypto.stream import ResumableWriter
 from .models import Draft, StoredFile, Upload
 from .policy import Limits
 from .portal import Portal
+from .storage import UploadBusy, UploadGone
+from .upload_limits import Leases
 from .uploads import OpenUpload, clean_filename, sealed_name_and_type
 
 
@@ -120,7 +122,7 @@ def find(db: Session, portal: Portal, draft: Draft, upload_id: str, now: datetim
 
 def append(
     db: Session, portal: Portal, draft: Draft, upload: Upload, offset: int, chunks: Iterable[bytes | memoryview],
-    limits: Limits, ip: str = "",
+    limits: Limits, leases: Leases, ip: str = "",
 ) -> Upload | StoredFile:
     """Store the bytes from ``offset`` on; returns the upload, or the file once complete and admitted.
 
@@ -128,14 +130,15 @@ def append(
     request ends, also when ``chunks`` raises because the client went away:
     that exception propagates after the progress is recorded. Raises
     OffsetMismatch when ``offset`` is not the stored one, Refused when the
-    complete file is not admitted (see ``_finish``), and the store's
-    UploadBusy, UploadGone, UploadRestarted or StorageUnavailable.
+    complete file is not admitted (see ``_finish``), UploadBusy also while
+    another request judges it, and the store's UploadGone, UploadRestarted
+    or StorageUnavailable.
     """
     if upload.offset == upload.length:
         # Complete already, without a verdict: asked for again, nothing is read.
         if offset != upload.offset:
             raise OffsetMismatch(f"offset {offset}, stored {upload.offset}")
-        return _finish(db, portal, draft, upload, limits, ip)
+        return _finish(db, portal, draft, upload, limits, ip, leases, again=True)
     dek = drafts.data_key(draft)
 
     def commit() -> None:
@@ -158,14 +161,47 @@ def append(
             pending.save(writer.offset, writer.complete)
             metrics.UPLOAD_BYTES.labels("tus").inc(writer.offset - start)
         if writer.complete:
-            return _finish(db, portal, draft, upload, limits, ip)
+            return _finish(db, portal, draft, upload, limits, ip, leases)
     return upload
 
 
-def _finish(db: Session, portal: Portal, draft: Draft, upload: Upload, limits: Limits, ip: str) -> StoredFile:
+def _finish(
+    db: Session, portal: Portal, draft: Draft, upload: Upload, limits: Limits, ip: str, leases: Leases,
+    again: bool = False,
+) -> StoredFile:
     """The complete upload becomes a file of the draft, once the scanner lets it in.
 
-    The store published the blob before the first commit here: a crash in
+    One request at a time judges it, on whichever node: it holds a lease
+    named after the upload (renewed while it scans, expired if its worker
+    dies), and another meanwhile gets UploadBusy. Two at once would both
+    scan the file, audit a detection twice, and both make its file row.
+    A request that asks ``again`` may find the verdict made by the one
+    before it: the file in, or (UploadGone) kept out.
+    """
+    try:
+        with leases.hold(draft.id, [(upload_limits.subject_key("verdict", upload.id), 1)]):
+            if again and (decided := _decided(db, draft, upload)) is not None:
+                return decided
+            return _judge(db, portal, draft, upload, limits, ip)
+    except upload_limits.TooManyUploads:
+        raise UploadBusy(upload.id) from None
+
+
+def _decided(db: Session, draft: Draft, upload: Upload) -> StoredFile | None:
+    """The file that a request judging the upload before this one let in;
+    None when the upload still waits; UploadGone when it was kept out."""
+    # A fresh snapshot: SQLite's would still be the one from before the lease.
+    db.commit()
+    if db.scalar(select(Upload.id).where(Upload.id == upload.id)) is not None:
+        return None
+    stored = db.scalar(select(StoredFile).where(StoredFile.id == upload.id, StoredFile.draft_id == draft.id))
+    if stored is None:
+        raise UploadGone(upload.id)
+    return stored
+
+
+def _judge(db: Session, portal: Portal, draft: Draft, upload: Upload, limits: Limits, ip: str) -> StoredFile:
+    """The store published the blob before the first commit here: a crash in
     between leaves a blob the upload row still names (removed with it),
     never a file row without its blob. Recorded complete before the scan,
     the upload can be judged again after a scanner outage or a crash.

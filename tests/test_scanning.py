@@ -11,11 +11,15 @@ from __future__ import annotations
 import os
 import re
 import socket
+import threading
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from io import BytesIO
 from typing import Any
+from urllib.parse import urljoin
 
 import pytest
+import requests
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
@@ -27,6 +31,7 @@ from app.settings import ConfigError, Scan, load_settings
 
 from . import blobs
 from .clamd import EICAR, FOUND_AS, STREAM_MAX_BYTES, ClamdServer
+from .live import free_port
 from .test_tus import TusSender
 from .walker import PASSWORD, Person, Recipient, Sender, csrf_token, text_of
 
@@ -372,6 +377,45 @@ def test_over_tus_a_file_without_a_verdict_waits_complete_and_is_judged_again(ma
     recipient = tus.open_uploaded()
     assert recipient.get(recipient.file_links()["scan.pdf"]).data == data
     assert [e.data["accepted"] for e in _events(app, "file_unscanned")] == [False, False]
+
+
+@pytest.mark.parametrize("infected", [False, True], ids=["clean", "infected"])
+def test_two_requests_asking_again_at_once_get_one_verdict(make_live, mailbox, own_clamd: ClamdServer, infected: bool) -> None:
+    """The page's script asking again and the sender adding the same file
+    again may meet: the second request judged the file too, and answered
+    500 when it came to record its verdict over the first one's."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    app, _ = make_live({**_config(own_clamd), "site": {"base_url": base}}, port=port, threads=4)
+    tus = TusSender(app, mailbox, via=base).ready()
+    # Most of what clamd takes, so that the two scans overlap.
+    data = _zip_with_eicar() if infected else b""
+    data += os.urandom(STREAM_MAX_BYTES - SEGMENT_SIZE - len(data))
+    location = urljoin(base, tus.create(len(data), name="stukken.zip").headers["Location"])
+    headers = {
+        **tus.headers(), "Cookie": tus.cookie_header(), "Origin": base,
+        "Content-Type": "application/offset+octet-stream",
+    }
+    own_clamd.halt()
+    sent = requests.patch(location, data=data, headers={**headers, "Upload-Offset": "0"}, timeout=120)
+    assert sent.status_code == 503
+    own_clamd.resume()
+    together = threading.Barrier(2)
+
+    def ask_again(_: int) -> int:
+        together.wait()
+        answer = requests.patch(location, data=b"", headers={**headers, "Upload-Offset": str(len(data))}, timeout=120)
+        return answer.status_code
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(ask_again, range(2)))
+    # One judges; the other waits its turn (423), or finds the verdict made.
+    verdict, after = (422, 410) if infected else (204, 204)
+    assert verdict in answers and set(answers) <= {verdict, 423, after}, answers
+    if infected:
+        assert _stored(app) == [] and len(_events(app, "file_infected")) == 1
+    else:
+        assert len(_stored(app)) == 1
 
 
 def test_over_tus_a_file_too_large_to_scan_is_refused_before_its_bytes(make_app, mailbox, clamd: ClamdServer) -> None:

@@ -193,7 +193,9 @@ def tus_patch(upload_id: str) -> Response:
             if why:
                 return _refused(why, limits)
             chunks = uploads.read_filled(request.stream, READ_SIZE, request.content_length)
-            found = resumable.append(db.session(), portal(), draft, found, offset, chunks, limits, client_ip())
+            found = resumable.append(
+                db.session(), portal(), draft, found, offset, chunks, limits, upload_leases(), client_ip()
+            )
     except resumable.Refused as refused:
         return _not_admitted(refused, limits)
     except upload_limits.TooManyUploads:
@@ -201,7 +203,7 @@ def tus_patch(upload_id: str) -> Response:
     except (resumable.OffsetMismatch, UploadRestarted):
         return _progress(found, status=409)
     except UploadBusy:
-        return _error(423, "This upload is being written by another request", **{"Retry-After": "5"})
+        return _error(423, "This upload is being written or checked by another request", **{"Retry-After": "5"})
     except UploadGone:
         return _error(410, gettext("This upload does not exist any more. Please add the file again."))
     except LengthExceeded:
