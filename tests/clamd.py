@@ -37,21 +37,31 @@ FOUND_AS = f"{SIGNATURE}.UNOFFICIAL"
 # Set explicitly, as docs tell operators to: the tests' portals set
 # scan.max_stream_bytes to it.
 STREAM_MAX_BYTES = 4 * 1024 * 1024
+# The most clamd takes in one stream (and scans of one file): 4 GiB less a byte.
+CLAMD_MAX_BYTES = 4 * 1024**3 - 1
+# clamd's own defaults (clamd.conf(5)).
+CLAMD_MAX_FILE_SIZE, CLAMD_MAX_SCAN_SIZE = 100 * 1024**2, 400 * 1024**2
 
 
 def find_clamd() -> str | None:
     return shutil.which("clamd") or ("/usr/sbin/clamd" if os.access("/usr/sbin/clamd", os.X_OK) else None)
 
 
-def _scratch() -> str | None:
+def _scratch(room: int) -> str | None:
     shm = Path("/dev/shm")
-    return str(shm) if shm.is_dir() and shutil.disk_usage(shm).free >= 512 * 1024**2 else None
+    return str(shm) if shm.is_dir() and shutil.disk_usage(shm).free >= room + 512 * 1024**2 else None
 
 
 class ClamdServer:
-    def __init__(self, clamd: str) -> None:
+    """``stream_max_bytes``: clamd's StreamMaxLength; its MaxFileSize and
+    MaxScanSize at least as large, as the README tells operators (clamd says
+    OK for what they make it skip)."""
+
+    def __init__(self, clamd: str, stream_max_bytes: int = STREAM_MAX_BYTES) -> None:
+        assert stream_max_bytes <= CLAMD_MAX_BYTES
         self.clamd = clamd
-        self.dir = Path(tempfile.mkdtemp(prefix="koerier-clamd-", dir=_scratch()))
+        self.stream_max_bytes = stream_max_bytes
+        self.dir = Path(tempfile.mkdtemp(prefix="koerier-clamd-", dir=_scratch(stream_max_bytes)))
         self.port = free_port()
         self.socket_path = self.dir / "clamd.sock"
         self.log = self.dir / "clamd.log"
@@ -67,7 +77,7 @@ class ClamdServer:
 
     def config(self, **scan: object) -> dict[str, object]:
         """The ``[scan]`` settings of a portal that scans with this daemon."""
-        return {"backend": "clamd", "clamd_address": self.tcp_address, "max_stream_bytes": STREAM_MAX_BYTES, **scan}
+        return {"backend": "clamd", "clamd_address": self.tcp_address, "max_stream_bytes": self.stream_max_bytes, **scan}
 
     def start(self) -> "ClamdServer":
         database = self.dir / "database"
@@ -83,7 +93,10 @@ class ClamdServer:
             f"LocalSocket {self.socket_path}\n"
             f"DatabaseDirectory {database}\n"
             f"TemporaryDirectory {scratch}\n"
-            f"StreamMaxLength {STREAM_MAX_BYTES}\n"
+            f"StreamMaxLength {self.stream_max_bytes}\n"
+            f"MaxFileSize {max(self.stream_max_bytes, CLAMD_MAX_FILE_SIZE)}\n"
+            # What an archive's members add counts too.
+            f"MaxScanSize {max(self.stream_max_bytes, CLAMD_MAX_SCAN_SIZE)}\n"
             f"LogFile {self.log}\n"
             # Nothing to watch for: the database does not change.
             "SelfCheck 0\n"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from sqlalchemy.orm import close_all_sessions
 from app import create_app, db
 
 from .clamd import INSTALL_HINT as CLAMD_INSTALL_HINT
-from .clamd import ClamdServer, find_clamd
+from .clamd import CLAMD_MAX_BYTES, ClamdServer, find_clamd
 from .live import LiveServer
 from .mailbox import Mailbox
 from .pg import INSTALL_HINT, PostgresDatabase, PostgresServer, find_bindir
@@ -161,6 +162,12 @@ def clamd() -> Iterator[ClamdServer]:
 def own_clamd() -> Iterator[ClamdServer]:
     """A ClamAV daemon for this test alone, which it may stop (``halt``) and start again."""
     yield from _session_server(find_clamd(), CLAMD_INSTALL_HINT, ClamdServer)
+
+
+@pytest.fixture
+def roomy_clamd() -> Iterator[ClamdServer]:
+    """A ClamAV daemon for this test alone that takes as large a stream as clamd can (4 GiB)."""
+    yield from _session_server(find_clamd(), CLAMD_INSTALL_HINT, partial(ClamdServer, stream_max_bytes=CLAMD_MAX_BYTES))
 
 
 @pytest.fixture

@@ -31,7 +31,8 @@ from app.settings import ConfigError, Scan, load_settings
 
 from . import blobs
 from .clamd import EICAR, FOUND_AS, STREAM_MAX_BYTES, ClamdServer
-from .live import free_port
+from .live import free_port, random_file
+from .test_large_transfers import upload_by_tus
 from .test_tus import TusSender
 from .walker import PASSWORD, Person, Recipient, Sender, csrf_token, text_of
 
@@ -424,6 +425,26 @@ def test_over_tus_a_file_too_large_to_scan_is_refused_before_its_bytes(make_app,
     created = tus.create(STREAM_MAX_BYTES + 1, name="groot.zip")
     assert created.status_code == 413
     assert "“groot.zip” was not added: files larger than" in created.json["error"]
+
+
+GiB = 1024**3
+
+
+@pytest.mark.setup("embedded")  # the worker's memory, whichever database holds the rows
+def test_scanning_a_gib_keeps_the_worker_within_the_bound_of_uploads(make_live, mailbox, roomy_clamd: ClamdServer, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The upload and then its scan, decrypted segment by segment into
+    clamd: the bound of tests/test_large_transfers.py, which a file held
+    in memory for its scan would pass many times over."""
+    app, server = make_live(_config(roomy_clamd))
+    source = tmp_path / "archief.zip"
+    random_file(source, GiB)
+    sender = at_files_step(app, mailbox)
+    server.reset_peak_rss()
+    upload_by_tus(server, sender, source)
+    peak = server.peak_rss()
+    (stored,) = _stored(app)
+    assert (stored.size, stored.scanned) == (GiB, "clean")
+    assert peak < 150 * 1000 * 1000, peak
 
 
 # Replies.
