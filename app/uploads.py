@@ -323,8 +323,8 @@ def screen(
     draft's key segment by segment and streamed to the scanner, so neither
     the plaintext nor more than a segment of it is ever kept. A file the
     scanner could not judge is let in only with ``scan.on_unavailable =
-    "accept"``. Detections and files let in unscanned go to the audit trail
-    (sizes and signatures, never names or contents).
+    "accept"``. Every verdict and every file let in unscanned goes to the
+    audit trail (sizes and signatures, never names or contents).
     """
     if limits.scan != "required":
         return Screening(scanning.NOT_REQUIRED)
@@ -339,9 +339,11 @@ def screen(
             )
             verdict = scanning.Clamd(config).scan(reader.iter_range())
     metrics.SCANS.labels("failed" if verdict.result == scanning.UNAVAILABLE else verdict.result).inc()
-    if verdict.result == scanning.CLEAN:
-        return Screening(scanning.CLEAN)
     event = {"transfer_id": draft.transfer_id, "actor": draft.sender_email, "ip": ip, "size": size}
+    if verdict.result == scanning.CLEAN:
+        # Every verdict is on the record, so the trail shows each file that went out was scanned.
+        audit.record(db, "file_scanned", **event)
+        return Screening(scanning.CLEAN)
     if verdict.result == scanning.INFECTED:
         audit.record(db, "file_infected", signature=verdict.detail, **event)
         return Screening(refusal=verdict)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import re
 import socket
+import subprocess
+import sys
 import threading
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +33,7 @@ from app.settings import ConfigError, Scan, load_settings
 
 from . import blobs
 from .clamd import EICAR, FOUND_AS, STREAM_MAX_BYTES, ClamdServer
-from .live import free_port, random_file
+from .live import ROOT, free_port, random_file
 from .test_large_transfers import upload_by_tus
 from .test_tus import TusSender
 from .walker import PASSWORD, Person, Recipient, Sender, csrf_token, text_of
@@ -320,6 +322,27 @@ def test_readiness_reports_the_scanner(make_app, own_clamd: ClamdServer) -> None
     accepting = make_app(_config(own_clamd, on_unavailable="accept")).test_client()
     answer = accepting.get("/readyz")
     assert answer.status_code == 200 and answer.json["scanner"] == "unreachable"
+
+
+def test_the_audit_summary_counts_scans_detections_and_failures(make_app, mailbox, own_clamd: ClamdServer, setup) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(_config(own_clamd))
+    sender = at_files_step(app, mailbox)
+    assert sender.files([("verslag.pdf", CLEAN_PDF), ("factuur.pdf", EICAR)], action="add").status_code == 422
+    own_clamd.halt()
+    assert sender.files([("bijlage.pdf", CLEAN_PDF)], action="add").status_code == 503
+    (scanned,) = _events(app, "file_scanned")
+    assert scanned.data == {"size": len(CLEAN_PDF)} and scanned.actor == sender.person.email
+    instance = app.extensions["koerier"].instance_path
+    setup.write_config(instance)
+    counted = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "audit", "summary", "--since", "2000-01-01"],
+        cwd=ROOT, env={"PATH": "/usr/bin:/bin", "KOERIER_INSTANCE_PATH": str(instance)},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert counted.returncode == 0, counted.stderr
+    lines = counted.stdout.splitlines()
+    assert {"file_scanned\t1", "file_infected\t1", "file_unscanned\t1"} <= set(lines)
+    assert lines[-1] == "malware scans: 3 (clean 1, infected 1, too large 0, no verdict 1, of which let in unscanned 0)"
 
 
 # Resumable uploads (tus).
