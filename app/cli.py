@@ -89,7 +89,8 @@ def _limits_summary(limits: policy.Limits) -> str:
         f"{limits.max_expiry_days} days; "
         f"passwords: {'/'.join(limits.password_modes)}; extensions: {extensions}; "
         f"file names in mail: {limits.expose_filenames}; retrieval notice: {limits.retrieval_notice}; "
-        f"message: {limits.confidential_message}; edit notification: {'yes' if limits.edit_notification else 'no'}"
+        f"message: {limits.confidential_message}; edit notification: {'yes' if limits.edit_notification else 'no'}; "
+        f"malware scan: {limits.scan}"
     )
 
 
@@ -148,6 +149,22 @@ def audit_export(since: datetime, until: datetime | None, fmt: str) -> None:
     writer.writeheader()
     for row in rows:
         writer.writerow({**row, "data": json.dumps(row["data"], ensure_ascii=False, sort_keys=True)})
+
+
+@audit_group.command("summary")
+@click.option("--since", "since", required=True, type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]))
+@click.option("--until", "until", type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]))
+def audit_summary(since: datetime, until: datetime | None) -> None:
+    """Count the events from SINCE (UTC) on, per kind, and the virus scanner's verdicts."""
+    counted = audit.summary(db.session(), since.replace(tzinfo=timezone.utc), until.replace(tzinfo=timezone.utc) if until else None)
+    for kind, count in counted.kinds.items():
+        click.echo(f"{kind}\t{count}")
+    scans = counted.scans
+    click.echo(
+        f"malware scans: {sum(scans.values())} (clean {scans['clean']}, infected {scans['infected']}, "
+        f"too large {scans['too_large']}, no verdict {scans['failed']}, of which let in unscanned "
+        f"{counted.accepted_unscanned})"
+    )
 
 
 @click.command("purge")

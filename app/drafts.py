@@ -144,11 +144,13 @@ class FileView:
     id: str
     name: str
     size: int
+    # StoredFile.scanned
+    scanned: str
 
 
 def files(draft: Draft) -> list[FileView]:
     dek = data_key(draft)
-    return [FileView(f.id, open_text(dek, "name", f.id, f.name_ct), f.size) for f in draft.files]
+    return [FileView(f.id, open_text(dek, "name", f.id, f.name_ct), f.size, f.scanned) for f in draft.files]
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 ``/healthz``: the process answers (liveness; touches nothing else, so a
 database outage does not get healthy workers restarted). ``/readyz``: this
 node can serve: the database answers, its schema is at this version's
-revision, and the blob store takes a write. 503 names the part that failed;
+revision, and the blob store takes a write; with scanning on, the virus
+scanner answers PING too. 503 names the part that failed;
 the reason, which may name a setting, a path or a host, goes to the log,
 never into the answer, which says nothing about versions or the setup either.
 
@@ -19,7 +20,7 @@ import logging
 from flask import Blueprint, Flask, Response, current_app, jsonify
 from sqlalchemy import Connection, inspect, text
 
-from . import schema
+from . import scanning, schema
 from .db import failure_cause
 from .web import portal
 
@@ -35,8 +36,15 @@ def healthz() -> Response:
 @bp.get("/readyz")
 def readyz() -> Response:
     parts = {**_database(), "storage": _storage()}
+    failed = any(state != "ok" for state in parts.values())
+    config = portal().settings.scan
+    if config.backend != "off":
+        parts["scanner"] = _scanner()
+        # With on_unavailable = "accept" the node still takes every upload
+        # (unscanned, audited): the scanner's state is reported, not fatal.
+        failed = failed or (parts["scanner"] != "ok" and config.on_unavailable == "refuse")
     response = jsonify(parts)
-    if any(state != "ok" for state in parts.values()):
+    if failed:
         response.status_code = 503
     return response
 
@@ -73,6 +81,15 @@ def _storage() -> str:
     except Exception as exc:  # noqa: BLE001  (each store raises its own kind; any means it cannot take a blob)
         log.warning("not ready: the blob store fails: %s", failure_cause(exc))
         return "failed"
+    return "ok"
+
+
+def _scanner() -> str:
+    try:
+        scanning.Clamd(portal().settings.scan).ping()
+    except scanning.ScannerUnavailable as exc:
+        log.warning("not ready: the virus scanner does not answer: %s", exc)
+        return "unreachable"
     return "ok"
 
 

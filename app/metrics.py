@@ -62,11 +62,19 @@ LOCKOUTS = Counter(
 MAILS_FAILED = Counter(
     "koerier_mails_failed", "Mails the SMTP server did not take.", registry=REGISTRY,
 )
+SCANS = Counter(
+    "koerier_scans",
+    "Uploaded files the virus scanner judged, by result: clean, infected (a detection), too_large (longer "
+    "than clamd's StreamMaxLength) or failed (no verdict: clamd down, timed out, an error).",
+    ["result"], registry=REGISTRY,
+)
 # Every series from the start: a rate needs a value from before the first event.
 for _via in ("form", "tus"):
     UPLOAD_BYTES.labels(_via)
 for _kind in ("download", "preview", "archive"):
     DOWNLOADS.labels(_kind)
+for _result in ("clean", "infected", "too_large", "failed"):
+    SCANS.labels(_result)
 PURGE_DURATION = Histogram(
     "koerier_purge_duration_seconds", "Runs of the clean-up job and how long each took; _count is the runs.",
     buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900), registry=REGISTRY,

@@ -164,6 +164,10 @@ class StoredFile(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     name_ct: Mapped[bytes] = mapped_column(LargeBinary)
     type_ct: Mapped[bytes] = mapped_column(LargeBinary)
+    # What the virus scanner made of the file when it came in (app/uploads.py, ``screen``): "clean";
+    # "unscanned", let in without a verdict (scan.on_unavailable = "accept"); "not_required", its rules
+    # had scanning off then, so a rule that requires it has it scanned before the transfer starts.
+    scanned: Mapped[str] = mapped_column(String(16), server_default="not_required")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     draft: Mapped[Draft | None] = relationship(back_populates="files")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .settings import MESSAGE_RULES, TOGGLES, Rule, Settings, localized
+from .settings import MESSAGE_RULES, SCAN_RULES, TOGGLES, Rule, Settings, localized
 
 DEFAULT_RULE = "(default)"
 # Refused recipients named in one audit event; the rest are counted.
@@ -46,6 +46,8 @@ class Limits:
     retrieval_notice: str
     confidential_message: str
     edit_notification: bool
+    # "required": every file is scanned for malware before it joins the transfer.
+    scan: str = "off"
     rules: tuple[str, ...] = ()
 
     def extension_allowed(self, filename: str) -> bool:
@@ -76,6 +78,7 @@ def base_limits(settings: Settings) -> Limits:
         retrieval_notice=t.retrieval_notice,
         confidential_message=t.confidential_message,
         edit_notification=t.edit_notification,
+        scan="required" if settings.scan.backend == "clamd" else "off",
     )
 
 
@@ -95,7 +98,7 @@ def apply(base: Limits, rule: Rule) -> Limits:
     """One rule's overrides on top of the global limits."""
     changes: dict[str, object] = {"rules": (rule.name,)}
     for key in ("max_total_bytes", "max_files", "max_recipients", "max_expiry_days", "expose_filenames", "retrieval_notice",
-                "confidential_message", "edit_notification"):
+                "confidential_message", "edit_notification", "scan"):
         if getattr(rule, key) is not None:
             changes[key] = getattr(rule, key)
     if rule.password_modes is not None:
@@ -112,8 +115,10 @@ _STRICT = {
     "expose_filenames": ("never", "off", "on", "always"),
     "retrieval_notice": ("always", "on", "off", "never"),
     "confidential_message": ("forbidden", "required", "allowed"),
+    "scan": SCAN_RULES,
 }
 assert set(_STRICT["expose_filenames"]) == set(TOGGLES) and set(_STRICT["confidential_message"]) == set(MESSAGE_RULES)
+assert SCAN_RULES[0] == "required"
 
 
 def strictest(a: Limits, b: Limits) -> Limits:
@@ -138,6 +143,7 @@ def strictest(a: Limits, b: Limits) -> Limits:
         retrieval_notice=pick("retrieval_notice"),
         confidential_message=pick("confidential_message"),
         edit_notification=a.edit_notification and b.edit_notification,
+        scan=pick("scan"),
         rules=tuple(dict.fromkeys((*a.rules, *b.rules))),
     )
 

@@ -4,8 +4,11 @@ An upload belongs to one draft. Its bytes are sealed segment by segment as
 they arrive (see ``ResumableWriter``) into the store's pending blob; only
 whole segments are stored, and the offset a client is told is the offset
 that is stored and committed. Once the last byte is in, the blob is
-published and the upload becomes a file of the draft, exactly like one sent
-by the plain form.
+published, the upload recorded as complete, and, where the rules require
+it, the file scanned (``uploads.screen``); only then does the upload become
+a file of the draft, exactly like one sent by the plain form. A complete
+upload the scanner could not judge stays, complete: a PATCH at its end,
+without a body, asks for the verdict again, and nothing is sent twice.
 
 How the stores keep a segment index from ever being stored twice under one
 file key with different contents, whatever crashes, is theirs to say
@@ -25,22 +28,28 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import drafts, metrics
+from . import drafts, metrics, scanning, upload_limits, uploads
 from .clock import utcnow
+from .crypto.keys import open_text
 from .crypto.stream import ResumableWriter
 from .models import Draft, StoredFile, Upload
 from .policy import Limits
 from .portal import Portal
+from .storage import UploadBusy, UploadGone
+from .upload_limits import Leases
 from .uploads import OpenUpload, clean_filename, sealed_name_and_type
 
 DRAFT_TOUCH_INTERVAL = timedelta(minutes=1)
 
 class Refused(Exception):
-    """The upload is not accepted; ``why`` is "extension", "count" or "size"."""
+    """The upload is not accepted; ``why`` is "extension", "count", "size",
+    "quota", "unscannable" (too large to scan), "infected" (with the
+    ``signature`` found; the upload is gone), or "scanner" (no verdict now;
+    the complete upload stays, to be judged again)."""
 
-    def __init__(self, name: str, why: str) -> None:
+    def __init__(self, name: str, why: str, signature: str = "") -> None:
         super().__init__(f"{name}: {why}")
-        self.name, self.why = name, why
+        self.name, self.why, self.signature = name, why, signature
 
 
 class OffsetMismatch(Exception):
@@ -83,11 +92,15 @@ def create(
         raise Refused(name, "count")
     if drafts.reserved_bytes(draft) + length > limits.max_total_bytes:
         raise Refused(name, "size")
+    if limits.scan == "required" and length > portal.settings.scan.max_stream_bytes:
+        raise Refused(name, "unscannable")
     dek = drafts.data_key(draft)
     drafts.touch(draft, now)
     if length == 0:
-        # Nothing to resume: one empty segment, written like a form's file.
-        stored = OpenUpload(portal, dek, name, draft.transfer_id).finish(draft, position=len(draft.files) + 1)
+        # Nothing to resume: one empty segment, written like a form's file;
+        # nothing in it for a scanner to find.
+        scanned = scanning.CLEAN if limits.scan == "required" else scanning.NOT_REQUIRED
+        stored = OpenUpload(portal, dek, name, draft.transfer_id).finish(draft, len(draft.files) + 1, scanned)
         db.add(stored)
         return stored
     upload = Upload(
@@ -110,15 +123,23 @@ def find(db: Session, portal: Portal, draft: Draft, upload_id: str, now: datetim
 
 def append(
     db: Session, portal: Portal, draft: Draft, upload: Upload, offset: int, chunks: Iterable[bytes | memoryview],
+    limits: Limits, leases: Leases, ip: str = "",
 ) -> Upload | StoredFile:
-    """Store the bytes from ``offset`` on; returns the upload, or the file once complete.
+    """Store the bytes from ``offset`` on; returns the upload, or the file once complete and admitted.
 
     Commits as it goes (the store says when), and the offset when the
     request ends, also when ``chunks`` raises because the client went away:
     that exception propagates after the progress is recorded. Raises
-    OffsetMismatch when ``offset`` is not the stored one, and the store's
-    UploadBusy, UploadGone, UploadRestarted or StorageUnavailable.
+    OffsetMismatch when ``offset`` is not the stored one, Refused when the
+    complete file is not admitted (see ``_finish``), UploadBusy also while
+    another request judges it, and the store's UploadGone, UploadRestarted
+    or StorageUnavailable.
     """
+    if upload.offset == upload.length:
+        # Complete already, without a verdict: asked for again, nothing is read.
+        if offset != upload.offset:
+            raise OffsetMismatch(f"offset {offset}, stored {upload.offset}")
+        return _finish(db, portal, draft, upload, limits, ip, leases, again=True)
     dek = drafts.data_key(draft)
 
     def commit() -> None:
@@ -144,17 +165,67 @@ def append(
             pending.save(writer.offset, writer.complete)
             metrics.UPLOAD_BYTES.labels("tus").inc(writer.offset - start)
         if writer.complete:
-            return _finish(db, draft, upload)
+            return _finish(db, portal, draft, upload, limits, ip, leases)
     return upload
 
 
-def _finish(db: Session, draft: Draft, upload: Upload) -> StoredFile:
-    # The store published the blob before this commit: a crash in between
-    # leaves a blob the upload row still names (removed with it), never a
-    # file row without its blob.
+def _finish(
+    db: Session, portal: Portal, draft: Draft, upload: Upload, limits: Limits, ip: str, leases: Leases,
+    again: bool = False,
+) -> StoredFile:
+    """The complete upload becomes a file of the draft, once the scanner lets it in.
+
+    One request at a time judges it, on whichever node: it holds a lease
+    named after the upload (renewed while it scans, expired if its worker
+    dies), and another meanwhile gets UploadBusy. Two at once would both
+    scan the file, audit a detection twice, and both make its file row.
+    A request that asks ``again`` may find the verdict made by the one
+    before it: the file in, or (UploadGone) kept out.
+    """
+    try:
+        with leases.hold(draft.id, [(upload_limits.subject_key("verdict", upload.id), 1)]):
+            if again and (decided := _decided(db, draft, upload)) is not None:
+                return decided
+            return _judge(db, portal, draft, upload, limits, ip)
+    except upload_limits.TooManyUploads:
+        raise UploadBusy(upload.id) from None
+
+
+def _decided(db: Session, draft: Draft, upload: Upload) -> StoredFile | None:
+    """The file that a request judging the upload before this one let in;
+    None when the upload still waits; UploadGone when it was kept out."""
+    # A fresh snapshot: SQLite's would still be the one from before the lease.
+    db.commit()
+    if db.scalar(select(Upload.id).where(Upload.id == upload.id)) is not None:
+        return None
+    stored = db.scalar(select(StoredFile).where(StoredFile.id == upload.id, StoredFile.draft_id == draft.id))
+    if stored is None:
+        raise UploadGone(upload.id)
+    return stored
+
+
+def _judge(db: Session, portal: Portal, draft: Draft, upload: Upload, limits: Limits, ip: str) -> StoredFile:
+    """The store published the blob before the first commit here: a crash in
+    between leaves a blob the upload row still names (removed with it),
+    never a file row without its blob. Recorded complete before the scan,
+    the upload can be judged again after a scanner outage or a crash.
+    """
+    upload.offset = upload.length
+    drafts.touch(draft)
+    db.commit()
+    screening = uploads.screen(db, portal, draft, upload.blob_key, upload.length, upload.id, limits, ip)
+    if (refusal := screening.refusal) is not None:
+        name = open_text(drafts.data_key(draft), "name", upload.id, upload.name_ct)
+        if refusal.result != scanning.UNAVAILABLE:
+            draft.uploads.remove(upload)
+            uploads.forget_blob(portal, upload.blob_key)
+        db.commit()
+        if refusal.result == scanning.INFECTED:
+            raise Refused(name, "infected", refusal.detail)
+        raise Refused(name, uploads.refusal_reason(refusal))
     stored = StoredFile(
         id=upload.id, position=len(draft.files) + 1, blob_key=upload.blob_key, size=upload.length,
-        name_ct=upload.name_ct, type_ct=upload.type_ct,
+        name_ct=upload.name_ct, type_ct=upload.type_ct, scanned=screening.mark,
     )
     draft.uploads.remove(upload)
     db.add(stored)

@@ -434,6 +434,53 @@ class Metrics:
         return any(ip in ipaddress.ip_network(network) for network in self.allow)
 
 
+SCAN_RULES = ("required", "off")
+
+
+@dataclass(frozen=True)
+class Scan:
+    """Malware scanning of every uploaded file by ClamAV's daemon (app/scanning.py)."""
+
+    backend: str = "off"
+    # "tcp://host:port" or "unix:///path/to/clamd.ctl".
+    clamd_address: str = "tcp://127.0.0.1:3310"
+    # How long clamd may take to accept the connection, to take a chunk, or to answer.
+    timeout_seconds: int = 60
+    # When clamd cannot give a verdict: the file is refused ("try again
+    # later"), or accepted and recorded as unscanned in the audit trail.
+    on_unavailable: str = "refuse"
+    # clamd's own StreamMaxLength default (100M); set it to clamd's setting.
+    # A larger file cannot be scanned, so where scanning is required it is refused.
+    max_stream_bytes: int = 100 * 1024**2
+
+    def check(self, path: str) -> None:
+        _one_of(path, "backend", self.backend, ("off", "clamd"))
+        _one_of(path, "on_unavailable", self.on_unavailable, ("refuse", "accept"))
+        _range(path, "timeout_seconds", self.timeout_seconds, 1, 3600)
+        # clamd reads StreamMaxLength as a size below 4 GiB.
+        _range(path, "max_stream_bytes", self.max_stream_bytes, 1, 4 * 1024**3 - 1)
+        if clamd_socket(self.clamd_address) is None:
+            raise ConfigError(
+                f"{path}.clamd_address: {self.clamd_address!r} is not \"tcp://host:port\" or \"unix:///path/to/socket\""
+            )
+
+
+def clamd_socket(address: str) -> tuple[str, int] | str | None:
+    """``(host, port)`` for "tcp://host:port", the path for "unix:///path", None for anything else."""
+    try:
+        parts = urlsplit(address)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.query or parts.fragment or any(ch.isspace() for ch in address):
+        return None
+    if parts.scheme == "tcp" and parts.hostname and port and parts.path in ("", "/"):
+        return parts.hostname, port
+    if parts.scheme == "unix" and not parts.netloc and parts.path.startswith("/") and len(parts.path) < 108:
+        return parts.path
+    return None
+
+
 @dataclass(frozen=True)
 class Rule:
     """Who may send to whom, first match wins; unset keys keep [transfer]/[password]."""
@@ -453,8 +500,11 @@ class Rule:
     retrieval_notice: str | None = None
     confidential_message: str | None = None
     edit_notification: bool | None = None
+    scan: str | None = None
 
     def check(self, path: str) -> None:
+        if self.scan is not None:
+            _one_of(path, "scan", self.scan, SCAN_RULES)
         if not self.name:
             raise ConfigError(f"{path}.name: must not be empty")
         _one_of(path, "action", self.action, ("allow", "deny"))
@@ -538,8 +588,14 @@ class Settings:
     retention: Retention = field(default_factory=Retention)
     crypto: Crypto = field(default_factory=Crypto)
     metrics: Metrics = field(default_factory=Metrics)
+    scan: Scan = field(default_factory=Scan)
     policy: Policy = field(default_factory=Policy)
     rules: list[Rule] = field(default_factory=list)
+
+    def check(self, path: str) -> None:
+        for index, rule in enumerate(self.rules):
+            if rule.scan == "required" and self.scan.backend == "off":
+                raise ConfigError(f"rules[{index}].scan: \"required\" needs a scanner: set scan.backend = \"clamd\"")
 
 
 def load_settings(config_file: Path | None, overrides: dict[str, Any] | None = None) -> Settings:

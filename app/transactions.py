@@ -17,7 +17,9 @@ from flask_babel import force_locale, gettext, ngettext
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy.orm import Session
 
-from . import audit, dates, drafts, exposed_names, keyslots, mails, metrics, password_policy, policy, ratelimit, status
+from . import (
+    audit, dates, drafts, exposed_names, keyslots, mails, metrics, password_policy, policy, ratelimit, status, uploads,
+)
 from .clients import network
 from .clock import utcnow
 from .crypto.keys import open_text
@@ -357,10 +359,12 @@ def policy_problem(draft: Draft, decision: policy.Decision, now: datetime, porta
 
 def files_problems(portal: Portal, draft: Draft, limits: policy.Limits) -> list[tuple[str, str]]:
     """(file name, problem) for files the limits do not allow: "extension", "count", "size";
-    and "unfinished" for uploads not complete yet."""
+    "unfinished" for uploads not complete yet; "unchecked" for files that the
+    limits require scanned and that no scan has let in (``uploads.screen_files``)."""
     views = drafts.files(draft)
     problems = [(f.name, "unfinished") for f in drafts.unfinished(draft)]
     problems += [(f.name, "extension") for f in views if not limits.extension_allowed(f.name)]
+    problems += [(f.name, "unchecked") for f in views if not uploads.admitted(portal, limits, f.scanned)]
     if len(views) > limits.max_files:
         problems += [(f.name, "count") for f in views[limits.max_files :]]
     if sum(f.size for f in views) > limits.max_total_bytes:

@@ -25,9 +25,10 @@ from sqlalchemy.orm import Session
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
-from . import drafts, metrics
-from .crypto.keys import seal_text
-from .crypto.stream import SegmentWriter
+from . import audit, drafts, metrics, scanning
+from . import db as dbmod
+from .crypto.keys import open_text, seal_text
+from .crypto.stream import SegmentReader, SegmentWriter
 from .models import Draft, StoredFile
 from .policy import Limits
 from .portal import Portal
@@ -61,8 +62,11 @@ class UploadRejected(Exception):
 class Received:
     fields: dict[str, str] = field(default_factory=dict)
     added: list[StoredFile] = field(default_factory=list)
-    # (file name, why): "extension", "count", "size", "quota", "space" or "drafts"; nothing of these was stored.
+    # (file name, why): "extension", "count", "size", "quota", "space", "drafts", "unscannable" (too large to
+    # scan) or "scanner" (no verdict to be had); nothing of these was stored. (``screen_files`` has its own.)
     refused: list[tuple[str, str]] = field(default_factory=list)
+    # (file name, signature): refused, the scanner found malware in them.
+    infected: list[tuple[str, str]] = field(default_factory=list)
 
 
 _WINDOWS_FORBIDDEN = str.maketrans(dict.fromkeys('<>:"|?*', "_"))
@@ -152,6 +156,7 @@ def receive(
     limits: Limits,
     quota_left: int | None = None,
     refuse_files: str | None = None,
+    ip: str = "",
 ) -> Received:
     """Store the files of a multipart body as it streams; all of them, or none on an exception.
 
@@ -169,6 +174,7 @@ def receive(
     if not 0 < len(boundary) <= MAX_BOUNDARY:
         raise UploadRejected("the multipart boundary must have 1 to 70 characters")
     dek = drafts.data_key(draft)
+    scan_limit = portal.settings.scan.max_stream_bytes
     # Werkzeug's decoder keeps a part's header, a preamble or an epilogue in
     # its buffer until it ends; while file data streams it holds at most one
     # read plus a possible partial boundary. Its max_form_memory_size bounds
@@ -226,9 +232,13 @@ def receive(
                     if upload is not None:
                         grown = upload.size + len(event.data)
                         too_big = used + grown > limits.max_total_bytes
-                        if too_big or (quota_left is not None and added + grown > quota_left):
+                        over = (
+                            "size" if too_big else "quota" if quota_left is not None and added + grown > quota_left
+                            else "unscannable" if limits.scan == "required" and grown > scan_limit else None
+                        )
+                        if over:
                             upload.abort()
-                            result.refused.append((upload.name, "size" if too_big else "quota"))
+                            result.refused.append((upload.name, over))
                             upload, skipping = None, True
                             count -= 1
                         else:
@@ -240,10 +250,19 @@ def receive(
                             raise UploadRejected(f"form field {field_name!r} is too large")
                     if not event.more_data:
                         if upload is not None:
-                            result.added.append(upload.finish(draft, position=count))
-                            used += upload.size
-                            added += upload.size
-                            upload = None
+                            done, upload = upload, None
+                            done.close()
+                            screening = screen_or_forget(db, portal, draft, done.blob_key, done.size, done.id, limits, ip)
+                            if (refusal := screening.refusal) is None:
+                                result.added.append(done.stored(draft, position=count, scanned=screening.mark))
+                                used += done.size
+                                added += done.size
+                            else:
+                                count -= 1
+                                if refusal.result == scanning.INFECTED:
+                                    result.infected.append((done.name, refusal.detail))
+                                else:
+                                    result.refused.append((done.name, refusal_reason(refusal)))
                         elif field_name is not None:
                             finish_field()
                             field_name = None
@@ -270,17 +289,140 @@ def receive(
 
 
 def _forget(db: Session, portal: Portal, draft: Draft, added: list[StoredFile]) -> None:
-    """The files a failed request had finished: neither rows nor blobs stay
-    (a blob the store cannot delete now is swept as an orphan later)."""
+    """The files a failed request had finished: neither rows nor blobs stay."""
     for stored in added:
         if stored in draft.files:
             draft.files.remove(stored)
         if stored in db:
             db.expunge(stored)
-        try:
-            portal.store.delete(stored.blob_key)
-        except StorageUnavailable:
-            log.warning("blob %s stays until the orphan sweep: the store is unavailable", stored.blob_key)
+        forget_blob(portal, stored.blob_key)
+
+
+def forget_blob(portal: Portal, blob_key: str) -> None:
+    """Delete a blob no row names; one the store cannot delete now is swept as an orphan later."""
+    try:
+        portal.store.delete(blob_key)
+    except StorageUnavailable:
+        log.warning("blob %s stays until the orphan sweep: the store is unavailable", blob_key)
+
+
+@dataclass(frozen=True)
+class Screening:
+    """What ``screen`` decided: the mark of a file let in (``StoredFile.scanned``), or the verdict that keeps it out."""
+
+    mark: str = ""
+    refusal: scanning.Verdict | None = None
+
+
+def screen(
+    db: Session, portal: Portal, draft: Draft, blob_key: str, size: int, file_id: str, limits: Limits, ip: str,
+) -> Screening:
+    """Whether the stored file may join the draft, and marked how.
+
+    Where ``limits.scan`` requires it, the blob is decrypted under the
+    draft's key segment by segment and streamed to the scanner, so neither
+    the plaintext nor more than a segment of it is ever kept. A file the
+    scanner could not judge is let in only with ``scan.on_unavailable =
+    "accept"``. Every verdict and every file let in unscanned goes to the
+    audit trail (sizes and signatures, never names or contents).
+    """
+    if limits.scan != "required":
+        return Screening(scanning.NOT_REQUIRED)
+    config = portal.settings.scan
+    if size > config.max_stream_bytes:
+        # Let in under rules without a scan: clamd would not read it all.
+        verdict = scanning.Verdict(scanning.TOO_LARGE)
+    else:
+        with portal.store.open(blob_key) as fh:
+            reader = SegmentReader(
+                fh, drafts.data_key(draft), portal.store.size(blob_key), transfer_id=draft.transfer_id, file_id=file_id
+            )
+            verdict = scanning.Clamd(config).scan(reader.iter_range())
+    metrics.SCANS.labels("failed" if verdict.result == scanning.UNAVAILABLE else verdict.result).inc()
+    event = {"transfer_id": draft.transfer_id, "actor": draft.sender_email, "ip": ip, "size": size}
+    if verdict.result == scanning.CLEAN:
+        # Every verdict is on the record, so the trail shows each file that went out was scanned.
+        audit.record(db, "file_scanned", **event)
+        return Screening(scanning.CLEAN)
+    if verdict.result == scanning.INFECTED:
+        audit.record(db, "file_infected", signature=verdict.detail, **event)
+        return Screening(refusal=verdict)
+    # Too large for clamd: never let in unscanned, whatever on_unavailable says.
+    accepted = verdict.result == scanning.UNAVAILABLE and config.on_unavailable == "accept"
+    if verdict.result == scanning.UNAVAILABLE:
+        log.warning("no malware scan (scan.clamd_address): %s; the file is %s", verdict.detail,
+                    "accepted unscanned (scan.on_unavailable)" if accepted else "refused")
+    audit.record(db, "file_unscanned", reason=verdict.result, accepted=accepted, **event)
+    return Screening(scanning.UNSCANNED) if accepted else Screening(refusal=verdict)
+
+
+def screen_or_forget(
+    db: Session, portal: Portal, draft: Draft, blob_key: str, size: int, file_id: str, limits: Limits, ip: str,
+) -> Screening:
+    """``screen``, with the blob deleted unless the file may join the draft."""
+    try:
+        screening = screen(db, portal, draft, blob_key, size, file_id, limits, ip)
+    except BaseException:
+        forget_blob(portal, blob_key)
+        raise
+    if screening.refusal is not None:
+        forget_blob(portal, blob_key)
+    return screening
+
+
+def admitted(portal: Portal, limits: Limits, scanned: str) -> bool:
+    """Whether a file marked ``scanned`` (``StoredFile.scanned``) may go out under ``limits``."""
+    if limits.scan != "required" or scanned == scanning.CLEAN:
+        return True
+    return scanned == scanning.UNSCANNED and portal.settings.scan.on_unavailable == "accept"
+
+
+def screen_files(db: Session, portal: Portal, draft: Draft, limits: Limits, ip: str) -> Received:
+    """The draft's files that ``limits`` do not admit as they were let in, scanned now; what keeps any out.
+
+    A file comes in under the rules of the recipients named at the time.
+    When the recipients change to some whose rule requires a scan, the files
+    let in unscanned are scanned here, as the sender leaves the files step
+    ("Next" waits for the verdicts); ``transactions.files_problems`` keeps
+    the transfer from starting until then. A file found infected (in
+    ``infected``) or too large to scan (refused "unscannable_removed") is
+    removed; one the scanner cannot judge now stays as it was (refused
+    "unchecked"), unless ``scan.on_unavailable = "accept"`` lets it in
+    marked unscanned. One let in so before stays so, as the audit trail
+    recorded it.
+
+    Commits before each scan, so that no database lock waits on the
+    scanner, and after the verdicts, which the refusal that follows must
+    not undo.
+    """
+    result = Received()
+    dek = drafts.data_key(draft)
+    waiting = [f for f in draft.files if not admitted(portal, limits, f.scanned)]
+    for stored in waiting:
+        db.commit()
+        screening = screen(db, portal, draft, stored.blob_key, stored.size, stored.id, limits, ip)
+        if (refusal := screening.refusal) is None:
+            stored.scanned = screening.mark
+            continue
+        name = open_text(dek, "name", stored.id, stored.name_ct)
+        if refusal.result == scanning.UNAVAILABLE:
+            result.refused.append((name, "unchecked"))
+            continue
+        draft.files.remove(stored)
+        db.delete(stored)
+        dbmod.after_commit(db, lambda key=stored.blob_key: forget_blob(portal, key))
+        if refusal.result == scanning.INFECTED:
+            result.infected.append((name, refusal.detail))
+        else:
+            result.refused.append((name, "unscannable_removed"))
+    if waiting:
+        db.commit()
+    return result
+
+
+def refusal_reason(refusal: scanning.Verdict) -> str:
+    """A refusal other than a detection, as ``Received.refused`` names it."""
+    return "scanner" if refusal.result == scanning.UNAVAILABLE else "unscannable"
 
 
 class OpenUpload:
@@ -302,13 +444,21 @@ class OpenUpload:
     def write(self, data: bytes) -> None:
         self._writer.write(data)
 
-    def finish(self, draft: Draft, position: int) -> StoredFile:
+    def close(self) -> None:
+        """The blob complete under its key, not yet a file of the draft."""
         self._writer.close()
         self._ctx.__exit__(None, None, None)
+
+    def finish(self, draft: Draft, position: int, scanned: str) -> StoredFile:
+        self.close()
+        return self.stored(draft, position, scanned)
+
+    def stored(self, draft: Draft, position: int, scanned: str) -> StoredFile:
+        """The closed blob's row, a file of ``draft`` from now on, marked as ``screen`` let it in."""
         name_ct, type_ct = sealed_name_and_type(self.dek, self.id, self.name)
         return StoredFile(
             id=self.id, draft=draft, position=position, blob_key=self.blob_key, size=self._writer.size,
-            name_ct=name_ct, type_ct=type_ct,
+            name_ct=name_ct, type_ct=type_ct, scanned=scanned,
         )
 
     def abort(self) -> None:

@@ -5,6 +5,7 @@ Run by hand (needs the test extras: gunicorn, requests)::
     .venv/bin/python bench/transfer.py                  # 1 GiB and 4 GiB
     .venv/bin/python bench/transfer.py --sizes 10G --interrupt
     .venv/bin/python bench/transfer.py --storage s3 --sizes 1G
+    .venv/bin/python bench/transfer.py --scan --sizes 1G
 
 Starts the portal under gunicorn on loopback (production Argon2 settings)
 and a minimal WSGI baseline app under the same gunicorn settings. For each
@@ -26,6 +27,13 @@ files, the same tuspy client and chunk size (8 MiB, the files page's), each
 side's upload and download, ``--runs`` times with the order alternating;
 and the form upload (no JavaScript) against a plain multipart
 receive-to-disk app, beside the plain baselines.
+
+With ``--scan`` it measures malware scanning (``[scan]``, clamd): a clamd
+started for the run with the tests' signature database (EICAR alone,
+tests/clamd.py), the tus upload of the same file with scanning on and,
+through a rule with ``scan = "off"``, with scanning off, beside clamd's
+own client on the same bytes (``clamdscan --stream``, over the same Unix
+socket as the portal).
 """
 
 from __future__ import annotations
@@ -60,6 +68,8 @@ from tusclient.client import TusClient
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from tests.seaweed import INSTALL_HINT, SeaweedServer, find_weed  # noqa: E402  (after the path is set)
+from tests.clamd import CLAMD_MAX_BYTES, ClamdServer, find_clamd  # noqa: E402
+from tests.clamd import INSTALL_HINT as CLAMD_INSTALL_HINT  # noqa: E402
 from bench.tus_peer import TusPeer  # noqa: E402
 
 MiB = 1024 * 1024
@@ -67,6 +77,8 @@ CHUNK = MiB
 # What the files page sends per PATCH.
 TUS_CHUNK = 8 * MiB
 PASSWORD = "Zonnebloem-Kade-1987!"
+# With --scan: recipients here fall under a rule with scanning off.
+UNSCANNED_DOMAIN = "unscanned.bench.example"
 
 
 def free_port() -> int:
@@ -199,7 +211,7 @@ class Portal(requests.Session):
         self.submit("/send/recipients", {"to": recipient})
         return self.page("/send/files")[1]
 
-    def tus_upload(self, token: str, path: Path, interrupt: bool) -> None:
+    def tus_upload(self, token: str, path: Path, interrupt: bool = False) -> None:
         size = path.stat().st_size
         headers = {"Tus-Resumable": "1.0.0", "X-CSRFToken": token}
         created = self.post(
@@ -351,7 +363,7 @@ def parse_size(text: str) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="1G,4G", help="comma-separated sizes, e.g. 1G,4G or 512M")
+    parser.add_argument("--sizes", help="comma-separated sizes, e.g. 1G,4G or 512M (default 1G,4G; with --scan 1G)")
     parser.add_argument("--interrupt", action="store_true", help="cut each upload's connection half-way, then resume")
     parser.add_argument("--parallel", type=int, default=20, help="concurrent downloads of the smallest file (0: skip)")
     parser.add_argument("--workers", type=int, default=2)
@@ -359,8 +371,13 @@ def main() -> None:
     parser.add_argument("--storage", choices=("local", "s3"), default="local", help="where the portal keeps its blobs")
     parser.add_argument("--peer", action="store_true", help="against the tus reference server (@tus/server, via npm)")
     parser.add_argument("--runs", type=int, default=3, help="with --peer: runs per size, the order alternating")
+    parser.add_argument("--scan", action="store_true", help="uploads with malware scanning on and off, against clamdscan")
     args = parser.parse_args()
-    sizes = [parse_size(s) for s in args.sizes.split(",")]
+    sizes = [parse_size(s) for s in (args.sizes or ("1G" if args.scan else "1G,4G")).split(",")]
+    if args.scan and max(sizes) > CLAMD_MAX_BYTES:
+        sys.exit(f"--scan: clamd takes a stream of at most {CLAMD_MAX_BYTES:,} bytes")
+    if args.scan and shutil.which("clamdscan") is None:
+        sys.exit("--scan needs clamd's own client: apt-get install --no-install-recommends clamdscan")
 
     work = Path(tempfile.mkdtemp(prefix="koerier-bench-"))
     instance, baseline_dir = work / "instance", work / "baseline"
@@ -372,6 +389,14 @@ def main() -> None:
             sys.exit(INSTALL_HINT)
         weed = SeaweedServer(binary).start()
         storage = "[storage]\n" + "".join(f'{key} = "{value}"\n' for key, value in weed.config(weed.create_bucket()).items())
+    clamd, scan = None, ""
+    if args.scan:
+        if (binary := find_clamd()) is None:
+            sys.exit(CLAMD_INSTALL_HINT)
+        # Started once the servers are: its address goes into the portal's config now.
+        clamd = ClamdServer(binary, stream_max_bytes=max(sizes))
+        scan = (f'[scan]\nbackend = "clamd"\nclamd_address = "{clamd.unix_address}"\nmax_stream_bytes = {max(sizes)}\n\n'
+                f'[[rules]]\nname = "bench-unscanned"\nrecipients = ["*@{UNSCANNED_DOMAIN}"]\nscan = "off"\n')
     (instance / "config.toml").write_text(
         f"""
 {storage}
@@ -387,7 +412,8 @@ failed_downloads_per_ip_per_hour = 100000
 
 [retention]
 scheduler = false
-"""
+
+{scan}"""
     )
     env = {"KOERIER_INSTANCE_PATH": str(instance), "BASELINE_DIR": str(baseline_dir)}
     portal = Gunicorn("wsgi:app", env, args.workers, args.threads, work / "portal.log")
@@ -397,6 +423,8 @@ scheduler = false
     try:
         if args.peer:
             rows = against_peer(sizes, args.runs, portal, baseline, instance, work)
+        elif clamd is not None:
+            rows = against_clamdscan(sizes, portal, instance, work, clamd.start())
         else:
             rows = against_baselines(args, sizes, portal, baseline, instance, baseline_dir, work, weed)
     except BaseException:
@@ -409,6 +437,8 @@ scheduler = false
         baseline.stop()
         if weed is not None:
             weed.stop()
+        if clamd is not None:
+            clamd.stop()
         shutil.rmtree(work, ignore_errors=True)
 
     print_table(rows)
@@ -608,6 +638,51 @@ def against_peer(
             source.unlink()
     finally:
         peer.stop()
+    return rows
+
+
+def against_clamdscan(
+    sizes: list[int], portal: Gunicorn, instance: Path, work: Path, clamd: ClamdServer
+) -> list[tuple[str, str, str, str]]:
+    """The tus upload with scanning on and off, and ``clamdscan --stream`` on the same bytes."""
+    rows: list[tuple[str, str, str, str]] = []
+    for size in sizes:
+        label = f"{size / (1024 * MiB):g} GiB"
+        source = work / "data.zip"
+        print(f"{label}: writing random data")
+        random_file(source, size)
+        figures: dict[str, float] = {}
+        for name, recipient in (("on", "ontvanger@bench.example"), ("off", f"ontvanger@{UNSCANNED_DOMAIN}")):
+            sender = Portal(portal.url, instance / "outbox")
+            token = sender.to_files_step("afzender@bench.example", recipient)
+            portal.reset_peak()
+            os.sync()
+            start = time.perf_counter()
+            sender.tus_upload(token, source)
+            figures[name] = time.perf_counter() - start
+            figures[f"{name}_rss"] = portal.peak_rss()
+        os.sync()
+        start = time.perf_counter()
+        scanned = subprocess.run(
+            ["clamdscan", f"--config-file={clamd.dir / 'clamd.conf'}", "--stream", "--no-summary", str(source)],
+            capture_output=True, text=True, timeout=3600,
+        )
+        figures["clamdscan"] = time.perf_counter() - start
+        if scanned.returncode != 0 or not scanned.stdout.strip().endswith("OK"):
+            sys.exit(f"clamdscan: exit {scanned.returncode}: {scanned.stdout.strip()} {scanned.stderr.strip()}")
+        on, off, own = (mbps(size, figures[k]) for k in ("on", "off", "clamdscan"))
+        # What scanning adds to the upload, as a speed of its own: decrypting the blob into clamd.
+        alone = mbps(size, figures["on"] - figures["off"])
+        rows += [
+            (label, "tus upload, scanning on vs off", f"{on:7.0f} / {off:7.0f} MB/s", f"{on / off:5.2f}"),
+            (label, "tus upload, scanning on vs clamdscan --stream", f"{on:7.0f} / {own:7.0f} MB/s", f"{on / own:5.2f}"),
+            (label, "its scan (on minus off) vs clamdscan --stream", f"{alone:7.0f} / {own:7.0f} MB/s", f"{alone / own:5.2f}"),
+            (label, "peak worker RSS scanning on / off",
+             f"{figures['on_rss'] / 1e6:5.0f} / {figures['off_rss'] / 1e6:5.0f} MB", ""),
+        ]
+        for row in rows[-4:]:
+            print("  " + "  ".join(row))
+        source.unlink()
     return rows
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ from sqlalchemy.orm import close_all_sessions
 
 from app import create_app, db
 
+from .clamd import INSTALL_HINT as CLAMD_INSTALL_HINT
+from .clamd import CLAMD_MAX_BYTES, ClamdServer, find_clamd
 from .live import LiveServer
 from .mailbox import Mailbox
 from .pg import INSTALL_HINT, PostgresDatabase, PostgresServer, find_bindir
@@ -147,6 +150,24 @@ def _session_server(found: str | Path | None, install_hint: str, server_class: C
 def seaweed() -> Iterator[SeaweedServer]:
     """One SeaweedFS server (an S3 store), started on first use."""
     yield from _session_server(find_weed(), WEED_INSTALL_HINT, SeaweedServer)
+
+
+@pytest.fixture(scope="session")
+def clamd() -> Iterator[ClamdServer]:
+    """One ClamAV daemon that knows the EICAR test file, started on first use."""
+    yield from _session_server(find_clamd(), CLAMD_INSTALL_HINT, ClamdServer)
+
+
+@pytest.fixture
+def own_clamd() -> Iterator[ClamdServer]:
+    """A ClamAV daemon for this test alone, which it may stop (``halt``) and start again."""
+    yield from _session_server(find_clamd(), CLAMD_INSTALL_HINT, ClamdServer)
+
+
+@pytest.fixture
+def roomy_clamd() -> Iterator[ClamdServer]:
+    """A ClamAV daemon for this test alone that takes as large a stream as clamd can (4 GiB)."""
+    yield from _session_server(find_clamd(), CLAMD_INSTALL_HINT, partial(ClamdServer, stream_max_bytes=CLAMD_MAX_BYTES))
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ from app.clock import utcnow
 from app.models import DownloadGrant, StoredFile, Upload
 from app.upload_limits import RETRY_AFTER_SECONDS, UploadLease
 
+from .clamd import EICAR, FOUND_AS, ClamdServer
 from .conftest import Setup
 from .live import ROOT, DroppingProxy, free_port, random_file, wait_for
 from .mailbox import Mailbox
@@ -581,6 +582,47 @@ def test_after_removing_a_file_the_keyboard_stays_in_the_list(browser: Browser, 
     expect(page.get_by_role("button", name="Remove b.txt")).to_be_focused()
     page.get_by_role("button", name="Remove b.txt").click()
     expect(page.get_by_role("heading", name="Files", exact=True)).to_be_focused()
+
+
+def test_the_files_step_shows_the_virus_scanners_verdict(
+    browser: Browser, make_live, mailbox: Mailbox, own_clamd: ClamdServer, tmp_path: Path
+) -> None:
+    """Malware is refused for good, named; a file the scanner could not
+    judge waits, complete, and goes in once the scanner is back, unsent again."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    app, _ = make_live({"site": {"base_url": base}, "scan": own_clamd.config()}, port=port)
+    visit = new_visit(browser, "scanning")
+    page = visit.page
+    to_files_step(visit, mailbox, base)
+    eicar = tmp_path / "factuur.txt"
+    eicar.write_bytes(EICAR)
+    expect(page.locator(".uploader")).to_be_visible()  # the script is ready
+    page.locator("#picker").set_input_files(eicar)
+    item = page.locator(".upload", has_text="factuur.txt")
+    expect(item.locator(".upload-status")).to_have_text(
+        f"“factuur.txt” was not added: the virus scanner found malware in it ({FOUND_AS})."
+    )
+    expect(item.get_by_role("button", name="Retry: factuur.txt")).to_be_hidden()
+    expect(item.get_by_role("button", name="Remove: factuur.txt")).to_be_visible()
+    visit.errors.clear()  # the 422 answer, which the console reports
+    visit.check("infected")
+    item.get_by_role("button", name="Remove: factuur.txt").click()
+
+    own_clamd.halt()
+    clean = tmp_path / "verslag.pdf"
+    random_file(clean, 3 * MiB)
+    page.locator("#picker").set_input_files(clean)
+    status = page.locator(".upload", has_text="verslag.pdf").locator(".upload-status")
+    expect(status).to_have_text("“verslag.pdf” was not added: the virus scanner is not available. Please try again later.")
+    visit.errors.clear()  # the 503 answers
+    visit.check("scanner-unavailable")
+    own_clamd.resume()
+    expect(status).to_have_text("Uploaded", timeout=60_000)
+    with app.app_context():
+        [stored] = db.session().scalars(select(StoredFile)).all()
+    assert stored.size == 3 * MiB
+
 
 def test_everything_works_without_javascript(browser: Browser, portal, mailbox: Mailbox, tmp_path: Path) -> None:
     app, base = portal

@@ -22,6 +22,8 @@ from . import sender_cookie
 STEPS = ("personal", "verify", "recipients", "files", "options", "notification")
 TOO_MANY_UPLOADS = _l("Too many uploads are running at the same time. Please wait a moment and try again.")
 SHORT_OF_SPACE = _l("The portal is short of storage space right now. Please try again later.")
+# A scanner that is down is mostly being restarted or updated.
+SCANNER_RETRY_SECONDS = 60
 
 
 def current_draft() -> Draft | None:
@@ -130,8 +132,19 @@ def csrf_token_ok(token: str) -> bool:
     return True
 
 
+def infected_message(name: str, signature: str, removed: bool = False) -> str:
+    """A file the virus scanner refused, with what it found; ``removed``: it had been added before its scan."""
+    if removed:
+        return gettext(
+            "“%(name)s” was removed: the virus scanner found malware in it (%(signature)s).", name=name, signature=signature
+        )
+    return gettext(
+        "“%(name)s” was not added: the virus scanner found malware in it (%(signature)s).", name=name, signature=signature
+    )
+
+
 def file_problem(name: str, why: str, limits: policy.Limits) -> str:
-    """Why a file was not added, as the sender reads it."""
+    """Why a file was not added (or, where ``why`` says so, why it keeps the transfer back), as the sender reads it."""
     if why == "space":
         return str(SHORT_OF_SPACE)
     if why == "drafts":
@@ -151,6 +164,25 @@ def file_problem(name: str, why: str, limits: policy.Limits) -> str:
         )
     if why == "extension":
         return gettext("“%(name)s” is not allowed: files of this type cannot be sent.", name=name)
+    if why == "scanner":
+        return gettext(
+            "“%(name)s” was not added: the virus scanner is not available. Please try again later.", name=name
+        )
+    if why == "unscannable":
+        return gettext(
+            "“%(name)s” was not added: files larger than %(max)s cannot be checked for viruses.",
+            name=name, max=human_size(settings().scan.max_stream_bytes),
+        )
+    if why == "unchecked":
+        return gettext(
+            "“%(name)s” has not been checked for viruses yet, and the virus scanner is not available. "
+            "Please try again later.", name=name,
+        )
+    if why == "unscannable_removed":
+        return gettext(
+            "“%(name)s” was removed: for these recipients files are checked for viruses, and files larger than "
+            "%(max)s cannot be checked.", name=name, max=human_size(settings().scan.max_stream_bytes),
+        )
     if why == "count":
         return gettext("“%(name)s” was not added: a transfer can hold at most %(max)d files.", name=name, max=limits.max_files)
     if name:

@@ -25,7 +25,8 @@ from app.web import client_ip, limit_body, portal, streams_body, upload_leases
 
 from . import bp
 from .guards import (
-    SHORT_OF_SPACE, TOO_MANY_UPLOADS, csrf_token_ok, current_draft, decision, file_problem, skips_ahead,
+    SCANNER_RETRY_SECONDS, SHORT_OF_SPACE, TOO_MANY_UPLOADS, csrf_token_ok, current_draft, decision, file_problem,
+    infected_message, skips_ahead,
 )
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,17 @@ def _refused(why: str, limits: Limits) -> Response:
     if why == "drafts":
         return _error(429, file_problem("", why, limits))
     return _error(507, str(SHORT_OF_SPACE))
+
+
+def _not_admitted(refused: resumable.Refused, limits: Limits) -> Response:
+    """A complete upload the scanner kept out: 422 for good (infected, too
+    large), 503 while it cannot judge (a PATCH at the end, without a body, asks again)."""
+    if refused.why == "scanner":
+        retry = {"Retry-After": str(SCANNER_RETRY_SECONDS)}
+        return _error(503, file_problem(refused.name, refused.why, limits), **retry)
+    if refused.why == "infected":
+        return _error(422, infected_message(refused.name, refused.signature))
+    return _error(422, file_problem(refused.name, refused.why, limits))
 
 
 def _sender_draft() -> Draft:
@@ -133,7 +145,7 @@ def tus_create() -> Response:
             found = resumable.create(db.session(), portal(), draft, length, metadata, limits)
             db.session().commit()
     except resumable.Refused as refused:
-        status = 413 if refused.why in ("size", "quota") else 403
+        status = 413 if refused.why in ("size", "quota", "unscannable") else 403
         return _error(status, file_problem(refused.name, refused.why, limits))
     except upload_limits.TooManyUploads:
         return _too_many_uploads()
@@ -163,7 +175,11 @@ def tus_patch(upload_id: str) -> Response:
         offset = int(request.headers.get("Upload-Offset", ""))
     except ValueError:
         return _error(400, "Upload-Offset is required")
-    if isinstance(found, StoredFile) or offset != found.offset:
+    if isinstance(found, StoredFile):
+        # Asked again whether the complete file is in (its answer was lost): it is.
+        in_already = offset == found.size and not request.content_length
+        return _progress(found, status=204 if in_already else 409)
+    if offset != found.offset:
         return _progress(found, status=409)
     if (request.content_length or 0) > found.length - found.offset:
         return _error(413, "The body runs past Upload-Length")
@@ -171,18 +187,23 @@ def tus_patch(upload_id: str) -> Response:
     limit_body(found.length - found.offset)
     if not upload_limits.room_for_rest(portal(), found):
         return _refused("space", decision(draft).limits)
+    limits = decision(draft).limits
     try:
         with upload_limits.running(portal(), upload_leases(), request.environ, draft, client_ip()) as why:
             if why:
-                return _refused(why, decision(draft).limits)
+                return _refused(why, limits)
             chunks = uploads.read_filled(request.stream, READ_SIZE, request.content_length)
-            found = resumable.append(db.session(), portal(), draft, found, offset, chunks)
+            found = resumable.append(
+                db.session(), portal(), draft, found, offset, chunks, limits, upload_leases(), client_ip()
+            )
+    except resumable.Refused as refused:
+        return _not_admitted(refused, limits)
     except upload_limits.TooManyUploads:
         return _too_many_uploads()
     except (resumable.OffsetMismatch, UploadRestarted):
         return _progress(found, status=409)
     except UploadBusy:
-        return _error(423, "This upload is being written by another request", **{"Retry-After": "5"})
+        return _error(423, "This upload is being written or checked by another request", **{"Retry-After": "5"})
     except UploadGone:
         return _error(410, gettext("This upload does not exist any more. Please add the file again."))
     except LengthExceeded:

@@ -27,8 +27,8 @@ from app.web import client_ip, limit_body, portal, settings, streams_body, uploa
 
 from . import bp, sender_cookie
 from .guards import (
-    TOO_MANY_UPLOADS, browser_id, code_message, csrf_token_ok, current_draft, decision, file_problem, first_missing_step,
-    retry_message, sender_verified, to_summary_of, wizard_step,
+    SCANNER_RETRY_SECONDS, TOO_MANY_UPLOADS, browser_id, code_message, csrf_token_ok, current_draft, decision,
+    file_problem, first_missing_step, infected_message, retry_message, sender_verified, to_summary_of, wizard_step,
 )
 from .forms import MessageForm, NotificationForm, OptionsForm, PersonalForm, RecipientsForm, VerifyForm
 
@@ -234,6 +234,7 @@ def files(draft: Draft):  # type: ignore[no-untyped-def]
             received = uploads.receive(
                 db.session(), portal(), draft, request.stream, boundary, check_csrf=csrf_token_ok, limits=limits,
                 quota_left=upload_limits.quota_left(db.session(), portal(), draft.sender_email), refuse_files=refused,
+                ip=client_ip(),
             )
             drafts.drop_superseded(db.session(), portal(), draft, received.added)
             db.session().commit()
@@ -261,20 +262,29 @@ def files(draft: Draft):  # type: ignore[no-untyped-def]
     drafts.save_message(draft, form.message.data or "")
     # Once each: every file refused for want of space (or of a seat) has the same message.
     errors += list(dict.fromkeys(file_problem(name, why, limits) for name, why in received.refused))
+    errors += [infected_message(name, signature) for name, signature in received.infected]
     if errors:
         whys = {why for _, why in received.refused}
-        status = 507 if "space" in whys else 429 if "drafts" in whys else 422
-        return refused_posts.refuse(form, notes=errors, status=status, draft=draft)
+        status = 507 if "space" in whys else 429 if "drafts" in whys else 503 if "scanner" in whys else 422
+        headers = {"Retry-After": str(SCANNER_RETRY_SECONDS)} if status == 503 else {}
+        return refused_posts.refuse(form, notes=errors, status=status, headers=headers, draft=draft)
     if received.fields.get("action") == "back":
         return redirect(url_for("wizard.recipients"))
     if received.fields.get("action") == "next":
-        problems = [file_problem(name, why, limits) for name, why in transactions.files_problems(portal(), draft, limits)]
+        # Files let in unscanned under earlier recipients' rules: Next waits for their verdicts.
+        screened = uploads.screen_files(db.session(), portal(), draft, limits, client_ip())
+        whys = [*screened.refused, *transactions.files_problems(portal(), draft, limits)]
+        problems = [infected_message(name, signature, removed=True) for name, signature in screened.infected]
+        problems += dict.fromkeys(file_problem(name, why, limits) for name, why in whys)
         if not draft.files and draft.message_ct is None:
             problems.append(gettext("Please add at least one file or a confidential message."))
         if limits.confidential_message == "required" and draft.message_ct is None:
             problems.append(gettext("Please write a confidential message for these recipients."))
         if problems:
-            return refused_posts.refuse(form, notes=problems, draft=draft)
+            # Files waiting for the scanner: try again later, as for an upload.
+            waiting = any(why == "unchecked" for _, why in whys)
+            status, headers = (503, {"Retry-After": str(SCANNER_RETRY_SECONDS)}) if waiting else (422, {})
+            return refused_posts.refuse(form, notes=problems, status=status, headers=headers, draft=draft)
         return redirect(url_for("wizard.options"))
     return redirect(url_for("wizard.files"))
 

@@ -4,6 +4,10 @@
 // added again that matches an upload the page lists as unfinished (the
 // same name and size; the page that sent it was left) resumes that upload.
 // Each file shows progress, speed and time left, and can be cancelled or retried.
+// A file is in once the server says so for its last byte: where the portal
+// scans for malware, only after the scanner found it clean. When the
+// scanner could not judge it, the complete upload stays on the server, and
+// a PATCH at its end without a body asks again: nothing is sent twice.
 // "Next" waits until every file is in, then goes on by itself; a file that
 // did not get in stops it, named, until it is retried or removed.
 import { noteActivity } from "./session.js";
@@ -24,16 +28,18 @@ class UploadError extends Error {
     this.final = final;
   }
 }
-// Worth trying again; the message is what the sender reads meanwhile.
+// Worth trying again; the message is what the sender reads meanwhile, the
+// refusal the server's own words, for when trying again has not helped.
 class Retry extends Error {
-  constructor(message = text("reconnecting")) {
+  constructor(message = text("reconnecting"), refusal = null) {
     super(message);
+    this.refusal = refusal;
   }
 }
 // The server answered, so the connection is fine: 423 (a node that died
 // still holds the upload until its lease runs out) or 5xx (its database or
 // store is down) pass; 409 (the offsets crossed) is set right at once.
-const retryFor = (status) => new Retry(status === 409 ? "" : text("unavailable"));
+const retryFor = (status, refusal = null) => new Retry(status === 409 ? "" : refusal || text("unavailable"), refusal);
 // The server is at its limit of uploads running at once (429 with
 // Retry-After): wait as long as it asks, saying so, then try again. A 429
 // without Retry-After (too many unfinished transfers) is an answer, not a wait.
@@ -87,6 +93,8 @@ class Upload {
     this.queue = queue;
     this.url = resumeUrl;
     this.offset = resumeUrl ? null : 0;
+    // The server has taken the whole file as a file of the transfer (scanned, where it scans).
+    this.admitted = false;
     this.state = "waiting";
     this.samples = [];
     this.item = this.render();
@@ -149,7 +157,7 @@ class Upload {
     this.restarted();
     try {
       if (!this.url) await this.create();
-      while (this.offset === null || this.offset < this.file.size) await this.sendWithRetries();
+      while (this.offset === null || this.offset < this.file.size || !this.admitted) await this.sendWithRetries();
       this.progress.value = this.progress.max;
       this.setState("done", text("uploaded"));
       announce(`${this.file.name}: ${text("uploaded")}`);
@@ -178,6 +186,8 @@ class Upload {
       noteActivity();
       this.url = new URL(response.headers.get("Location"), location.href).href;
       this.offset = Number(response.headers.get("Upload-Offset"));
+      // An empty file is in at once.
+      this.admitted = this.offset === this.file.size;
       return;
     }
   }
@@ -187,11 +197,11 @@ class Upload {
       try {
         if (attempt > 0 || this.offset === null) this.offset = await this.askOffset();
         if (attempt > 0) this.restarted();
-        if (this.offset < this.file.size) this.offset = await this.sendChunk();
+        if (this.offset < this.file.size || !this.admitted) this.offset = await this.sendChunk();
         return;
       } catch (error) {
         if (error instanceof UploadError || this.state === "cancelled") throw error;
-        if (attempt >= RETRY_DELAYS_MS.length) throw new UploadError(error instanceof Busy ? error.refusal : text("failed"));
+        if (attempt >= RETRY_DELAYS_MS.length) throw new UploadError(error.refusal || text("failed"));
         if (error instanceof Busy) {
           await this.waitWhileBusy(error);
         } else {
@@ -218,29 +228,41 @@ class Upload {
   sendChunk() {
     return new Promise((resolve, reject) => {
       const start = this.offset;
+      const end = Math.min(start + CHUNK, this.file.size);
       const xhr = new XMLHttpRequest();
       this.xhr = xhr;
       xhr.open("PATCH", this.url);
       for (const [key, value] of Object.entries(this.headers({ "Upload-Offset": String(start), "Content-Type": "application/offset+octet-stream" }))) {
         xhr.setRequestHeader(key, value);
       }
-      xhr.upload.onprogress = (event) => this.showProgress(start + event.loaded);
+      xhr.upload.onprogress = (event) => {
+        this.showProgress(start + event.loaded);
+        // The last byte is sent; the server scans the file before it answers.
+        if (this.queue.scans && end === this.file.size && start + event.loaded === end) this.status.textContent = text("scanning");
+      };
       xhr.onload = () => {
-        let message = text("failed");
+        let said = null; // the server's own words, when it gave any
         try {
-          message = JSON.parse(xhr.responseText).error || message;
+          said = JSON.parse(xhr.responseText).error || null;
         } catch {}
+        const message = said || text("failed");
         if (xhr.status === 204) {
           noteActivity();
-          resolve(Number(xhr.getResponseHeader("Upload-Offset")));
+          const offset = Number(xhr.getResponseHeader("Upload-Offset"));
+          this.admitted = offset === this.file.size;
+          resolve(offset);
         }
         else if (xhr.status === 429 && xhr.getResponseHeader("Retry-After")) reject(new Busy(xhr.getResponseHeader("Retry-After"), message));
         // 507: the portal is short of storage space; its message says to try later.
-        else if ([409, 423].includes(xhr.status) || (xhr.status >= 500 && xhr.status !== 507)) reject(retryFor(xhr.status));
-        else reject(new UploadError(message));
+        // A 503 says why (the virus scanner is down: the complete file waits on the server to be judged again).
+        else if ([409, 423].includes(xhr.status) || (xhr.status >= 500 && xhr.status !== 507)) {
+          reject(retryFor(xhr.status, xhr.status === 503 ? said : null));
+        }
+        // 422: the scanner refused the file (malware, too large to check): only Remove helps.
+        else reject(new UploadError(message, xhr.status === 422));
       };
       xhr.onerror = xhr.ontimeout = xhr.onabort = () => reject(new Retry());
-      xhr.send(this.file.slice(start, Math.min(start + CHUNK, this.file.size)));
+      xhr.send(this.file.slice(start, end));
     });
   }
 
@@ -289,6 +311,7 @@ class Queue {
     this.endpoint = root.dataset.uploadUrl;
     this.pick = root.querySelector("[data-pick]");
     this.csrf = root.dataset.csrf;
+    this.scans = root.dataset.scans === "required";
     this.list = list;
     this.uploads = [];
     this.running = false;
