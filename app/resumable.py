@@ -4,8 +4,9 @@ An upload belongs to one draft. Its bytes are sealed segment by segment as
 they arrive (see ``ResumableWriter``) into the store's pending blob; only
 whole segments are stored, and the offset a client is told is the offset
 that is stored and committed. Once the last byte is in, the blob is
-published, the upload recorded as complete, and, where the rules require
-it, the file scanned (``uploads.screen``); only then does the upload become
+published, the upload recorded as complete, its first bytes checked
+against its name (app/true_types.py) and, where the rules require it, the
+file scanned (``uploads.screen``); only then does the upload become
 a file of the draft, exactly like one sent by the plain form. A complete
 upload the scanner could not judge stays, complete: a PATCH at its end,
 without a body, asks for the verdict again, and nothing is sent twice.
@@ -28,10 +29,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import drafts, metrics, scanning, uploads
+from . import drafts, metrics, scanning, true_types, uploads
 from .clock import utcnow
 from .crypto.keys import open_text
-from .crypto.stream import ResumableWriter
+from .crypto.stream import ResumableWriter, SegmentReader
 from .models import Draft, StoredFile, Upload
 from .policy import Limits
 from .portal import Portal
@@ -40,7 +41,8 @@ from .uploads import OpenUpload, clean_filename, sealed_name_and_type
 
 class Refused(Exception):
     """The upload is not accepted; ``why`` is "extension", "count", "size",
-    "quota", "unscannable" (too large to scan), "infected" (with the
+    "quota", "type" (its content not what its name says; the upload is
+    gone), "unscannable" (too large to scan), "infected" (with the
     ``signature`` found; the upload is gone), or "scanner" (no verdict now;
     the complete upload stays, to be judged again)."""
 
@@ -161,7 +163,8 @@ def append(
 
 
 def _finish(db: Session, portal: Portal, draft: Draft, upload: Upload, limits: Limits, ip: str) -> StoredFile:
-    """The complete upload becomes a file of the draft, once the scanner lets it in.
+    """The complete upload becomes a file of the draft, once its true type
+    check (on its first segment, decrypted) and the scanner let it in.
 
     The store published the blob before the first commit here: a crash in
     between leaves a blob the upload row still names (removed with it),
@@ -171,9 +174,16 @@ def _finish(db: Session, portal: Portal, draft: Draft, upload: Upload, limits: L
     upload.offset = upload.length
     drafts.touch(draft)
     db.commit()
+    name = open_text(drafts.data_key(draft), "name", upload.id, upload.name_ct)
+    if portal.settings.transfer.check_content_type and uploads.disguised(
+        db, draft, name, _head(portal, draft, upload), upload.length, ip
+    ):
+        draft.uploads.remove(upload)
+        uploads.forget_blob(portal, upload.blob_key)
+        db.commit()
+        raise Refused(name, "type")
     refusal = uploads.screen(db, portal, draft, upload.blob_key, upload.length, upload.id, limits, ip)
     if refusal is not None:
-        name = open_text(drafts.data_key(draft), "name", upload.id, upload.name_ct)
         if refusal.result != scanning.UNAVAILABLE:
             draft.uploads.remove(upload)
             uploads.forget_blob(portal, upload.blob_key)
@@ -191,3 +201,13 @@ def _finish(db: Session, portal: Portal, draft: Draft, upload: Upload, limits: L
     drafts.touch(draft)
     db.commit()
     return stored
+
+
+def _head(portal: Portal, draft: Draft, upload: Upload) -> bytes:
+    """The first bytes of the complete upload, for the true type check: its
+    first segment, decrypted; whatever the requests that brought them in, so
+    a first request of a single byte changes nothing."""
+    with portal.store.open(upload.blob_key) as fh:
+        size = portal.store.size(upload.blob_key)
+        reader = SegmentReader(fh, drafts.data_key(draft), size, transfer_id=draft.transfer_id, file_id=upload.id)
+        return b"".join(reader.iter_range(0, min(reader.size, true_types.HEAD_BYTES) - 1))
