@@ -4,8 +4,9 @@ An upload belongs to one draft. Its bytes are sealed segment by segment as
 they arrive (see ``ResumableWriter``) into the store's pending blob; only
 whole segments are stored, and the offset a client is told is the offset
 that is stored and committed. Once the last byte is in, the blob is
-published, the upload recorded as complete, and, where the rules require
-it, the file scanned (``uploads.screen``); only then does the upload become
+published, the upload recorded as complete, its first bytes checked
+against its name (app/true_types.py) and, where the rules require it, the
+file scanned (``uploads.screen``); only then does the upload become
 a file of the draft, exactly like one sent by the plain form. A complete
 upload the scanner could not judge stays, complete: a PATCH at its end,
 without a body, asks for the verdict again, and nothing is sent twice.
@@ -28,10 +29,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import drafts, metrics, scanning, upload_limits, uploads
+from . import drafts, metrics, scanning, true_types, upload_limits, uploads
 from .clock import utcnow
 from .crypto.keys import open_text
-from .crypto.stream import ResumableWriter
+from .crypto.stream import ResumableWriter, SegmentReader
 from .models import Draft, StoredFile, Upload
 from .policy import Limits
 from .portal import Portal
@@ -43,7 +44,8 @@ DRAFT_TOUCH_INTERVAL = timedelta(minutes=1)
 
 class Refused(Exception):
     """The upload is not accepted; ``why`` is "extension", "count", "size",
-    "quota", "unscannable" (too large to scan), "infected" (with the
+    "quota", "type" (its content not what its name says; the upload is
+    gone), "unscannable" (too large to scan), "infected" (with the
     ``signature`` found; the upload is gone), or "scanner" (no verdict now;
     the complete upload stays, to be judged again)."""
 
@@ -173,7 +175,8 @@ def _finish(
     db: Session, portal: Portal, draft: Draft, upload: Upload, limits: Limits, ip: str, leases: Leases,
     again: bool = False,
 ) -> StoredFile:
-    """The complete upload becomes a file of the draft, once the scanner lets it in.
+    """The complete upload becomes a file of the draft, once its true type
+    check (on its first segment, decrypted) and the scanner let it in.
 
     One request at a time judges it, on whichever node: it holds a lease
     named after the upload (renewed while it scans, expired if its worker
@@ -213,9 +216,16 @@ def _judge(db: Session, portal: Portal, draft: Draft, upload: Upload, limits: Li
     upload.offset = upload.length
     drafts.touch(draft)
     db.commit()
+    name = open_text(drafts.data_key(draft), "name", upload.id, upload.name_ct)
+    if portal.settings.transfer.check_content_type and uploads.disguised(
+        db, draft, name, _head(portal, draft, upload), upload.length, ip
+    ):
+        draft.uploads.remove(upload)
+        uploads.forget_blob(portal, upload.blob_key)
+        db.commit()
+        raise Refused(name, "type")
     screening = uploads.screen(db, portal, draft, upload.blob_key, upload.length, upload.id, limits, ip)
     if (refusal := screening.refusal) is not None:
-        name = open_text(drafts.data_key(draft), "name", upload.id, upload.name_ct)
         if refusal.result != scanning.UNAVAILABLE:
             draft.uploads.remove(upload)
             uploads.forget_blob(portal, upload.blob_key)
@@ -233,3 +243,13 @@ def _judge(db: Session, portal: Portal, draft: Draft, upload: Upload, limits: Li
     drafts.touch(draft)
     db.commit()
     return stored
+
+
+def _head(portal: Portal, draft: Draft, upload: Upload) -> bytes:
+    """The first bytes of the complete upload, for the true type check: its
+    first segment, decrypted; whatever the requests that brought them in, so
+    a first request of a single byte changes nothing."""
+    with portal.store.open(upload.blob_key) as fh:
+        size = portal.store.size(upload.blob_key)
+        reader = SegmentReader(fh, drafts.data_key(draft), size, transfer_id=draft.transfer_id, file_id=upload.id)
+        return b"".join(reader.iter_range(0, min(reader.size, true_types.HEAD_BYTES) - 1))

@@ -238,6 +238,8 @@ class Transfer:
     retrieval_notice: str = "off"
     confidential_message: str = "allowed"
     edit_notification: bool = True
+    # A program, a script or an archive under another type's name is refused (app/true_types.py).
+    check_content_type: bool = True
 
     def check(self, path: str) -> None:
         _range(path, "max_total_bytes", self.max_total_bytes, 1, 2**50)

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
-from . import audit, drafts, metrics, scanning
+from . import audit, drafts, metrics, scanning, true_types
 from . import db as dbmod
 from .crypto.keys import open_text, seal_text
 from .crypto.stream import SegmentReader, SegmentWriter
@@ -62,8 +62,9 @@ class UploadRejected(Exception):
 class Received:
     fields: dict[str, str] = field(default_factory=dict)
     added: list[StoredFile] = field(default_factory=list)
-    # (file name, why): "extension", "count", "size", "quota", "space", "drafts", "unscannable" (too large to
-    # scan) or "scanner" (no verdict to be had); nothing of these was stored. (``screen_files`` has its own.)
+    # (file name, why): "extension", "count", "size", "quota", "space", "drafts", "type" (content not what
+    # the name says), "unscannable" (too large to scan) or "scanner" (no verdict to be had); nothing of these
+    # was stored. (``screen_files`` has its own.)
     refused: list[tuple[str, str]] = field(default_factory=list)
     # (file name, signature): refused, the scanner found malware in them.
     infected: list[tuple[str, str]] = field(default_factory=list)
@@ -175,6 +176,7 @@ def receive(
         raise UploadRejected("the multipart boundary must have 1 to 70 characters")
     dek = drafts.data_key(draft)
     scan_limit = portal.settings.scan.max_stream_bytes
+    check_types = portal.settings.transfer.check_content_type
     # Werkzeug's decoder keeps a part's header, a preamble or an epilogue in
     # its buffer until it ends; while file data streams it holds at most one
     # read plus a possible partial boundary. Its max_form_memory_size bounds
@@ -249,6 +251,13 @@ def receive(
                         if len(field_buf) > (FIELD_LIMIT if csrf_ok else TOKEN_LIMIT) or field_bytes > FIELDS_LIMIT:
                             raise UploadRejected(f"form field {field_name!r} is too large")
                     if not event.more_data:
+                        if upload is not None and check_types and disguised(
+                            db, draft, upload.name, upload.head, upload.size, ip
+                        ):
+                            upload.abort()
+                            result.refused.append((upload.name, "type"))
+                            upload = None
+                            count -= 1
                         if upload is not None:
                             done, upload = upload, None
                             done.close()
@@ -304,6 +313,20 @@ def forget_blob(portal: Portal, blob_key: str) -> None:
         portal.store.delete(blob_key)
     except StorageUnavailable:
         log.warning("blob %s stays until the orphan sweep: the store is unavailable", blob_key)
+
+
+def disguised(db: Session, draft: Draft, name: str, head: bytes, size: int, ip: str) -> bool:
+    """True, with the refusal in the audit trail, when the file that starts
+    with ``head`` is a program, a script or an archive its name hides
+    (app/true_types.py). The trail keeps the extension and what the content
+    is, never the name."""
+    kind = true_types.disguise(name, head)
+    if kind is not None:
+        audit.record(
+            db, "file_type_mismatch", transfer_id=draft.transfer_id, actor=draft.sender_email, ip=ip, size=size,
+            extension=true_types.extension(name), content=kind,
+        )
+    return kind is not None
 
 
 @dataclass(frozen=True)
@@ -436,12 +459,16 @@ class OpenUpload:
         self._ctx = portal.store.create(self.blob_key)
         self._sink = self._ctx.__enter__()
         self._writer = SegmentWriter(self._sink, dek, transfer_id=transfer_id, file_id=self.id)
+        # The first bytes, for the true type check; in memory only, like the segment being sealed.
+        self.head = bytearray()
 
     @property
     def size(self) -> int:
         return self._writer.size
 
     def write(self, data: bytes) -> None:
+        if len(self.head) < true_types.HEAD_BYTES:
+            self.head += data[: true_types.HEAD_BYTES - len(self.head)]
         self._writer.write(data)
 
     def close(self) -> None:

@@ -270,6 +270,18 @@ class Sender(Browser):
         recipient.unlock(sent.access_id(address), PASSWORD)
         return recipient
 
+    def replier(self, person: Person) -> "Sender":
+        """``person``, a recipient of a transaction this sender starts, having
+        followed its "Reply securely" link and verified: at the reply's files step."""
+        mail = self.send(to=person.email).notifications[person.email]
+        reply = re.search(r"https://portal\.example\.nl(/send/reply/\S+)", mail.text).group(1)
+        replier = Sender(self.app, self.mailbox, person)
+        page = replier.get(reply)
+        assert replier.post(reply, data={"csrf_token": csrf_token(page.get_data(as_text=True))}).status_code == 302
+        replier.personal()
+        replier.verify()
+        return replier
+
     def finish(self, addresses: Sequence[str] = ("anna@gemeente.example",), **options: Any) -> Sent:
         """From the files step on: options, notification mail, "Start transaction"."""
         r = self.options(**options)

@@ -164,6 +164,8 @@ def file_problem(name: str, why: str, limits: policy.Limits) -> str:
         )
     if why == "extension":
         return gettext("“%(name)s” is not allowed: files of this type cannot be sent.", name=name)
+    if why == "type":
+        return gettext("“%(name)s” was not added: its content does not match its extension.", name=name)
     if why == "scanner":
         return gettext(
             "“%(name)s” was not added: the virus scanner is not available. Please try again later.", name=name

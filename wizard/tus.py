@@ -60,8 +60,9 @@ def _refused(why: str, limits: Limits) -> Response:
 
 
 def _not_admitted(refused: resumable.Refused, limits: Limits) -> Response:
-    """A complete upload the scanner kept out: 422 for good (infected, too
-    large), 503 while it cannot judge (a PATCH at the end, without a body, asks again)."""
+    """A complete upload the true type check or the scanner kept out: 422 for
+    good (disguised, infected, too large), 503 while the scanner cannot judge
+    (a PATCH at the end, without a body, asks again)."""
     if refused.why == "scanner":
         retry = {"Retry-After": str(SCANNER_RETRY_SECONDS)}
         return _error(503, file_problem(refused.name, refused.why, limits), **retry)
