@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, CheckConstraint, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .clock import utcnow
@@ -302,9 +302,10 @@ class DownloadGrant(Base):
 class Event(Base):
     """Audit trail: facts only, never contents, file names or passwords.
 
-    Append-only in the database itself, not just by habit: triggers that the
-    first migration makes (app/migrations/versions/0001_first.py) fail an
-    UPDATE or DELETE on it, whoever issues it.
+    Append-only in the database itself, not just by habit: triggers
+    (app/migrations/versions/0005_audit_retention.py) fail an UPDATE on it,
+    whoever issues it, and a DELETE unless an ``AuditPurge`` permit of the
+    same transaction covers the row.
     """
 
     __tablename__ = "event"
@@ -321,6 +322,33 @@ class Event(Base):
 
     def __repr__(self) -> str:
         return f"<Event {self.kind} {self.at:%Y-%m-%d %H:%M:%S}>"
+
+
+class AuditPurge(Base):
+    """The retention purge's permit to delete audit events older than ``cutoff``.
+
+    Only ``app.audit.purge`` writes one, and removes it again before its
+    transaction ends. The database sees to it that a permit never outlives
+    that transaction: ``pending`` names a permit that cannot exist (the only
+    id there can be is 1), a foreign key checked at commit, so a transaction
+    still holding a permit cannot commit, and no other transaction ever sees
+    one.
+    """
+
+    __tablename__ = "audit_purge"
+    __table_args__ = (
+        CheckConstraint("id = 1", name="ck_audit_purge_one"),
+        CheckConstraint("pending = 0", name="ck_audit_purge_pending"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False, default=1)
+    cutoff: Mapped[datetime] = mapped_column(UTCDateTime)
+    pending: Mapped[int] = mapped_column(
+        ForeignKey("audit_purge.id", deferrable=True, initially="DEFERRED"), default=0
+    )
+
+    def __repr__(self) -> str:
+        return f"<AuditPurge before {self.cutoff:%Y-%m-%d %H:%M:%S}>"
 
 
 class RateCounter(Base):

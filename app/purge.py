@@ -1,10 +1,11 @@
 """The clean-up job: expiry by crypto-shredding, abandoned drafts, stale rows,
-retrieval notices and reminders.
+retrieval notices and reminders, and the audit trail's term.
 
 Every step is idempotent and commits on its own, so a crash half-way (or a
 blob that is already gone) is finished by the next run. An expired transfer
 goes in three committed steps: key slots and grants (from then on its
-ciphertext is noise), then blobs, then rows. Only the audit trail remains.
+ciphertext is noise), then blobs, then rows. Only the audit trail remains,
+for ``retention.audit_months``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class Report:
     codes_removed: int = 0
     grants_removed: int = 0
     counters_removed: int = 0
+    events_removed: int = 0
     notices_sent: int = 0
     reminders_sent: int = 0
     failures: int = 0
@@ -59,6 +61,7 @@ def run(new_session: Callable[[], Session], portal: Portal, now: datetime | None
         _remove_abandoned_drafts(db, portal, now, report)
         _remove_orphan_blobs(db, portal, now, report)
         _remove_stale_rows(db, now, report)
+        _purge_audit_trail(db, portal, now, report)
         report.notices_sent = retrievals.send_due(db, portal, now)
         _send_reminders(db, portal, now, report)
         db.commit()
@@ -142,6 +145,21 @@ def _remove_stale_rows(db: Session, now: datetime, report: Report) -> None:
         )
     )
     db.commit()
+
+
+def _purge_audit_trail(db: Session, portal: Portal, now: datetime, report: Report) -> None:
+    cutoff = audit.retention_cutoff(now, portal.settings.retention.audit_months)
+    try:
+        while True:
+            removed = audit.purge(db, cutoff, now)
+            db.commit()
+            report.events_removed += removed
+            if removed < audit.PURGE_BATCH:
+                return
+    except Exception:  # noqa: BLE001  (notices and reminders still go out)
+        db.rollback()
+        report.failures += 1
+        log.exception("purging the audit trail failed; the next run tries again")
 
 
 def _send_reminders(db: Session, portal: Portal, now: datetime, report: Report) -> None:

@@ -388,7 +388,7 @@ class Limits:
 
 @dataclass(frozen=True)
 class Retention:
-    """The clean-up job: expiry, abandoned drafts, notices, reminders."""
+    """The clean-up job: expiry, abandoned drafts, notices, reminders, the audit trail's term."""
 
     scheduler: bool = True
     interval_minutes: int = 5
@@ -397,11 +397,16 @@ class Retention:
     # in this time.
     notice_quiet_minutes: int = 3
     reminder_days_before: int = 0
+    # The trail holds addresses and IP addresses: the AVG's storage limitation
+    # wants a term, so there is no "forever" (a longer legal duty sets a
+    # longer term, up to a century).
+    audit_months: int = 24
 
     def check(self, path: str) -> None:
         _range(path, "interval_minutes", self.interval_minutes, 1, 24 * 60)
         _range(path, "notice_quiet_minutes", self.notice_quiet_minutes, 1, 24 * 60)
         _range(path, "reminder_days_before", self.reminder_days_before, 0, 365)
+        _range(path, "audit_months", self.audit_months, 1, 1200)
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,7 @@ def test_defaults_need_no_file() -> None:
         ("[[password.patterns]]\nname = 'x'\nregex = '(['\n", "password.patterns[0].regex"),
         ("[[password.patterns]]\nname = 'x'\nregex = 'a'\nhint = { fr = 'x' }\n", "password.patterns[0].hint"),
         ("[verification]\nmax_attempts = 0\n", "verification.max_attempts"),
+        ("[retention]\naudit_months = 0\n", "retention.audit_months: must be between"),
         ("[crypto]\nargon2_memory_kib = 1\n", "crypto.argon2_memory_kib"),
         ("[storage]\nbackend = 'ftp'\n", "storage.backend"),
         ("[storage]\nbackend = 's3'\n", "storage.s3_bucket"),

@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -15,9 +16,11 @@ import requests
 import tomli_w
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import DatabaseError
 
-from app import schema
+from app import audit, db, purge, schema
+from app.clock import utcnow
 from app.db import Base
 from app.schema import SchemaError
 
@@ -85,6 +88,33 @@ def test_the_embedded_database_upgrades_itself(make_app, tmp_path: Path) -> None
     make_app()
     assert _flask(instance, "db", "downgrade", "0001").returncode == 0
     assert _revision(make_app()) == schema.head()
+
+
+def test_the_audit_trails_term_downgrades_to_a_trail_nothing_deletes(make_app, tmp_path: Path, setup: Setup) -> None:
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    storage = {"database_url": setup.database_url, "auto_upgrade": "never"}
+    (instance / "config.toml").write_text(tomli_w.dumps({"storage": storage}))
+    app = make_app()
+    with db.new_session(app) as s:
+        audit.record(s, "file_downloaded", actor="anna@gemeente.example", now=utcnow() - timedelta(days=1000))
+        s.commit()
+
+    before = schema.scripts().get_revision("0005").down_revision
+    downgraded = _flask(instance, "db", "downgrade", before)
+    assert downgraded.returncode == 0, downgraded.stderr
+    engine = app.extensions["koerier.engine"]
+    with engine.connect() as conn:
+        assert "audit_purge" not in inspect(conn).get_table_names()
+        with pytest.raises(DatabaseError, match="append-only"):
+            conn.execute(text("DELETE FROM event"))
+
+    upgraded = _flask(instance, "db", "upgrade")
+    assert upgraded.returncode == 0, upgraded.stderr
+    app = make_app()
+    with app.app_context():
+        report = purge.run(lambda: db.new_session(app), app.extensions["koerier"])
+    assert report.events_removed == 1 and report.failures == 0
 
 
 def test_a_database_from_before_revisions_is_not_taken_for_empty(make_app, tmp_path: Path) -> None:
