@@ -272,7 +272,15 @@ def files(draft: Draft):  # type: ignore[no-untyped-def]
         return redirect(url_for("wizard.recipients"))
     if received.fields.get("action") == "next":
         # Files let in unscanned under earlier recipients' rules: Next waits for their verdicts.
-        screened = uploads.screen_files(db.session(), portal(), draft, limits, client_ip())
+        # Scanning holds a thread here and one in clamd, as an upload does: so it counts as one.
+        try:
+            with upload_limits.running(portal(), upload_leases(), request.environ, draft, client_ip()):
+                screened = uploads.screen_files(db.session(), portal(), draft, limits, client_ip())
+        except upload_limits.TooManyUploads:
+            return refused_posts.refuse(
+                form, notes=[TOO_MANY_UPLOADS], status=429,
+                headers={"Retry-After": str(upload_limits.RETRY_AFTER_SECONDS)}, draft=draft,
+            )
         whys = [*screened.refused, *transactions.files_problems(portal(), draft, limits)]
         problems = [infected_message(name, signature, removed=True) for name, signature in screened.infected]
         problems += dict.fromkeys(file_problem(name, why, limits) for name, why in whys)
