@@ -97,6 +97,9 @@ class ClamdServer:
             f"MaxFileSize {max(self.stream_max_bytes, CLAMD_MAX_FILE_SIZE)}\n"
             # What an archive's members add counts too.
             f"MaxScanSize {max(self.stream_max_bytes, CLAMD_MAX_SCAN_SIZE)}\n"
+            # As the README tells operators: what the limits above (and MaxFiles,
+            # MaxRecursion) make clamd skip is refused, not answered "OK".
+            "AlertExceedsMax yes\n"
             f"LogFile {self.log}\n"
             # Nothing to watch for: the database does not change.
             "SelfCheck 0\n"

@@ -6,15 +6,18 @@ import os
 import signal
 import threading
 import time
+import zipfile
+from collections.abc import Callable
+from io import BytesIO
 from typing import Any
 
+import pytest
 import requests
 
-from .clamd import ClamdServer
+from .clamd import EICAR, ClamdServer
 from .live import free_port
-from .test_scanning import CLEAN_PDF, OUTSIDE, _config, _events
-from .clamd import EICAR
-from .walker import Sender, multipart
+from .test_scanning import CLEAN_PDF, OUTSIDE, _config, _events, _stored, at_files_step
+from .walker import Sender, multipart, text_of
 
 
 def _connections_to(port: int) -> int:
@@ -83,3 +86,43 @@ def test_parallel_nexts_cannot_make_the_late_scan_run_past_the_upload_caps(make_
     assert answers == {"first": 422, "second": 429}
     # Each file scanned once.
     assert len(_events(app, "file_scanned")) == 1 and len(_events(app, "file_infected")) == 1
+
+
+def _zip(fill: Callable[[zipfile.ZipFile], None]) -> bytes:
+    archive = BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        fill(z)
+    return archive.getvalue()
+
+
+def _nested(depth: int) -> bytes:
+    data = _zip(lambda z: z.writestr("eicar.com", EICAR))
+    for _ in range(depth - 1):
+        data = _zip(lambda z, inner=data: z.writestr("stukken.zip", inner))
+    return data
+
+
+def _after_empty_members(count: int) -> bytes:
+    def fill(z: zipfile.ZipFile) -> None:
+        for n in range(count):
+            z.writestr(f"leeg{n}.txt", b"")
+        z.writestr("eicar.com", EICAR)
+    return _zip(fill)
+
+
+@pytest.mark.parametrize(("build", "limit"), [
+    (lambda: _nested(20), "MaxRecursion"),
+    (lambda: _after_empty_members(10_001), "MaxFiles"),
+], ids=["nested-20-deep", "after-10001-members"])
+def test_malware_past_clamds_archive_limits_is_refused_not_found_clean(
+    make_app, mailbox, clamd: ClamdServer, build: Callable[[], bytes], limit: str,
+) -> None:
+    """A few kilobytes of ZIP take EICAR past what clamd unpacks; with
+    clamd's defaults it answered "OK" and the file went out marked clean.
+    The README now requires ``AlertExceedsMax yes``, as the test daemon has."""
+    app = make_app(_config(clamd))
+    sender = at_files_step(app, mailbox)
+    answer = sender.files([("stukken.zip", build())])
+    assert answer.status_code == 422
+    assert f"the virus scanner found malware in it (Heuristics.Limits.Exceeded.{limit})" in text_of(answer)
+    assert _stored(app) == [] and not _events(app, "file_scanned")
