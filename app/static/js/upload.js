@@ -139,12 +139,16 @@ class Upload {
   }
 
   setState(state, message) {
+    const pressed = this.item.contains(document.activeElement) ? document.activeElement : null;
     this.state = state;
     this.item.dataset.state = state;
     this.status.textContent = message;
     this.cancelButton.hidden = !["waiting", "uploading"].includes(state);
     this.retryButton.hidden = state !== "failed";
     this.removeButton.hidden = !["done", "failed", "refused"].includes(state);
+    // A hidden button loses the focus to the top of the page: the keyboard
+    // stays on the file, on the button that took its place (Retry gives way to Cancel).
+    if (pressed?.hidden) this.item.querySelector("button:not([hidden])")?.focus();
     this.queue.changed();
   }
 
