@@ -624,6 +624,35 @@ def test_the_files_step_shows_the_virus_scanners_verdict(
     assert stored.size == 3 * MiB
 
 
+def test_next_says_that_a_refused_file_can_only_be_removed(
+    browser: Browser, make_live, mailbox: Mailbox, clamd: ClamdServer, tmp_path: Path
+) -> None:
+    """Walk: Next named files the virus scanner or the type check had refused
+    with "Retry or remove it", though they offer only Remove; and a screen
+    reader heard each refused file's name twice ("eicar.txt: “eicar.txt” was not added…")."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    make_live({"site": {"base_url": base}, "scan": clamd.config()}, port=port)
+    visit = new_visit(browser, "refused-next")
+    page = visit.page
+    to_files_step(visit, mailbox, base)
+    infected, program = tmp_path / "eicar.txt", tmp_path / "factuur.pdf"
+    infected.write_bytes(EICAR)
+    program.write_bytes(b"MZ" + bytes(range(256)) * 16)  # a Windows program under a PDF's name
+    expect(page.locator(".uploader")).to_be_visible()
+    page.locator("#picker").set_input_files([infected, program])
+    said = "“factuur.pdf” was not added: its content does not match its extension."
+    expect(page.locator(".upload", has_text="factuur.pdf").locator(".upload-status")).to_have_text(said)
+    expect(page.locator("#announcer")).to_have_text(said)
+    expect(page.get_by_role("button", name="Retry: eicar.txt")).to_be_hidden()
+    page.get_by_role("button", name="Next").click()
+    notice = page.locator(".upload-notice")
+    expect(notice).to_have_text("Not added: “eicar.txt”, “factuur.pdf”. Remove before you go on.")
+    expect(notice).to_be_focused()
+    visit.errors.clear()  # the 422 answers, which the console reports
+    visit.check("refused-next")
+
+
 def test_everything_works_without_javascript(browser: Browser, portal, mailbox: Mailbox, tmp_path: Path) -> None:
     app, base = portal
     context = browser.new_context(locale="en-GB", java_script_enabled=False)
@@ -761,9 +790,16 @@ def test_upload_says_when_the_portal_is_short_of_space(
     visit, item = pick_a_file(browser, mailbox, base, tmp_path, "short-of-space")
     message = "The portal is short of storage space right now. Please try again later."
     expect(item.locator(".upload-status")).to_have_text(message)
-    expect(item.get_by_role("button", name="Retry: scan.zip")).to_be_visible()
+    retry = item.get_by_role("button", name="Retry: scan.zip")
+    expect(retry).to_be_visible()
     visit.errors.clear()  # the 507 answer, which the console reports
     visit.check("short-of-space")
+    # Walk: Retry gave way to Cancel and the keyboard fell to the top of the
+    # page; it stays on the file, and is on Retry again once that fails too.
+    retry.focus()
+    visit.page.keyboard.press("Enter")
+    expect(item.locator(".upload-status")).to_have_text(message)
+    expect(retry).to_be_focused()
 
 
 @pytest.mark.parametrize("scripts", [True, False], ids=["with-js", "without-js"])
@@ -1064,7 +1100,7 @@ def test_a_failed_upload_stops_next_naming_the_file(browser: Browser, make_live,
     page.get_by_label("Confidential message").fill("Zie bijlage.")
     page.get_by_role("button", name="Next").click()
     notice = page.locator(".upload-notice")
-    expect(notice).to_have_text("Not uploaded: “scan.zip”. Retry or remove it before you go on.")
+    expect(notice).to_have_text("Not uploaded: “scan.zip”. Retry or remove before you go on.")
     expect(notice).to_be_focused()
     expect(page.get_by_role("heading", name="Message and files")).to_be_visible()
     visit.errors.clear()  # the 507 answer, which the console reports
@@ -1094,7 +1130,7 @@ def test_next_waits_for_uploads_and_stops_at_a_refused_one(browser: Browser, por
     expect(notice).to_have_text("Next continues by itself once all files are uploaded.")
     expect(notice).not_to_have_class(re.compile(r"\berror\b"))  # news, not an error
     # scan.zip gets in; setup.exe is refused, so Next stops waiting and says which file.
-    expect(notice).to_have_text("Not uploaded: “setup.exe”. Retry or remove it before you go on.", timeout=60_000)
+    expect(notice).to_have_text("Not added: “setup.exe”. Remove before you go on.", timeout=60_000)
     expect(notice).to_have_class(re.compile(r"\berror\b"))
     expect(page.locator(".upload", has_text="scan.zip").locator(".upload-status")).to_have_text("Uploaded")
     visit.errors.clear()  # the refusal is a 403 answer, which the console reports

@@ -139,12 +139,16 @@ class Upload {
   }
 
   setState(state, message) {
+    const pressed = this.item.contains(document.activeElement) ? document.activeElement : null;
     this.state = state;
     this.item.dataset.state = state;
     this.status.textContent = message;
     this.cancelButton.hidden = !["waiting", "uploading"].includes(state);
     this.retryButton.hidden = state !== "failed";
     this.removeButton.hidden = !["done", "failed", "refused"].includes(state);
+    // A hidden button loses the focus to the top of the page: the keyboard
+    // stays on the file, on the button that took its place (Retry gives way to Cancel).
+    if (pressed?.hidden) this.item.querySelector("button:not([hidden])")?.focus();
     this.queue.changed();
   }
 
@@ -165,7 +169,8 @@ class Upload {
       if (this.state === "cancelled") return;
       const message = error instanceof UploadError ? error.message : text("failed");
       this.setState(error instanceof UploadError && error.final ? "refused" : "failed", message);
-      announce(`${this.file.name}: ${message}`);
+      // The server's refusals name the file themselves.
+      announce(message.includes(this.file.name) ? message : `${this.file.name}: ${message}`);
     }
   }
 
@@ -395,7 +400,12 @@ function waitOnNext(form, notice, queue) {
     const stuck = queue.stuck;
     if (!stuck.length) return false;
     waiting = null;
-    say(text("not_uploaded", { names: stuck.map((u) => `“${u.file.name}”`).join(", ") }));
+    // A refused file (malware, its type) offers only Remove; Retry may help a failed one.
+    const names = (state) => stuck.filter((u) => u.state === state).map((u) => `“${u.file.name}”`).join(", ");
+    say([["refused", "not_added"], ["failed", "not_uploaded"]]
+      .filter(([state]) => names(state))
+      .map(([state, key]) => text(key, { names: names(state) }))
+      .join(" "));
     return true;
   };
   queue.onChange = () => {
