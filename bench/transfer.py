@@ -394,7 +394,10 @@ def main() -> None:
         if (binary := find_clamd()) is None:
             sys.exit(CLAMD_INSTALL_HINT)
         # Started once the servers are: its address goes into the portal's config now.
-        clamd = ClamdServer(binary, stream_max_bytes=max(sizes))
+        # clamd's largest limits: what it scans of a file counts what it finds
+        # inside too (random bytes hold an archive's or a program's signature
+        # here and there), and a scan past MaxScanSize would be refused.
+        clamd = ClamdServer(binary, stream_max_bytes=CLAMD_MAX_BYTES)
         scan = (f'[scan]\nbackend = "clamd"\nclamd_address = "{clamd.unix_address}"\nmax_stream_bytes = {max(sizes)}\n\n'
                 f'[[rules]]\nname = "bench-unscanned"\nrecipients = ["*@{UNSCANNED_DOMAIN}"]\nscan = "off"\n')
     (instance / "config.toml").write_text(
