@@ -12,6 +12,7 @@ from app.settings import ConfigError
 # gunicorn stops when a worker exits with this code ("failed to boot"), where
 # any other would have it restart its workers for ever; flask's CLI exits with it too.
 BOOT_FAILED = 3
+LOCKED = "database is locked"
 
 try:
     app = create_app()
@@ -24,5 +25,8 @@ except SchemaError as exc:
     raise SystemExit(BOOT_FAILED) from None
 except OperationalError as exc:
     # Start-up reads the schema's revision: the database must answer.
-    print(f"Database: storage.database_url: {failure_cause(exc)}", file=sys.stderr)
-    raise SystemExit(BOOT_FAILED) from None
+    cause = failure_cause(exc)
+    print(f"Database: storage.database_url: {cause}", file=sys.stderr)
+    # A lock held past the busy wait (another process's long write) passes:
+    # any other code has gunicorn start the worker again, not stop the server.
+    raise SystemExit(1 if cause == LOCKED else BOOT_FAILED) from None

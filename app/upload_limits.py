@@ -518,6 +518,7 @@ def init_app(app: Flask) -> None:
     app.extensions["koerier.upload_leases"] = Leases(
         app.extensions["koerier.ephemeral_sessionmaker"], app.extensions["koerier.sessionmaker"]
     )
+    app.wsgi_app = _closable(app.wsgi_app)  # type: ignore[method-assign]
 
     @app.after_request
     def _leave_no_body_to_drain(response: Response) -> Response:
@@ -525,12 +526,32 @@ def init_app(app: Flask) -> None:
         # a forged or malformed one, one too large): gunicorn would read the
         # rest before it closes or reuses the connection, holding the thread,
         # and it bounds that only between reads of a kilobyte each, so a
-        # client trickling a byte a second holds it for many minutes. A
-        # "Connection: close" header cannot stop it: gunicorn drops it (a
-        # hop-by-hop header, which WSGI forbids applications). Shutting the
-        # socket's read side once the answer is out (stop_reading) ends that
-        # drain within a second or so.
+        # client trickling a byte a second holds it for many minutes.
+        # Shutting the socket's read side once the answer is out
+        # (stop_reading) ends that drain within a second or so, and the
+        # connection is closed: the answer says so, or a client would send
+        # its next request (a redirect's GET) on it, to be dropped unread.
         if _body_left(request):
             environ = request.environ
+            close = environ.get(CLOSE_CONNECTION)
+            if close is not None:
+                close()
             response.call_on_close(lambda: stop_reading(environ))
         return response
+
+
+# What closes the connection after this request's answer, where the server offers it.
+CLOSE_CONNECTION = "koerier.close_connection"
+
+
+def _closable(wsgi_app: Any) -> Any:
+    # A "Connection: close" header from the app would be dropped: it is
+    # hop-by-hop, which WSGI forbids applications. gunicorn's start_response
+    # belongs to its response, which can be told to close (and then says so).
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        force_close = getattr(getattr(start_response, "__self__", None), "force_close", None)
+        if callable(force_close):
+            environ[CLOSE_CONNECTION] = force_close
+        return wsgi_app(environ, start_response)
+
+    return app

@@ -243,6 +243,8 @@ def make_live(
     yield factory
     for server in servers:
         server.stop()
+        # Shown with a failed test's report: why a server stopped answering.
+        print(f"gunicorn.log of {server.url}:\n{server.log_tail()}")
     _close_databases(apps)
 
 

@@ -110,7 +110,7 @@ class LiveServer:
         while not self._answers():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError("gunicorn did not start:\n" + (instance / "gunicorn.log").read_text())
+                raise RuntimeError("gunicorn did not start:\n" + self.log_tail(10_000))
             time.sleep(0.1)
 
     def _answers(self) -> bool:
@@ -159,6 +159,9 @@ class LiveServer:
         # Gone once its port refuses connections: until the last worker has
         # exited, the kernel still accepts them on its listening socket.
         wait_for(lambda: not _accepts(self.port), "the killed server's port to close")
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return (self.instance / "gunicorn.log").read_text(errors="replace")[-chars:]
 
     def stop(self) -> None:
         # The test is over: nothing to finish. A graceful stop waits for idle

@@ -2,7 +2,7 @@
 
 ``weed server`` runs a master, a volume server, a filer and the S3 gateway
 in one process. Each of them also listens on a gRPC port at its HTTP port +
-10000, so the ports are picked below 55000 with that partner free too. An
+10000, so the ports are picked with that partner free too. An
 identities file makes the gateway check credentials, so a wrong key is
 refused as a real store would refuse it.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -50,14 +51,19 @@ def _port_free(port: int) -> bool:
     return True
 
 
+# Below the kernel's ephemeral range (from 32768): a port picked by binding
+# to port 0 comes from that range, and so would its +10000 partner, which
+# any outgoing connection (the other test worker's, boto3's) may take before
+# weed binds it; weed then exits.
+_LOW_PORTS = range(12000, 22000)
+
+
 def free_port_pairs(count: int) -> list[int]:
-    """``count`` ports below 55000 that are free, each with its +10000 partner."""
+    """``count`` free ports, each with its +10000 partner free too, below the ephemeral range."""
     found: list[int] = []
     while len(found) < count:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port < 55000 and port not in found and _port_free(port + 10000):
+        port = random.choice(_LOW_PORTS)
+        if port not in found and _port_free(port) and _port_free(port + 10000):
             found.append(port)
     return found
 
@@ -74,6 +80,8 @@ class SeaweedServer:
         return self.dir / "weed.log"
 
     def start(self) -> "SeaweedServer":
+        """Started and ready; a start that fails (a port taken after it was
+        picked, by another test worker's server) is tried again on others."""
         identities = self.dir / "s3.json"
         identities.write_text(json.dumps({"identities": [{
             "name": "koerier",
@@ -84,29 +92,41 @@ class SeaweedServer:
             "credentials": [{"accessKey": READER_KEY, "secretKey": self.secret_key}],
             "actions": ["Read", "List"],
         }]}))
-        data = self.dir / "data"
-        data.mkdir()
+        failures: list[str] = []
+        for attempt in range(3):
+            data = self.dir / f"data-{attempt}"
+            data.mkdir()
+            self._launch(data, identities)
+            failure = self._wait_ready()
+            if failure is None:
+                return self
+            failures.append(failure)
+            self._kill()
+        self.stop()
+        raise RuntimeError("SeaweedFS did not start, three times:\n\n" + "\n\n".join(failures))
+
+    def _launch(self, data: Path, identities: Path) -> None:
         self.s3_port, master, volume, filer = free_port_pairs(4)
         self.endpoint_url = f"http://127.0.0.1:{self.s3_port}"
-        self.process = subprocess.Popen(
-            [
-                self.weed, "server", f"-dir={data}", "-ip=127.0.0.1", "-master.telemetry=false",
-                "-s3", f"-s3.port={self.s3_port}", f"-s3.config={identities}",
-                f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}",
-                # Without these it also binds the fixed ports 8181 and 9101.
-                "-s3.port.iceberg=0", "-s3.port.lance=0",
-                # A bucket is a collection with volumes of its own: small ones,
-                # as many as the disk holds, so a bucket per test never runs out.
-                "-volume.max=0", "-master.volumeSizeLimitMB=512", "-volume.preStopSeconds=0",
-            ],
-            stdout=subprocess.DEVNULL, stderr=open(self.log, "wb"), start_new_session=True,
-        )
-        self._wait_ready()
-        return self
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen(
+                [
+                    self.weed, "server", f"-dir={data}", "-ip=127.0.0.1", "-master.telemetry=false",
+                    "-s3", f"-s3.port={self.s3_port}", f"-s3.config={identities}",
+                    f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}",
+                    # Without these it also binds the fixed ports 8181 and 9101.
+                    "-s3.port.iceberg=0", "-s3.port.lance=0",
+                    # A bucket is a collection with volumes of its own: small ones,
+                    # as many as the disk holds, so a bucket per test never runs out.
+                    "-volume.max=0", "-master.volumeSizeLimitMB=512", "-volume.preStopSeconds=0",
+                ],
+                stdout=subprocess.DEVNULL, stderr=log, start_new_session=True,
+            )
 
-    def _wait_ready(self) -> None:
-        """Until a bucket can be made, written and read: the gateway answers
-        before the volume servers have registered with the master."""
+    def _wait_ready(self) -> str | None:
+        """None once a bucket can be made, written and read (the gateway
+        answers before the volume servers have registered with the master);
+        else why not, with the end of weed's log."""
         client = self.client(retries=0)
         deadline = time.monotonic() + 60
         while True:
@@ -115,11 +135,10 @@ class SeaweedServer:
                 client.put_object(Bucket=name, Key="probe", Body=b"ready")
                 client.get_object(Bucket=name, Key="probe")["Body"].read()
                 self.delete_bucket(name)
-                return
+                return None
             except (BotoCoreError, ClientError) as exc:
                 if self.process is None or self.process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"SeaweedFS did not start ({exc}):\n{self.log.read_text()[-3000:]}") from None
+                    return f"{exc}\n{self.log.read_text(errors='replace')[-3000:]}"
                 time.sleep(0.2)
 
     def client(self, retries: int = 2):  # type: ignore[no-untyped-def]
@@ -148,11 +167,14 @@ class SeaweedServer:
             "s3_addressing_style": "path", "s3_access_key_id": ACCESS_KEY, "s3_secret_access_key": self.secret_key,
         }
 
-    def stop(self) -> None:
+    def _kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
             # The data is thrown away: no graceful shutdown to wait for.
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        self._kill()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -24,7 +24,8 @@ from app.clock import utcnow
 from app.db import Base
 from app.schema import SchemaError
 
-from .conftest import Setup
+from .conftest import Setup, base_config
+from .live import LiveServer
 from .walker import PASSWORD, Recipient, Sender
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -168,3 +169,28 @@ def test_a_worker_waits_while_another_writes_the_fresh_embedded_database(make_ap
     assert _revision(app) == schema.head()
     with app.extensions["koerier.engine"].connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+
+
+def test_a_worker_that_meets_a_long_write_lock_at_start_is_started_again(tmp_path: Path, mailbox) -> None:
+    """A worker whose start found the embedded database locked for longer
+    than its busy wait (another process writing for long) exited as if the
+    configuration were wrong, and gunicorn stopped the whole server. A lock
+    passes: the worker is started again, and the server stays."""
+    instance = tmp_path / "live"
+    instance.mkdir()
+    (instance / "config.toml").write_text(tomli_w.dumps(base_config(mailbox, Setup("embedded"))))
+    writer = sqlite3.connect(instance / "koerier.sqlite3", isolation_level=None, check_same_thread=False)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("CREATE TABLE being_written (id INTEGER)")
+    done = threading.Timer(db.SQLITE_BUSY_TIMEOUT_MS / 1000 + 2, writer.execute, ["ROLLBACK"])
+    done.start()
+    try:
+        server = LiveServer(instance)
+    finally:
+        done.join()
+        writer.close()
+    try:
+        assert requests.get(server.url + "/", timeout=30).status_code == 200
+        assert "Database: storage.database_url: database is locked" in server.log_tail(100_000)
+    finally:
+        server.stop()

@@ -194,6 +194,30 @@ def test_parallel_upload_starts_never_pass_the_sender_cap(make_live, mailbox) ->
         assert jan.patch(path, 0, os.urandom(100)).status_code == 204
 
 
+def test_an_answer_given_before_the_body_is_read_closes_the_connection(make_live, mailbox) -> None:
+    """The server reads no more of a refused body and closes the connection
+    after its answer. Without "Connection: close" in that answer a client
+    kept the connection for its next request (a redirect's GET), and when
+    it sent that before the close reached it, the request was dropped
+    unanswered (a flaky "connection aborted" for the sender)."""
+    app, server = make_live({"limits": {"concurrent_uploads_per_sender": 1}})
+    jan = Uploader(app, mailbox, server)
+    paths = [jan.new_upload(MiB) for _ in range(2)]
+    held = [Held(server.port, "PATCH", path, jan.patch_headers(0, MiB), b"x") for path in paths]
+    try:
+        [refused] = answers(held, 1)
+        [running] = [h for h in held if h is not refused]
+        answer = refused.answer()
+        assert answer.status == 429 and answer.headers["connection"] == "close"
+        # An answer after the whole body keeps the connection.
+        assert running.send(os.urandom(MiB - 1))
+        answer = running.answer()
+        assert answer.status == 204 and answer.headers.get("connection") != "close"
+    finally:
+        for h in held:
+            h.close()
+
+
 def test_parallel_upload_starts_never_pass_the_network_cap(make_live, mailbox) -> None:
     limits = {"concurrent_uploads_per_sender": 3, "concurrent_uploads_per_ip": 5}
     app, server = make_live({"limits": limits}, workers=2, threads=12)
