@@ -64,20 +64,19 @@ def first_missing_step(draft: Draft, sender_verified: bool, before: str | None =
     """The first wizard step the draft still lacks, or None when complete;
     only the steps before ``before``, when given (each upload chunk asks
     about the files step, and need not load the draft's files for it)."""
-    if not (draft.sender_name and draft.sender_phone and draft.sender_email):
-        return "personal"
-    if not sender_verified:
-        return "verify"
-    if not draft.to_addresses:
-        return "recipients"
-    if before == "files":
-        return None
-    if not draft.files and draft.message_ct is None:
-        return "files"
-    if not draft.options_saved or (draft.password_mode == "manual" and not draft.pending_slot):
-        return "options"
-    if draft.subject is None or draft.body is None:
-        return "notification"
+    done = (
+        ("personal", lambda: bool(draft.sender_name and draft.sender_phone and draft.sender_email)),
+        ("verify", lambda: sender_verified),
+        ("recipients", lambda: bool(draft.to_addresses)),
+        ("files", lambda: bool(draft.files) or draft.message_ct is not None),
+        ("options", lambda: draft.options_saved and not (draft.password_mode == "manual" and not draft.pending_slot)),
+        ("notification", lambda: draft.subject is not None and draft.body is not None),
+    )
+    for step, is_done in done:
+        if step == before:
+            return None
+        if not is_done():
+            return step
     return None
 
 

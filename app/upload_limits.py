@@ -510,7 +510,7 @@ def running(
             with read_timeout(environ, limits.upload_read_timeout_seconds):
                 yield refused
         finally:
-            if size is not None and claimed:
+            if claimed:
                 leases.release(release_space, holder)
 
 

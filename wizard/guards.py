@@ -19,7 +19,6 @@ from app.web import human_size, portal, settings
 
 from . import sender_cookie
 
-STEPS = ("personal", "verify", "recipients", "files", "options", "notification")
 TOO_MANY_UPLOADS = _l("Too many uploads are running at the same time. Please wait a moment and try again.")
 SHORT_OF_SPACE = _l("The portal is short of storage space right now. Please try again later.")
 # A scanner that is down is mostly being restarted or updated.
@@ -46,8 +45,7 @@ def first_missing_step(draft: Draft) -> str | None:
 
 def skips_ahead(draft: Draft, step: str) -> str | None:
     """The earlier step ``draft`` still lacks, if ``step`` comes after it."""
-    missing = transactions.first_missing_step(draft, sender_verified(draft), before=step)
-    return missing if missing is not None and STEPS.index(missing) < STEPS.index(step) else None
+    return transactions.first_missing_step(draft, sender_verified(draft), before=step)
 
 
 def to_summary_of(transfer_id: str):  # type: ignore[no-untyped-def]
