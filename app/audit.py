@@ -49,6 +49,7 @@ def summary(db: Session, since: datetime, until: datetime | None = None) -> Summ
         "clean": kinds.get("file_scanned", 0),
         "infected": kinds.get("file_infected", 0),
         "too_large": sum(1 for d in unscanned if d.get("reason") == "too_large"),
+        "incomplete": sum(1 for d in unscanned if d.get("reason") == "incomplete"),
         "failed": sum(1 for d in unscanned if d.get("reason") == "unavailable"),
     }
     return Summary(kinds, scans, sum(1 for d in unscanned if d.get("accepted")))

@@ -162,7 +162,8 @@ def audit_summary(since: datetime, until: datetime | None) -> None:
     scans = counted.scans
     click.echo(
         f"malware scans: {sum(scans.values())} (clean {scans['clean']}, infected {scans['infected']}, "
-        f"too large {scans['too_large']}, no verdict {scans['failed']}, of which let in unscanned "
+        f"too large {scans['too_large']}, not checked completely {scans['incomplete']}, no verdict {scans['failed']}, "
+        f"of which let in unscanned "
         f"{counted.accepted_unscanned})"
     )
 

@@ -65,7 +65,8 @@ MAILS_FAILED = Counter(
 SCANS = Counter(
     "koerier_scans",
     "Uploaded files the virus scanner judged, by result: clean, infected (a detection), too_large (longer "
-    "than clamd's StreamMaxLength) or failed (no verdict: clamd down, timed out, an error).",
+    "than clamd's StreamMaxLength), incomplete (content past clamd's limits, e.g. MaxScanSize or MaxRecursion) "
+    "or failed (no verdict: clamd down, timed out, an error).",
     ["result"], registry=REGISTRY,
 )
 # Every series from the start: a rate needs a value from before the first event.
@@ -73,7 +74,7 @@ for _via in ("form", "tus"):
     UPLOAD_BYTES.labels(_via)
 for _kind in ("download", "preview", "archive"):
     DOWNLOADS.labels(_kind)
-for _result in ("clean", "infected", "too_large", "failed"):
+for _result in ("clean", "infected", "too_large", "incomplete", "failed"):
     SCANS.labels(_result)
 PURGE_DURATION = Histogram(
     "koerier_purge_duration_seconds", "Runs of the clean-up job and how long each took; _count is the runs.",

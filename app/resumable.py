@@ -45,7 +45,8 @@ DRAFT_TOUCH_INTERVAL = timedelta(minutes=1)
 class Refused(Exception):
     """The upload is not accepted; ``why`` is "extension", "count", "size",
     "quota", "type" (its content not what its name says; the upload is
-    gone), "unscannable" (too large to scan), "infected" (with the
+    gone), "unscannable" (too large to scan), "incomplete" (the scanner
+    could not check all of its content; gone), "infected" (with the
     ``signature`` found; the upload is gone), or "scanner" (no verdict now;
     the complete upload stays, to be judged again)."""
 

@@ -30,6 +30,11 @@ from .settings import Scan, clamd_socket
 log = logging.getLogger(__name__)
 
 CLEAN, INFECTED, TOO_LARGE, UNAVAILABLE = "clean", "infected", "too_large", "unavailable"
+# clamd met one of its limits inside the file (MaxScanSize, MaxFileSize,
+# MaxRecursion, MaxFiles …) and, with AlertExceedsMax, says so as a
+# detection: what lies past the limit was not scanned, which is not malware.
+INCOMPLETE = "incomplete"
+LIMIT_EXCEEDED = "Heuristics.Limits.Exceeded."
 # A stored file's mark (StoredFile.scanned) besides CLEAN: let in without a
 # verdict (scan.on_unavailable = "accept"), or not scanned, its rules had scanning off.
 UNSCANNED, NOT_REQUIRED = "unscanned", "not_required"
@@ -41,7 +46,8 @@ _LENGTH = struct.Struct(">I")
 @dataclass(frozen=True)
 class Verdict:
     result: str
-    # The signature clamd found (infected), or why there is no verdict (unavailable; for the log only).
+    # The signature clamd found (infected), the limit it met (incomplete), or why there is no verdict
+    # (unavailable; for the log only).
     detail: str = ""
 
 
@@ -116,7 +122,10 @@ def _verdict(reply: str) -> Verdict:
     if reply == "stream: OK":
         return Verdict(CLEAN)
     if reply.startswith("stream: ") and reply.endswith(" FOUND"):
-        return Verdict(INFECTED, reply.removeprefix("stream: ").removesuffix(" FOUND"))
+        signature = reply.removeprefix("stream: ").removesuffix(" FOUND")
+        if signature.startswith(LIMIT_EXCEEDED):
+            return Verdict(INCOMPLETE, signature.removeprefix(LIMIT_EXCEEDED))
+        return Verdict(INFECTED, signature)
     if reply.startswith("INSTREAM size limit exceeded"):
         return Verdict(TOO_LARGE)
     return Verdict(UNAVAILABLE, f"clamd answered {reply[:200]!r}" if reply else "clamd closed the connection")

@@ -63,8 +63,8 @@ class Received:
     fields: dict[str, str] = field(default_factory=dict)
     added: list[StoredFile] = field(default_factory=list)
     # (file name, why): "extension", "count", "size", "quota", "space", "drafts", "type" (content not what
-    # the name says), "unscannable" (too large to scan) or "scanner" (no verdict to be had); nothing of these
-    # was stored. (``screen_files`` has its own.)
+    # the name says), "unscannable" (too large to scan), "incomplete" (the scanner could not check all of its
+    # content) or "scanner" (no verdict to be had); nothing of these was stored. (``screen_files`` has its own.)
     refused: list[tuple[str, str]] = field(default_factory=list)
     # (file name, signature): refused, the scanner found malware in them.
     infected: list[tuple[str, str]] = field(default_factory=list)
@@ -370,12 +370,14 @@ def screen(
     if verdict.result == scanning.INFECTED:
         audit.record(db, "file_infected", signature=verdict.detail, **event)
         return Screening(refusal=verdict)
-    # Too large for clamd: never let in unscanned, whatever on_unavailable says.
+    # Too large for clamd, or partly past its limits: never let in unscanned,
+    # whatever on_unavailable (which is about outages) says.
     accepted = verdict.result == scanning.UNAVAILABLE and config.on_unavailable == "accept"
     if verdict.result == scanning.UNAVAILABLE:
         log.warning("no malware scan (scan.clamd_address): %s; the file is %s", verdict.detail,
                     "accepted unscanned (scan.on_unavailable)" if accepted else "refused")
-    audit.record(db, "file_unscanned", reason=verdict.result, accepted=accepted, **event)
+    limit = {"limit": verdict.detail} if verdict.result == scanning.INCOMPLETE else {}
+    audit.record(db, "file_unscanned", reason=verdict.result, accepted=accepted, **limit, **event)
     return Screening(scanning.UNSCANNED) if accepted else Screening(refusal=verdict)
 
 
@@ -408,7 +410,8 @@ def screen_files(db: Session, portal: Portal, draft: Draft, limits: Limits, ip: 
     let in unscanned are scanned here, as the sender leaves the files step
     ("Next" waits for the verdicts); ``transactions.files_problems`` keeps
     the transfer from starting until then. A file found infected (in
-    ``infected``) or too large to scan (refused "unscannable_removed") is
+    ``infected``), too large to scan (refused "unscannable_removed") or
+    not checked completely (refused "incomplete_removed") is
     removed; one the scanner cannot judge now stays as it was (refused
     "unchecked"), unless ``scan.on_unavailable = "accept"`` lets it in
     marked unscanned. One let in so before stays so, as the audit trail
@@ -437,7 +440,7 @@ def screen_files(db: Session, portal: Portal, draft: Draft, limits: Limits, ip: 
         if refusal.result == scanning.INFECTED:
             result.infected.append((name, refusal.detail))
         else:
-            result.refused.append((name, "unscannable_removed"))
+            result.refused.append((name, refusal_reason(refusal) + "_removed"))
     if waiting:
         db.commit()
     return result
@@ -445,7 +448,7 @@ def screen_files(db: Session, portal: Portal, draft: Draft, limits: Limits, ip: 
 
 def refusal_reason(refusal: scanning.Verdict) -> str:
     """A refusal other than a detection, as ``Received.refused`` names it."""
-    return "scanner" if refusal.result == scanning.UNAVAILABLE else "unscannable"
+    return {scanning.UNAVAILABLE: "scanner", scanning.INCOMPLETE: "incomplete"}.get(refusal.result, "unscannable")
 
 
 class OpenUpload:

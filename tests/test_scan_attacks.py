@@ -14,9 +14,13 @@ from typing import Any
 import pytest
 import requests
 
+from app import audit, db
+
+from . import blobs
 from .clamd import EICAR, ClamdServer
 from .live import free_port
 from .test_scanning import CLEAN_PDF, OUTSIDE, _config, _events, _stored, at_files_step
+from .test_tus import TusSender
 from .walker import Sender, multipart, text_of
 
 
@@ -113,19 +117,65 @@ def _after_empty_members(count: int) -> bytes:
     return _zip(fill)
 
 
+def _many_empty_members(count: int) -> bytes:
+    return _zip(lambda z: [z.writestr(f"leeg{n}.txt", b"") for n in range(count)])
+
+
+INCOMPLETE = (
+    "“stukken.zip” was not added: the virus scanner could not check all of its content (it unpacks to more, "
+    "or deeper, than the scanner checks). Please send the files in it separately or in smaller parts."
+)
+
+
 @pytest.mark.parametrize(("build", "limit"), [
     (lambda: _nested(20), "MaxRecursion"),
     (lambda: _after_empty_members(10_001), "MaxFiles"),
-], ids=["nested-20-deep", "after-10001-members"])
-def test_malware_past_clamds_archive_limits_is_refused_not_found_clean(
+    (lambda: _many_empty_members(10_001), "MaxFiles"),
+], ids=["eicar-nested-20-deep", "eicar-after-10001-members", "nothing-but-10001-members"])
+def test_a_file_past_clamds_limits_is_refused_as_not_checked_completely(
     make_app, mailbox, clamd: ClamdServer, build: Callable[[], bytes], limit: str,
 ) -> None:
     """A few kilobytes of ZIP take EICAR past what clamd unpacks; with
     clamd's defaults it answered "OK" and the file went out marked clean.
-    The README now requires ``AlertExceedsMax yes``, as the test daemon has."""
-    app = make_app(_config(clamd))
+    The README requires ``AlertExceedsMax yes``, as the test daemon has:
+    clamd then answers ``Heuristics.Limits.Exceeded.<limit> FOUND``, also
+    for an archive with nothing bad in it (a large one of scans). That is
+    no detection: the sender was told "the virus scanner found malware in
+    it". The file is refused as not checked completely, even where an
+    outage would let files in unscanned (on_unavailable = "accept")."""
+    app = make_app(_config(clamd, on_unavailable="accept"))
     sender = at_files_step(app, mailbox)
-    answer = sender.files([("stukken.zip", build())])
+    data = build()
+    answer = sender.files([("stukken.zip", data)])
     assert answer.status_code == 422
-    assert f"the virus scanner found malware in it (Heuristics.Limits.Exceeded.{limit})" in text_of(answer)
-    assert _stored(app) == [] and not _events(app, "file_scanned")
+    assert INCOMPLETE in text_of(answer) and "malware" not in text_of(answer)
+    assert _stored(app) == [] and not _events(app, "file_scanned") and not _events(app, "file_infected")
+    (event,) = _events(app, "file_unscanned")
+    assert event.data == {"reason": "incomplete", "limit": limit, "accepted": False, "size": len(data)}
+    with app.app_context():
+        assert audit.summary(db.session(), event.at).scans["incomplete"] == 1
+
+
+def test_over_tus_a_file_past_clamds_limits_is_refused_as_not_checked_completely(make_app, mailbox, clamd: ClamdServer) -> None:
+    app = make_app(_config(clamd))
+    tus = TusSender(app, mailbox).ready()
+    data = _nested(20)
+    location = tus.create(len(data), name="stukken.zip").headers["Location"]
+    answer = tus.patch(location, 0, data)
+    assert answer.status_code == 422 and answer.json["error"] == INCOMPLETE
+    assert tus.head(location).status_code == 404
+    assert _stored(app) == [] and blobs.names(app) == []
+
+
+def test_a_file_let_in_unscanned_and_past_clamds_limits_is_removed_at_next(make_app, mailbox, clamd: ClamdServer) -> None:
+    rules = [{"name": "intern", "recipients": ["*@gemeente.example"], "scan": "off"}]
+    app = make_app({**_config(clamd), "rules": rules})
+    sender = at_files_step(app, mailbox)
+    assert sender.files([("verslag.pdf", CLEAN_PDF), ("stukken.zip", _many_empty_members(10_001))]).status_code == 302
+    assert sender.recipients(OUTSIDE).status_code == 302
+    page = sender.files(action="next")
+    assert page.status_code == 422
+    assert ("“stukken.zip” was removed: for these recipients files are checked for viruses, and the virus scanner "
+            "could not check all of its content.") in text_of(page)
+    (kept,) = _stored(app)
+    assert kept.scanned == "clean" and blobs.names(app) == [kept.blob_key]

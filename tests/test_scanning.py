@@ -140,7 +140,7 @@ def test_eicar_is_refused_with_its_signature_and_leaves_nothing(make_app, mailbo
     assert event.actor == sender.person.email and event.data == {"signature": FOUND_AS, "size": len(EICAR)}
     assert "factuur" not in str(event.data)
     moved = {k: v - before.get(k, 0) for k, v in _scans(app).items()}
-    assert moved == {"clean": 1, "infected": 1, "too_large": 0, "failed": 0}
+    assert moved == {"clean": 1, "infected": 1, "too_large": 0, "incomplete": 0, "failed": 0}
 
 
 def test_the_sender_reads_the_detection_in_their_language(make_app, mailbox, clamd: ClamdServer) -> None:
@@ -342,7 +342,10 @@ def test_the_audit_summary_counts_scans_detections_and_failures(make_app, mailbo
     assert counted.returncode == 0, counted.stderr
     lines = counted.stdout.splitlines()
     assert {"file_scanned\t1", "file_infected\t1", "file_unscanned\t1"} <= set(lines)
-    assert lines[-1] == "malware scans: 3 (clean 1, infected 1, too large 0, no verdict 1, of which let in unscanned 0)"
+    assert lines[-1] == (
+        "malware scans: 3 (clean 1, infected 1, too large 0, not checked completely 0, no verdict 1, "
+        "of which let in unscanned 0)"
+    )
 
 
 # Resumable uploads (tus).

@@ -173,6 +173,18 @@ def file_problem(name: str, why: str, limits: policy.Limits) -> str:
             "“%(name)s” was not added: files larger than %(max)s cannot be checked for viruses.",
             name=name, max=human_size(settings().scan.max_stream_bytes),
         )
+    if why == "incomplete":
+        return gettext(
+            "“%(name)s” was not added: the virus scanner could not check all of its content (it unpacks to more, "
+            "or deeper, than the scanner checks). Please send the files in it separately or in smaller parts.",
+            name=name,
+        )
+    if why == "incomplete_removed":
+        return gettext(
+            "“%(name)s” was removed: for these recipients files are checked for viruses, and the virus scanner "
+            "could not check all of its content. Please send the files in it separately or in smaller parts.",
+            name=name,
+        )
     if why == "unchecked":
         return gettext(
             "“%(name)s” has not been checked for viruses yet, and the virus scanner is not available. "
