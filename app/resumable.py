@@ -44,7 +44,8 @@ DRAFT_TOUCH_INTERVAL = timedelta(minutes=1)
 
 class Refused(Exception):
     """The upload is not accepted; ``why`` is "extension", "count", "size",
-    "quota", "type" (its content not what its name says; the upload is
+    "quota", "type_program", "type_script", "type_archive" (its content
+    not what its name says; the upload is
     gone), "unscannable" (too large to scan), "incomplete" (the scanner
     could not check all of its content; gone), "infected" (with the
     ``signature`` found; the upload is gone), or "scanner" (no verdict now;
@@ -218,13 +219,13 @@ def _judge(db: Session, portal: Portal, draft: Draft, upload: Upload, limits: Li
     drafts.touch(draft)
     db.commit()
     name = open_text(drafts.data_key(draft), "name", upload.id, upload.name_ct)
-    if portal.settings.transfer.check_content_type and uploads.disguised(
+    if portal.settings.transfer.check_content_type and (disguise := uploads.disguised(
         db, draft, name, _head(portal, draft, upload), upload.length, ip
-    ):
+    )):
         draft.uploads.remove(upload)
         uploads.forget_blob(portal, upload.blob_key)
         db.commit()
-        raise Refused(name, "type")
+        raise Refused(name, disguise)
     screening = uploads.screen(db, portal, draft, upload.blob_key, upload.length, upload.id, limits, ip)
     if (refusal := screening.refusal) is not None:
         if refusal.result != scanning.UNAVAILABLE:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
@@ -62,8 +63,8 @@ class UploadRejected(Exception):
 class Received:
     fields: dict[str, str] = field(default_factory=dict)
     added: list[StoredFile] = field(default_factory=list)
-    # (file name, why): "extension", "count", "size", "quota", "space", "drafts", "type" (content not what
-    # the name says), "unscannable" (too large to scan), "incomplete" (the scanner could not check all of its
+    # (file name, why): "extension", "count", "size", "quota", "space", "drafts", "type_program",
+    # "type_script", "type_archive" (content not what the name says), "unscannable" (too large to scan), "incomplete" (the scanner could not check all of its
     # content) or "scanner" (no verdict to be had); nothing of these was stored. (``screen_files`` has its own.)
     refused: list[tuple[str, str]] = field(default_factory=list)
     # (file name, signature): refused, the scanner found malware in them.
@@ -251,11 +252,11 @@ def receive(
                         if len(field_buf) > (FIELD_LIMIT if csrf_ok else TOKEN_LIMIT) or field_bytes > FIELDS_LIMIT:
                             raise UploadRejected(f"form field {field_name!r} is too large")
                     if not event.more_data:
-                        if upload is not None and check_types and disguised(
+                        if upload is not None and check_types and (disguise := disguised(
                             db, draft, upload.name, upload.head, upload.size, ip
-                        ):
+                        )):
                             upload.abort()
-                            result.refused.append((upload.name, "type"))
+                            result.refused.append((upload.name, disguise))
                             upload = None
                             count -= 1
                         if upload is not None:
@@ -315,18 +316,19 @@ def forget_blob(portal: Portal, blob_key: str) -> None:
         log.warning("blob %s stays until the orphan sweep: the store is unavailable", blob_key)
 
 
-def disguised(db: Session, draft: Draft, name: str, head: bytes, size: int, ip: str) -> bool:
-    """True, with the refusal in the audit trail, when the file that starts
-    with ``head`` is a program, a script or an archive its name hides
-    (app/true_types.py). The trail keeps the extension and what the content
-    is, never the name."""
+def disguised(db: Session, draft: Draft, name: str, head: bytes, size: int, ip: str) -> str | None:
+    """Why the file that starts with ``head`` is refused ("type_program",
+    "type_script" or "type_archive"), with the refusal in the audit trail,
+    when it is one of these and its name hides it (app/true_types.py). The
+    trail keeps the extension and what the content is, never the name."""
     kind = true_types.disguise(name, head)
-    if kind is not None:
-        audit.record(
-            db, "file_type_mismatch", transfer_id=draft.transfer_id, actor=draft.sender_email, ip=ip, size=size,
-            extension=true_types.extension(name), content=kind,
-        )
-    return kind is not None
+    if kind is None:
+        return None
+    audit.record(
+        db, "file_type_mismatch", transfer_id=draft.transfer_id, actor=draft.sender_email, ip=ip, size=size,
+        extension=true_types.extension(name), content=kind,
+    )
+    return f"type_{kind}"
 
 
 @dataclass(frozen=True)
@@ -419,14 +421,26 @@ def screen_files(db: Session, portal: Portal, draft: Draft, limits: Limits, ip: 
 
     Commits before each scan, so that no database lock waits on the
     scanner, and after the verdicts, which the refusal that follows must
-    not undo.
+    not undo. A file the sender removes (in another tab) while this runs
+    stays removed, and is passed over.
     """
     result = Received()
     dek = drafts.data_key(draft)
     waiting = [f for f in draft.files if not admitted(portal, limits, f.scanned)]
     for stored in waiting:
+        if not _still_there(db, stored):
+            continue
         db.commit()
-        screening = screen(db, portal, draft, stored.blob_key, stored.size, stored.id, limits, ip)
+        try:
+            screening = screen(db, portal, draft, stored.blob_key, stored.size, stored.id, limits, ip)
+        except Exception:
+            db.rollback()
+            if _still_there(db, stored):
+                raise
+            continue  # its blob went with it, while it was read
+        # Locked until the verdict is committed, so that a removal now waits for it.
+        if not _still_there(db, stored, lock=True):
+            continue
         if (refusal := screening.refusal) is None:
             stored.scanned = screening.mark
             continue
@@ -443,7 +457,14 @@ def screen_files(db: Session, portal: Portal, draft: Draft, limits: Limits, ip: 
             result.refused.append((name, refusal_reason(refusal) + "_removed"))
     if waiting:
         db.commit()
+        # Reloaded when next used: files removed meanwhile are no longer in it.
+        db.expire(draft, ["files"])
     return result
+
+
+def _still_there(db: Session, stored: StoredFile, lock: bool = False) -> bool:
+    query = select(StoredFile.id).where(StoredFile.id == stored.id)
+    return db.scalar(query.with_for_update() if lock else query) is not None
 
 
 def refusal_reason(refusal: scanning.Verdict) -> str:

@@ -605,6 +605,8 @@ def test_the_files_step_shows_the_virus_scanners_verdict(
     )
     expect(item.get_by_role("button", name="Retry: factuur.txt")).to_be_hidden()
     expect(item.get_by_role("button", name="Remove: factuur.txt")).to_be_visible()
+    # Walk: its bar stayed full, as if the file were in.
+    expect(item.locator("progress")).to_be_hidden()
     visit.errors.clear()  # the 422 answer, which the console reports
     visit.check("infected")
     item.get_by_role("button", name="Remove: factuur.txt").click()
@@ -614,7 +616,8 @@ def test_the_files_step_shows_the_virus_scanners_verdict(
     random_file(clean, 3 * MiB)
     page.locator("#picker").set_input_files(clean)
     status = page.locator(".upload", has_text="verslag.pdf").locator(".upload-status")
-    expect(status).to_have_text("“verslag.pdf” was not added: the virus scanner is not available. Please try again later.")
+    # Said while the page asks again by itself (walk: it read "was not added… try again later").
+    expect(status).to_have_text("The virus scanner is not available right now; trying again…")
     visit.errors.clear()  # the 503 answers
     visit.check("scanner-unavailable")
     own_clamd.resume()
@@ -641,7 +644,8 @@ def test_next_says_that_a_refused_file_can_only_be_removed(
     program.write_bytes(b"MZ" + bytes(range(256)) * 16)  # a Windows program under a PDF's name
     expect(page.locator(".uploader")).to_be_visible()
     page.locator("#picker").set_input_files([infected, program])
-    said = "“factuur.pdf” was not added: its content does not match its extension."
+    said = ("“factuur.pdf” was not added: it is a program, not the .pdf file its name says. "
+            "If you did not expect that, do not open it: it may be harmful.")
     expect(page.locator(".upload", has_text="factuur.pdf").locator(".upload-status")).to_have_text(said)
     expect(page.locator("#announcer")).to_have_text(said)
     expect(page.get_by_role("button", name="Retry: eicar.txt")).to_be_hidden()

@@ -111,7 +111,7 @@ def test_a_refused_form_upload_is_answered_unread_and_never_spooled(busy_sender)
             assert time.monotonic() < deadline, "no answer until the whole body is sent"
         page = shown(jan, post.answer())
         assert page.status_code == 429
-        assert "Too many uploads are running at the same time" in page.text
+        assert "Too many uploads or virus checks are running at the same time" in page.text
         assert not on_disk(jan.server, tmpdir, marker)
     finally:
         post.close()

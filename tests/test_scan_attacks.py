@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
@@ -21,7 +22,7 @@ from .clamd import EICAR, ClamdServer
 from .live import free_port
 from .test_scanning import CLEAN_PDF, OUTSIDE, _config, _events, _stored, at_files_step
 from .test_tus import TusSender
-from .walker import Sender, multipart, text_of
+from .walker import Sender, csrf_token, multipart, text_of
 
 
 def _connections_to(port: int) -> int:
@@ -93,6 +94,59 @@ def test_parallel_nexts_cannot_make_the_late_scan_run_past_the_upload_caps(make_
     assert answers == {"first": 422, "second": 429}
     # Each file scanned once.
     assert len(_events(app, "file_scanned")) == 1 and len(_events(app, "file_infected")) == 1
+
+
+@pytest.mark.parametrize("removed", ["verslag.pdf", "test.txt"])
+def test_a_file_removed_in_another_tab_while_next_scans_it(make_live, mailbox, own_clamd: ClamdServer, removed: str) -> None:
+    """Next scans the files let in unscanned; the sender removes one of them
+    in another tab meanwhile. Next then marked the file clean (or, found
+    infected, deleted it) in a row that was gone: a server error. The
+    removal stands, and Next answers for what is left."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    rules = [{"name": "intern", "recipients": ["*@gemeente.example"], "scan": "off"}]
+    app, _ = make_live({**_config(own_clamd), "rules": rules, "site": {"base_url": base}}, port=port, threads=4)
+    sender = Sender(app, mailbox, via=base)
+    sender.personal()
+    sender.verify()
+    assert sender.recipients("anna@gemeente.example").status_code == 302
+    assert sender.files([("verslag.pdf", CLEAN_PDF), ("test.txt", EICAR)]).status_code == 302
+    assert sender.recipients(OUTSIDE).status_code == 302
+    page = sender.get("/send/files").get_data(as_text=True)
+    remove = next(action for action in re.findall(r'action="(/send/files/[^"]+/remove)"', page)
+                  if removed in page.split(action)[0].rsplit("<tr", 1)[1])
+    token = csrf_token(page)
+    body, content_type = multipart([
+        ("csrf_token", sender.upload_token()), ("files", ("", b"")), ("message", ""), ("action", "next"),
+    ])
+    headers = {"Cookie": sender.cookie_header(), "Content-Type": content_type, "Origin": base, "Accept-Language": "en"}
+    answer: dict[str, Any] = {}
+
+    def press_next() -> None:
+        try:
+            answer["next"] = requests.post(f"{base}/send/files", data=body, headers=headers, timeout=120)
+        except requests.RequestException as exc:
+            answer["next"] = exc
+
+    assert own_clamd.process is not None
+    os.kill(own_clamd.process.pid, signal.SIGSTOP)
+    scanning = threading.Thread(target=press_next)
+    try:
+        scanning.start()
+        _wait_for(lambda: _connections_to(own_clamd.port) == 1)
+        gone = requests.post(
+            base + remove, data={"csrf_token": token}, allow_redirects=False, timeout=60,
+            headers={"Cookie": sender.cookie_header(), "Origin": base},
+        )
+        assert gone.status_code == 302
+    finally:
+        os.kill(own_clamd.process.pid, signal.SIGCONT)
+        scanning.join(timeout=120)
+    assert isinstance(answer["next"], requests.Response), answer["next"]
+    assert answer["next"].status_code in (200, 422), answer["next"].status_code
+    names = {f for f in ("verslag.pdf", "test.txt") if f in text_of(sender.get("/send/files"))}
+    assert removed not in names
+    assert len(_stored(app)) == len(names)
 
 
 def _zip(fill: Callable[[zipfile.ZipFile], None]) -> bytes:

@@ -246,6 +246,9 @@ def _uploaded_unscanned(make_app, mailbox, clamd: ClamdServer, **scan: Any) -> t
 
 def test_files_let_in_unscanned_are_scanned_before_the_transfer_starts(make_app, mailbox, clamd: ClamdServer) -> None:
     app, sender = _uploaded_unscanned(make_app, mailbox, clamd)
+    # The page says why Next will take a moment (walk: without a script it showed nothing while it scanned).
+    waiting = "Not yet checked for viruses: “Next” checks it first, which can take a moment."
+    assert text_of(sender.get("/send/files")).count(waiting) == 2
     # Straight to "Start transaction": held back, the files step comes first.
     held = sender.notification()
     assert held.status_code == 302 and held.location.endswith("/send/files")
@@ -258,6 +261,7 @@ def test_files_let_in_unscanned_are_scanned_before_the_transfer_starts(make_app,
     assert kept.scanned == "clean" and blobs.names(app) == [kept.blob_key]
     (event,) = _events(app, "file_infected")
     assert event.data == {"signature": FOUND_AS, "size": len(EICAR)}
+    assert waiting not in text_of(sender.get("/send/files"))
     assert sender.files(action="next").status_code == 302
     sent = sender.finish([OUTSIDE])
     recipient = Recipient(app)

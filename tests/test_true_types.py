@@ -76,8 +76,15 @@ def tar_gz() -> bytes:
     return archive.getvalue()
 
 
-def _refused_type(name: str) -> str:
-    return f"“{name}” was not added: its content does not match its extension."
+def _refused_type(name: str, kind: str) -> str:
+    """What the sender reads: what the file is, and what to do."""
+    ext = name.rpartition(".")[2]
+    if kind == ARCHIVE:
+        return (f"“{name}” was not added: it is an archive (such as a ZIP file), not the .{ext} file its name says. "
+                "Give it an archive's extension (such as .zip), or add the files in it.")
+    what = {PROGRAM: "a program", SCRIPT: "a script"}[kind]
+    return (f"“{name}” was not added: it is {what}, not the .{ext} file its name says. "
+            "If you did not expect that, do not open it: it may be harmful.")
 
 
 # The form upload.
@@ -91,7 +98,7 @@ def test_a_windows_program_named_pdf_is_refused_and_leaves_nothing(make_app, mai
     page = sender.files([("verslag.pdf", PDF), ("factuur.pdf", program)], message=MESSAGE)
     assert page.status_code == 422
     text = text_of(page)
-    assert _refused_type("factuur.pdf") in text
+    assert _refused_type("factuur.pdf", PROGRAM) in text
     assert MESSAGE in text
     # The real PDF is in; of the program neither a row nor its ciphertext stays.
     (kept,) = _stored(app)
@@ -120,7 +127,7 @@ def test_programs_scripts_and_archives_under_other_names_are_refused(
     app = make_app()
     sender = at_files_step(app, mailbox)
     page = sender.files([(name, content)], message=MESSAGE)
-    assert page.status_code == 422 and _refused_type(name) in text_of(page)
+    assert page.status_code == 422 and _refused_type(name, kind) in text_of(page)
     assert _stored(app) == [] and blobs.leftovers(app) == []
     (event,) = _events(app, "file_type_mismatch")
     assert event.data["content"] == kind
@@ -160,7 +167,8 @@ def test_the_sender_reads_the_refusal_in_their_language(make_app, mailbox) -> No
     sender = at_files_step(app, mailbox)
     sender.get("/lang/nl?next=/send/files")
     page = sender.files([("factuur.pdf", windows_program())], message=MESSAGE)
-    assert "“factuur.pdf” is niet toegevoegd: de inhoud komt niet overeen met de extensie." in text_of(page)
+    assert ("“factuur.pdf” is niet toegevoegd: het is een programma, geen .pdf-bestand zoals de naam zegt. "
+            "Verwachtte u dat niet, open het dan niet: het kan schadelijk zijn.") in text_of(page)
 
 
 def test_a_wrong_check_content_type_names_its_key() -> None:
@@ -184,7 +192,7 @@ def test_over_tus_a_renamed_program_is_refused_whatever_its_first_request_carrie
     assert second.status_code == 204 and second.headers["Upload-Offset"] == str(SEGMENT_SIZE)
     rest = tus.patch(location, SEGMENT_SIZE, program[SEGMENT_SIZE:])
     assert rest.status_code == 422
-    assert rest.json["error"] == _refused_type("factuur.pdf")
+    assert rest.json["error"] == _refused_type("factuur.pdf", PROGRAM)
     assert tus.head(location).status_code == 404
     assert _stored(app) == [] and blobs.leftovers(app) == []
     (event,) = _events(app, "file_type_mismatch")
@@ -209,7 +217,7 @@ def test_a_reply_with_a_renamed_program_is_refused_like_any_upload(make_app, mai
     app = make_app()
     anna = Sender(app, mailbox).replier(Person(name="Anna Jansen", email="anna@gemeente.example"))
     answer = anna.files([("antwoord.pdf", windows_program())], message=MESSAGE)
-    assert answer.status_code == 422 and _refused_type("antwoord.pdf") in text_of(answer)
+    assert answer.status_code == 422 and _refused_type("antwoord.pdf", PROGRAM) in text_of(answer)
     (event,) = _events(app, "file_type_mismatch")
     assert event.actor == "anna@gemeente.example"
     assert len(_stored(app)) == 1  # the first transfer's file alone

@@ -180,7 +180,7 @@ def test_parallel_upload_starts_never_pass_the_sender_cap(make_live, mailbox) ->
     for h in refused:
         answer = h.answer()
         assert answer.status == 429
-        assert "Too many uploads are running at the same time" in answer.body.decode()
+        assert "Too many uploads or virus checks are running at the same time" in answer.body.decode()
         assert int(answer.headers["retry-after"]) > 0
     running = [h for h in held if h not in refused]
     assert len(running) == 3

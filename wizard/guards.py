@@ -15,11 +15,12 @@ from flask_wtf.csrf import validate_csrf
 
 from app import dates, db, drafts, policy, ratelimit, transactions, verification
 from app.models import Draft, Transfer
+from app.true_types import extension
 from app.web import human_size, portal, settings
 
 from . import sender_cookie
 
-TOO_MANY_UPLOADS = _l("Too many uploads are running at the same time. Please wait a moment and try again.")
+TOO_MANY_UPLOADS = _l("Too many uploads or virus checks are running at the same time. Please wait a moment and try again.")
 SHORT_OF_SPACE = _l("The portal is short of storage space right now. Please try again later.")
 # A scanner that is down is mostly being restarted or updated.
 SCANNER_RETRY_SECONDS = 60
@@ -162,8 +163,23 @@ def file_problem(name: str, why: str, limits: policy.Limits) -> str:
         )
     if why == "extension":
         return gettext("“%(name)s” is not allowed: files of this type cannot be sent.", name=name)
-    if why == "type":
-        return gettext("“%(name)s” was not added: its content does not match its extension.", name=name)
+    # A program or script under a document's name is how malware gets opened: say so.
+    if why == "type_program":
+        return gettext(
+            "“%(name)s” was not added: it is a program, not the .%(extension)s file its name says. "
+            "If you did not expect that, do not open it: it may be harmful.", name=name, extension=extension(name),
+        )
+    if why == "type_script":
+        return gettext(
+            "“%(name)s” was not added: it is a script, not the .%(extension)s file its name says. "
+            "If you did not expect that, do not open it: it may be harmful.", name=name, extension=extension(name),
+        )
+    if why == "type_archive":
+        return gettext(
+            "“%(name)s” was not added: it is an archive (such as a ZIP file), not the .%(extension)s file its name "
+            "says. Give it an archive's extension (such as .zip), or add the files in it.",
+            name=name, extension=extension(name),
+        )
     if why == "scanner":
         return gettext(
             "“%(name)s” was not added: the virus scanner is not available. Please try again later.", name=name

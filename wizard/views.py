@@ -188,6 +188,8 @@ def _render_files(draft: Draft):  # type: ignore[no-untyped-def]
         form=form,
         remove_form=ButtonForm(formdata=None),
         files=drafts.files(draft),
+        # Let in unscanned under other recipients' rules: Next scans them first.
+        to_scan={f.id for f in draft.files if not uploads.admitted(portal(), limits, f.scanned)},
         unfinished=drafts.unfinished(draft),
         used=drafts.total_bytes(draft),
         limits=limits,

@@ -39,7 +39,7 @@ class Retry extends Error {
 // The server answered, so the connection is fine: 423 (a node that died
 // still holds the upload until its lease runs out) or 5xx (its database or
 // store is down) pass; 409 (the offsets crossed) is set right at once.
-const retryFor = (status, refusal = null) => new Retry(status === 409 ? "" : refusal || text("unavailable"), refusal);
+const retryFor = (status) => new Retry(status === 409 ? "" : text("unavailable"));
 // The server is at its limit of uploads running at once (429 with
 // Retry-After): wait as long as it asks, saying so, then try again. A 429
 // without Retry-After (too many unfinished transfers) is an answer, not a wait.
@@ -259,10 +259,10 @@ class Upload {
         }
         else if (xhr.status === 429 && xhr.getResponseHeader("Retry-After")) reject(new Busy(xhr.getResponseHeader("Retry-After"), message));
         // 507: the portal is short of storage space; its message says to try later.
-        // A 503 says why (the virus scanner is down: the complete file waits on the server to be judged again).
-        else if ([409, 423].includes(xhr.status) || (xhr.status >= 500 && xhr.status !== 507)) {
-          reject(retryFor(xhr.status, xhr.status === 503 ? said : null));
-        }
+        // A 503 with words is the virus scanner down: the complete file waits on the server to be
+        // judged again, asked for by itself meanwhile; the words are for when that has not helped.
+        else if (xhr.status === 503 && said) reject(new Retry(text("scanner_unavailable"), said));
+        else if ([409, 423].includes(xhr.status) || (xhr.status >= 500 && xhr.status !== 507)) reject(retryFor(xhr.status));
         // 422: the scanner refused the file (malware, too large to check): only Remove helps.
         else reject(new UploadError(message, xhr.status === 422));
       };
