@@ -44,20 +44,14 @@ def _wait_for(condition: Any, deadline_seconds: float = 60) -> None:
         time.sleep(0.05)
 
 
-def test_parallel_nexts_cannot_make_the_late_scan_run_past_the_upload_caps(make_live, mailbox, own_clamd: ClamdServer) -> None:
-    """Files let in unscanned are scanned when the sender presses Next. That
-    scan ran outside the caps on concurrent uploads: a sender firing Next
-    many times at once had every file scanned once per request, each holding
-    a server thread and a clamd thread (a worker pool held with one
-    upload's bytes). Now the late scan counts as an upload: one request
-    past the sender's cap is told to try again, without scanning."""
+def _files_to_scan_at_next(make_live, mailbox, clamd: ClamdServer, limits: dict[str, Any] | None = None):  # type: ignore[no-untyped-def]
+    """A live server, and a sender over HTTP whose two files (one clean, one
+    EICAR) came in unscanned for internal recipients, before an outside one
+    whose rule requires the scan that Next makes."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     rules = [{"name": "intern", "recipients": ["*@gemeente.example"], "scan": "off"}]
-    config = {
-        **_config(own_clamd), "rules": rules, "site": {"base_url": base},
-        "limits": {"concurrent_uploads_per_sender": 1},
-    }
+    config = {**_config(clamd), "rules": rules, "site": {"base_url": base}, "limits": limits or {}}
     app, _ = make_live(config, port=port, threads=4)
     sender = Sender(app, mailbox, via=base)
     sender.personal()
@@ -65,10 +59,27 @@ def test_parallel_nexts_cannot_make_the_late_scan_run_past_the_upload_caps(make_
     assert sender.recipients("anna@gemeente.example").status_code == 302
     assert sender.files([("verslag.pdf", CLEAN_PDF), ("test.txt", EICAR)]).status_code == 302
     assert sender.recipients(OUTSIDE).status_code == 302
+    return app, base, sender
+
+
+def _next_request(sender: Sender, base: str) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of the files step's Next, for a client of the test's own."""
     body, content_type = multipart([
         ("csrf_token", sender.upload_token()), ("files", ("", b"")), ("message", ""), ("action", "next"),
     ])
     headers = {"Cookie": sender.cookie_header(), "Content-Type": content_type, "Origin": base, "Accept-Language": "en"}
+    return body, headers
+
+
+def test_parallel_nexts_cannot_make_the_late_scan_run_past_the_upload_caps(make_live, mailbox, own_clamd: ClamdServer) -> None:
+    """Files let in unscanned are scanned when the sender presses Next. That
+    scan ran outside the caps on concurrent uploads: a sender firing Next
+    many times at once had every file scanned once per request, each holding
+    a server thread and a clamd thread (a worker pool held with one
+    upload's bytes). Now the late scan counts as an upload: one request
+    past the sender's cap is told to try again, without scanning."""
+    app, base, sender = _files_to_scan_at_next(make_live, mailbox, own_clamd, {"concurrent_uploads_per_sender": 1})
+    body, headers = _next_request(sender, base)
     answers: dict[str, int | str] = {}
 
     def press_next(which: str) -> None:
@@ -102,24 +113,12 @@ def test_a_file_removed_in_another_tab_while_next_scans_it(make_live, mailbox, o
     in another tab meanwhile. Next then marked the file clean (or, found
     infected, deleted it) in a row that was gone: a server error. The
     removal stands, and Next answers for what is left."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    rules = [{"name": "intern", "recipients": ["*@gemeente.example"], "scan": "off"}]
-    app, _ = make_live({**_config(own_clamd), "rules": rules, "site": {"base_url": base}}, port=port, threads=4)
-    sender = Sender(app, mailbox, via=base)
-    sender.personal()
-    sender.verify()
-    assert sender.recipients("anna@gemeente.example").status_code == 302
-    assert sender.files([("verslag.pdf", CLEAN_PDF), ("test.txt", EICAR)]).status_code == 302
-    assert sender.recipients(OUTSIDE).status_code == 302
+    app, base, sender = _files_to_scan_at_next(make_live, mailbox, own_clamd)
     page = sender.get("/send/files").get_data(as_text=True)
     remove = next(action for action in re.findall(r'action="(/send/files/[^"]+/remove)"', page)
                   if removed in page.split(action)[0].rsplit("<tr", 1)[1])
     token = csrf_token(page)
-    body, content_type = multipart([
-        ("csrf_token", sender.upload_token()), ("files", ("", b"")), ("message", ""), ("action", "next"),
-    ])
-    headers = {"Cookie": sender.cookie_header(), "Content-Type": content_type, "Origin": base, "Accept-Language": "en"}
+    body, headers = _next_request(sender, base)
     answer: dict[str, Any] = {}
 
     def press_next() -> None:
