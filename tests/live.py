@@ -88,7 +88,9 @@ def free_port() -> int:
 class LiveServer:
     """``gunicorn wsgi:app`` on loopback."""
 
-    def __init__(self, instance: Path, threads: int = 4, workers: int = 1, port: int | None = None) -> None:
+    def __init__(
+        self, instance: Path, threads: int = 4, workers: int = 1, port: int | None = None, boot_seconds: float = 30,
+    ) -> None:
         self.instance = instance
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -106,7 +108,7 @@ class LiveServer:
             # Its own process group, which stop() ends with its workers.
             start_new_session=True,
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + boot_seconds
         while not self._answers():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()

@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -182,15 +183,25 @@ def test_a_worker_that_meets_a_long_write_lock_at_start_is_started_again(tmp_pat
     writer = sqlite3.connect(instance / "koerier.sqlite3", isolation_level=None, check_same_thread=False)
     writer.execute("BEGIN IMMEDIATE")
     writer.execute("CREATE TABLE being_written (id INTEGER)")
-    done = threading.Timer(db.SQLITE_BUSY_TIMEOUT_MS / 1000 + 2, writer.execute, ["ROLLBACK"])
+    log = instance / "gunicorn.log"
+    locked = "Database: storage.database_url: database is locked"
+
+    def release_once_a_worker_gave_up() -> None:
+        # However slowly the worker boots: the lock outlasts its busy wait.
+        deadline = time.monotonic() + 120
+        while not (log.exists() and locked in log.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        writer.execute("ROLLBACK")
+
+    done = threading.Thread(target=release_once_a_worker_gave_up)
     done.start()
     try:
-        server = LiveServer(instance)
+        server = LiveServer(instance, boot_seconds=180)
     finally:
         done.join()
         writer.close()
     try:
         assert requests.get(server.url + "/", timeout=30).status_code == 200
-        assert "Database: storage.database_url: database is locked" in server.log_tail(100_000)
+        assert locked in server.log_tail(100_000)
     finally:
         server.stop()

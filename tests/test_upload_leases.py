@@ -34,6 +34,11 @@ def test_a_running_upload_keeps_its_lease(app) -> None:
         time.sleep(3)  # longer than the lease lasts unrenewed
         with new_session(app) as session:
             assert not claim_leases(session, "x" * 32, "other", [("subject", 1)])
+    # The renewer ends at its next turn, now that nothing is held; until then
+    # it may be renewing in a session that the test's teardown would close under it.
+    for thread in threading.enumerate():
+        if thread.name == "koerier-upload-leases":
+            thread.join(timeout=10)
 
 
 def test_parallel_claims_never_pass_the_cap(app) -> None:
