@@ -30,7 +30,7 @@ from . import audit, drafts, metrics, scanning, true_types
 from . import db as dbmod
 from .crypto.keys import open_text, seal_text
 from .crypto.stream import SegmentReader, SegmentWriter
-from .models import Draft, StoredFile
+from .models import Draft, StoredFile, Upload
 from .policy import Limits
 from .portal import Portal
 from .storage import StorageUnavailable
@@ -428,18 +428,18 @@ def screen_files(db: Session, portal: Portal, draft: Draft, limits: Limits, ip: 
     dek = drafts.data_key(draft)
     waiting = [f for f in draft.files if not admitted(portal, limits, f.scanned)]
     for stored in waiting:
-        if not _still_there(db, stored):
+        if not still_there(db, stored):
             continue
         db.commit()
         try:
             screening = screen(db, portal, draft, stored.blob_key, stored.size, stored.id, limits, ip)
         except Exception:
             db.rollback()
-            if _still_there(db, stored):
+            if still_there(db, stored):
                 raise
             continue  # its blob went with it, while it was read
         # Locked until the verdict is committed, so that a removal now waits for it.
-        if not _still_there(db, stored, lock=True):
+        if not still_there(db, stored, lock=True):
             continue
         if (refusal := screening.refusal) is None:
             stored.scanned = screening.mark
@@ -462,8 +462,10 @@ def screen_files(db: Session, portal: Portal, draft: Draft, limits: Limits, ip: 
     return result
 
 
-def _still_there(db: Session, stored: StoredFile, lock: bool = False) -> bool:
-    query = select(StoredFile.id).where(StoredFile.id == stored.id)
+def still_there(db: Session, row: StoredFile | Upload, lock: bool = False) -> bool:
+    """Whether the file (or upload) is still in the database, which a removal in another request may have changed."""
+    model = type(row)
+    query = select(model.id).where(model.id == row.id)
     return db.scalar(query.with_for_update() if lock else query) is not None
 
 

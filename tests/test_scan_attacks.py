@@ -11,6 +11,7 @@ import zipfile
 from collections.abc import Callable
 from io import BytesIO
 from typing import Any
+from urllib.parse import urljoin
 
 import pytest
 import requests
@@ -232,3 +233,46 @@ def test_a_file_let_in_unscanned_and_past_clamds_limits_is_removed_at_next(make_
             "could not check all of its content.") in text_of(page)
     (kept,) = _stored(app)
     assert kept.scanned == "clean" and blobs.names(app) == [kept.blob_key]
+
+
+@blobs.BOTH_STORES
+def test_an_upload_removed_while_its_verdict_is_awaited_stays_removed(make_live, mailbox, own_clamd: ClamdServer) -> None:
+    """The script's last PATCH waits for the scanner; the sender presses
+    Cancel (tus DELETE), or Remove in another tab, meanwhile. The verdict
+    then made the removed upload a file of the draft anyway, its blob
+    deleted: the file was back on the page, and its recipient could not
+    download it, or the request failed (500). The removal stands, also when
+    the blob goes while the scanner still reads it."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    app, _ = make_live({**_config(own_clamd), "site": {"base_url": base}}, port=port, threads=4)
+    tus = TusSender(app, mailbox, via=base).ready()
+    # More than the sockets to a stalled clamd hold: part of it is still to be read when the blob goes.
+    data = b"%PDF-1.4\n" + os.urandom(3 * 1024 * 1024)
+    location = urljoin(base, tus.create(len(data), name="verslag.pdf").headers["Location"])
+    headers = {**tus.headers(), "Cookie": tus.cookie_header(), "Origin": base}
+    answer: dict[str, Any] = {}
+
+    def send() -> None:
+        try:
+            answer["patch"] = requests.patch(
+                location, data=data, timeout=120,
+                headers={**headers, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"},
+            )
+        except requests.RequestException as exc:
+            answer["patch"] = exc
+
+    assert own_clamd.process is not None
+    os.kill(own_clamd.process.pid, signal.SIGSTOP)
+    sending = threading.Thread(target=send)
+    try:
+        sending.start()
+        _wait_for(lambda: _connections_to(own_clamd.port) == 1)
+        assert requests.delete(location, headers=headers, timeout=60).status_code == 204
+    finally:
+        os.kill(own_clamd.process.pid, signal.SIGCONT)
+        sending.join(timeout=120)
+    assert isinstance(answer["patch"], requests.Response), answer["patch"]
+    assert answer["patch"].status_code == 410, answer["patch"].status_code
+    assert "verslag.pdf" not in text_of(tus.get("/send/files"))
+    assert _stored(app) == [] and blobs.names(app) == []
