@@ -49,6 +49,9 @@ class Verdict:
     # The signature clamd found (infected), the limit it met (incomplete), or why there is no verdict
     # (unavailable; for the log only).
     detail: str = ""
+    # No verdict, but not for an outage: clamd took the whole file and did not finish
+    # with it in time, which the file itself may cause. Never let in unscanned.
+    slow: bool = False
 
 
 class ScannerUnavailable(Exception):
@@ -101,7 +104,13 @@ class Clamd:
                 except (BrokenPipeError, ConnectionResetError):
                     # clamd stops reading at its StreamMaxLength, and says so before it closes.
                     pass
-                reply = _reply(sock)
+                try:
+                    reply = _reply(sock)
+                except TimeoutError:
+                    # A scan longer than the timeout (clamd's own MaxScanTime, 120 s by
+                    # default, would answer Heuristics.Limits.Exceeded later) is what a
+                    # file built to be slow to unpack gets: not an outage.
+                    return Verdict(UNAVAILABLE, f"{self.address}: no verdict within {self.timeout} s", slow=True)
         except OSError as exc:
             return Verdict(UNAVAILABLE, f"{self.address}: {exc}")
         return _verdict(reply)

@@ -372,9 +372,9 @@ def screen(
     if verdict.result == scanning.INFECTED:
         audit.record(db, "file_infected", signature=verdict.detail, **event)
         return Screening(refusal=verdict)
-    # Too large for clamd, or partly past its limits: never let in unscanned,
-    # whatever on_unavailable (which is about outages) says.
-    accepted = verdict.result == scanning.UNAVAILABLE and config.on_unavailable == "accept"
+    # Too large for clamd, partly past its limits, or too slow to scan: never
+    # let in unscanned, whatever on_unavailable (which is about outages) says.
+    accepted = verdict.result == scanning.UNAVAILABLE and not verdict.slow and config.on_unavailable == "accept"
     if verdict.result == scanning.UNAVAILABLE:
         log.warning("no malware scan (scan.clamd_address): %s; the file is %s", verdict.detail,
                     "accepted unscanned (scan.on_unavailable)" if accepted else "refused")

@@ -276,3 +276,29 @@ def test_an_upload_removed_while_its_verdict_is_awaited_stays_removed(make_live,
     assert answer["patch"].status_code == 410, answer["patch"].status_code
     assert "verslag.pdf" not in text_of(tus.get("/send/files"))
     assert _stored(app) == [] and blobs.names(app) == []
+
+
+def test_a_file_whose_scan_does_not_end_in_time_is_never_let_in_unscanned(make_app, mailbox, own_clamd: ClamdServer) -> None:
+    """With ``on_unavailable = "accept"`` a file clamd gives no verdict on is
+    let in unscanned: meant for an outage. A sender decides how long clamd
+    scans: a ZIP of 360 KB holding EICAR beside four members of 90 MB of
+    zeros took this machine's clamd four seconds with the tests' one
+    signature, and clamd's own limit (MaxScanTime, 120 s by default; its
+    verdict, Heuristics.Limits.Exceeded, is refused) comes after the portal's
+    ``timeout_seconds`` (60). Such a file went out unscanned. A file clamd
+    took whole and did not judge in time is refused, whatever
+    ``on_unavailable`` says; here clamd stalls once it holds the file, which
+    the portal cannot tell from a scan still running."""
+    app = make_app(_config(own_clamd, on_unavailable="accept", timeout_seconds=1))
+    sender = at_files_step(app, mailbox)
+    assert own_clamd.process is not None
+    os.kill(own_clamd.process.pid, signal.SIGSTOP)
+    try:
+        answer = sender.files([("stukken.zip", _zip(lambda z: z.writestr("eicar.com", EICAR)))])
+    finally:
+        os.kill(own_clamd.process.pid, signal.SIGCONT)
+    assert answer.status_code == 503
+    assert "“stukken.zip” was not added: the virus scanner is not available." in text_of(answer)
+    assert _stored(app) == [] and blobs.names(app) == []
+    (event,) = _events(app, "file_unscanned")
+    assert event.data["accepted"] is False
