@@ -35,6 +35,10 @@ CLEAN, INFECTED, TOO_LARGE, UNAVAILABLE = "clean", "infected", "too_large", "una
 # detection: what lies past the limit was not scanned, which is not malware.
 INCOMPLETE = "incomplete"
 LIMIT_EXCEEDED = "Heuristics.Limits.Exceeded."
+# An archive or document protected with a password, which clamd cannot look
+# into (AlertEncryptedArchive, AlertEncryptedDoc): not checked completely
+# either, and no malware; its detail ("Encrypted.Zip") says so.
+ENCRYPTED = "Encrypted."
 # A stored file's mark (StoredFile.scanned) besides CLEAN: let in without a
 # verdict (scan.on_unavailable = "accept"), or not scanned, its rules had scanning off.
 UNSCANNED, NOT_REQUIRED = "unscanned", "not_required"
@@ -46,7 +50,7 @@ _LENGTH = struct.Struct(">I")
 @dataclass(frozen=True)
 class Verdict:
     result: str
-    # The signature clamd found (infected), the limit it met (incomplete), or why there is no verdict
+    # The signature clamd found (infected), the limit it met or ENCRYPTED… (incomplete), or why there is no verdict
     # (unavailable; for the log only).
     detail: str = ""
     # No verdict, but not for an outage: clamd took the whole file and did not finish
@@ -134,6 +138,8 @@ def _verdict(reply: str) -> Verdict:
         signature = reply.removeprefix("stream: ").removesuffix(" FOUND")
         if signature.startswith(LIMIT_EXCEEDED):
             return Verdict(INCOMPLETE, signature.removeprefix(LIMIT_EXCEEDED))
+        if signature.startswith("Heuristics." + ENCRYPTED):
+            return Verdict(INCOMPLETE, signature.removeprefix("Heuristics."))
         return Verdict(INFECTED, signature)
     if reply.startswith("INSTREAM size limit exceeded"):
         return Verdict(TOO_LARGE)

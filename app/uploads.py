@@ -65,7 +65,7 @@ class Received:
     added: list[StoredFile] = field(default_factory=list)
     # (file name, why): "extension", "count", "size", "quota", "space", "drafts", "type_program",
     # "type_script", "type_archive" (content not what the name says), "unscannable" (too large to scan), "incomplete" (the scanner could not check all of its
-    # content) or "scanner" (no verdict to be had); nothing of these was stored. (``screen_files`` has its own.)
+    # content), "encrypted" (protected with a password, which the scanner cannot look into) or "scanner" (no verdict to be had); nothing of these was stored. (``screen_files`` has its own.)
     refused: list[tuple[str, str]] = field(default_factory=list)
     # (file name, signature): refused, the scanner found malware in them.
     infected: list[tuple[str, str]] = field(default_factory=list)
@@ -471,6 +471,8 @@ def still_there(db: Session, row: StoredFile | Upload, lock: bool = False) -> bo
 
 def refusal_reason(refusal: scanning.Verdict) -> str:
     """A refusal other than a detection, as ``Received.refused`` names it."""
+    if refusal.result == scanning.INCOMPLETE and refusal.detail.startswith(scanning.ENCRYPTED):
+        return "encrypted"
     return {scanning.UNAVAILABLE: "scanner", scanning.INCOMPLETE: "incomplete"}.get(refusal.result, "unscannable")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import signal
@@ -302,3 +303,42 @@ def test_a_file_whose_scan_does_not_end_in_time_is_never_let_in_unscanned(make_a
     assert _stored(app) == [] and blobs.names(app) == []
     (event,) = _events(app, "file_unscanned")
     assert event.data["accepted"] is False
+
+
+# Made with `zip -P geheim`: a.txt ("hallo"), encrypted as ZIP 2.0 does.
+ENCRYPTED_ZIP = base64.b64decode(
+    "UEsDBAoACQAAAE+Uel3glrrDEgAAAAYAAAAFABwAYS50eHRVVAkAA7Z7CGu2ewhrdXgLAAEEAAAAAAQAAAAAZSHUSq2/9j4T4FSjRfN32M3oUEsH"
+    "COCWusMSAAAABgAAAFBLAQIeAwoACQAAAE+Uel3glrrDEgAAAAYAAAAFABgAAAAAAAEAAACkgQAAAABhLnR4dFVUBQADtnsIa3V4CwABBAAAAAAE"
+    "AAAAAFBLBQYAAAAAAQABAEsAAABhAAAAAAA="
+)
+PROTECTED = "it is protected with a password, so the virus scanner cannot check it. Please add it without the password"
+
+
+def test_a_password_protected_archive_is_not_called_malware(make_app, mailbox, clamd: ClamdServer) -> None:
+    """With ``AlertEncryptedArchive yes``, which the README offers, clamd
+    answers ``Heuristics.Encrypted.Zip FOUND`` for a ZIP protected with a
+    password, as many people are told to send documents by mail. The sender
+    read "the virus scanner found malware in it", and the trail and metrics
+    counted a detection. It is refused as a file the scanner cannot check,
+    saying what to do; never let in, whatever ``on_unavailable`` says."""
+    app = make_app(_config(clamd, on_unavailable="accept"))
+    sender = at_files_step(app, mailbox)
+    answer = sender.files([("stukken.zip", ENCRYPTED_ZIP)])
+    assert answer.status_code == 422
+    assert f"“stukken.zip” was not added: {PROTECTED}" in text_of(answer) and "malware" not in text_of(answer)
+    assert _stored(app) == [] and not _events(app, "file_infected")
+    (event,) = _events(app, "file_unscanned")
+    assert event.data == {"reason": "incomplete", "limit": "Encrypted.Zip", "accepted": False, "size": len(ENCRYPTED_ZIP)}
+
+
+def test_a_password_protected_archive_let_in_unscanned_is_removed_at_next(make_app, mailbox, clamd: ClamdServer) -> None:
+    rules = [{"name": "intern", "recipients": ["*@gemeente.example"], "scan": "off"}]
+    app = make_app({**_config(clamd), "rules": rules})
+    sender = at_files_step(app, mailbox)
+    assert sender.files([("verslag.pdf", CLEAN_PDF), ("stukken.zip", ENCRYPTED_ZIP)]).status_code == 302
+    assert sender.recipients(OUTSIDE).status_code == 302
+    page = sender.files(action="next")
+    assert page.status_code == 422
+    assert f"“stukken.zip” was removed: for these recipients files are checked for viruses, and {PROTECTED}" in text_of(page)
+    (kept,) = _stored(app)
+    assert kept.scanned == "clean"

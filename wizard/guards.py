@@ -201,6 +201,18 @@ def file_problem(name: str, why: str, limits: policy.Limits) -> str:
             "could not check all of its content. Please send the files in it separately or in smaller parts.",
             name=name,
         )
+    # A password keeps the scanner out, not malware in; and the transfer is encrypted anyway.
+    if why == "encrypted":
+        return gettext(
+            "“%(name)s” was not added: it is protected with a password, so the virus scanner cannot check it. "
+            "Please add it without the password: the transfer is encrypted anyway.", name=name,
+        )
+    if why == "encrypted_removed":
+        return gettext(
+            "“%(name)s” was removed: for these recipients files are checked for viruses, and it is protected with a "
+            "password, so the virus scanner cannot check it. Please add it without the password: the transfer is "
+            "encrypted anyway.", name=name,
+        )
     if why == "unchecked":
         return gettext(
             "“%(name)s” has not been checked for viruses yet, and the virus scanner is not available. "
