@@ -616,8 +616,10 @@ def test_the_files_step_shows_the_virus_scanners_verdict(
     random_file(clean, 3 * MiB)
     page.locator("#picker").set_input_files(clean)
     status = page.locator(".upload", has_text="verslag.pdf").locator(".upload-status")
-    # Said while the page asks again by itself (walk: it read "was not added… try again later").
+    # Said while the page asks again by itself (walk: it read "was not added… try again later"),
+    # and to a screen reader too (review: it heard nothing until the file was in, a minute later).
     expect(status).to_have_text("The virus scanner is not available right now; trying again…")
+    expect(page.locator("#announcer")).to_have_text("verslag.pdf: The virus scanner is not available right now; trying again…")
     visit.errors.clear()  # the 503 answers
     visit.check("scanner-unavailable")
     own_clamd.resume()

@@ -211,7 +211,7 @@ class Upload {
           await this.waitWhileBusy(error);
         } else {
           const message = error instanceof Retry ? error.message : text("reconnecting");
-          if (message) this.status.textContent = message;
+          if (message) this.say(message);
           await sleep(RETRY_DELAYS_MS[attempt]);
         }
       }
@@ -219,8 +219,16 @@ class Upload {
   }
 
   async waitWhileBusy(busy) {
-    this.status.textContent = busy.message;
+    this.say(busy.message);
     await sleep(busy.seconds * 1000);
+  }
+
+  // Why the upload waits, shown and, once each time it changes, announced:
+  // a screen reader would otherwise hear nothing until the file is in.
+  say(message) {
+    if (this.status.textContent === message) return;
+    this.status.textContent = message;
+    announce(`${this.file.name}: ${message}`);
   }
 
   async askOffset() {
