@@ -63,12 +63,18 @@ class ScannerUnavailable(Exception):
 
 
 class Clamd:
-    """One configured clamd; a connection per command, as clamd expects."""
+    """One configured clamd; a connection per command, as clamd expects.
+
+    One per request: once a scan got no verdict, the request's other files
+    get the same at once, not another wait of ``timeout`` each (a stalled
+    clamd held a post of 100 files for 100 minutes).
+    """
 
     def __init__(self, settings: Scan) -> None:
         self.address = settings.clamd_address
         self.target = clamd_socket(settings.clamd_address)
         self.timeout = settings.timeout_seconds
+        self.failed: Verdict | None = None
 
     def _connect(self) -> socket.socket:
         if isinstance(self.target, tuple):
@@ -95,6 +101,14 @@ class Clamd:
 
     def scan(self, chunks: Iterable[bytes | memoryview]) -> Verdict:
         """The verdict on the bytes of ``chunks``; an exception the chunks raise propagates."""
+        if self.failed is None:
+            verdict = self._scan(chunks)
+            if verdict.result == UNAVAILABLE:
+                self.failed = verdict
+            return verdict
+        return self.failed
+
+    def _scan(self, chunks: Iterable[bytes | memoryview]) -> Verdict:
         reply = ""
         try:
             with self._connect() as sock:

@@ -177,6 +177,7 @@ def receive(
         raise UploadRejected("the multipart boundary must have 1 to 70 characters")
     dek = drafts.data_key(draft)
     scan_limit = portal.settings.scan.max_stream_bytes
+    scanner = scanning.Clamd(portal.settings.scan)
     check_types = portal.settings.transfer.check_content_type
     # Werkzeug's decoder keeps a part's header, a preamble or an epilogue in
     # its buffer until it ends; while file data streams it holds at most one
@@ -262,7 +263,9 @@ def receive(
                         if upload is not None:
                             done, upload = upload, None
                             done.close()
-                            screening = screen_or_forget(db, portal, draft, done.blob_key, done.size, done.id, limits, ip)
+                            screening = screen_or_forget(
+                                db, portal, draft, done.blob_key, done.size, done.id, limits, ip, scanner
+                            )
                             if (refusal := screening.refusal) is None:
                                 result.added.append(done.stored(draft, position=count, scanned=screening.mark))
                                 used += done.size
@@ -341,6 +344,7 @@ class Screening:
 
 def screen(
     db: Session, portal: Portal, draft: Draft, blob_key: str, size: int, file_id: str, limits: Limits, ip: str,
+    scanner: scanning.Clamd | None = None,
 ) -> Screening:
     """Whether the stored file may join the draft, and marked how.
 
@@ -349,7 +353,8 @@ def screen(
     the plaintext nor more than a segment of it is ever kept. A file the
     scanner could not judge is let in only with ``scan.on_unavailable =
     "accept"``. Every verdict and every file let in unscanned goes to the
-    audit trail (sizes and signatures, never names or contents).
+    audit trail (sizes and signatures, never names or contents). A request
+    with several files passes each the same ``scanner``.
     """
     if limits.scan != "required":
         return Screening(scanning.NOT_REQUIRED)
@@ -362,7 +367,7 @@ def screen(
             reader = SegmentReader(
                 fh, drafts.data_key(draft), portal.store.size(blob_key), transfer_id=draft.transfer_id, file_id=file_id
             )
-            verdict = scanning.Clamd(config).scan(reader.iter_range())
+            verdict = (scanner or scanning.Clamd(config)).scan(reader.iter_range())
     metrics.SCANS.labels("failed" if verdict.result == scanning.UNAVAILABLE else verdict.result).inc()
     event = {"transfer_id": draft.transfer_id, "actor": draft.sender_email, "ip": ip, "size": size}
     if verdict.result == scanning.CLEAN:
@@ -385,10 +390,11 @@ def screen(
 
 def screen_or_forget(
     db: Session, portal: Portal, draft: Draft, blob_key: str, size: int, file_id: str, limits: Limits, ip: str,
+    scanner: scanning.Clamd,
 ) -> Screening:
     """``screen``, with the blob deleted unless the file may join the draft."""
     try:
-        screening = screen(db, portal, draft, blob_key, size, file_id, limits, ip)
+        screening = screen(db, portal, draft, blob_key, size, file_id, limits, ip, scanner)
     except BaseException:
         forget_blob(portal, blob_key)
         raise
@@ -426,13 +432,14 @@ def screen_files(db: Session, portal: Portal, draft: Draft, limits: Limits, ip: 
     """
     result = Received()
     dek = drafts.data_key(draft)
+    scanner = scanning.Clamd(portal.settings.scan)
     waiting = [f for f in draft.files if not admitted(portal, limits, f.scanned)]
     for stored in waiting:
         if not still_there(db, stored):
             continue
         db.commit()
         try:
-            screening = screen(db, portal, draft, stored.blob_key, stored.size, stored.id, limits, ip)
+            screening = screen(db, portal, draft, stored.blob_key, stored.size, stored.id, limits, ip, scanner)
         except Exception:
             db.rollback()
             if still_there(db, stored):

@@ -22,6 +22,7 @@ from app import audit, db
 from . import blobs
 from .clamd import EICAR, ClamdServer
 from .live import free_port
+from .nginx import Nginx
 from .test_scanning import CLEAN_PDF, OUTSIDE, _config, _events, _stored, at_files_step
 from .test_tus import TusSender
 from .walker import Sender, csrf_token, multipart, text_of
@@ -36,6 +37,19 @@ def _connections_to(port: int) -> int:
                 fields = line.split()
                 if fields[3] == "01" and int(fields[2].rsplit(":", 1)[1], 16) == port:
                     count += 1
+    return count
+
+
+def _unaccepted_at(port: int) -> int:
+    """Connections to ``port`` on this machine waiting for its listener to
+    take them (a stopped clamd takes none): the listening socket's queue."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as fh:
+            for line in list(fh)[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    count += int(fields[4].split(":")[1], 16)
     return count
 
 
@@ -342,3 +356,62 @@ def test_a_password_protected_archive_let_in_unscanned_is_removed_at_next(make_a
     assert f"“stukken.zip” was removed: for these recipients files are checked for viruses, and {PROTECTED}" in text_of(page)
     (kept,) = _stored(app)
     assert kept.scanned == "clean"
+
+
+@pytest.mark.setup("embedded")  # about the proxy's timeouts, whichever database
+def test_behind_the_proxy_a_scan_that_takes_its_whole_timeout_gets_the_portals_answer(
+    make_live, mailbox, own_clamd: ClamdServer, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The README's nginx waited 60 s for an upload's answer (its
+    proxy_read_timeout), the portal as long for clamd's verdict
+    (scan.timeout_seconds): with clamd stalled, or a file slow to scan, the
+    sender got nginx's bare "504 Gateway Time-out", not the portal's page
+    saying that the virus scanner is not available, in their language, with
+    their message kept. The upload paths wait longer."""
+    port = free_port()
+    proxy = Nginx([port], max_body=64 * 1024 * 1024)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(proxy.cert))
+    try:
+        app, _ = make_live({"site": {"base_url": proxy.url, "trusted_proxies": 1}, **_config(own_clamd)}, port=port)
+        sender = Sender(app, mailbox, via=proxy.url)
+        sender.personal()
+        sender.verify()
+        assert sender.recipients("anna@gemeente.example").status_code == 302
+        assert own_clamd.process is not None
+        os.kill(own_clamd.process.pid, signal.SIGSTOP)
+        try:
+            page = sender.files([("verslag.pdf", CLEAN_PDF)], message="Zie bijlage")
+        finally:
+            os.kill(own_clamd.process.pid, signal.SIGCONT)
+        assert page.status_code == 503, text_of(page)[:300]
+        assert "“verslag.pdf” was not added: the virus scanner is not available." in text_of(page)
+        assert "Zie bijlage" in text_of(page)
+    finally:
+        proxy.stop()
+
+
+@pytest.mark.parametrize("where", ["form", "next"])
+def test_with_clamd_stalled_a_request_waits_for_it_once(make_app, mailbox, own_clamd: ClamdServer, where: str) -> None:
+    """With clamd stalled, each file of a request waited
+    ``scan.timeout_seconds`` for it in turn: a form post of 100 files (the
+    default transfer.max_files), or Next with as many to scan, held its
+    server thread and its sender for 100 minutes (nginx gave up after five).
+    Once clamd has not answered, the request's other files are not sent to
+    it: each is refused as the scanner not being available, at once."""
+    rules = [{"name": "intern", "recipients": ["*@gemeente.example"], "scan": "off"}]
+    app = make_app({**_config(own_clamd, timeout_seconds=1), "rules": rules})
+    sender = at_files_step(app, mailbox)
+    files = [(f"verslag{n}.pdf", CLEAN_PDF) for n in range(3)]
+    if where == "next":
+        assert sender.files(files).status_code == 302
+    assert sender.recipients(OUTSIDE).status_code == 302
+    assert own_clamd.process is not None
+    os.kill(own_clamd.process.pid, signal.SIGSTOP)
+    try:
+        page = sender.files(files) if where == "form" else sender.files(action="next")
+        tried = _unaccepted_at(own_clamd.port)
+    finally:
+        os.kill(own_clamd.process.pid, signal.SIGCONT)
+    assert page.status_code == 503
+    assert text_of(page).count("the virus scanner is not available. Please try again later.") == 3
+    assert tried == 1
