@@ -601,7 +601,8 @@ def test_the_files_step_shows_the_virus_scanners_verdict(
     page.locator("#picker").set_input_files(eicar)
     item = page.locator(".upload", has_text="factuur.txt")
     expect(item.locator(".upload-status")).to_have_text(
-        f"“factuur.txt” was not added: the virus scanner found malware in it ({FOUND_AS})."
+        f"“factuur.txt” was not added: the virus scanner found malware in it ({FOUND_AS}). "
+        "Do not open it, and have the device it came from checked for viruses."
     )
     expect(item.get_by_role("button", name="Retry: factuur.txt")).to_be_hidden()
     expect(item.get_by_role("button", name="Remove: factuur.txt")).to_be_visible()

@@ -132,13 +132,16 @@ def csrf_token_ok(token: str) -> bool:
 
 
 def infected_message(name: str, signature: str, removed: bool = False) -> str:
-    """A file the virus scanner refused, with what it found; ``removed``: it had been added before its scan."""
+    """A file the virus scanner refused, with what it found and what to do;
+    ``removed``: it had been added before its scan."""
     if removed:
         return gettext(
-            "“%(name)s” was removed: the virus scanner found malware in it (%(signature)s).", name=name, signature=signature
+            "“%(name)s” was removed: the virus scanner found malware in it (%(signature)s). Do not open it, and "
+            "have the device it came from checked for viruses.", name=name, signature=signature,
         )
     return gettext(
-        "“%(name)s” was not added: the virus scanner found malware in it (%(signature)s).", name=name, signature=signature
+        "“%(name)s” was not added: the virus scanner found malware in it (%(signature)s). Do not open it, and "
+        "have the device it came from checked for viruses.", name=name, signature=signature,
     )
 
 
