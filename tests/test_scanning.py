@@ -392,7 +392,7 @@ def test_over_tus_a_file_without_a_verdict_waits_complete_and_is_judged_again(ma
     location = tus.create(len(data), name="scan.pdf").headers["Location"]
     own_clamd.halt()
     answer = tus.patch(location, 0, data)
-    assert answer.status_code == 503 and answer.headers["Retry-After"]
+    assert answer.status_code == 503 and answer.headers["Retry-After"] and answer.json["reason"] == "scanner"
     assert answer.json["error"] == "“scan.pdf” was not added: the virus scanner is not available. Please try again later."
     # Kept whole, not yet a file of the transfer; Next waits for it.
     assert tus.head(location).headers["Upload-Offset"] == str(len(data))
