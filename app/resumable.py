@@ -219,14 +219,29 @@ def _judge(db: Session, portal: Portal, draft: Draft, upload: Upload, limits: Li
     drafts.touch(draft)
     db.commit()
     name = open_text(drafts.data_key(draft), "name", upload.id, upload.name_ct)
-    if portal.settings.transfer.check_content_type and (disguise := uploads.disguised(
-        db, draft, name, _head(portal, draft, upload), upload.length, ip
-    )):
+    try:
+        disguise = portal.settings.transfer.check_content_type and uploads.disguised(
+            db, draft, name, _head(portal, draft, upload), upload.length, ip
+        )
+        screening = uploads.Screening() if disguise else uploads.screen(
+            db, portal, draft, upload.blob_key, upload.length, upload.id, limits, ip
+        )
+    except Exception:
+        db.rollback()
+        if uploads.still_there(db, upload):
+            raise
+        raise UploadGone(upload.id) from None  # its blob went with it, while it was read
+    # The sender may have removed it (Cancel, or another tab) while it was
+    # scanned: the removal stands. Locked until the verdict is committed, so
+    # that a removal now waits for it.
+    if not uploads.still_there(db, upload, lock=True):
+        db.commit()  # the verdict stays on the record
+        raise UploadGone(upload.id)
+    if disguise:
         draft.uploads.remove(upload)
         uploads.forget_blob(portal, upload.blob_key)
         db.commit()
         raise Refused(name, disguise)
-    screening = uploads.screen(db, portal, draft, upload.blob_key, upload.length, upload.id, limits, ip)
     if (refusal := screening.refusal) is not None:
         if refusal.result != scanning.UNAVAILABLE:
             draft.uploads.remove(upload)

@@ -35,6 +35,10 @@ CLEAN, INFECTED, TOO_LARGE, UNAVAILABLE = "clean", "infected", "too_large", "una
 # detection: what lies past the limit was not scanned, which is not malware.
 INCOMPLETE = "incomplete"
 LIMIT_EXCEEDED = "Heuristics.Limits.Exceeded."
+# An archive or document protected with a password, which clamd cannot look
+# into (AlertEncryptedArchive, AlertEncryptedDoc): not checked completely
+# either, and no malware; its detail ("Encrypted.Zip") says so.
+ENCRYPTED = "Encrypted."
 # A stored file's mark (StoredFile.scanned) besides CLEAN: let in without a
 # verdict (scan.on_unavailable = "accept"), or not scanned, its rules had scanning off.
 UNSCANNED, NOT_REQUIRED = "unscanned", "not_required"
@@ -46,9 +50,12 @@ _LENGTH = struct.Struct(">I")
 @dataclass(frozen=True)
 class Verdict:
     result: str
-    # The signature clamd found (infected), the limit it met (incomplete), or why there is no verdict
+    # The signature clamd found (infected), the limit it met or ENCRYPTED… (incomplete), or why there is no verdict
     # (unavailable; for the log only).
     detail: str = ""
+    # No verdict, but not for an outage: clamd took the whole file and did not finish
+    # with it in time, which the file itself may cause. Never let in unscanned.
+    slow: bool = False
 
 
 class ScannerUnavailable(Exception):
@@ -56,12 +63,18 @@ class ScannerUnavailable(Exception):
 
 
 class Clamd:
-    """One configured clamd; a connection per command, as clamd expects."""
+    """One configured clamd; a connection per command, as clamd expects.
+
+    One per request: once a scan got no verdict, the request's other files
+    get the same at once, not another wait of ``timeout`` each (a stalled
+    clamd held a post of 100 files for 100 minutes).
+    """
 
     def __init__(self, settings: Scan) -> None:
         self.address = settings.clamd_address
         self.target = clamd_socket(settings.clamd_address)
         self.timeout = settings.timeout_seconds
+        self.failed: Verdict | None = None
 
     def _connect(self) -> socket.socket:
         if isinstance(self.target, tuple):
@@ -88,6 +101,14 @@ class Clamd:
 
     def scan(self, chunks: Iterable[bytes | memoryview]) -> Verdict:
         """The verdict on the bytes of ``chunks``; an exception the chunks raise propagates."""
+        if self.failed is None:
+            verdict = self._scan(chunks)
+            if verdict.result == UNAVAILABLE:
+                self.failed = verdict
+            return verdict
+        return self.failed
+
+    def _scan(self, chunks: Iterable[bytes | memoryview]) -> Verdict:
         reply = ""
         try:
             with self._connect() as sock:
@@ -101,7 +122,13 @@ class Clamd:
                 except (BrokenPipeError, ConnectionResetError):
                     # clamd stops reading at its StreamMaxLength, and says so before it closes.
                     pass
-                reply = _reply(sock)
+                try:
+                    reply = _reply(sock)
+                except TimeoutError:
+                    # A scan longer than the timeout (clamd's own MaxScanTime, 120 s by
+                    # default, would answer Heuristics.Limits.Exceeded later) is what a
+                    # file built to be slow to unpack gets: not an outage.
+                    return Verdict(UNAVAILABLE, f"{self.address}: no verdict within {self.timeout} s", slow=True)
         except OSError as exc:
             return Verdict(UNAVAILABLE, f"{self.address}: {exc}")
         return _verdict(reply)
@@ -125,6 +152,8 @@ def _verdict(reply: str) -> Verdict:
         signature = reply.removeprefix("stream: ").removesuffix(" FOUND")
         if signature.startswith(LIMIT_EXCEEDED):
             return Verdict(INCOMPLETE, signature.removeprefix(LIMIT_EXCEEDED))
+        if signature.startswith("Heuristics." + ENCRYPTED):
+            return Verdict(INCOMPLETE, signature.removeprefix("Heuristics."))
         return Verdict(INFECTED, signature)
     if reply.startswith("INSTREAM size limit exceeded"):
         return Verdict(TOO_LARGE)

@@ -30,7 +30,7 @@ from . import audit, drafts, metrics, scanning, true_types
 from . import db as dbmod
 from .crypto.keys import open_text, seal_text
 from .crypto.stream import SegmentReader, SegmentWriter
-from .models import Draft, StoredFile
+from .models import Draft, StoredFile, Upload
 from .policy import Limits
 from .portal import Portal
 from .storage import StorageUnavailable
@@ -65,7 +65,7 @@ class Received:
     added: list[StoredFile] = field(default_factory=list)
     # (file name, why): "extension", "count", "size", "quota", "space", "drafts", "type_program",
     # "type_script", "type_archive" (content not what the name says), "unscannable" (too large to scan), "incomplete" (the scanner could not check all of its
-    # content) or "scanner" (no verdict to be had); nothing of these was stored. (``screen_files`` has its own.)
+    # content), "encrypted" (protected with a password, which the scanner cannot look into) or "scanner" (no verdict to be had); nothing of these was stored. (``screen_files`` has its own.)
     refused: list[tuple[str, str]] = field(default_factory=list)
     # (file name, signature): refused, the scanner found malware in them.
     infected: list[tuple[str, str]] = field(default_factory=list)
@@ -177,6 +177,7 @@ def receive(
         raise UploadRejected("the multipart boundary must have 1 to 70 characters")
     dek = drafts.data_key(draft)
     scan_limit = portal.settings.scan.max_stream_bytes
+    scanner = scanning.Clamd(portal.settings.scan)
     check_types = portal.settings.transfer.check_content_type
     # Werkzeug's decoder keeps a part's header, a preamble or an epilogue in
     # its buffer until it ends; while file data streams it holds at most one
@@ -262,7 +263,9 @@ def receive(
                         if upload is not None:
                             done, upload = upload, None
                             done.close()
-                            screening = screen_or_forget(db, portal, draft, done.blob_key, done.size, done.id, limits, ip)
+                            screening = screen_or_forget(
+                                db, portal, draft, done.blob_key, done.size, done.id, limits, ip, scanner
+                            )
                             if (refusal := screening.refusal) is None:
                                 result.added.append(done.stored(draft, position=count, scanned=screening.mark))
                                 used += done.size
@@ -341,6 +344,7 @@ class Screening:
 
 def screen(
     db: Session, portal: Portal, draft: Draft, blob_key: str, size: int, file_id: str, limits: Limits, ip: str,
+    scanner: scanning.Clamd | None = None,
 ) -> Screening:
     """Whether the stored file may join the draft, and marked how.
 
@@ -349,7 +353,8 @@ def screen(
     the plaintext nor more than a segment of it is ever kept. A file the
     scanner could not judge is let in only with ``scan.on_unavailable =
     "accept"``. Every verdict and every file let in unscanned goes to the
-    audit trail (sizes and signatures, never names or contents).
+    audit trail (sizes and signatures, never names or contents). A request
+    with several files passes each the same ``scanner``.
     """
     if limits.scan != "required":
         return Screening(scanning.NOT_REQUIRED)
@@ -362,7 +367,7 @@ def screen(
             reader = SegmentReader(
                 fh, drafts.data_key(draft), portal.store.size(blob_key), transfer_id=draft.transfer_id, file_id=file_id
             )
-            verdict = scanning.Clamd(config).scan(reader.iter_range())
+            verdict = (scanner or scanning.Clamd(config)).scan(reader.iter_range())
     metrics.SCANS.labels("failed" if verdict.result == scanning.UNAVAILABLE else verdict.result).inc()
     event = {"transfer_id": draft.transfer_id, "actor": draft.sender_email, "ip": ip, "size": size}
     if verdict.result == scanning.CLEAN:
@@ -372,9 +377,9 @@ def screen(
     if verdict.result == scanning.INFECTED:
         audit.record(db, "file_infected", signature=verdict.detail, **event)
         return Screening(refusal=verdict)
-    # Too large for clamd, or partly past its limits: never let in unscanned,
-    # whatever on_unavailable (which is about outages) says.
-    accepted = verdict.result == scanning.UNAVAILABLE and config.on_unavailable == "accept"
+    # Too large for clamd, partly past its limits, or too slow to scan: never
+    # let in unscanned, whatever on_unavailable (which is about outages) says.
+    accepted = verdict.result == scanning.UNAVAILABLE and not verdict.slow and config.on_unavailable == "accept"
     if verdict.result == scanning.UNAVAILABLE:
         log.warning("no malware scan (scan.clamd_address): %s; the file is %s", verdict.detail,
                     "accepted unscanned (scan.on_unavailable)" if accepted else "refused")
@@ -385,10 +390,11 @@ def screen(
 
 def screen_or_forget(
     db: Session, portal: Portal, draft: Draft, blob_key: str, size: int, file_id: str, limits: Limits, ip: str,
+    scanner: scanning.Clamd,
 ) -> Screening:
     """``screen``, with the blob deleted unless the file may join the draft."""
     try:
-        screening = screen(db, portal, draft, blob_key, size, file_id, limits, ip)
+        screening = screen(db, portal, draft, blob_key, size, file_id, limits, ip, scanner)
     except BaseException:
         forget_blob(portal, blob_key)
         raise
@@ -426,20 +432,21 @@ def screen_files(db: Session, portal: Portal, draft: Draft, limits: Limits, ip: 
     """
     result = Received()
     dek = drafts.data_key(draft)
+    scanner = scanning.Clamd(portal.settings.scan)
     waiting = [f for f in draft.files if not admitted(portal, limits, f.scanned)]
     for stored in waiting:
-        if not _still_there(db, stored):
+        if not still_there(db, stored):
             continue
         db.commit()
         try:
-            screening = screen(db, portal, draft, stored.blob_key, stored.size, stored.id, limits, ip)
+            screening = screen(db, portal, draft, stored.blob_key, stored.size, stored.id, limits, ip, scanner)
         except Exception:
             db.rollback()
-            if _still_there(db, stored):
+            if still_there(db, stored):
                 raise
             continue  # its blob went with it, while it was read
         # Locked until the verdict is committed, so that a removal now waits for it.
-        if not _still_there(db, stored, lock=True):
+        if not still_there(db, stored, lock=True):
             continue
         if (refusal := screening.refusal) is None:
             stored.scanned = screening.mark
@@ -462,13 +469,17 @@ def screen_files(db: Session, portal: Portal, draft: Draft, limits: Limits, ip: 
     return result
 
 
-def _still_there(db: Session, stored: StoredFile, lock: bool = False) -> bool:
-    query = select(StoredFile.id).where(StoredFile.id == stored.id)
+def still_there(db: Session, row: StoredFile | Upload, lock: bool = False) -> bool:
+    """Whether the file (or upload) is still in the database, which a removal in another request may have changed."""
+    model = type(row)
+    query = select(model.id).where(model.id == row.id)
     return db.scalar(query.with_for_update() if lock else query) is not None
 
 
 def refusal_reason(refusal: scanning.Verdict) -> str:
     """A refusal other than a detection, as ``Received.refused`` names it."""
+    if refusal.result == scanning.INCOMPLETE and refusal.detail.startswith(scanning.ENCRYPTED):
+        return "encrypted"
     return {scanning.UNAVAILABLE: "scanner", scanning.INCOMPLETE: "incomplete"}.get(refusal.result, "unscannable")
 
 

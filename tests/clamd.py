@@ -100,6 +100,8 @@ class ClamdServer:
             # As the README tells operators: what the limits above (and MaxFiles,
             # MaxRecursion) make clamd skip is refused, not answered "OK".
             "AlertExceedsMax yes\n"
+            # As the README offers operators: archives protected with a password are refused.
+            "AlertEncryptedArchive yes\n"
             f"LogFile {self.log}\n"
             # Nothing to watch for: the database does not change.
             "SelfCheck 0\n"

@@ -155,7 +155,10 @@ http {{
         # Uploads stream through as they arrive.
 {"".join(f'''        location {where} {{
             client_max_body_size {max_body};
-            proxy_request_buffering off;{proxy}
+            proxy_request_buffering off;
+            # Beyond scan.timeout_seconds: each file is scanned before the upload reads on or answers.
+            proxy_send_timeout 300s;
+            proxy_read_timeout 300s;{proxy}
         }}
 ''' for where in UPLOAD_LOCATIONS)}
         # Decrypted files go to the client as they come, never to a temporary file.

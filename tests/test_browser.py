@@ -13,6 +13,7 @@ import base64
 import hashlib
 import re
 import shutil
+import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -601,7 +602,8 @@ def test_the_files_step_shows_the_virus_scanners_verdict(
     page.locator("#picker").set_input_files(eicar)
     item = page.locator(".upload", has_text="factuur.txt")
     expect(item.locator(".upload-status")).to_have_text(
-        f"“factuur.txt” was not added: the virus scanner found malware in it ({FOUND_AS})."
+        f"“factuur.txt” was not added: the virus scanner found malware in it ({FOUND_AS}). "
+        "Do not open it, and have the device it came from checked for viruses."
     )
     expect(item.get_by_role("button", name="Retry: factuur.txt")).to_be_hidden()
     expect(item.get_by_role("button", name="Remove: factuur.txt")).to_be_visible()
@@ -616,8 +618,10 @@ def test_the_files_step_shows_the_virus_scanners_verdict(
     random_file(clean, 3 * MiB)
     page.locator("#picker").set_input_files(clean)
     status = page.locator(".upload", has_text="verslag.pdf").locator(".upload-status")
-    # Said while the page asks again by itself (walk: it read "was not added… try again later").
+    # Said while the page asks again by itself (walk: it read "was not added… try again later"),
+    # and to a screen reader too (review: it heard nothing until the file was in, a minute later).
     expect(status).to_have_text("The virus scanner is not available right now; trying again…")
+    expect(page.locator("#announcer")).to_have_text("verslag.pdf: The virus scanner is not available right now; trying again…")
     visit.errors.clear()  # the 503 answers
     visit.check("scanner-unavailable")
     own_clamd.resume()
@@ -1582,6 +1586,42 @@ def test_an_upload_the_portal_cannot_take_now_does_not_blame_the_connection(
     with app.app_context():
         [stored] = db.session().scalars(select(StoredFile)).all()
     assert stored.id == upload.id  # resumed, not started again
+
+
+@pytest.mark.setup("embedded")  # the embedded database, locked by the test
+def test_an_upload_the_database_cannot_take_now_does_not_blame_the_virus_scanner(
+    browser: Browser, portal, mailbox: Mailbox, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    """Review: every 503 with words (the database or the file store out of
+    reach, whose answers say so) read "The virus scanner is not available
+    right now; trying again…", on a portal without a virus scanner too."""
+    app, base = portal
+    source = tmp_path / "verslag.pdf"
+    random_file(source, MiB)
+    visit = new_visit(browser, "database-unavailable")
+    page = visit.page
+    to_files_step(visit, mailbox, base)
+    expect(page.locator(".uploader")).to_be_visible()
+    # Another process writes for longer than the portal waits for it, from the upload's first PATCH on.
+    writer = sqlite3.connect(app.extensions["koerier.engine"].url.database, isolation_level=None, check_same_thread=False)
+
+    def hold_the_database(route) -> None:  # type: ignore[no-untyped-def]
+        if route.request.method == "PATCH" and not writer.in_transaction:
+            writer.execute("BEGIN IMMEDIATE")
+        route.continue_()
+
+    page.route("**/send/uploads/*", hold_the_database)
+    status = page.locator(".upload", has_text="verslag.pdf").locator(".upload-status")
+    try:
+        page.locator("#picker").set_input_files(source)
+        expect(status).to_have_text("The portal is temporarily unavailable; trying again…", timeout=60_000)
+    finally:
+        page.unroute("**/send/uploads/*")
+        if writer.in_transaction:
+            writer.execute("ROLLBACK")
+        writer.close()
+    visit.errors.clear()  # the 503 answers, which the console reports
+    expect(status).to_have_text("Uploaded", timeout=60_000)
 
 
 def test_no_speed_or_time_left_in_the_first_seconds_of_an_upload(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import signal
@@ -11,6 +12,7 @@ import zipfile
 from collections.abc import Callable
 from io import BytesIO
 from typing import Any
+from urllib.parse import urljoin
 
 import pytest
 import requests
@@ -20,6 +22,7 @@ from app import audit, db
 from . import blobs
 from .clamd import EICAR, ClamdServer
 from .live import free_port
+from .nginx import Nginx
 from .test_scanning import CLEAN_PDF, OUTSIDE, _config, _events, _stored, at_files_step
 from .test_tus import TusSender
 from .walker import Sender, csrf_token, multipart, text_of
@@ -34,6 +37,19 @@ def _connections_to(port: int) -> int:
                 fields = line.split()
                 if fields[3] == "01" and int(fields[2].rsplit(":", 1)[1], 16) == port:
                     count += 1
+    return count
+
+
+def _unaccepted_at(port: int) -> int:
+    """Connections to ``port`` on this machine waiting for its listener to
+    take them (a stopped clamd takes none): the listening socket's queue."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as fh:
+            for line in list(fh)[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    count += int(fields[4].split(":")[1], 16)
     return count
 
 
@@ -232,3 +248,170 @@ def test_a_file_let_in_unscanned_and_past_clamds_limits_is_removed_at_next(make_
             "could not check all of its content.") in text_of(page)
     (kept,) = _stored(app)
     assert kept.scanned == "clean" and blobs.names(app) == [kept.blob_key]
+
+
+@blobs.BOTH_STORES
+def test_an_upload_removed_while_its_verdict_is_awaited_stays_removed(make_live, mailbox, own_clamd: ClamdServer) -> None:
+    """The script's last PATCH waits for the scanner; the sender presses
+    Cancel (tus DELETE), or Remove in another tab, meanwhile. The verdict
+    then made the removed upload a file of the draft anyway, its blob
+    deleted: the file was back on the page, and its recipient could not
+    download it, or the request failed (500). The removal stands, also when
+    the blob goes while the scanner still reads it."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    app, _ = make_live({**_config(own_clamd), "site": {"base_url": base}}, port=port, threads=4)
+    tus = TusSender(app, mailbox, via=base).ready()
+    # More than the sockets to a stalled clamd hold: part of it is still to be read when the blob goes.
+    data = b"%PDF-1.4\n" + os.urandom(3 * 1024 * 1024)
+    location = urljoin(base, tus.create(len(data), name="verslag.pdf").headers["Location"])
+    headers = {**tus.headers(), "Cookie": tus.cookie_header(), "Origin": base}
+    answer: dict[str, Any] = {}
+
+    def send() -> None:
+        try:
+            answer["patch"] = requests.patch(
+                location, data=data, timeout=120,
+                headers={**headers, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"},
+            )
+        except requests.RequestException as exc:
+            answer["patch"] = exc
+
+    assert own_clamd.process is not None
+    os.kill(own_clamd.process.pid, signal.SIGSTOP)
+    sending = threading.Thread(target=send)
+    try:
+        sending.start()
+        _wait_for(lambda: _connections_to(own_clamd.port) == 1)
+        assert requests.delete(location, headers=headers, timeout=60).status_code == 204
+    finally:
+        os.kill(own_clamd.process.pid, signal.SIGCONT)
+        sending.join(timeout=120)
+    assert isinstance(answer["patch"], requests.Response), answer["patch"]
+    assert answer["patch"].status_code == 410, answer["patch"].status_code
+    assert "verslag.pdf" not in text_of(tus.get("/send/files"))
+    assert _stored(app) == [] and blobs.names(app) == []
+
+
+def test_a_file_whose_scan_does_not_end_in_time_is_never_let_in_unscanned(make_app, mailbox, own_clamd: ClamdServer) -> None:
+    """With ``on_unavailable = "accept"`` a file clamd gives no verdict on is
+    let in unscanned: meant for an outage. A sender decides how long clamd
+    scans: a ZIP of 360 KB holding EICAR beside four members of 90 MB of
+    zeros took this machine's clamd four seconds with the tests' one
+    signature, and clamd's own limit (MaxScanTime, 120 s by default; its
+    verdict, Heuristics.Limits.Exceeded, is refused) comes after the portal's
+    ``timeout_seconds`` (60). Such a file went out unscanned. A file clamd
+    took whole and did not judge in time is refused, whatever
+    ``on_unavailable`` says; here clamd stalls once it holds the file, which
+    the portal cannot tell from a scan still running."""
+    app = make_app(_config(own_clamd, on_unavailable="accept", timeout_seconds=1))
+    sender = at_files_step(app, mailbox)
+    assert own_clamd.process is not None
+    os.kill(own_clamd.process.pid, signal.SIGSTOP)
+    try:
+        answer = sender.files([("stukken.zip", _zip(lambda z: z.writestr("eicar.com", EICAR)))])
+    finally:
+        os.kill(own_clamd.process.pid, signal.SIGCONT)
+    assert answer.status_code == 503
+    assert "“stukken.zip” was not added: the virus scanner is not available." in text_of(answer)
+    assert _stored(app) == [] and blobs.names(app) == []
+    (event,) = _events(app, "file_unscanned")
+    assert event.data["accepted"] is False
+
+
+# Made with `zip -P geheim`: a.txt ("hallo"), encrypted as ZIP 2.0 does.
+ENCRYPTED_ZIP = base64.b64decode(
+    "UEsDBAoACQAAAE+Uel3glrrDEgAAAAYAAAAFABwAYS50eHRVVAkAA7Z7CGu2ewhrdXgLAAEEAAAAAAQAAAAAZSHUSq2/9j4T4FSjRfN32M3oUEsH"
+    "COCWusMSAAAABgAAAFBLAQIeAwoACQAAAE+Uel3glrrDEgAAAAYAAAAFABgAAAAAAAEAAACkgQAAAABhLnR4dFVUBQADtnsIa3V4CwABBAAAAAAE"
+    "AAAAAFBLBQYAAAAAAQABAEsAAABhAAAAAAA="
+)
+PROTECTED = "it is protected with a password, so the virus scanner cannot check it. Please add it without the password"
+
+
+def test_a_password_protected_archive_is_not_called_malware(make_app, mailbox, clamd: ClamdServer) -> None:
+    """With ``AlertEncryptedArchive yes``, which the README offers, clamd
+    answers ``Heuristics.Encrypted.Zip FOUND`` for a ZIP protected with a
+    password, as many people are told to send documents by mail. The sender
+    read "the virus scanner found malware in it", and the trail and metrics
+    counted a detection. It is refused as a file the scanner cannot check,
+    saying what to do; never let in, whatever ``on_unavailable`` says."""
+    app = make_app(_config(clamd, on_unavailable="accept"))
+    sender = at_files_step(app, mailbox)
+    answer = sender.files([("stukken.zip", ENCRYPTED_ZIP)])
+    assert answer.status_code == 422
+    assert f"“stukken.zip” was not added: {PROTECTED}" in text_of(answer) and "malware" not in text_of(answer)
+    assert _stored(app) == [] and not _events(app, "file_infected")
+    (event,) = _events(app, "file_unscanned")
+    assert event.data == {"reason": "incomplete", "limit": "Encrypted.Zip", "accepted": False, "size": len(ENCRYPTED_ZIP)}
+
+
+def test_a_password_protected_archive_let_in_unscanned_is_removed_at_next(make_app, mailbox, clamd: ClamdServer) -> None:
+    rules = [{"name": "intern", "recipients": ["*@gemeente.example"], "scan": "off"}]
+    app = make_app({**_config(clamd), "rules": rules})
+    sender = at_files_step(app, mailbox)
+    assert sender.files([("verslag.pdf", CLEAN_PDF), ("stukken.zip", ENCRYPTED_ZIP)]).status_code == 302
+    assert sender.recipients(OUTSIDE).status_code == 302
+    page = sender.files(action="next")
+    assert page.status_code == 422
+    assert f"“stukken.zip” was removed: for these recipients files are checked for viruses, and {PROTECTED}" in text_of(page)
+    (kept,) = _stored(app)
+    assert kept.scanned == "clean"
+
+
+@pytest.mark.setup("embedded")  # about the proxy's timeouts, whichever database
+def test_behind_the_proxy_a_scan_that_takes_its_whole_timeout_gets_the_portals_answer(
+    make_live, mailbox, own_clamd: ClamdServer, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The README's nginx waited 60 s for an upload's answer (its
+    proxy_read_timeout), the portal as long for clamd's verdict
+    (scan.timeout_seconds): with clamd stalled, or a file slow to scan, the
+    sender got nginx's bare "504 Gateway Time-out", not the portal's page
+    saying that the virus scanner is not available, in their language, with
+    their message kept. The upload paths wait longer."""
+    port = free_port()
+    proxy = Nginx([port], max_body=64 * 1024 * 1024)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(proxy.cert))
+    try:
+        app, _ = make_live({"site": {"base_url": proxy.url, "trusted_proxies": 1}, **_config(own_clamd)}, port=port)
+        sender = Sender(app, mailbox, via=proxy.url)
+        sender.personal()
+        sender.verify()
+        assert sender.recipients("anna@gemeente.example").status_code == 302
+        assert own_clamd.process is not None
+        os.kill(own_clamd.process.pid, signal.SIGSTOP)
+        try:
+            page = sender.files([("verslag.pdf", CLEAN_PDF)], message="Zie bijlage")
+        finally:
+            os.kill(own_clamd.process.pid, signal.SIGCONT)
+        assert page.status_code == 503, text_of(page)[:300]
+        assert "“verslag.pdf” was not added: the virus scanner is not available." in text_of(page)
+        assert "Zie bijlage" in text_of(page)
+    finally:
+        proxy.stop()
+
+
+@pytest.mark.parametrize("where", ["form", "next"])
+def test_with_clamd_stalled_a_request_waits_for_it_once(make_app, mailbox, own_clamd: ClamdServer, where: str) -> None:
+    """With clamd stalled, each file of a request waited
+    ``scan.timeout_seconds`` for it in turn: a form post of 100 files (the
+    default transfer.max_files), or Next with as many to scan, held its
+    server thread and its sender for 100 minutes (nginx gave up after five).
+    Once clamd has not answered, the request's other files are not sent to
+    it: each is refused as the scanner not being available, at once."""
+    rules = [{"name": "intern", "recipients": ["*@gemeente.example"], "scan": "off"}]
+    app = make_app({**_config(own_clamd, timeout_seconds=1), "rules": rules})
+    sender = at_files_step(app, mailbox)
+    files = [(f"verslag{n}.pdf", CLEAN_PDF) for n in range(3)]
+    if where == "next":
+        assert sender.files(files).status_code == 302
+    assert sender.recipients(OUTSIDE).status_code == 302
+    assert own_clamd.process is not None
+    os.kill(own_clamd.process.pid, signal.SIGSTOP)
+    try:
+        page = sender.files(files) if where == "form" else sender.files(action="next")
+        tried = _unaccepted_at(own_clamd.port)
+    finally:
+        os.kill(own_clamd.process.pid, signal.SIGCONT)
+    assert page.status_code == 503
+    assert text_of(page).count("the virus scanner is not available. Please try again later.") == 3
+    assert tried == 1

@@ -40,6 +40,7 @@ from .walker import PASSWORD, Person, Recipient, Sender, text_of
 
 CLEAN_PDF = b"%PDF-1.4 jaarverslag\n" * 2000
 MESSAGE = "Zie bijlage, met vriendelijke groet"
+WHAT_TO_DO = "Do not open it, and have the device it came from checked for viruses."
 
 
 def _config(clamd: ClamdServer, **scan: Any) -> dict[str, Any]:
@@ -130,7 +131,8 @@ def test_eicar_is_refused_with_its_signature_and_leaves_nothing(make_app, mailbo
     page = sender.files([("verslag.pdf", CLEAN_PDF), ("factuur.pdf", EICAR)], message=MESSAGE)
     assert page.status_code == 422
     text = text_of(page)
-    assert f"“factuur.pdf” was not added: the virus scanner found malware in it ({FOUND_AS})." in text
+    # What happened, and what to do (walk: it said only the first).
+    assert (f"“factuur.pdf” was not added: the virus scanner found malware in it ({FOUND_AS}). {WHAT_TO_DO}") in text
     assert MESSAGE in text
     # The clean file is in; of the infected one neither a row nor its ciphertext stays.
     assert "verslag.pdf" in text
@@ -256,7 +258,7 @@ def test_files_let_in_unscanned_are_scanned_before_the_transfer_starts(make_app,
     # Next waits for the verdicts: EICAR goes, the clean file stays, marked clean.
     page = sender.files(action="next")
     assert page.status_code == 422
-    assert f"“test.txt” was removed: the virus scanner found malware in it ({FOUND_AS})." in text_of(page)
+    assert f"“test.txt” was removed: the virus scanner found malware in it ({FOUND_AS}). {WHAT_TO_DO}" in text_of(page)
     (kept,) = _stored(app)
     assert kept.scanned == "clean" and blobs.names(app) == [kept.blob_key]
     (event,) = _events(app, "file_infected")
@@ -375,7 +377,7 @@ def test_eicar_in_a_zip_over_tus_interrupted_and_resumed_is_refused(make_app, ma
     assert first.status_code == 204 and first.headers["Upload-Offset"] == str(SEGMENT_SIZE)
     rest = tus.patch(location, SEGMENT_SIZE, data[SEGMENT_SIZE:])
     assert rest.status_code == 422
-    assert rest.json["error"] == f"“stukken.zip” was not added: the virus scanner found malware in it ({FOUND_AS})."
+    assert rest.json["error"] == f"“stukken.zip” was not added: the virus scanner found malware in it ({FOUND_AS}). {WHAT_TO_DO}"
     assert tus.head(location).status_code == 404
     assert _stored(app) == [] and blobs.names(app) == []
     (event,) = _events(app, "file_infected")
@@ -390,7 +392,7 @@ def test_over_tus_a_file_without_a_verdict_waits_complete_and_is_judged_again(ma
     location = tus.create(len(data), name="scan.pdf").headers["Location"]
     own_clamd.halt()
     answer = tus.patch(location, 0, data)
-    assert answer.status_code == 503 and answer.headers["Retry-After"]
+    assert answer.status_code == 503 and answer.headers["Retry-After"] and answer.json["reason"] == "scanner"
     assert answer.json["error"] == "“scan.pdf” was not added: the virus scanner is not available. Please try again later."
     # Kept whole, not yet a file of the transfer; Next waits for it.
     assert tus.head(location).headers["Upload-Offset"] == str(len(data))

@@ -132,13 +132,16 @@ def csrf_token_ok(token: str) -> bool:
 
 
 def infected_message(name: str, signature: str, removed: bool = False) -> str:
-    """A file the virus scanner refused, with what it found; ``removed``: it had been added before its scan."""
+    """A file the virus scanner refused, with what it found and what to do;
+    ``removed``: it had been added before its scan."""
     if removed:
         return gettext(
-            "“%(name)s” was removed: the virus scanner found malware in it (%(signature)s).", name=name, signature=signature
+            "“%(name)s” was removed: the virus scanner found malware in it (%(signature)s). Do not open it, and "
+            "have the device it came from checked for viruses.", name=name, signature=signature,
         )
     return gettext(
-        "“%(name)s” was not added: the virus scanner found malware in it (%(signature)s).", name=name, signature=signature
+        "“%(name)s” was not added: the virus scanner found malware in it (%(signature)s). Do not open it, and "
+        "have the device it came from checked for viruses.", name=name, signature=signature,
     )
 
 
@@ -200,6 +203,18 @@ def file_problem(name: str, why: str, limits: policy.Limits) -> str:
             "“%(name)s” was removed: for these recipients files are checked for viruses, and the virus scanner "
             "could not check all of its content. Please send the files in it separately or in smaller parts.",
             name=name,
+        )
+    # A password keeps the scanner out, not malware in; and the transfer is encrypted anyway.
+    if why == "encrypted":
+        return gettext(
+            "“%(name)s” was not added: it is protected with a password, so the virus scanner cannot check it. "
+            "Please add it without the password: the transfer is encrypted anyway.", name=name,
+        )
+    if why == "encrypted_removed":
+        return gettext(
+            "“%(name)s” was removed: for these recipients files are checked for viruses, and it is protected with a "
+            "password, so the virus scanner cannot check it. Please add it without the password: the transfer is "
+            "encrypted anyway.", name=name,
         )
     if why == "unchecked":
         return gettext(

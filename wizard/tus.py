@@ -41,8 +41,8 @@ def _tus(response: Response) -> Response:
     return response
 
 
-def _error(status: int, message: str, **headers: str) -> Response:
-    response = jsonify(error=message)
+def _error(status: int, message: str, reason: str | None = None, **headers: str) -> Response:
+    response = jsonify(error=message, **({"reason": reason} if reason else {}))
     response.status_code = status
     response.headers.update(headers)
     return _tus(response)
@@ -64,8 +64,9 @@ def _not_admitted(refused: resumable.Refused, limits: Limits) -> Response:
     good (disguised, infected, too large), 503 while the scanner cannot judge
     (a PATCH at the end, without a body, asks again)."""
     if refused.why == "scanner":
+        # Told apart from the database or the store out of reach, whose 503s have words too.
         retry = {"Retry-After": str(SCANNER_RETRY_SECONDS)}
-        return _error(503, file_problem(refused.name, refused.why, limits), **retry)
+        return _error(503, file_problem(refused.name, refused.why, limits), reason="scanner", **retry)
     if refused.why == "infected":
         return _error(422, infected_message(refused.name, refused.signature))
     return _error(422, file_problem(refused.name, refused.why, limits))

@@ -211,7 +211,7 @@ class Upload {
           await this.waitWhileBusy(error);
         } else {
           const message = error instanceof Retry ? error.message : text("reconnecting");
-          if (message) this.status.textContent = message;
+          if (message) this.say(message);
           await sleep(RETRY_DELAYS_MS[attempt]);
         }
       }
@@ -219,8 +219,16 @@ class Upload {
   }
 
   async waitWhileBusy(busy) {
-    this.status.textContent = busy.message;
+    this.say(busy.message);
     await sleep(busy.seconds * 1000);
+  }
+
+  // Why the upload waits, shown and, once each time it changes, announced:
+  // a screen reader would otherwise hear nothing until the file is in.
+  say(message) {
+    if (this.status.textContent === message) return;
+    this.status.textContent = message;
+    announce(`${this.file.name}: ${message}`);
   }
 
   async askOffset() {
@@ -247,8 +255,9 @@ class Upload {
       };
       xhr.onload = () => {
         let said = null; // the server's own words, when it gave any
+        let reason = null; // "scanner": the virus scanner could not judge the complete file
         try {
-          said = JSON.parse(xhr.responseText).error || null;
+          ({ error: said = null, reason = null } = JSON.parse(xhr.responseText));
         } catch {}
         const message = said || text("failed");
         if (xhr.status === 204) {
@@ -259,9 +268,9 @@ class Upload {
         }
         else if (xhr.status === 429 && xhr.getResponseHeader("Retry-After")) reject(new Busy(xhr.getResponseHeader("Retry-After"), message));
         // 507: the portal is short of storage space; its message says to try later.
-        // A 503 with words is the virus scanner down: the complete file waits on the server to be
-        // judged again, asked for by itself meanwhile; the words are for when that has not helped.
-        else if (xhr.status === 503 && said) reject(new Retry(text("scanner_unavailable"), said));
+        // The virus scanner down: the complete file waits on the server to be judged again, asked
+        // for by itself meanwhile; the words are for when that has not helped.
+        else if (xhr.status === 503 && reason === "scanner") reject(new Retry(text("scanner_unavailable"), said));
         else if ([409, 423].includes(xhr.status) || (xhr.status >= 500 && xhr.status !== 507)) reject(retryFor(xhr.status));
         // 422: the scanner refused the file (malware, too large to check): only Remove helps.
         else reject(new UploadError(message, xhr.status === 422));
