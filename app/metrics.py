@@ -62,6 +62,9 @@ LOCKOUTS = Counter(
 MAILS_FAILED = Counter(
     "koerier_mails_failed", "Mails the SMTP server did not take.", registry=REGISTRY,
 )
+SMS_FAILED = Counter(
+    "koerier_sms_failed", "SMS messages the gateway did not take, or did not answer for in time.", registry=REGISTRY,
+)
 # Every series from the start: a rate needs a value from before the first event.
 for _via in ("form", "tus"):
     UPLOAD_BYTES.labels(_via)
