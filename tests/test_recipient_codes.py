@@ -135,9 +135,10 @@ def test_wrong_codes_lock_and_then_a_new_code_is_needed(make_app, mailbox) -> No
     assert "You have 1 more attempt." in text_of(recipient.submit("/download/code", {"code": _wrong(code)}))
     assert "Too many wrong codes" in text_of(recipient.submit("/download/code", {"code": _wrong(code)}))
     # Locked: even the right code is refused, unjudged, and no new code goes out.
-    token_page = recipient.get("/download/code").get_data(as_text=True)
-    assert 'name="code"' not in token_page and "Too many wrong codes" in text_of(recipient.get("/download/code"))
-    r = recipient.post("/download/code", data={"csrf_token": csrf_token(token_page), "code": code})
+    locked_page = text_of(recipient.get("/download/code"))
+    assert 'name="code"' not in locked_page and "Too many wrong codes" in locked_page and "Send the code again" not in locked_page
+    token = csrf_token(recipient.get("/download/").get_data(as_text=True))
+    r = recipient.post("/download/code", data={"csrf_token": token, "code": code})
     assert r.status_code == 429 and "Too many wrong codes" in text_of(r)
     assert len(_events(app, "recipient_code_failed")) == 5
     # The lock is over: the old code is void; a new one opens.

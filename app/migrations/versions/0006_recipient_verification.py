@@ -18,15 +18,18 @@ branch_labels = None
 depends_on = None
 
 
+# Columns are added and dropped in place (ALTER TABLE; SQLite has both
+# since 3.35), never by batch mode's copy of the table: on SQLite, with
+# foreign keys on, dropping the old transfer or recipient table would
+# cascade to every recipient, key slot and file.
 def upgrade():
-    with op.batch_alter_table('draft') as batch_op:
-        batch_op.add_column(sa.Column('recipient_verification', sa.String(length=8), nullable=True))
-        batch_op.add_column(sa.Column('mobiles_ct', sa.LargeBinary(), nullable=True))
-    with op.batch_alter_table('transfer') as batch_op:
-        batch_op.add_column(sa.Column('recipient_verification', sa.String(length=8), server_default='none', nullable=False))
-        batch_op.add_column(sa.Column('password_by_sms', sa.Boolean(), server_default=sa.false(), nullable=False))
-    with op.batch_alter_table('recipient') as batch_op:
-        batch_op.add_column(sa.Column('mobile_ct', sa.LargeBinary(), nullable=True))
+    op.add_column('draft', sa.Column('recipient_verification', sa.String(length=8), nullable=True))
+    op.add_column('draft', sa.Column('mobiles_ct', sa.LargeBinary(), nullable=True))
+    op.add_column(
+        'transfer', sa.Column('recipient_verification', sa.String(length=8), server_default='none', nullable=False)
+    )
+    op.add_column('transfer', sa.Column('password_by_sms', sa.Boolean(), server_default=sa.false(), nullable=False))
+    op.add_column('recipient', sa.Column('mobile_ct', sa.LargeBinary(), nullable=True))
     op.create_table('code_challenge',
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('transfer_id', sa.String(length=36), nullable=False),
@@ -49,11 +52,8 @@ def upgrade():
 
 def downgrade():
     op.drop_table('code_challenge')
-    with op.batch_alter_table('recipient') as batch_op:
-        batch_op.drop_column('mobile_ct')
-    with op.batch_alter_table('transfer') as batch_op:
-        batch_op.drop_column('password_by_sms')
-        batch_op.drop_column('recipient_verification')
-    with op.batch_alter_table('draft') as batch_op:
-        batch_op.drop_column('mobiles_ct')
-        batch_op.drop_column('recipient_verification')
+    op.drop_column('recipient', 'mobile_ct')
+    op.drop_column('transfer', 'password_by_sms')
+    op.drop_column('transfer', 'recipient_verification')
+    op.drop_column('draft', 'mobiles_ct')
+    op.drop_column('draft', 'recipient_verification')
