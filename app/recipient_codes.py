@@ -40,7 +40,7 @@ from flask_babel import force_locale, gettext
 from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
-from . import audit, mails, ratelimit, throttle
+from . import audit, mails, notices, ratelimit, throttle
 from .clock import utcnow
 from .crypto.keys import DecryptionError, open_text, seal_text, unwrap, wrap
 from .mailer import MailError
@@ -245,6 +245,8 @@ def check_code(
             db, "recipient_code_failed", transfer_id=recipient.transfer_id, actor=recipient.email, ip=ip, now=now,
             **({"locked_minutes": lockout.minutes} if lockout is not None else {}),
         )
+        if lockout is not None and portal.settings.download.notify_sender_on_lockout:
+            notices.lockout(portal, recipient.transfer, recipient.email, lockout.until, deleted=False, codes=True)
         raise CodeRejected("wrong", left, lockout.until if lockout is not None else None)
     # Right, even if it used the last try: the back-off starts over.
     db.execute(delete(AccessThrottle).where(AccessThrottle.key == key))

@@ -141,6 +141,9 @@ def test_wrong_codes_lock_and_then_a_new_code_is_needed(make_app, mailbox) -> No
     r = recipient.post("/download/code", data={"csrf_token": token, "code": code})
     assert r.status_code == 429 and "Too many wrong codes" in text_of(r)
     assert len(_events(app, "recipient_code_failed")) == 5
+    # The sender hears of it: someone has the password who does not have Anna's mailbox.
+    notice = mailbox.last_to("jan@zorg.example")
+    assert "Wrong codes for your transfer" in notice.message["Subject"] and "wrong one-time code 5 times" in notice.text
     # The lock is over: the old code is void; a new one opens.
     with db.new_session(app) as s:
         s.execute(update(AccessThrottle).values(locked_until=utcnow() - timedelta(seconds=1)))
@@ -241,3 +244,26 @@ def test_a_link_sent_without_a_password_asks_for_the_code_too(make_app, mailbox)
     assert recipient.get("/download/transfer").status_code == 302
     r = recipient.submit("/download/code", {"code": mailbox.code_for(ANNA)})
     assert r.location.endswith("/download/transfer"), text_of(r)
+
+
+def test_several_recipients_get_the_strongest_check_and_a_choice_only_where_every_rule_allows() -> None:
+    from app import policy
+    from app.settings import load_settings
+
+    settings = load_settings(None, {
+        "sms": {"backend": "outbox"}, "transfer": {"recipient_verification_choice": True},
+        "rules": [
+            {"name": "care", "recipients": ["*@zorg.example"], "recipient_verification": "sms", "password_by_sms": True},
+            {"name": "staff", "recipients": ["*@gemeente.example"], "recipient_verification": "email"},
+            {"name": "fixed", "recipients": ["*@vast.example"], "recipient_verification_choice": False},
+        ],
+    })
+
+    def limits(*to: str) -> policy.Limits:
+        return policy.decide(settings, "jan@elders.example", list(to), "en").limits
+
+    assert limits("x@elders.example").verifications(sms_gateway=False) == ("none", "email")
+    assert limits("a@gemeente.example").verifications(sms_gateway=True) == ("email", "sms")
+    both = limits("a@gemeente.example", "b@zorg.example")
+    assert (both.recipient_verification, both.password_by_sms) == ("sms", True)
+    assert limits("a@gemeente.example", "c@vast.example").verifications(sms_gateway=True) == ("email",)
