@@ -13,6 +13,7 @@ tuples, together with the server's secret key, opens nothing.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -127,6 +128,26 @@ def save_recipients(draft: Draft, to: list[str], cc: list[str], bcc: list[str]) 
     touch(draft)
 
 
+def save_mobiles(draft: Draft, mobiles: Mapping[str, str]) -> None:
+    """The recipients' mobile numbers (E.164) by address, sealed under the DEK."""
+    sealed = seal_text(data_key(draft), "mobiles", draft.transfer_id, json.dumps(dict(mobiles))) if mobiles else None
+    draft.mobiles_ct = sealed
+    touch(draft)
+
+
+def mobiles(draft: Draft) -> dict[str, str]:
+    """Each recipient's mobile number the sender entered, by address."""
+    if draft.mobiles_ct is None:
+        return {}
+    return dict(json.loads(open_text(data_key(draft), "mobiles", draft.transfer_id, draft.mobiles_ct)))
+
+
+def without_mobile(draft: Draft) -> list[str]:
+    """The recipients the sender has entered no mobile number for."""
+    known = mobiles(draft)
+    return [address for address in recipients(draft) if address not in known]
+
+
 def save_message(draft: Draft, text: str) -> None:
     text = text.strip()
     draft.message_ct = seal_text(data_key(draft), "message", draft.transfer_id, text) if text else None
@@ -215,6 +236,7 @@ class Options:
     notify_retrieval: bool
     expose_filenames: bool
     password_mode: str
+    recipient_verification: str = "none"
 
 
 def save_options(draft: Draft, options: Options, pending_slot: dict | None) -> None:
@@ -224,6 +246,7 @@ def save_options(draft: Draft, options: Options, pending_slot: dict | None) -> N
     draft.notify_retrieval = options.notify_retrieval
     draft.expose_filenames = options.expose_filenames
     draft.password_mode = options.password_mode
+    draft.recipient_verification = options.recipient_verification
     draft.pending_slot = pending_slot
     draft.options_saved = True
     touch(draft)

@@ -18,7 +18,8 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy.orm import Session
 
 from . import (
-    audit, dates, drafts, exposed_names, keyslots, mails, metrics, password_policy, policy, ratelimit, status, uploads,
+    audit, dates, drafts, exposed_names, keyslots, mails, metrics, password_policy, policy, ratelimit, recipient_codes,
+    status, uploads,
 )
 from .clients import network
 from .clock import utcnow
@@ -27,6 +28,7 @@ from .db import after_commit
 from .ids import group, new_access_id, new_token
 from .models import Draft, KeySlot, Recipient, Transfer
 from .portal import Portal
+from .sms import SmsError, TextMessage
 
 
 DAY = timedelta(days=1)
@@ -58,6 +60,12 @@ class Started:
     generated_password: str | None
     status_link: str
     mails: list[EmailMessage] = field(default_factory=list)
+    # The generated password for each recipient, with password_by_sms.
+    texts: list[TextMessage] = field(default_factory=list)
+
+
+class PasswordNotSent(Exception):
+    """The SMS gateway did not take a recipient's password: the transfer must not start."""
 
 
 def first_missing_step(draft: Draft, sender_verified: bool, before: str | None = None) -> str | None:
@@ -143,12 +151,18 @@ def start(
         expose_filenames=draft.expose_filenames,
         file_count=len(draft.files),
         total_bytes=drafts.total_bytes(draft),
+        recipient_verification=draft.recipient_verification,
+        password_by_sms=decision.limits.password_by_sms and draft.password_mode == "generate",
     )
     db.add(transfer)
     for kind, addresses in (("to", draft.to_addresses), ("cc", draft.cc_addresses), ("bcc", draft.bcc_addresses)):
         for address in addresses:
             transfer.recipients.append(Recipient(email=address, kind=kind, access_id=new_access_id()))
-    db.flush()  # recipient ids, for the link slots
+    db.flush()  # recipient ids, for the link slots and the sealed numbers
+    numbers = drafts.mobiles(draft) if transfer.recipient_verification == "sms" or transfer.password_by_sms else {}
+    for recipient in transfer.recipients:
+        if recipient.email in numbers:
+            recipient.mobile_ct = recipient_codes.seal_mobile(dek, transfer.id, recipient.id, numbers[recipient.email])
     if transfer.expose_filenames:
         exposed_names.keep(db, portal, transfer.id, file_names)
 
@@ -190,7 +204,37 @@ def start(
     started.mails = _notification_mails(portal, transfer, file_names, link_secrets)
     if transfer.notify_confirmation:
         started.mails.append(_confirmation_mail(portal, transfer, file_names, started.status_link))
+    if transfer.password_by_sms:
+        assert generated is not None
+        with force_locale(transfer.language):
+            text = gettext(
+                "%(site)s: the password for the files from %(name)s is %(password)s. The transaction ID comes by email.",
+                site=portal.settings.site.name, name=transfer.sender_name, password=generated,
+            )
+        started.texts = [TextMessage(numbers[r.email], text) for r in transfer.recipients]
     return started
+
+
+def send_passwords(db: Session, portal: Portal, started: Started) -> None:
+    """The generated password to each recipient by SMS, before the transfer
+    commits: if one does not go out, nobody can open it, so it must not
+    start (PasswordNotSent; the caller rolls back and the draft stays).
+
+    Sent once the transfer's rows are written (flushed), so that a second
+    click on "Start transaction" fails on them first and sends no second,
+    different password. The database holds its locks meanwhile (SQLite its
+    write lock), for at most the gateway's timeout per recipient. Should
+    the commit still fail after that, the recipients hold a password for a
+    transfer that does not exist, which opens nothing."""
+    if not started.texts:
+        return
+    db.flush()
+    assert portal.sms is not None  # the settings allow password_by_sms only with a gateway
+    try:
+        for message in started.texts:
+            portal.sms.send(message)
+    except SmsError as exc:
+        raise PasswordNotSent(str(exc)) from exc
 
 
 def _count_against_limits(db: Session, portal: Portal, draft: Draft, ip: str, now: datetime) -> None:
@@ -347,6 +391,10 @@ def policy_problem(draft: Draft, decision: policy.Decision, now: datetime, porta
         return "files"
     if draft.password_mode not in limits.password_modes:
         return "options"
+    if draft.recipient_verification not in limits.verifications(portal.sms is not None):
+        return "options"
+    if (draft.recipient_verification == "sms" or limits.password_by_sms) and drafts.without_mobile(draft):
+        return "recipients"
     if draft.expires_on is None or expiry_problem(portal, draft.expires_on, now, limits.max_expiry_days):
         return "options"
     for key, chosen in (("expose_filenames", draft.expose_filenames), ("retrieval_notice", draft.notify_retrieval)):
