@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from . import db as dbmod
 from .clock import utcnow
@@ -146,6 +147,30 @@ def without_mobile(draft: Draft) -> list[str]:
     """The recipients the sender has entered no mobile number for."""
     known = mobiles(draft)
     return [address for address in recipients(draft) if address not in known]
+
+
+def keep_sms_password(db: Session, draft: Draft, generate: Callable[[], str]) -> str | None:
+    """The password this draft's transfer sends by SMS: the one an earlier try
+    to start kept, else a new one from ``generate``, kept (sealed under the
+    DEK) for every next try. Of two tries at once the one written first is
+    kept, and both send it. None when the draft is gone: started meanwhile."""
+    sealed = seal_text(data_key(draft), "sms-password", draft.transfer_id, generate())
+    db.execute(
+        update(Draft).where(Draft.id == draft.id, Draft.sms_password_ct.is_(None)).values(sms_password_ct=sealed)
+        .execution_options(synchronize_session=False)
+    )
+    kept = db.scalar(select(Draft.sms_password_ct).where(Draft.id == draft.id))
+    if kept is None:
+        return None
+    set_committed_value(draft, "sms_password_ct", kept)
+    return sms_password(draft)
+
+
+def sms_password(draft: Draft) -> str | None:
+    """The password kept for the SMS by a try to start, if one was made."""
+    if draft.sms_password_ct is None:
+        return None
+    return open_text(data_key(draft), "sms-password", draft.transfer_id, draft.sms_password_ct)
 
 
 def save_message(draft: Draft, text: str) -> None:

@@ -63,6 +63,9 @@ class Draft(Base):
     recipient_verification: Mapped[str | None] = mapped_column(String(8))
     # {address: mobile number (E.164)} as JSON, sealed under the DEK.
     mobiles_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # The generated password that goes to the recipients by SMS, sealed under
+    # the DEK: kept from the first try to start, so every try sends the same.
+    sms_password_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
 
     subject: Mapped[str | None] = mapped_column(String(300))
     body: Mapped[str | None] = mapped_column(Text)

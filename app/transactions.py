@@ -1,13 +1,15 @@
 """Starting a transaction: the draft becomes a transfer, in one DB transaction.
 
 After ``start`` the request commits; only then are the mails sent (a mail
-must never point at a transfer that a failed commit left out). The draft's
+must never point at a transfer that a failed commit left out). A password
+that goes by SMS goes before, outside any transaction (``password_texts``). The draft's
 server-side key wrapping is deleted with the draft, so from here on the data
 key opens only through a key slot.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from urllib.parse import urlencode
@@ -16,6 +18,7 @@ from email.message import EmailMessage
 from flask_babel import force_locale, gettext, ngettext
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from . import (
     audit, dates, drafts, exposed_names, keyslots, mails, metrics, password_policy, policy, ratelimit, recipient_codes,
@@ -60,8 +63,6 @@ class Started:
     generated_password: str | None
     status_link: str
     mails: list[EmailMessage] = field(default_factory=list)
-    # The generated password for each recipient, with password_by_sms.
-    texts: list[TextMessage] = field(default_factory=list)
 
 
 class PasswordNotSent(Exception):
@@ -115,7 +116,12 @@ def default_body(portal: Portal, draft: Draft, language: str) -> str:
 
 def start(
     db: Session, portal: Portal, draft: Draft, sender_language: str, ip: str = "", now: datetime | None = None,
+    texts_sent: Sequence[TextMessage] = (),
 ) -> Started:
+    """The draft becomes the transfer. Where the rules send the generated
+    password by SMS, ``texts_sent`` are the texts that went out
+    (``password_texts``): the transfer starts only if they carried its
+    password to every recipient, else NotReady (the step to try again)."""
     now = now or utcnow()
     if (missing := first_missing_step(draft, sender_verified=True)) is not None:
         raise NotReady(missing)
@@ -123,6 +129,11 @@ def start(
     decision = policy.decide(portal.settings, draft.sender_email, drafts.recipients(draft), sender_language)
     if (missing := policy_problem(draft, decision, now, portal)) is not None:
         raise NotReady(missing)
+    by_sms = decision.limits.password_by_sms and draft.password_mode == "generate"
+    sms_password = drafts.sms_password(draft) if by_sms else None
+    if by_sms and (sms_password is None or not set(_password_texts(portal, draft, sms_password)) <= set(texts_sent)):
+        # The recipients or their numbers changed (in another tab) after the texts went out.
+        raise NotReady("notification")
     _count_against_limits(db, portal, draft, ip, now)
     dek = drafts.data_key(draft)
     file_names = [open_text(dek, "name", f.id, f.name_ct) for f in draft.files]
@@ -152,7 +163,7 @@ def start(
         file_count=len(draft.files),
         total_bytes=drafts.total_bytes(draft),
         recipient_verification=draft.recipient_verification,
-        password_by_sms=decision.limits.password_by_sms and draft.password_mode == "generate",
+        password_by_sms=by_sms,
     )
     db.add(transfer)
     for kind, addresses in (("to", draft.to_addresses), ("cc", draft.cc_addresses), ("bcc", draft.bcc_addresses)):
@@ -173,7 +184,7 @@ def start(
         assert draft.pending_slot is not None
         slots.append((keyslots.SlotData.from_json(draft.pending_slot), None))
     elif draft.password_mode == "generate":
-        generated = password_policy.generate(portal.settings.password)
+        generated = sms_password or password_policy.generate(portal.settings.password)
         params = keyslots.params_from(portal.settings.crypto)
         with portal.argon2_gate.slot():
             slots.append((keyslots.password_slot(dek, transfer.id, generated, params), None))
@@ -204,34 +215,67 @@ def start(
     started.mails = _notification_mails(portal, transfer, file_names, link_secrets)
     if transfer.notify_confirmation:
         started.mails.append(_confirmation_mail(portal, transfer, file_names, started.status_link))
-    if transfer.password_by_sms:
-        assert generated is not None
-        with force_locale(transfer.language):
-            text = gettext(
-                "%(site)s: the password for the files from %(name)s is %(password)s. The transaction ID comes by email.",
-                site=portal.settings.site.name, name=transfer.sender_name, password=generated,
-            )
-        started.texts = [TextMessage(numbers[r.email], text) for r in transfer.recipients]
     return started
 
 
-def send_passwords(db: Session, portal: Portal, started: Started) -> None:
-    """The generated password to each recipient by SMS, before the transfer
-    commits: if one does not go out, nobody can open it, so it must not
-    start (PasswordNotSent; the caller rolls back and the draft stays).
+def password_texts(
+    db: Session, portal: Portal, draft: Draft, sender_language: str, ip: str = "", now: datetime | None = None,
+) -> list[TextMessage]:
+    """Where the rules send the generated password by SMS: the text for each
+    recipient, to go out before the transfer starts; else none.
 
-    Sent once the transfer's rows are written (flushed), so that a second
-    click on "Start transaction" fails on them first and sends no second,
-    different password. The database holds its locks meanwhile (SQLite its
-    write lock), for at most the gateway's timeout per recipient. Should
-    the commit still fail after that, the recipients hold a password for a
-    transfer that does not exist, which opens nothing."""
-    if not started.texts:
-        return
-    db.flush()
+    The transfer must not start unless every text went out: otherwise a
+    recipient is told of a transfer they cannot open. But the texts must not
+    go out during the transaction that starts it either: an SMS gateway may
+    take up to its timeout per text, and meanwhile SQLite's one write lock
+    would make every other request that writes wait longer than its busy
+    wait, and fail. So the caller commits what this wrote, then sends the
+    texts (``send_passwords``), and then ``start`` makes the transfer with
+    the password they carried.
+
+    What this writes is the password, made at the first try and kept in the
+    draft, sealed under its key: a second click, or a try after a gateway
+    failure, sends the same one, never one that differs from what some
+    recipients already hold. A draft ``start`` would refuse (the steps, the
+    rules, the day's limits: NotReady, RateLimited,
+    RecipientBudgetExhausted) is refused here first, so that no text goes
+    out for it. StaleDataError when the draft is gone: started meanwhile.
+    """
+    now = now or utcnow()
+    if (missing := first_missing_step(draft, sender_verified=True, before="notification")) is not None:
+        raise NotReady(missing)
+    decision = policy.decide(portal.settings, draft.sender_email, drafts.recipients(draft), sender_language)
+    if not (decision.limits.password_by_sms and draft.password_mode == "generate"):
+        return []
+    if (missing := policy_problem(draft, decision, now, portal)) is not None:
+        raise NotReady(missing)
+    trial = db.begin_nested()
+    try:
+        _count_against_limits(db, portal, draft, ip, now)
+    finally:
+        trial.rollback()
+    password = drafts.keep_sms_password(db, draft, lambda: password_policy.generate(portal.settings.password))
+    if password is None:
+        raise StaleDataError(f"draft {draft.id} is gone")
+    return _password_texts(portal, draft, password)
+
+
+def _password_texts(portal: Portal, draft: Draft, password: str) -> list[TextMessage]:
+    numbers = drafts.mobiles(draft)
+    with force_locale(draft.recipient_language):
+        text = gettext(
+            "%(site)s: the password for the files from %(name)s is %(password)s. The transaction ID comes by email.",
+            site=portal.settings.site.name, name=draft.sender_name, password=password,
+        )
+    return [TextMessage(numbers[address], text) for address in drafts.recipients(draft)]
+
+
+def send_passwords(portal: Portal, texts: Sequence[TextMessage]) -> None:
+    """The texts of ``password_texts``, with no database transaction open;
+    PasswordNotSent unless the gateway took every one."""
     assert portal.sms is not None  # the settings allow password_by_sms only with a gateway
     try:
-        for message in started.texts:
+        for message in texts:
             portal.sms.send(message)
     except SmsError as exc:
         raise PasswordNotSent(str(exc)) from exc

@@ -1,8 +1,10 @@
 """A loopback HTTP server that plays an SMS provider's API and records what it gets.
 
 The portal's own HTTP client (app/sms/http.py) talks to it over a real
-socket. ``failing`` answers 500, ``hanging`` answers only after the
-client's timeout, as an overloaded provider does.
+socket. ``failing`` answers 500 (``failing_for``: to those numbers only),
+``hanging`` answers only after the client's timeout, as an overloaded
+provider does; ``while_sending`` runs before each answer, while the portal
+waits for it.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -35,7 +38,9 @@ class SmsGateway:
         self.requests: list[Request] = []
         self.lock = threading.Lock()
         self.failing = False
+        self.failing_for: set[str] = set()
         self.hanging = 0.0
+        self.while_sending: Callable[[], None] | None = None
         gateway = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -46,7 +51,12 @@ class SmsGateway:
                     gateway.requests.append(Request(self.command, self.path, dict(self.headers), body))
                 if gateway.hanging:
                     time.sleep(gateway.hanging)
-                status = 500 if gateway.failing else 201
+                if gateway.while_sending is not None:
+                    gateway.while_sending()
+                refused = gateway.failing or (
+                    bool(gateway.failing_for) and bool(gateway.failing_for & set(json.loads(body)["recipients"]))
+                )
+                status = 500 if refused else 201
                 answer = b'{"id": "test"}'
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

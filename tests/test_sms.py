@@ -4,6 +4,7 @@ gateway's HTTP API (a loopback server that plays it), and its failures."""
 from __future__ import annotations
 
 import re
+import sqlite3
 import tomllib
 from pathlib import Path
 
@@ -150,6 +151,71 @@ def test_no_transfer_starts_when_the_password_sms_cannot_go(make_app, mailbox, s
     summary = sender.notification(subject="Dossier 42")
     assert summary.status_code == 200, text_of(summary)
     assert len(sms_gateway.texts_to("31612345678")) == 1 and mailbox.last_to(ANNA)
+
+
+@pytest.mark.setup("embedded")
+def test_the_password_sms_goes_out_while_the_database_takes_writes(make_app, mailbox, sms_gateway: SmsGateway) -> None:
+    """SQLite has one writer at a time. Sent while "Start transaction" held
+    the write lock, the password SMS made every other request that writes
+    wait on the gateway (up to its timeout, 30 s), longer than their busy
+    wait (10 s): they failed with "database is locked"."""
+    app = make_app({**password_by_sms(sms_gateway), "sms": sms_gateway.config(timeout_seconds=30)})
+    database = app.extensions["koerier.engine"].url.database
+    sender = Sender(app, mailbox)
+    walk_to_files(sender)
+    to_recipients(sender, {ANNA: "06 12345678"})
+    sender.files([("verslag.pdf", b"%PDF-1.4 test report\n")])
+    assert sender.options(password_mode="generate", password=None, password_repeat=None).status_code == 302
+    writes: list[str] = []
+
+    def another_request_writes() -> None:
+        # As a request in another worker would: it waits for the lock up to a busy wait.
+        other = sqlite3.connect(database, timeout=5, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+            writes.append("written")
+        except sqlite3.OperationalError as exc:
+            writes.append(str(exc))
+        finally:
+            other.close()
+
+    sms_gateway.while_sending = another_request_writes
+    summary = sender.notification()
+    assert summary.status_code == 200, text_of(summary)
+    assert writes == ["written"]
+
+
+def test_a_retry_after_the_gateway_failed_sends_the_same_password(
+    make_app, mailbox, sms_gateway: SmsGateway, setup
+) -> None:
+    """The password is made once per draft, kept sealed in it before it goes
+    out: a second try (or a second click) sends no other password than the
+    one some recipients may already hold."""
+    app = make_app(password_by_sms(sms_gateway))
+    sender = Sender(app, mailbox)
+    walk_to_files(sender)
+    to_recipients(sender, {ANNA: "06 12345678", PIET: "06 87654321"}, to=f"{ANNA}, {PIET}")
+    sender.files([("verslag.pdf", b"%PDF-1.4 test report\n")])
+    assert sender.options(password_mode="generate", password=None, password_repeat=None).status_code == 302
+    mailbox.clear()
+    sms_gateway.failing_for = {"31687654321"}
+    r = sender.notification()
+    assert r.status_code == 503 and "could not be sent to the recipients by SMS" in text_of(r)
+    [first] = sms_gateway.texts_to("31612345678")
+    password = first.split(" is ", 1)[1].split(". The transaction ID", 1)[0]
+    with db.new_session(app) as s:
+        assert s.scalar(select(func.count()).select_from(Transfer)) == 0
+    assert mailbox.to(ANNA) == [] and mailbox.to(PIET) == []
+    # Kept for the next try, never in clear.
+    for path in setup.files_at_rest(app.extensions["koerier"].instance_path):
+        assert password.encode() not in path.read_bytes(), path
+    sms_gateway.failing_for = set()
+    sent = sender.finish([ANNA, PIET], password_mode="generate", password=None, password_repeat=None)
+    assert sms_gateway.texts_to("31612345678") == [first, first]
+    assert sms_gateway.texts_to("31687654321")[-1] == first
+    recipient = Recipient(app)
+    assert recipient.unlock(sent.access_id(PIET), password).location.endswith("/download/code")
 
 
 @pytest.mark.parametrize(

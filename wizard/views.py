@@ -566,11 +566,10 @@ def notification(draft: Draft):  # type: ignore[no-untyped-def]
     if form.back:
         _keep_text(draft, subject, body, defaults)
         return redirect(url_for("wizard.options"))
-    drafts.save_notification(draft, subject, body)
     try:
-        return _start(draft)
+        return _start(draft, subject, body)
     # Not started: as after "Back", the draft keeps only the text the sender changed.
-    # (Argon2Busy undoes this request's writes, the texts saved above among them.)
+    # (Argon2Busy undoes this request's writes, the text _start saved among them.)
     except transactions.NotReady as exc:
         _keep_text(draft, subject, body, defaults)
         flash(gettext("Please check this step again: the rules for your recipients do not allow what was chosen."), "error")
@@ -591,8 +590,8 @@ def notification(draft: Draft):  # type: ignore[no-untyped-def]
         form.subject.errors.append(BUSY)
         return refused_posts.refuse(form, status=503, headers={"Retry-After": "10"}, draft=draft)
     except transactions.PasswordNotSent:
-        # Nothing started: the draft is as it was, with what was typed here.
-        db.session().rollback()
+        # Nothing started: the draft is as it was (with the password the next
+        # try sends again), and what was typed here comes back.
         form.subject.errors.append(gettext(
             "The password could not be sent to the recipients by SMS, so the transaction was not started. "
             "Please try again in a few minutes."
@@ -619,11 +618,16 @@ def _keep_text(draft: Draft, subject: str, body: str, defaults: dict[str, str]) 
         session.pop(TEXT_WRITTEN_FOR, None)
 
 
-def _start(draft: Draft):  # type: ignore[no-untyped-def]
+def _start(draft: Draft, subject: str, body: str):  # type: ignore[no-untyped-def]
     transfer_id = draft.transfer_id
     try:
-        started = transactions.start(db.session(), portal(), draft, str(get_locale()), ip=client_ip())
-        transactions.send_passwords(db.session(), portal(), started)
+        texts = transactions.password_texts(db.session(), portal(), draft, str(get_locale()), ip=client_ip())
+        if texts:
+            # The password is kept before it goes out, and no write lock waits on the gateway.
+            db.session().commit()
+            transactions.send_passwords(portal(), texts)
+        drafts.save_notification(draft, subject, body)
+        started = transactions.start(db.session(), portal(), draft, str(get_locale()), ip=client_ip(), texts_sent=texts)
         # The transfer must exist before any mail points at it.
         db.session().commit()
     except (IntegrityError, StaleDataError):

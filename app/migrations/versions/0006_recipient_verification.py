@@ -1,8 +1,9 @@
 """Recipients' second factor: a one-time code by mail or SMS after the
 password or link. The transfer says which, each recipient may have a
-mobile number (sealed under the transfer's key), a draft keeps the choice
-and the numbers (sealed under its key), and a code challenge holds an
-opened transfer's key for the browser until the code comes back.
+mobile number (sealed under the transfer's key), a draft keeps the choice,
+the numbers and a password that goes by SMS (sealed under its key), and a
+code challenge holds an opened transfer's key for the browser until the
+code comes back.
 
 Revision ID: 0006
 Revises: 0005
@@ -25,6 +26,7 @@ depends_on = None
 def upgrade():
     op.add_column('draft', sa.Column('recipient_verification', sa.String(length=8), nullable=True))
     op.add_column('draft', sa.Column('mobiles_ct', sa.LargeBinary(), nullable=True))
+    op.add_column('draft', sa.Column('sms_password_ct', sa.LargeBinary(), nullable=True))
     op.add_column(
         'transfer', sa.Column('recipient_verification', sa.String(length=8), server_default='none', nullable=False)
     )
@@ -55,5 +57,6 @@ def downgrade():
     op.drop_column('recipient', 'mobile_ct')
     op.drop_column('transfer', 'password_by_sms')
     op.drop_column('transfer', 'recipient_verification')
+    op.drop_column('draft', 'sms_password_ct')
     op.drop_column('draft', 'mobiles_ct')
     op.drop_column('draft', 'recipient_verification')
