@@ -127,6 +127,11 @@ def test_the_generated_password_goes_by_sms_never_by_mail(make_app, mailbox, sms
     assert recipient.unlock(sent.access_id(ANNA), password).location.endswith("/download/code")
     r = recipient.submit("/download/code", {"code": sms_gateway.code_for("31612345678")})
     assert r.location.endswith("/download/transfer"), text_of(r)
+    # My transfers (open for the address the wizard verified) says how the recipients open it.
+    with db.new_session(app) as s:
+        mine = text_of(sender.get(f"/mine/{s.scalar(select(Transfer.id))}"))
+    assert "The generated password was sent to each recipient by SMS." in mine
+    assert "A one-time code by SMS to the recipient's mobile number" in mine
 
 
 def test_no_transfer_starts_when_the_password_sms_cannot_go(make_app, mailbox, sms_gateway: SmsGateway) -> None:
