@@ -2,9 +2,9 @@
 
 After ``start`` the request commits; only then are the mails sent (a mail
 must never point at a transfer that a failed commit left out). A password
-that goes by SMS goes before, outside any transaction (``password_texts``). The draft's
-server-side key wrapping is deleted with the draft, so from here on the data
-key opens only through a key slot.
+that goes by SMS goes before, outside any transaction (``password_texts``).
+The draft's server-side key wrapping is deleted with the draft, so from here
+on the data key opens only through a key slot.
 """
 
 from __future__ import annotations
