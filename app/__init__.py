@@ -17,6 +17,7 @@ from . import (
 from .mailer import make_mailer
 from .argon2_gate import Argon2Gate
 from .portal import Portal
+from .sms import make_gateway
 from .secret_key import load_or_create
 from .session_cookie import SessionCookie
 from .settings import ConfigError, load_settings
@@ -64,6 +65,7 @@ def create_app(test_config: dict[str, Any] | None = None, instance_path: str | o
         instance_path=instance,
         server_secret=app.config["SECRET_KEY"].encode(),
         argon2_gate=Argon2Gate(settings.crypto.argon2_max_concurrent, settings.crypto.argon2_wait_seconds),
+        sms=make_gateway(settings, instance),
     )
     app.extensions["koerier"] = portal
     app.wsgi_app = socket_body.middleware(app.wsgi_app)  # type: ignore[method-assign]

@@ -29,23 +29,22 @@ secret proved right, so the count tells nothing to someone guessing.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from . import audit, keyslots, metrics, notices, password_policy, ratelimit, shredding
+from . import audit, keyslots, metrics, notices, password_policy, ratelimit, recipient_codes, shredding, throttle
 from .clients import network
 from .clock import utcnow
 from .crypto.keys import DecryptionError, unwrap, wrap
-from .db import upsert
 from .ids import normalize_access_id
 from .models import AccessThrottle, DownloadGrant, KeySlot, Recipient, Transfer
 from .portal import Portal
+from .throttle import AccessLocked, Lockout  # noqa: F401  (AccessLocked: the views catch it here)
 
 IP_LIMIT = "download-failures-ip"
 UNLOCK_LIMIT = "unlocks-recipient"
@@ -67,12 +66,6 @@ class AccessDenied(Exception):
         self.locked_until = locked_until
 
 
-class AccessLocked(Exception):
-    def __init__(self, until: datetime) -> None:
-        super().__init__(until)
-        self.until = until
-
-
 @dataclass(frozen=True)
 class GrantTicket:
     """What the browser keeps: the grant id and the secret that opens it."""
@@ -81,20 +74,12 @@ class GrantTicket:
     secret: str
 
 
-@dataclass(frozen=True)
-class Lockout:
-    """Set when a guess used the last try: the lock it started."""
-
-    until: datetime
-    minutes: int
-
-
 def _throttle_keys(typed_id: str, slots: list[KeySlot]) -> list[str]:
     """The counters a guess goes to: the typed ID's, then its transfer's slot's."""
     subjects = [normalize_access_id(typed_id) or typed_id.strip().upper()]
     if slots:
         subjects.append("slot\x00" + min(slot.id for slot in slots))
-    return [hashlib.sha256(subject.encode()).hexdigest() for subject in subjects]
+    return [throttle.key(subject) for subject in subjects]
 
 
 def _grant_aad(grant_id: str) -> bytes:
@@ -118,8 +103,13 @@ class _Guess:
 def unlock(
     db: Session, portal: Portal, typed_id: str, secret: str, *, by_link: bool = False, ip: str = "",
     now: datetime | None = None,
-) -> GrantTicket:
+) -> GrantTicket | recipient_codes.ChallengeTicket:
     """Open a transfer, or raise AccessDenied, AccessLocked, RateLimited or Argon2Busy.
+
+    A transfer whose recipients prove themselves with a one-time code too
+    (``recipient_verification``) is not opened yet: the answer is a
+    challenge, which ``pass_code`` turns into a grant once the code that
+    went to this recipient's own address or phone comes back.
 
     Commits the guess counters on a connection of its own, so ``db`` must
     hold no uncommitted writes (SQLite has one writer at a time).
@@ -150,6 +140,25 @@ def unlock(
         ratelimit.refund(db, IP_LIMIT, network(ip), HOUR, now)
     allowed = portal.settings.limits.unlocks_per_recipient_per_hour
     ratelimit.hit(db, UNLOCK_LIMIT, recipient.access_id, allowed, HOUR, now)
+    if recipient.transfer.recipient_verification != "none":
+        return recipient_codes.open_challenge(db, portal, recipient, dek, now)
+    return _grant(db, portal, recipient, dek, ip, now)
+
+
+def pass_code(
+    db: Session, portal: Portal, ticket: recipient_codes.ChallengeTicket | None, typed: str, ip: str = "",
+    now: datetime | None = None,
+) -> GrantTicket:
+    """The download grant for a challenge whose code came back right; or
+    recipient_codes.CodeRejected, or AccessLocked while the recipient's
+    wrong codes keep it locked. Counts the try on a connection of its own
+    first, as ``unlock`` does, so ``db`` must hold no uncommitted writes."""
+    now = now or utcnow()
+    opened = recipient_codes.check_code(db, portal, ticket, typed, ip, now)
+    return _grant(db, portal, opened.recipient, opened.dek, ip, now)
+
+
+def _grant(db: Session, portal: Portal, recipient: Recipient, dek: bytes, ip: str, now: datetime) -> GrantTicket:
     grant_id, grant_secret = str(uuid.uuid4()), os.urandom(32)
     db.add(
         DownloadGrant(
@@ -203,35 +212,11 @@ def _count_guess(db: Session, portal: Portal, typed_id: str, by_link: bool, ip: 
 
 
 def _count(db: Session, portal: Portal, key: str, now: datetime) -> tuple[int, Lockout | None]:
-    """One more failure for ``key``: the tries it has left, and the lock
-    this one started; or AccessLocked while it is locked.
-
-    The guess that uses the last try locks at once, before it is judged; if
-    it turns out right, the unlock lifts the lock again.
-    """
+    """One more failure for ``key`` (app/throttle.py). The guess that uses
+    the last try locks at once, before it is judged; if it turns out right,
+    the unlock lifts the lock again."""
     config = portal.settings.download
-    not_locked = AccessThrottle.locked_until.is_(None) | (AccessThrottle.locked_until <= now)
-    counted = db.execute(
-        upsert(
-            db, AccessThrottle, {"key": key, "failures": 1, "lockouts": 0, "updated_at": now},
-            update={"failures": AccessThrottle.failures + 1, "updated_at": now}, where=not_locked,
-        ).returning(AccessThrottle.failures, AccessThrottle.lockouts)
-    ).one_or_none()
-    if counted is None:
-        raise AccessLocked(db.scalar(select(AccessThrottle.locked_until).where(AccessThrottle.key == key)))
-    failures, lockouts = counted
-    if failures < config.max_attempts:
-        return config.max_attempts - failures, None
-    # Each next lockout of the same key lasts twice as long.
-    minutes = min(config.lockout_minutes * 2**lockouts, config.max_lockout_hours * 60)
-    lockout = Lockout(now + timedelta(minutes=minutes), minutes)
-    db.execute(
-        update(AccessThrottle)
-        .where(AccessThrottle.key == key)
-        .values(failures=0, lockouts=lockouts + 1, locked_until=lockout.until, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    return 0, lockout
+    return throttle.count_failure(db, key, config.max_attempts, config.lockout_minutes, config.max_lockout_hours, now)
 
 
 def _locked(db: Session, portal: Portal, lockout: Lockout, recipient: Recipient | None, ip: str, now: datetime) -> None:

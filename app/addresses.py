@@ -47,6 +47,18 @@ def parse_list(text: str) -> list[str]:
     return found
 
 
+def parse_valid(text: str) -> list[str]:
+    """The valid addresses of ``text``, in order, skipping the rest: what the
+    page can show a row for while the text itself is refused."""
+    found = []
+    for token in _SEPARATORS.split(text):
+        try:
+            found.append(normalize(token))
+        except InvalidAddress:
+            continue
+    return found
+
+
 def dedupe(*lists: list[str]) -> tuple[list[str], ...]:
     """Drop repeats within and across To, Cc and Bcc; the first place wins."""
     seen: set[str] = set()

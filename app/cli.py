@@ -90,7 +90,10 @@ def _limits_summary(limits: policy.Limits) -> str:
         f"passwords: {'/'.join(limits.password_modes)}; extensions: {extensions}; "
         f"file names in mail: {limits.expose_filenames}; retrieval notice: {limits.retrieval_notice}; "
         f"message: {limits.confidential_message}; edit notification: {'yes' if limits.edit_notification else 'no'}; "
-        f"malware scan: {limits.scan}"
+        f"malware scan: {limits.scan}; "
+        f"recipient code: {limits.recipient_verification}"
+        f"{' or stronger, sender chooses' if limits.recipient_verification_choice else ''}"
+        f"{'; generated password by SMS' if limits.password_by_sms else ''}"
     )
 
 

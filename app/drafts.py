@@ -13,13 +13,15 @@ tuples, together with the server's secret key, opens nothing.
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from . import db as dbmod
 from .clock import utcnow
@@ -127,6 +129,50 @@ def save_recipients(draft: Draft, to: list[str], cc: list[str], bcc: list[str]) 
     touch(draft)
 
 
+def save_mobiles(draft: Draft, mobiles: Mapping[str, str]) -> None:
+    """The recipients' mobile numbers (E.164) by address, sealed under the DEK."""
+    sealed = seal_text(data_key(draft), "mobiles", draft.transfer_id, json.dumps(dict(mobiles))) if mobiles else None
+    draft.mobiles_ct = sealed
+    touch(draft)
+
+
+def mobiles(draft: Draft) -> dict[str, str]:
+    """Each recipient's mobile number the sender entered, by address."""
+    if draft.mobiles_ct is None:
+        return {}
+    return dict(json.loads(open_text(data_key(draft), "mobiles", draft.transfer_id, draft.mobiles_ct)))
+
+
+def without_mobile(draft: Draft) -> list[str]:
+    """The recipients the sender has entered no mobile number for."""
+    known = mobiles(draft)
+    return [address for address in recipients(draft) if address not in known]
+
+
+def keep_sms_password(db: Session, draft: Draft, generate: Callable[[], str]) -> str | None:
+    """The password this draft's transfer sends by SMS: the one an earlier try
+    to start kept, else a new one from ``generate``, kept (sealed under the
+    DEK) for every next try. Of two tries at once the one written first is
+    kept, and both send it. None when the draft is gone: started meanwhile."""
+    sealed = seal_text(data_key(draft), "sms-password", draft.transfer_id, generate())
+    db.execute(
+        update(Draft).where(Draft.id == draft.id, Draft.sms_password_ct.is_(None)).values(sms_password_ct=sealed)
+        .execution_options(synchronize_session=False)
+    )
+    kept = db.scalar(select(Draft.sms_password_ct).where(Draft.id == draft.id))
+    if kept is None:
+        return None
+    set_committed_value(draft, "sms_password_ct", kept)
+    return sms_password(draft)
+
+
+def sms_password(draft: Draft) -> str | None:
+    """The password kept for the SMS by a try to start, if one was made."""
+    if draft.sms_password_ct is None:
+        return None
+    return open_text(data_key(draft), "sms-password", draft.transfer_id, draft.sms_password_ct)
+
+
 def save_message(draft: Draft, text: str) -> None:
     text = text.strip()
     draft.message_ct = seal_text(data_key(draft), "message", draft.transfer_id, text) if text else None
@@ -215,6 +261,7 @@ class Options:
     notify_retrieval: bool
     expose_filenames: bool
     password_mode: str
+    recipient_verification: str = "none"
 
 
 def save_options(draft: Draft, options: Options, pending_slot: dict | None) -> None:
@@ -224,6 +271,7 @@ def save_options(draft: Draft, options: Options, pending_slot: dict | None) -> N
     draft.notify_retrieval = options.notify_retrieval
     draft.expose_filenames = options.expose_filenames
     draft.password_mode = options.password_mode
+    draft.recipient_verification = options.recipient_verification
     draft.pending_slot = pending_slot
     draft.options_saved = True
     touch(draft)

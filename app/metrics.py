@@ -69,6 +69,9 @@ SCANS = Counter(
     "or failed (no verdict: clamd down, timed out, an error).",
     ["result"], registry=REGISTRY,
 )
+SMS_FAILED = Counter(
+    "koerier_sms_failed", "SMS messages the gateway did not take, or did not answer for in time.", registry=REGISTRY,
+)
 # Every series from the start: a rate needs a value from before the first event.
 for _via in ("form", "tus"):
     UPLOAD_BYTES.labels(_via)

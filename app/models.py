@@ -10,7 +10,9 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON, BigInteger, CheckConstraint, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint, false,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .clock import utcnow
@@ -57,6 +59,13 @@ class Draft(Base):
     # refused options form carries it, sealed, to the page that shows the
     # refusal (refusal_ct).
     pending_slot: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The recipients' second factor chosen on the options step (None before).
+    recipient_verification: Mapped[str | None] = mapped_column(String(8))
+    # {address: mobile number (E.164)} as JSON, sealed under the DEK.
+    mobiles_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # The generated password that goes to the recipients by SMS, sealed under
+    # the DEK: kept from the first try to start, so every try sends the same.
+    sms_password_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
 
     subject: Mapped[str | None] = mapped_column(String(300))
     body: Mapped[str | None] = mapped_column(Text)
@@ -100,6 +109,11 @@ class Transfer(Base):
     status_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     manifest_ct: Mapped[bytes] = mapped_column(LargeBinary)
     reply_to_id: Mapped[str | None] = mapped_column(String(36))
+    # What a recipient proves after the password or link: "none", or a
+    # one-time code by "email" or "sms" (app/recipient_codes.py).
+    recipient_verification: Mapped[str] = mapped_column(String(8), default="none", server_default="none")
+    # The generated password went to the recipients by SMS.
+    password_by_sms: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     recipients: Mapped[list[Recipient]] = relationship(
         back_populates="transfer", order_by="Recipient.id", cascade="all, delete-orphan"
@@ -124,6 +138,9 @@ class Recipient(Base):
     kind: Mapped[str] = mapped_column(String(3))  # to, cc, bcc
     access_id: Mapped[str] = mapped_column(String(32), unique=True)
     reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The mobile number for SMS codes (E.164), sealed under the transfer's
+    # DEK: readable only once this recipient's password or link was right.
+    mobile_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
 
     transfer: Mapped[Transfer] = relationship(back_populates="recipients")
 
@@ -297,6 +314,33 @@ class DownloadGrant(Base):
 
     def __repr__(self) -> str:
         return f"<DownloadGrant {self.id} transfer={self.transfer_id}>"
+
+
+class CodeChallenge(Base):
+    """A recipient's password (or link) was right, and the transfer wants a
+    one-time code too: the DEK waits here, wrapped under a secret only that
+    browser holds (as in a download grant), until the code comes back.
+
+    The code is bound to this challenge, so it opens nothing in another
+    browser; it is kept only as an HMAC under a server key.
+    """
+
+    __tablename__ = "code_challenge"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    transfer_id: Mapped[str] = mapped_column(ForeignKey("transfer.id", ondelete="CASCADE"), index=True)
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipient.id", ondelete="CASCADE"), index=True)
+    wrapped_dek: Mapped[bytes] = mapped_column(LargeBinary)
+    channel: Mapped[str] = mapped_column(String(8))  # email, sms
+    code_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
+    code_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    code_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+    recipient: Mapped[Recipient] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<CodeChallenge {self.id} {self.channel} recipient={self.recipient_id}>"
 
 
 class Event(Base):

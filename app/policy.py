@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .settings import MESSAGE_RULES, SCAN_RULES, TOGGLES, Rule, Settings, localized
+from .settings import MESSAGE_RULES, RECIPIENT_VERIFICATIONS, SCAN_RULES, TOGGLES, Rule, Settings, localized
 
 DEFAULT_RULE = "(default)"
 # Refused recipients named in one audit event; the rest are counted.
@@ -48,6 +48,9 @@ class Limits:
     edit_notification: bool
     # "required": every file is scanned for malware before it joins the transfer.
     scan: str = "off"
+    recipient_verification: str = "none"
+    recipient_verification_choice: bool = False
+    password_by_sms: bool = False
     rules: tuple[str, ...] = ()
 
     def extension_allowed(self, filename: str) -> bool:
@@ -64,6 +67,15 @@ class Limits:
     def default_on(toggle: str) -> bool:
         return toggle in ("on", "always")
 
+    def verifications(self, sms_gateway: bool) -> tuple[str, ...]:
+        """The recipients' second factors a sender may choose: the rules'
+        minimum, and the stronger ones where the rules allow a choice (SMS
+        only with a gateway)."""
+        if not self.recipient_verification_choice:
+            return (self.recipient_verification,)
+        at_least = RECIPIENT_VERIFICATIONS.index(self.recipient_verification)
+        return tuple(v for v in RECIPIENT_VERIFICATIONS[at_least:] if v != "sms" or sms_gateway)
+
 
 def base_limits(settings: Settings) -> Limits:
     t, p = settings.transfer, settings.password
@@ -79,6 +91,9 @@ def base_limits(settings: Settings) -> Limits:
         confidential_message=t.confidential_message,
         edit_notification=t.edit_notification,
         scan="required" if settings.scan.backend == "clamd" else "off",
+        recipient_verification=t.recipient_verification,
+        recipient_verification_choice=t.recipient_verification_choice,
+        password_by_sms=t.password_by_sms,
     )
 
 
@@ -98,7 +113,8 @@ def apply(base: Limits, rule: Rule) -> Limits:
     """One rule's overrides on top of the global limits."""
     changes: dict[str, object] = {"rules": (rule.name,)}
     for key in ("max_total_bytes", "max_files", "max_recipients", "max_expiry_days", "expose_filenames", "retrieval_notice",
-                "confidential_message", "edit_notification", "scan"):
+                "confidential_message", "edit_notification", "scan", "recipient_verification",
+                "recipient_verification_choice", "password_by_sms"):
         if getattr(rule, key) is not None:
             changes[key] = getattr(rule, key)
     if rule.password_modes is not None:
@@ -116,6 +132,7 @@ _STRICT = {
     "retrieval_notice": ("always", "on", "off", "never"),
     "confidential_message": ("forbidden", "required", "allowed"),
     "scan": SCAN_RULES,
+    "recipient_verification": tuple(reversed(RECIPIENT_VERIFICATIONS)),
 }
 assert set(_STRICT["expose_filenames"]) == set(TOGGLES) and set(_STRICT["confidential_message"]) == set(MESSAGE_RULES)
 assert SCAN_RULES[0] == "required"
@@ -144,6 +161,10 @@ def strictest(a: Limits, b: Limits) -> Limits:
         confidential_message=pick("confidential_message"),
         edit_notification=a.edit_notification and b.edit_notification,
         scan=pick("scan"),
+        recipient_verification=pick("recipient_verification"),
+        recipient_verification_choice=a.recipient_verification_choice and b.recipient_verification_choice,
+        # A recipient whose rule sends the password by SMS gets it so whoever they share the transfer with.
+        password_by_sms=a.password_by_sms or b.password_by_sms,
         rules=tuple(dict.fromkeys((*a.rules, *b.rules))),
     )
 

@@ -13,6 +13,7 @@ from .argon2_gate import Argon2Gate
 from .crypto.keys import derive
 from .mailer import Mailer
 from .settings import Settings
+from .sms import Gateway
 from .storage import BlobStore
 
 
@@ -24,6 +25,8 @@ class Portal:
     instance_path: Path
     server_secret: bytes
     argon2_gate: Argon2Gate
+    # None with sms.backend = "off": then no rule asks for SMS.
+    sms: Gateway | None = None
 
     @property
     def notice_key(self) -> bytes:
@@ -34,3 +37,8 @@ class Portal:
     def code_key(self) -> bytes:
         """HMAC key for verification codes, so a database dump cannot be brute-forced offline."""
         return derive(self.server_secret, "koerier/verification/v1")
+
+    @property
+    def recipient_code_key(self) -> bytes:
+        """HMAC key for recipients' one-time codes (app/recipient_codes.py)."""
+        return derive(self.server_secret, "koerier/recipient-code/v1")

@@ -24,8 +24,8 @@ from .clock import utcnow
 from .ids import group
 from .mailer import MailError
 from .models import (
-    AccessThrottle, DownloadGrant, Draft, Event, KeySlot, RateCounter, Recipient, StoredFile, Transfer, Upload,
-    VerificationCode,
+    AccessThrottle, CodeChallenge, DownloadGrant, Draft, Event, KeySlot, RateCounter, Recipient, StoredFile, Transfer,
+    Upload, VerificationCode,
 )
 from .portal import Portal
 from .storage import StorageUnavailable
@@ -84,6 +84,7 @@ def expire(db: Session, portal: Portal, transfer_id: str, now: datetime) -> None
     """Shred one transfer in three committed steps (see the module docstring)."""
     db.execute(delete(KeySlot).where(KeySlot.transfer_id == transfer_id))
     db.execute(delete(DownloadGrant).where(DownloadGrant.transfer_id == transfer_id))
+    db.execute(delete(CodeChallenge).where(CodeChallenge.transfer_id == transfer_id))
     db.commit()
     for blob_key in db.scalars(select(StoredFile.blob_key).where(StoredFile.transfer_id == transfer_id)).all():
         portal.store.delete(blob_key)
@@ -136,6 +137,7 @@ def _remove_stale_rows(db: Session, now: datetime, report: Report) -> None:
         delete(VerificationCode).where(or_(VerificationCode.used_at.is_not(None), VerificationCode.expires_at <= now))
     ).rowcount
     report.grants_removed = db.execute(delete(DownloadGrant).where(DownloadGrant.expires_at <= now)).rowcount
+    db.execute(delete(CodeChallenge).where(CodeChallenge.expires_at <= now))
     # Counters of windows long past, and throttles quiet for a day, count nothing any more.
     report.counters_removed = db.execute(delete(RateCounter).where(RateCounter.window_start <= now - timedelta(days=2))).rowcount
     db.execute(

@@ -27,6 +27,8 @@ PASSWORD_MODES = ("none", "generate", "manual")
 # sender may change (Cryptshare's "on/off" plus "may be changed").
 TOGGLES = ("never", "off", "on", "always")
 MESSAGE_RULES = ("forbidden", "allowed", "required")
+# A recipient's second factor after the password or link, weakest first.
+RECIPIENT_VERIFICATIONS = ("none", "email", "sms")
 # The highest max_recipients an operator may set: every recipient's mail is
 # sent while the sender waits for the summary page.
 MAX_RECIPIENTS = 1000
@@ -240,6 +242,15 @@ class Transfer:
     edit_notification: bool = True
     # A program, a script or an archive under another type's name is refused (app/true_types.py).
     check_content_type: bool = True
+    # The least a recipient proves after the password or link: nothing, a
+    # code mailed to their own address, or a code by SMS to the mobile
+    # number the sender entered for them.
+    recipient_verification: str = "none"
+    # May the sender choose a stronger one than that on the options step?
+    recipient_verification_choice: bool = False
+    # A generated password goes to each recipient by SMS (never by mail),
+    # instead of the sender passing it on; needs recipient_verification = "sms".
+    password_by_sms: bool = False
 
     def check(self, path: str) -> None:
         _range(path, "max_total_bytes", self.max_total_bytes, 1, 2**50)
@@ -322,6 +333,96 @@ class Verification:
 
 
 @dataclass(frozen=True)
+class RecipientCodes:
+    """The one-time code a recipient enters after the password or link
+    (``recipient_verification``), by mail or SMS."""
+
+    code_length: int = 6
+    code_ttl_minutes: int = 15
+    # Wrong codes for one recipient's transaction ID, whichever browser or
+    # code they were typed for, before a lockout; after it a new code is needed.
+    max_attempts: int = 5
+    # The first lockout; each next one doubles, up to download.max_lockout_hours.
+    lockout_minutes: int = 15
+    resend_cooldown_seconds: int = 60
+
+    def check(self, path: str) -> None:
+        _range(path, "code_length", self.code_length, 6, 8)
+        _range(path, "code_ttl_minutes", self.code_ttl_minutes, 1, 60)
+        _range(path, "max_attempts", self.max_attempts, 1, 20)
+        _range(path, "lockout_minutes", self.lockout_minutes, 1, 24 * 60)
+        _range(path, "resend_cooldown_seconds", self.resend_cooldown_seconds, 0, 3600)
+
+
+SMS_PLACEHOLDERS = ("number", "msisdn", "text")
+_SMS_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+@dataclass(frozen=True)
+class Sms:
+    """The SMS gateway: off, a provider's HTTP API, or an outbox folder for development.
+
+    ``body`` is the request body as a table: sent as JSON, or (``body_format
+    = "form"``) as a form of its keys. In its strings ``{number}`` becomes the
+    recipient's number as +31612345678, ``{msisdn}`` as 31612345678, and
+    ``{text}`` the message; the values are put into the structure, never
+    pasted into JSON text, so nothing a sender types can change its shape.
+    """
+
+    backend: str = "off"
+    url: str = ""
+    method: str = "POST"
+    # e.g. "Authorization" with "AccessKey ..." (MessageBird), "Bearer ..." (Spryng).
+    auth_header: str = ""
+    auth_value: str = ""
+    body_format: str = "json"
+    body: dict[str, Any] = field(default_factory=dict)
+    timeout_seconds: int = 5
+
+    def check(self, path: str) -> None:
+        _one_of(path, "backend", self.backend, ("off", "http", "outbox"))
+        _one_of(path, "method", self.method, ("POST", "PUT"))
+        _one_of(path, "body_format", self.body_format, ("json", "form"))
+        _range(path, "timeout_seconds", self.timeout_seconds, 1, 30)
+        if bool(self.auth_header) != bool(self.auth_value):
+            raise ConfigError(f"{path}.auth_value: give both auth_header and auth_value, or neither")
+        if self.auth_header and not re.fullmatch(r"[A-Za-z0-9-]{1,100}", self.auth_header):
+            raise ConfigError(f"{path}.auth_header: a header name such as Authorization")
+        if _CONTROL.search(self.auth_value):
+            raise ConfigError(f"{path}.auth_value: no control characters or line breaks")
+        if self.backend != "http":
+            return
+        if not _http_url(self.url):
+            raise ConfigError(f"{path}.url: the gateway's http:// or https:// URL")
+        strings = list(_strings(self.body, f"{path}.body"))
+        if self.body_format == "form" and any(not isinstance(v, (str, int)) for v in self.body.values()):
+            raise ConfigError(f"{path}.body: a form body holds texts and numbers only, no tables or lists")
+        used = {name for _, text in strings for name in _SMS_PLACEHOLDER.findall(text)}
+        for where, text in strings:
+            for name in _SMS_PLACEHOLDER.findall(text):
+                if name not in SMS_PLACEHOLDERS:
+                    raise ConfigError(
+                        f"{where}: unknown placeholder {{{name}}}; use {{number}}, {{msisdn}} or {{text}}"
+                    )
+        if "text" not in used or not used & {"number", "msisdn"}:
+            raise ConfigError(f"{path}.body: must contain {{text}} and {{number}} (or {{msisdn}})")
+
+
+def _strings(value: Any, where: str) -> Any:
+    """Every text in a body template, with where it is; other values must be JSON's."""
+    if isinstance(value, str):
+        yield where, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _strings(item, f"{where}[{i}]")
+    elif not isinstance(value, (bool, int, float)):
+        raise ConfigError(f"{where}: texts, numbers, true/false, lists and tables only")
+
+
+@dataclass(frozen=True)
 class Download:
     max_attempts: int = 5
     lockout_minutes: int = 15
@@ -379,6 +480,9 @@ class Limits:
     open_drafts_per_sender: int = 3
     # Bytes stored (or announced by running uploads) in one sender's drafts.
     draft_bytes_per_sender: int = 20 * 1024**3
+    # Codes sent to one recipient (by mail or SMS) in a day, from all browsers:
+    # bounds the mail and SMS (which cost money) that a forwarded link can cause.
+    recipient_codes_per_recipient_per_day: int = 10
 
     def check(self, path: str) -> None:
         ranges = {"upload_read_timeout_seconds": (1, 3600), "draft_bytes_per_sender": (1, 2**50)}
@@ -508,6 +612,9 @@ class Rule:
     confidential_message: str | None = None
     edit_notification: bool | None = None
     scan: str | None = None
+    recipient_verification: str | None = None
+    recipient_verification_choice: bool | None = None
+    password_by_sms: bool | None = None
 
     def check(self, path: str) -> None:
         if self.scan is not None:
@@ -553,7 +660,10 @@ _ADDRESS_PATTERN = re.compile(r"^(\*|\*@(\*\.)?[^@*\s]+|[^@*\s]+@[^@*\s]+)$")
 
 
 def _check_limits(path: str, obj: Any) -> None:
-    for key, allowed in (("expose_filenames", TOGGLES), ("retrieval_notice", TOGGLES), ("confidential_message", MESSAGE_RULES)):
+    for key, allowed in (
+        ("expose_filenames", TOGGLES), ("retrieval_notice", TOGGLES), ("confidential_message", MESSAGE_RULES),
+        ("recipient_verification", RECIPIENT_VERIFICATIONS),
+    ):
         if getattr(obj, key) is not None:
             _one_of(path, key, getattr(obj, key), allowed)
     for ext in getattr(obj, "allowed_extensions") or []:
@@ -590,6 +700,8 @@ class Settings:
     transfer: Transfer = field(default_factory=Transfer)
     password: Password = field(default_factory=Password)
     verification: Verification = field(default_factory=Verification)
+    recipient_codes: RecipientCodes = field(default_factory=RecipientCodes)
+    sms: Sms = field(default_factory=Sms)
     download: Download = field(default_factory=Download)
     limits: Limits = field(default_factory=Limits)
     retention: Retention = field(default_factory=Retention)
@@ -600,9 +712,33 @@ class Settings:
     rules: list[Rule] = field(default_factory=list)
 
     def check(self, path: str) -> None:
+        """What one section cannot see alone: a scan rule needs a scanner, SMS
+        needs a gateway, and a password by SMS needs the numbers that SMS
+        verification collects."""
         for index, rule in enumerate(self.rules):
             if rule.scan == "required" and self.scan.backend == "off":
                 raise ConfigError(f"rules[{index}].scan: \"required\" needs a scanner: set scan.backend = \"clamd\"")
+        t = self.transfer
+        for where, rule in [("transfer", t), *((f"rules[{i}]", r) for i, r in enumerate(self.rules))]:
+            if getattr(rule, "action", "allow") == "deny":
+                continue
+            verification = rule.recipient_verification or t.recipient_verification
+            by_sms = t.password_by_sms if rule.password_by_sms is None else rule.password_by_sms
+            if self.sms.backend == "off" and (verification == "sms" or by_sms):
+                key = "recipient_verification" if verification == "sms" else "password_by_sms"
+                raise ConfigError(
+                    f"{where}.{key}: SMS needs a gateway; set sms.backend to \"http\" (or \"outbox\" to try)"
+                )
+            if by_sms and verification != "sms":
+                raise ConfigError(
+                    f"{where}.password_by_sms: needs recipient_verification = \"sms\", "
+                    "which asks the sender for the numbers"
+                )
+            modes = getattr(rule, "password_modes", None) or self.password.modes
+            if by_sms and "generate" not in modes:
+                raise ConfigError(
+                    f"{where}.password_by_sms: only a generated password goes by SMS; allow \"generate\" in password_modes"
+                )
 
 
 def load_settings(config_file: Path | None, overrides: dict[str, Any] | None = None) -> Settings:
@@ -643,6 +779,8 @@ def _build(cls: type, data: Any, path: str) -> Any:
 
 def _coerce(hint: Any, value: Any, path: str) -> Any:
     origin = typing.get_origin(hint)
+    if hint is Any:  # checked by the section's own check()
+        return value
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, path)
     if origin is list:

@@ -1,13 +1,15 @@
 """Starting a transaction: the draft becomes a transfer, in one DB transaction.
 
 After ``start`` the request commits; only then are the mails sent (a mail
-must never point at a transfer that a failed commit left out). The draft's
-server-side key wrapping is deleted with the draft, so from here on the data
-key opens only through a key slot.
+must never point at a transfer that a failed commit left out). A password
+that goes by SMS goes before, outside any transaction (``password_texts``).
+The draft's server-side key wrapping is deleted with the draft, so from here
+on the data key opens only through a key slot.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from urllib.parse import urlencode
@@ -16,9 +18,11 @@ from email.message import EmailMessage
 from flask_babel import force_locale, gettext, ngettext
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from . import (
-    audit, dates, drafts, exposed_names, keyslots, mails, metrics, password_policy, policy, ratelimit, status, uploads,
+    audit, dates, drafts, exposed_names, keyslots, mails, metrics, password_policy, policy, ratelimit, recipient_codes,
+    status, uploads,
 )
 from .clients import network
 from .clock import utcnow
@@ -27,6 +31,7 @@ from .db import after_commit
 from .ids import group, new_access_id, new_token
 from .models import Draft, KeySlot, Recipient, Transfer
 from .portal import Portal
+from .sms import SmsError, TextMessage
 
 
 DAY = timedelta(days=1)
@@ -58,6 +63,10 @@ class Started:
     generated_password: str | None
     status_link: str
     mails: list[EmailMessage] = field(default_factory=list)
+
+
+class PasswordNotSent(Exception):
+    """The SMS gateway did not take a recipient's password: the transfer must not start."""
 
 
 def first_missing_step(draft: Draft, sender_verified: bool, before: str | None = None) -> str | None:
@@ -107,7 +116,12 @@ def default_body(portal: Portal, draft: Draft, language: str) -> str:
 
 def start(
     db: Session, portal: Portal, draft: Draft, sender_language: str, ip: str = "", now: datetime | None = None,
+    texts_sent: Sequence[TextMessage] = (),
 ) -> Started:
+    """The draft becomes the transfer. Where the rules send the generated
+    password by SMS, ``texts_sent`` are the texts that went out
+    (``password_texts``): the transfer starts only if they carried its
+    password to every recipient, else NotReady (the step to try again)."""
     now = now or utcnow()
     if (missing := first_missing_step(draft, sender_verified=True)) is not None:
         raise NotReady(missing)
@@ -115,6 +129,11 @@ def start(
     decision = policy.decide(portal.settings, draft.sender_email, drafts.recipients(draft), sender_language)
     if (missing := policy_problem(draft, decision, now, portal)) is not None:
         raise NotReady(missing)
+    by_sms = decision.limits.password_by_sms and draft.password_mode == "generate"
+    sms_password = drafts.sms_password(draft) if by_sms else None
+    if by_sms and (sms_password is None or not set(_password_texts(portal, draft, sms_password)) <= set(texts_sent)):
+        # The recipients or their numbers changed (in another tab) after the texts went out.
+        raise NotReady("notification")
     _count_against_limits(db, portal, draft, ip, now)
     dek = drafts.data_key(draft)
     file_names = [open_text(dek, "name", f.id, f.name_ct) for f in draft.files]
@@ -143,12 +162,18 @@ def start(
         expose_filenames=draft.expose_filenames,
         file_count=len(draft.files),
         total_bytes=drafts.total_bytes(draft),
+        recipient_verification=draft.recipient_verification,
+        password_by_sms=by_sms,
     )
     db.add(transfer)
     for kind, addresses in (("to", draft.to_addresses), ("cc", draft.cc_addresses), ("bcc", draft.bcc_addresses)):
         for address in addresses:
             transfer.recipients.append(Recipient(email=address, kind=kind, access_id=new_access_id()))
-    db.flush()  # recipient ids, for the link slots
+    db.flush()  # recipient ids, for the link slots and the sealed numbers
+    numbers = drafts.mobiles(draft) if transfer.recipient_verification == "sms" or transfer.password_by_sms else {}
+    for recipient in transfer.recipients:
+        if recipient.email in numbers:
+            recipient.mobile_ct = recipient_codes.seal_mobile(dek, transfer.id, recipient.id, numbers[recipient.email])
     if transfer.expose_filenames:
         exposed_names.keep(db, portal, transfer.id, file_names)
 
@@ -159,7 +184,7 @@ def start(
         assert draft.pending_slot is not None
         slots.append((keyslots.SlotData.from_json(draft.pending_slot), None))
     elif draft.password_mode == "generate":
-        generated = password_policy.generate(portal.settings.password)
+        generated = sms_password or password_policy.generate(portal.settings.password)
         params = keyslots.params_from(portal.settings.crypto)
         with portal.argon2_gate.slot():
             slots.append((keyslots.password_slot(dek, transfer.id, generated, params), None))
@@ -191,6 +216,69 @@ def start(
     if transfer.notify_confirmation:
         started.mails.append(_confirmation_mail(portal, transfer, file_names, started.status_link))
     return started
+
+
+def password_texts(
+    db: Session, portal: Portal, draft: Draft, sender_language: str, ip: str = "", now: datetime | None = None,
+) -> list[TextMessage]:
+    """Where the rules send the generated password by SMS: the text for each
+    recipient, to go out before the transfer starts; else none.
+
+    The transfer must not start unless every text went out: otherwise a
+    recipient is told of a transfer they cannot open. But the texts must not
+    go out during the transaction that starts it either: an SMS gateway may
+    take up to its timeout per text, and meanwhile SQLite's one write lock
+    would make every other request that writes wait longer than its busy
+    wait, and fail. So the caller commits what this wrote, then sends the
+    texts (``send_passwords``), and then ``start`` makes the transfer with
+    the password they carried.
+
+    What this writes is the password, made at the first try and kept in the
+    draft, sealed under its key: a second click, or a try after a gateway
+    failure, sends the same one, never one that differs from what some
+    recipients already hold. A draft ``start`` would refuse (the steps, the
+    rules, the day's limits: NotReady, RateLimited,
+    RecipientBudgetExhausted) is refused here first, so that no text goes
+    out for it. StaleDataError when the draft is gone: started meanwhile.
+    """
+    now = now or utcnow()
+    if (missing := first_missing_step(draft, sender_verified=True, before="notification")) is not None:
+        raise NotReady(missing)
+    decision = policy.decide(portal.settings, draft.sender_email, drafts.recipients(draft), sender_language)
+    if not (decision.limits.password_by_sms and draft.password_mode == "generate"):
+        return []
+    if (missing := policy_problem(draft, decision, now, portal)) is not None:
+        raise NotReady(missing)
+    trial = db.begin_nested()
+    try:
+        _count_against_limits(db, portal, draft, ip, now)
+    finally:
+        trial.rollback()
+    password = drafts.keep_sms_password(db, draft, lambda: password_policy.generate(portal.settings.password))
+    if password is None:
+        raise StaleDataError(f"draft {draft.id} is gone")
+    return _password_texts(portal, draft, password)
+
+
+def _password_texts(portal: Portal, draft: Draft, password: str) -> list[TextMessage]:
+    numbers = drafts.mobiles(draft)
+    with force_locale(draft.recipient_language):
+        text = gettext(
+            "%(site)s: the password for the files from %(name)s is %(password)s. The transaction ID comes by email.",
+            site=portal.settings.site.name, name=draft.sender_name, password=password,
+        )
+    return [TextMessage(numbers[address], text) for address in drafts.recipients(draft)]
+
+
+def send_passwords(portal: Portal, texts: Sequence[TextMessage]) -> None:
+    """The texts of ``password_texts``, with no database transaction open;
+    PasswordNotSent unless the gateway took every one."""
+    assert portal.sms is not None  # the settings allow password_by_sms only with a gateway
+    try:
+        for message in texts:
+            portal.sms.send(message)
+    except SmsError as exc:
+        raise PasswordNotSent(str(exc)) from exc
 
 
 def _count_against_limits(db: Session, portal: Portal, draft: Draft, ip: str, now: datetime) -> None:
@@ -347,6 +435,10 @@ def policy_problem(draft: Draft, decision: policy.Decision, now: datetime, porta
         return "files"
     if draft.password_mode not in limits.password_modes:
         return "options"
+    if draft.recipient_verification not in limits.verifications(portal.sms is not None):
+        return "options"
+    if (draft.recipient_verification == "sms" or limits.password_by_sms) and drafts.without_mobile(draft):
+        return "recipients"
     if draft.expires_on is None or expiry_problem(portal, draft.expires_on, now, limits.max_expiry_days):
         return "options"
     for key, chosen in (("expose_filenames", draft.expose_filenames), ("retrieval_notice", draft.notify_retrieval)):

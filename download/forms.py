@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from flask import current_app
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
@@ -35,3 +36,19 @@ class UnlockForm(FlaskForm):
         was never tried (the page is never cached: Cache-Control: no-store).
         A wrong password is not echoed back."""
         self.password.widget = PasswordInput(hide_value=False)
+
+
+class CodeForm(FlaskForm):
+    """The one-time code that went to the recipient's address or phone."""
+
+    code = StringField(
+        _l("Verification code"),
+        validators=[DataRequired(_l("Please enter the code.")), Length(max=40)],
+        filters=[lambda v: v.strip() if v else v],
+    )
+
+    def validate_code(self, field: StringField) -> None:
+        # Not a code at all (a typo, letters): said so, and no try spent on it.
+        length = current_app.config["KOERIER"].recipient_codes.code_length
+        if len("".join(ch for ch in field.data if ch.isdigit())) != length or any(ch.isalpha() for ch in field.data):
+            raise ValidationError(_l("The code has %(count)d digits.", count=length))

@@ -11,7 +11,7 @@ from flask import abort, flash, redirect, render_template, request, session, url
 from flask_babel import gettext, ngettext
 from werkzeug.wrappers import Response
 
-from app import access, dates, db, delivery, ratelimit, refused_posts, retrievals, transactions
+from app import access, dates, db, delivery, ratelimit, recipient_codes, refused_posts, retrievals, transactions
 from app.argon2_gate import Argon2Busy
 from app.clock import utcnow
 from app.forms import ButtonForm
@@ -22,7 +22,7 @@ from app.models import StoredFile
 from app.web import client_ip, portal
 
 from . import bp
-from .forms import UnlockForm
+from .forms import CodeForm, UnlockForm
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +97,100 @@ def start():  # type: ignore[no-untyped-def]
     except access.AccessDenied as exc:
         return _refuse(form, _denied_message(exc, by_link), 403)
     typed_id = group(normalize_access_id(form.transaction_id.data))
+    if isinstance(ticket, recipient_codes.ChallengeTicket):
+        session["challenge"] = {"id": ticket.challenge_id, "secret": ticket.secret, "for": typed_id}
+        opened = recipient_codes.find(db.session(), ticket, utcnow())
+        return _send_code(opened, first=True)
     session["grant"] = {"id": ticket.grant_id, "secret": ticket.secret, "for": typed_id}
     return redirect(_after_unlock())
+
+
+def _challenge() -> recipient_codes.ChallengeTicket | None:
+    raw = session.get("challenge")
+    if not isinstance(raw, dict):
+        return None
+    return recipient_codes.ChallengeTicket(str(raw.get("id", "")), str(raw.get("secret", "")))
+
+
+@bp.errorhandler(recipient_codes.ChallengeLapsed)
+def challenge_lapsed(_: recipient_codes.ChallengeLapsed):  # type: ignore[no-untyped-def]
+    raw = session.pop("challenge", None)
+    flash(gettext("Please enter the transaction ID and password again."), "info")
+    return redirect(url_for("download.start", id=str(raw.get("for", "")) or None if isinstance(raw, dict) else None))
+
+
+def _locked_message(until) -> str:  # type: ignore[no-untyped-def]
+    return gettext("Too many wrong codes. Please try again after %(time)s with a new code.", time=dates.moment(until))
+
+
+def _send_code(opened: recipient_codes.Opened, first: bool = False):  # type: ignore[no-untyped-def]
+    """A code to the recipient; how that went is said on the code page."""
+    where = recipient_codes.shown_destination(opened)
+    try:
+        recipient_codes.send_code(db.session(), portal(), opened, ip=client_ip())
+        if not first:
+            flash(gettext("A new code has been sent to %(email)s.", email=where), "info")
+    except recipient_codes.ResendTooSoon as exc:
+        flash(gettext("Please wait %(seconds)d seconds before asking for a new code.", seconds=exc.seconds), "error")
+    except access.AccessLocked:
+        pass  # the code page says until when
+    except ratelimit.RateLimited as exc:
+        flash(gettext(
+            "Too many codes were sent for this transaction ID today. Please try again after %(time)s.",
+            time=dates.moment(exc.retry_at),
+        ), "error")
+    except recipient_codes.CodeNotSent:
+        flash(gettext("We could not send the code. Please try again later."), "error")
+    return redirect(url_for("download.code"))
+
+
+@bp.route("/code", methods=["GET", "POST"])
+def code():  # type: ignore[no-untyped-def]
+    """The one-time code after the password, where the transfer asks for one."""
+    form = CodeForm()
+    if request.method == "GET":
+        opened = recipient_codes.find(db.session(), _challenge(), utcnow())
+        refusal = refused_posts.restore(form)
+        locked = recipient_codes.locked_until(db.session(), opened, utcnow())
+        return render_template(
+            "download/code.html", form=form, resend=ButtonForm(), challenge=opened.challenge,
+            where=recipient_codes.shown_destination(opened), error=" ".join(refusal.notes),
+            locked=_locked_message(locked) if locked is not None else "",
+            minutes=portal().settings.recipient_codes.code_ttl_minutes,
+        ), *refusal.answer()
+    if not form.validate_on_submit():
+        return refused_posts.refuse(form, forget=("code",))
+    try:
+        ticket = access.pass_code(db.session(), portal(), _challenge(), form.code.data, ip=client_ip())
+    except recipient_codes.CodeRejected as exc:
+        return refused_posts.refuse(form, notes=[_code_message(exc)], forget=("code",))
+    except access.AccessLocked as exc:
+        return refused_posts.refuse(
+            form, notes=[_locked_message(exc.until)], status=429, headers={"Retry-After": _seconds_until(exc.until)},
+            forget=("code",),
+        )
+    raw = session.pop("challenge")
+    session["grant"] = {"id": ticket.grant_id, "secret": ticket.secret, "for": raw.get("for", "")}
+    return redirect(_after_unlock())
+
+
+def _code_message(exc: recipient_codes.CodeRejected) -> str:
+    if exc.locked_until is not None:
+        return _locked_message(exc.locked_until)
+    if exc.reason == "wrong":
+        if exc.attempts_left == 1:
+            return gettext("This code is not correct. You have 1 more attempt.")
+        return gettext("This code is not correct. You have %(left)d more attempts.", left=exc.attempts_left)
+    if exc.reason == "expired":
+        return gettext("This code has expired. Please ask for a new code.")
+    return gettext("No valid code was sent for this transfer. Please ask for a new code.")
+
+
+@bp.post("/code/resend")
+def resend_code():  # type: ignore[no-untyped-def]
+    if not ButtonForm().validate_on_submit():
+        abort(400)
+    return _send_code(recipient_codes.find(db.session(), _challenge(), utcnow()))
 
 
 def _refuse(form: UnlockForm, error: str | None = None, status: int = 422, headers: dict[str, str] | None = None) -> Response:

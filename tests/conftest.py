@@ -37,6 +37,7 @@ from .mailbox import Mailbox
 from .pg import INSTALL_HINT, PostgresDatabase, PostgresServer, find_bindir
 from .seaweed import INSTALL_HINT as WEED_INSTALL_HINT
 from .seaweed import SeaweedServer, find_weed
+from .sms_gateway import SmsGateway
 from .walker import Sender
 
 # Cheap Argon2 for speed; tests/test_production_params.py uses the real ones.
@@ -256,6 +257,14 @@ def app(make_app: Callable[..., Flask]) -> Flask:
 @pytest.fixture
 def sender(app: Flask, mailbox: Mailbox) -> Sender:
     return Sender(app, mailbox)
+
+
+@pytest.fixture
+def sms_gateway() -> Iterator[SmsGateway]:
+    """A loopback SMS provider API that records the requests it gets (tests/sms_gateway.py)."""
+    gateway = SmsGateway().start()
+    yield gateway
+    gateway.stop()
 
 
 @pytest.fixture(scope="session")

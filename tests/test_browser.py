@@ -1693,3 +1693,107 @@ def test_a_password_the_live_check_passes_clears_the_servers_refusal(
     visit.check("refusal-cleared")
     page.get_by_role("button", name="Next").click()
     expect(page.get_by_role("heading", name="Notification mail")).to_be_visible()
+
+
+def _live_with(make_live, config: dict):  # type: ignore[no-untyped-def]
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    app, server = make_live({"site": {"base_url": base}, **config}, port=port)
+    return app, base
+
+
+def _open_with_password(visit: Visit, base: str, access_id: str, password: str) -> None:
+    page = visit.page
+    page.goto(f"{base}/download/?id={access_id}")
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Next").click()
+    expect(page.get_by_role("heading", name="Confirm it is you")).to_be_visible()
+
+
+def test_a_recipient_confirms_with_a_mailed_code_and_a_forwarded_link_opens_nothing(
+    browser: Browser, make_live, mailbox: Mailbox
+) -> None:
+    app, base = _live_with(make_live, {"transfer": {"recipient_verification": "email"}})
+    access_id = Sender(app, mailbox).send().access_id("anna@gemeente.example")
+    mailbox.clear()
+    # Someone who was forwarded Anna's mail and told the password, without her mailbox.
+    stranger = new_visit(browser, "code-forwarded")
+    _open_with_password(stranger, base, access_id, PASSWORD)
+    code = mailbox.code_for("anna@gemeente.example")
+    page = stranger.page
+    expect(page.get_by_text("A one-time code was sent to a•••@gemeente.example")).to_be_visible()
+    guess = "123456" if code != "123456" else "654321"
+    page.get_by_label("Verification code").fill(guess)
+    page.get_by_role("button", name="Open transfer").click()
+    expect(page.get_by_text("This code is not correct. You have 4 more attempts.")).to_be_visible()
+    stranger.check("code-wrong")
+    page.goto(base + "/download/transfer")
+    expect(page.get_by_role("heading", name="Receive transfer")).to_be_visible()
+    # Anna herself: her code comes to her mailbox, in her own browser.
+    mailbox.clear()
+    anna = new_visit(browser, "code-email")
+    _open_with_password(anna, base, access_id, PASSWORD)
+    anna.check("code-email")
+    page = anna.page
+    page.get_by_label("Verification code").fill(mailbox.code_for("anna@gemeente.example"))
+    page.get_by_role("button", name="Open transfer").click()
+    # Checked before the download: a click that starts one leaves the page
+    # waiting for a load that never comes, which check() would wait out.
+    expect(page.get_by_role("link", name="Download verslag.pdf")).to_be_visible()
+    anna.check("code-email-opened")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download verslag.pdf").click()
+    assert Path(download.value.path()).read_bytes() == b"%PDF-1.4 test report\n"
+
+
+def test_a_recipient_confirms_with_a_code_by_sms_and_wrong_codes_lock(
+    browser: Browser, make_live, mailbox: Mailbox, sms_gateway
+) -> None:
+    app, base = _live_with(make_live, {"sms": sms_gateway.config(), "transfer": {"recipient_verification": "sms"}})
+    sender = new_visit(browser, "code-sms-send")
+    page = sender.page
+    page.goto(base + "/send/")
+    send_personal_and_verify(sender, mailbox, "Jan de Vries", "jan@zorg.example", EN)
+    page.get_by_label("To").fill("anna@gemeente.example")
+    page.get_by_role("button", name="Next").click()
+    # The number is asked for each recipient, and checked.
+    page.get_by_label("anna@gemeente.example").fill("0592 123456")
+    page.get_by_role("button", name="Next").click()
+    expect(page.get_by_text("“0592 123456” is a fixed line").first).to_be_visible()
+    expect(page.get_by_label("To")).to_have_value("anna@gemeente.example")
+    sender.check("recipients-mobile-refused")
+    page.get_by_label("anna@gemeente.example").fill("06 12345678")
+    page.get_by_role("button", name="Next").click()
+    with page.expect_file_chooser() as chooser:
+        page.get_by_role("button", name="Add files / Browse").click()
+    chooser.value.set_files([PDF])
+    expect(page.locator(".upload", has_text="verslag.pdf").locator(".upload-status")).to_contain_text("Uploaded")
+    start_with_manual_password(page)
+    access_id = mailbox.access_id_for("anna@gemeente.example")
+
+    recipient = new_visit(browser, "code-sms")
+    _open_with_password(recipient, base, access_id, PASSWORD)
+    page = recipient.page
+    expect(page.get_by_text("A one-time code was sent by SMS to •••• 78")).to_be_visible()
+    recipient.check("code-sms")
+    code = sms_gateway.code_for("31612345678")
+    wrong = "123456" if code != "123456" else "654321"
+    for _ in range(5):
+        page.get_by_label("Verification code").fill(wrong)
+        page.get_by_role("button", name="Open transfer").click()
+    expect(page.get_by_text(re.compile("Too many wrong codes. Please try again after"))).to_be_visible()
+    expect(page.get_by_label("Verification code")).to_have_count(0)
+    recipient.check("code-sms-locked")
+    # The lock is over: the old code is void, a new one opens the transfer.
+    with db.new_session(app) as session:
+        from app.models import AccessThrottle, CodeChallenge
+
+        session.execute(update(AccessThrottle).values(locked_until=utcnow() - timedelta(seconds=1)))
+        session.execute(update(CodeChallenge).values(code_sent_at=utcnow() - timedelta(minutes=2)))
+        session.commit()
+    page.reload()
+    page.get_by_role("button", name="Send the code again").click()
+    expect(page.get_by_text("A new code has been sent to •••• 78")).to_be_visible()
+    page.get_by_label("Verification code").fill(sms_gateway.code_for("31612345678"))
+    page.get_by_role("button", name="Open transfer").click()
+    expect(page.get_by_role("link", name="Download verslag.pdf")).to_be_visible()

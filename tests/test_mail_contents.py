@@ -27,6 +27,8 @@ MAIL_TEMPLATES = Path(__file__).resolve().parent.parent / "app" / "templates" / 
 JAN = Person(name="Jan de Vries", phone="0592 987654", email="jan@zorg.example")
 ANNA = Person(name="Anna Bakker", phone="050 3141592", email="anna@gemeente.example")
 KEES = "kees@gemeente.example"
+# A recipient whose rule asks for a one-time code by mail after the password.
+CODED = "loket@gemeente.example"
 # What each of them typed that no mail may carry (file names only when shown).
 TYPED = {
     "file": ("Uitslag-Pietersen-4711.pdf", b"%PDF-1.4 uitslag\n"),
@@ -40,12 +42,13 @@ SUBJECTS = {
     "en": {
         "verification": "Your verification code for", "confirmation": "Your transfer to",
         "retrieved": "has downloaded files of", "reminder": "Reminder:", "lockout": "Wrong passwords for your transfer",
-        "withdrawn": "Withdrawn:",
+        "withdrawn": "Withdrawn:", "recipient_code": "Your code to open the files from",
     },
     "nl": {
         "verification": "Uw verificatiecode voor", "confirmation": "Uw overdracht aan",
         "retrieved": "heeft bestanden van", "reminder": "Herinnering:",
         "lockout": "Verkeerde wachtwoorden voor uw overdracht", "withdrawn": "Ingetrokken:",
+        "recipient_code": "Uw code om de bestanden van",
     },
 }
 
@@ -68,7 +71,10 @@ def every_kind_of_mail(
     make_app: Callable[..., Flask], mailbox: Mailbox, language: str = "en", config: dict | None = None
 ) -> Mails:
     """A transfer and a reply through their whole lives, with every mail they cause."""
-    app = make_app({"retention": {"scheduler": False, "reminder_days_before": 2}, **(config or {})})
+    app = make_app({
+        "retention": {"scheduler": False, "reminder_days_before": 2},
+        "rules": [{"name": "codes", "recipients": [CODED], "recipient_verification": "email"}], **(config or {}),
+    })
     made = Mails()
     jan = Sender(app, mailbox, JAN)
     jan.get(f"/lang/{language}?next=/send/")
@@ -102,6 +108,10 @@ def every_kind_of_mail(
     # Jan withdraws the transfer: Anna and Kees are told.
     status_link = re.search(r"/send/status/[\w-]+", sent.summary.get_data(as_text=True)).group(0)
     assert jan.submit(f"{status_link}/withdraw").status_code == 200
+    made.add(language, list(mailbox.messages))
+    # A transfer whose recipient confirms with a code mailed after the password.
+    coded = jan.send(to=CODED, files=[TYPED["file"]], message=TYPED["message"], recipient_language=language)
+    assert Recipient(app).unlock(coded.access_id(CODED), PASSWORD).location.endswith("/download/code")
     made.add(language, list(mailbox.messages))
     return made
 

@@ -245,6 +245,17 @@ def test_a_generated_password_is_never_shown_or_sent_again(app, mailbox) -> None
     assert sent.generated_password not in mail.text and sent.generated_password not in mail.html
 
 
+def test_the_transfer_page_names_the_recipients_extra_check(make_app, mailbox) -> None:
+    app = make_app({"transfer": {"recipient_verification_choice": True}})
+    coded = send(app, mailbox, "Met code", recipient_verification="email")
+    plain = send(app, mailbox, "Zonder code", recipient_verification="none")
+    owner = Owner(app, mailbox)
+    owner.verify()
+    page = text_of(owner.get(f"/mine/{coded}"))
+    assert "<dt>Extra check for the recipients</dt><dd>A one-time code to the recipient's email address</dd>" in page
+    assert "Extra check for the recipients" not in text_of(owner.get(f"/mine/{plain}"))
+
+
 def test_a_no_password_transfer_cannot_be_notified_again(app, mailbox) -> None:
     id_ = send(app, mailbox, "Dossier", password_mode="none", password=None, password_repeat=None)
     owner = Owner(app, mailbox)

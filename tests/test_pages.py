@@ -16,6 +16,7 @@ def test_help_page_in_both_languages(app) -> None:
     client = app.test_client()
     english = text_of(client.get("/help", headers={"Accept-Language": "en"}))
     assert "Sending files" in english and "Receiving files" in english
+    assert "also ask for a one-time code after the password" in english
     dutch = text_of(client.get("/help", headers={"Accept-Language": "nl"}))
     assert "Bestanden versturen" in dutch and "Bestanden ontvangen" in dutch
     assert 'href="/help"' in client.get("/").get_data(as_text=True)

@@ -119,6 +119,28 @@ class RecipientsForm(StepForm):
         return ok
 
 
+def mobile_field_name(address: str) -> str:
+    """A recipient's mobile number field, named by its address, so that a
+    number typed stays with its recipient when the addresses above change."""
+    return "mobile_" + hashlib.sha256(address.encode()).hexdigest()[:16]
+
+
+def recipients_form(addresses: list[str], **kwargs: object) -> RecipientsForm:
+    """The recipients step's form, with a mobile number field per address
+    where the recipients' rules ask for (or offer) a code by SMS."""
+
+    class WithMobiles(RecipientsForm):
+        pass
+
+    for address in addresses:
+        setattr(WithMobiles, mobile_field_name(address), StringField(address, validators=[Length(max=40)], filters=[
+            lambda v: v.strip() if v else v
+        ]))
+    form = WithMobiles(**kwargs)
+    form.mobiles = [(address, form[mobile_field_name(address)]) for address in addresses]
+    return form
+
+
 class MessageForm(FlaskForm):
     """The "next" button of the files step, which also saves the message."""
 
@@ -154,6 +176,16 @@ class OptionsForm(StepForm):
             SelectChoice("manual", _l("Enter password manually")),
         ],
         validators=[InputRequired(_l("Please choose how the transfer is protected."))],
+    )
+    recipient_verification = RadioField(
+        _l("Extra check for the recipients"),
+        choices=[
+            SelectChoice("none", _l("None: the password (or link) opens the transfer")),
+            SelectChoice("email", _l("A one-time code to the recipient's email address")),
+            SelectChoice("sms", _l("A one-time code by SMS to the recipient's mobile number")),
+        ],
+        # Which choices a sender has depends on the rules: the view checks.
+        validate_choice=False,
     )
     # Echoed back on an error elsewhere in the form, so nothing typed is lost;
     # the page itself is never cached (Cache-Control: no-store).

@@ -12,8 +12,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
 from app import (
-    audit, csrf, dates, db, drafts, i18n, keyslots, password_policy, policy, ratelimit, refused_posts, status, transactions,
-    upload_limits, uploads, verification,
+    addresses, audit, csrf, dates, db, drafts, i18n, keyslots, mobiles, password_policy, policy, ratelimit,
+    refused_posts, status, transactions, upload_limits, uploads, verification,
 )
 from app.argon2_gate import Argon2Busy
 from app.clock import utcnow
@@ -30,7 +30,10 @@ from .guards import (
     SCANNER_RETRY_SECONDS, TOO_MANY_UPLOADS, browser_id, code_message, csrf_token_ok, current_draft, decision,
     file_problem, first_missing_step, infected_message, retry_message, sender_verified, to_summary_of, wizard_step,
 )
-from .forms import MessageForm, NotificationForm, OptionsForm, PersonalForm, RecipientsForm, VerifyForm
+from .forms import (
+    MessageForm, NotificationForm, OptionsForm, PersonalForm, RecipientsForm, VerifyForm, mobile_field_name,
+    recipients_form,
+)
 
 log = logging.getLogger(__name__)
 
@@ -138,27 +141,75 @@ def resend(draft: Draft):  # type: ignore[no-untyped-def]
 @bp.route("/recipients", methods=["GET", "POST"])
 @wizard_step("recipients")
 def recipients(draft: Draft):  # type: ignore[no-untyped-def]
-    form = RecipientsForm(
-        data={
-            "to": "\n".join(draft.to_addresses),
-            "cc": "\n".join(draft.cc_addresses),
-            "bcc": "\n".join(draft.bcc_addresses),
-        }
-        if request.method == "GET"
-        else None
-    )
     if request.method == "GET":
-        return refused_posts.show("wizard/recipients.html", form, draft, draft=draft, step="recipients")
+        lists = RecipientsForm(data={
+            "to": "\n".join(draft.to_addresses), "cc": "\n".join(draft.cc_addresses),
+            "bcc": "\n".join(draft.bcc_addresses),
+        })
+        refusal = refused_posts.restore(lists, draft)
+        typed = {name: lists[name].data for name in ("to", "cc", "bcc")}
+        rows, required = _mobile_rows(draft, typed)
+        known = drafts.mobiles(draft)
+        numbers = {mobile_field_name(a): mobiles.readable(known[a]) for a in rows if a in known}
+        form = recipients_form(rows, formdata=None, data=typed | numbers)
+        refusal.fill(form)
+        page = render_template(
+            "wizard/recipients.html", form=form, mobiles_required=required, draft=draft, step="recipients"
+        )
+        return page, *refusal.answer()
+    rows, required = _mobile_rows(draft, {name: request.form.get(name, "") for name in ("to", "cc", "bcc")})
+    form = recipients_form(rows)
     if i18n.switch_posted():
         return refused_posts.carry(form, draft=draft)
     if form.validate_on_submit():
-        verdict = decision(draft, [*form.parsed["to"], *form.parsed["cc"], *form.parsed["bcc"]])
-        if verdict.allowed:
+        everyone = [*form.parsed["to"], *form.parsed["cc"], *form.parsed["bcc"]]
+        verdict = decision(draft, everyone)
+        if not verdict.allowed:
+            _refusal_errors(form, verdict)
+            audit.record(
+                db.session(), "policy_refused", actor=draft.sender_email, ip=client_ip(), **policy.audited(verdict)
+            )
+        elif (numbers := _numbers(form, required)) is not None:
             drafts.save_recipients(draft, form.parsed["to"], form.parsed["cc"], form.parsed["bcc"])
+            drafts.save_mobiles(draft, numbers)
             return redirect(url_for("wizard.personal" if form.back else "wizard.files"))
-        _refusal_errors(form, verdict)
-        audit.record(db.session(), "policy_refused", actor=draft.sender_email, ip=client_ip(), **policy.audited(verdict))
     return refused_posts.refuse(form, draft=draft)
+
+
+def _mobile_rows(draft: Draft, lists: dict[str, str]) -> tuple[list[str], bool]:
+    """The recipients to ask a mobile number for (their rules want, or offer,
+    a code by SMS), and whether it is required. Rows for the valid addresses
+    typed, even while others are refused, so that numbers typed are kept."""
+    parts = addresses.dedupe(*(addresses.parse_valid(lists[n] or "") for n in ("to", "cc", "bcc")))
+    typed = [address for part in parts for address in part]
+    typed = typed[: policy.most_recipients(settings())]
+    limits = decision(draft, typed).limits
+    required = limits.recipient_verification == "sms" or limits.password_by_sms
+    offered = required or "sms" in limits.verifications(portal().sms is not None)
+    return (typed if offered else []), required
+
+
+def _numbers(form: RecipientsForm, required: bool) -> dict[str, str] | None:
+    """The mobile numbers typed, in E.164 by address; None after adding why not to the form."""
+    numbers: dict[str, str] = {}
+    ok = True
+    for address, field in form.mobiles:
+        if field.data:
+            try:
+                numbers[address] = mobiles.normalize(field.data)
+            except mobiles.InvalidMobile as exc:
+                field.errors.append(gettext(
+                    "“%(number)s” is a fixed line: a code by SMS cannot reach it. Please enter a mobile number.",
+                    number=field.data,
+                ) if exc.reason == "not_mobile" else gettext(
+                    "“%(number)s” is not a mobile number. For example 06 12345678, or +32 470 12 34 56 abroad.",
+                    number=field.data,
+                ))
+                ok = False
+        elif required and not form.back:
+            field.errors.append(gettext("Please enter a mobile number for %(address)s.", address=address))
+            ok = False
+    return numbers if ok else None
 
 
 def _refusal_errors(form: RecipientsForm, decision: policy.Decision) -> None:
@@ -334,12 +385,18 @@ def options(draft: Draft):  # type: ignore[no-untyped-def]
                 "expose_filenames": limits.default_on(limits.expose_filenames) if fresh else draft.expose_filenames,
                 "password_mode": draft.password_mode
                 or (default_mode if default_mode in limits.password_modes else limits.password_modes[0]),
+                "recipient_verification": draft.recipient_verification,
             }
         )
     else:
         form = OptionsForm()
     refusal = refused_posts.restore(form, draft) if request.method == "GET" else None
     form.password_mode.choices = [c for c in form.password_mode.choices if c.value in limits.password_modes]
+    verifications = limits.verifications(portal().sms is not None)
+    form.recipient_verification.choices = [c for c in form.recipient_verification.choices if c.value in verifications]
+    if len(verifications) == 1 or form.recipient_verification.data not in verifications and request.method == "GET":
+        # The rules' minimum: fixed, or preselected where the sender may choose more.
+        form.recipient_verification.data = verifications[0]
     # The date picker offers the days the check below accepts, and no others.
     form.expires_on.render_kw = {"min": earliest.isoformat(), "max": latest.isoformat()}
     # Options the operator fixed are shown, but not to be changed.
@@ -362,6 +419,18 @@ def options(draft: Draft):  # type: ignore[no-untyped-def]
             form.expires_on.errors.append(
                 _l("The expiration date can be at most %(days)d days from today.", days=limits.max_expiry_days)
             )
+        if form.recipient_verification.data not in verifications:
+            form.recipient_verification.errors.append(_l("Please choose the extra check for the recipients."))
+            ok = False
+        elif form.recipient_verification.data == "sms" and not form.back and (
+            missing := drafts.without_mobile(draft)
+        ):
+            form.recipient_verification.errors.append(gettext(
+                "For a code by SMS, enter a mobile number for each recipient on the Recipients step "
+                "(missing for %(addresses)s).",
+                addresses=", ".join(missing[:3]) + (" …" if len(missing) > 3 else ""),
+            ))
+            ok = False
         pending = draft.pending_slot if form.password_mode.data == "manual" else None
         # Going back, a password still to be typed is fine: "Next" needs it.
         if form.password_mode.data == "manual" and (form.password.data or not (pending or form.back)):
@@ -395,6 +464,7 @@ def options(draft: Draft):  # type: ignore[no-untyped-def]
                     notify_retrieval=form.notify_retrieval.data,
                     expose_filenames=form.expose_filenames.data,
                     password_mode=form.password_mode.data,
+                    recipient_verification=form.recipient_verification.data,
                 ),
                 pending,
             )
@@ -498,11 +568,10 @@ def notification(draft: Draft):  # type: ignore[no-untyped-def]
     if form.back:
         _keep_text(draft, subject, body, defaults)
         return redirect(url_for("wizard.options"))
-    drafts.save_notification(draft, subject, body)
     try:
-        return _start(draft)
+        return _start(draft, subject, body)
     # Not started: as after "Back", the draft keeps only the text the sender changed.
-    # (Argon2Busy undoes this request's writes, the texts saved above among them.)
+    # (Argon2Busy undoes this request's writes, the text _start saved among them.)
     except transactions.NotReady as exc:
         _keep_text(draft, subject, body, defaults)
         flash(gettext("Please check this step again: the rules for your recipients do not allow what was chosen."), "error")
@@ -522,6 +591,14 @@ def notification(draft: Draft):  # type: ignore[no-untyped-def]
     except Argon2Busy:
         form.subject.errors.append(BUSY)
         return refused_posts.refuse(form, status=503, headers={"Retry-After": "10"}, draft=draft)
+    except transactions.PasswordNotSent:
+        # Nothing started: the draft is as it was (with the password the next
+        # try sends again), and what was typed here comes back.
+        form.subject.errors.append(gettext(
+            "The password could not be sent to the recipients by SMS, so the transaction was not started. "
+            "Please try again in a few minutes."
+        ))
+        return refused_posts.refuse(form, status=503, headers={"Retry-After": "60"}, draft=draft)
 
 
 # The recipient language a text the sender changed is written for: in the
@@ -543,10 +620,16 @@ def _keep_text(draft: Draft, subject: str, body: str, defaults: dict[str, str]) 
         session.pop(TEXT_WRITTEN_FOR, None)
 
 
-def _start(draft: Draft):  # type: ignore[no-untyped-def]
+def _start(draft: Draft, subject: str, body: str):  # type: ignore[no-untyped-def]
     transfer_id = draft.transfer_id
     try:
-        started = transactions.start(db.session(), portal(), draft, str(get_locale()), ip=client_ip())
+        texts = transactions.password_texts(db.session(), portal(), draft, str(get_locale()), ip=client_ip())
+        if texts:
+            # The password is kept before it goes out, and no write lock waits on the gateway.
+            db.session().commit()
+            transactions.send_passwords(portal(), texts)
+        drafts.save_notification(draft, subject, body)
+        started = transactions.start(db.session(), portal(), draft, str(get_locale()), ip=client_ip(), texts_sent=texts)
         # The transfer must exist before any mail points at it.
         db.session().commit()
     except (IntegrityError, StaleDataError):
@@ -569,7 +652,9 @@ def _start(draft: Draft):  # type: ignore[no-untyped-def]
     # rest from the database, so the cookie stays small whatever was sent.
     session["summary"] = {"transfer": started.transfer.id, "mail_failed": mail_failed}
     summary = _summary(started.transfer, mail_failed, started.file_names, started.status_link)
-    return render_template("wizard/done.html", summary=summary, password=started.generated_password, step="done")
+    # A password that went by SMS is not the sender's to pass on.
+    password = None if started.transfer.password_by_sms else started.generated_password
+    return render_template("wizard/done.html", summary=summary, password=password, step="done")
 
 
 def _summary(
@@ -588,6 +673,8 @@ def _summary(
         "notify_retrieval": transfer.notify_retrieval,
         "expose_filenames": transfer.expose_filenames,
         "password_mode": transfer.password_mode,
+        "password_by_sms": transfer.password_by_sms,
+        "recipient_verification": transfer.recipient_verification,
         "sender_email": transfer.sender_email,
         "has_message": transfer.message_ct is not None,
         "mail_failed": mail_failed,
