@@ -65,8 +65,8 @@ MAILS_FAILED = Counter(
 SCANS = Counter(
     "koerier_scans",
     "Uploaded files the virus scanner judged, by result: clean, infected (a detection), too_large (longer "
-    "than clamd's StreamMaxLength), incomplete (content past clamd's limits, e.g. MaxScanSize or MaxRecursion, or encrypted) "
-    "or failed (no verdict: clamd down, timed out, an error).",
+    "than clamd's StreamMaxLength), incomplete (content past clamd's limits, e.g. MaxScanSize or MaxRecursion, "
+    "or encrypted) or failed (no verdict: clamd down, timed out, an error).",
     ["result"], registry=REGISTRY,
 )
 SMS_FAILED = Counter(

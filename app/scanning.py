@@ -65,9 +65,11 @@ class ScannerUnavailable(Exception):
 class Clamd:
     """One configured clamd; a connection per command, as clamd expects.
 
-    One per request: once a scan got no verdict, the request's other files
-    get the same at once, not another wait of ``timeout`` each (a stalled
-    clamd held a post of 100 files for 100 minutes).
+    One per request: once a scan timed out, the request's other files get
+    the same verdict at once, not another wait of ``timeout`` each (a
+    stalled clamd held a post of 100 files for 100 minutes). Other failures
+    cost no wait, and an error clamd answers for one file says nothing of
+    the next.
     """
 
     def __init__(self, settings: Scan) -> None:
@@ -101,12 +103,7 @@ class Clamd:
 
     def scan(self, chunks: Iterable[bytes | memoryview]) -> Verdict:
         """The verdict on the bytes of ``chunks``; an exception the chunks raise propagates."""
-        if self.failed is None:
-            verdict = self._scan(chunks)
-            if verdict.result == UNAVAILABLE:
-                self.failed = verdict
-            return verdict
-        return self.failed
+        return self._scan(chunks) if self.failed is None else self.failed
 
     def _scan(self, chunks: Iterable[bytes | memoryview]) -> Verdict:
         reply = ""
@@ -128,7 +125,12 @@ class Clamd:
                     # A scan longer than the timeout (clamd's own MaxScanTime, 120 s by
                     # default, would answer Heuristics.Limits.Exceeded later) is what a
                     # file built to be slow to unpack gets: not an outage.
-                    return Verdict(UNAVAILABLE, f"{self.address}: no verdict within {self.timeout} s", slow=True)
+                    self.failed = Verdict(UNAVAILABLE, f"{self.address}: no verdict within {self.timeout} s", slow=True)
+                    return self.failed
+        except TimeoutError as exc:
+            # clamd took neither the connection nor the file: stalled.
+            self.failed = Verdict(UNAVAILABLE, f"{self.address}: {exc}")
+            return self.failed
         except OSError as exc:
             return Verdict(UNAVAILABLE, f"{self.address}: {exc}")
         return _verdict(reply)

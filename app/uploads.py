@@ -64,8 +64,10 @@ class Received:
     fields: dict[str, str] = field(default_factory=dict)
     added: list[StoredFile] = field(default_factory=list)
     # (file name, why): "extension", "count", "size", "quota", "space", "drafts", "type_program",
-    # "type_script", "type_archive" (content not what the name says), "unscannable" (too large to scan), "incomplete" (the scanner could not check all of its
-    # content), "encrypted" (protected with a password, which the scanner cannot look into) or "scanner" (no verdict to be had); nothing of these was stored. (``screen_files`` has its own.)
+    # "type_script", "type_archive" (content not what the name says), "unscannable" (too large to scan),
+    # "incomplete" (the scanner could not check all of its content), "encrypted" (protected with a
+    # password, which the scanner cannot look into) or "scanner" (no verdict to be had); nothing of
+    # these was stored. (``screen_files`` has its own.)
     refused: list[tuple[str, str]] = field(default_factory=list)
     # (file name, signature): refused, the scanner found malware in them.
     infected: list[tuple[str, str]] = field(default_factory=list)

@@ -621,7 +621,9 @@ def test_the_files_step_shows_the_virus_scanners_verdict(
     # Said while the page asks again by itself (walk: it read "was not added… try again later"),
     # and to a screen reader too (review: it heard nothing until the file was in, a minute later).
     expect(status).to_have_text("The virus scanner is not available right now; trying again…")
-    expect(page.locator("#announcer")).to_have_text("verslag.pdf: The virus scanner is not available right now; trying again…")
+    expect(page.locator("#announcer")).to_have_text(
+        "verslag.pdf: The virus scanner is not available right now; trying again…"
+    )
     visit.errors.clear()  # the 503 answers
     visit.check("scanner-unavailable")
     own_clamd.resume()
@@ -1603,7 +1605,8 @@ def test_an_upload_the_database_cannot_take_now_does_not_blame_the_virus_scanner
     to_files_step(visit, mailbox, base)
     expect(page.locator(".uploader")).to_be_visible()
     # Another process writes for longer than the portal waits for it, from the upload's first PATCH on.
-    writer = sqlite3.connect(app.extensions["koerier.engine"].url.database, isolation_level=None, check_same_thread=False)
+    database = app.extensions["koerier.engine"].url.database
+    writer = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
 
     def hold_the_database(route) -> None:  # type: ignore[no-untyped-def]
         if route.request.method == "PATCH" and not writer.in_transaction:
