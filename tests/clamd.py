@@ -14,6 +14,7 @@ stays off the disk as well).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -22,6 +23,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from .live import free_port
@@ -137,6 +139,17 @@ class ClamdServer:
                 self.stop()
                 raise RuntimeError(f"clamd did not start:\n{log[-3000:]}")
             time.sleep(0.05)
+
+    @contextlib.contextmanager
+    def stalled(self) -> Iterator[None]:
+        """The daemon frozen (SIGSTOP) for the block, as a busy or swapping one
+        is: it takes connections and answers nothing until the block ends."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(self.process.pid, signal.SIGCONT)
 
     def halt(self) -> None:
         """Stop the daemon, as an outage does: at once, without a goodbye."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import os
 import re
-import signal
 import threading
 import time
 import zipfile
@@ -104,20 +103,16 @@ def test_parallel_nexts_cannot_make_the_late_scan_run_past_the_upload_caps(make_
         except requests.RequestException as exc:
             answers[which] = repr(exc)
 
-    assert own_clamd.process is not None
-    # clamd stalls (busy, swapping): the first Next waits in its scan.
-    os.kill(own_clamd.process.pid, signal.SIGSTOP)
     first = threading.Thread(target=press_next, args=("first",))
     second = threading.Thread(target=press_next, args=("second",))
-    try:
+    # clamd stalls (busy, swapping): the first Next waits in its scan.
+    with own_clamd.stalled():
         first.start()
         _wait_for(lambda: _connections_to(own_clamd.port) == 1)
         second.start()
         _wait_for(lambda: not second.is_alive() or _connections_to(own_clamd.port) > 1)
-    finally:
-        os.kill(own_clamd.process.pid, signal.SIGCONT)
-        first.join(timeout=120)
-        second.join(timeout=120)
+    first.join(timeout=120)
+    second.join(timeout=120)
     assert answers == {"first": 422, "second": 429}
     # Each file scanned once.
     assert len(_events(app, "file_scanned")) == 1 and len(_events(app, "file_infected")) == 1
@@ -143,10 +138,8 @@ def test_a_file_removed_in_another_tab_while_next_scans_it(make_live, mailbox, o
         except requests.RequestException as exc:
             answer["next"] = exc
 
-    assert own_clamd.process is not None
-    os.kill(own_clamd.process.pid, signal.SIGSTOP)
     scanning = threading.Thread(target=press_next)
-    try:
+    with own_clamd.stalled():
         scanning.start()
         _wait_for(lambda: _connections_to(own_clamd.port) == 1)
         gone = requests.post(
@@ -154,9 +147,7 @@ def test_a_file_removed_in_another_tab_while_next_scans_it(make_live, mailbox, o
             headers={"Cookie": sender.cookie_header(), "Origin": base},
         )
         assert gone.status_code == 302
-    finally:
-        os.kill(own_clamd.process.pid, signal.SIGCONT)
-        scanning.join(timeout=120)
+    scanning.join(timeout=120)
     assert isinstance(answer["next"], requests.Response), answer["next"]
     assert answer["next"].status_code in (200, 422), answer["next"].status_code
     names = {f for f in ("verslag.pdf", "test.txt") if f in text_of(sender.get("/send/files"))}
@@ -279,16 +270,12 @@ def test_an_upload_removed_while_its_verdict_is_awaited_stays_removed(
         except requests.RequestException as exc:
             answer["patch"] = exc
 
-    assert own_clamd.process is not None
-    os.kill(own_clamd.process.pid, signal.SIGSTOP)
     sending = threading.Thread(target=send)
-    try:
+    with own_clamd.stalled():
         sending.start()
         _wait_for(lambda: _connections_to(own_clamd.port) == 1)
         assert requests.delete(location, headers=headers, timeout=60).status_code == 204
-    finally:
-        os.kill(own_clamd.process.pid, signal.SIGCONT)
-        sending.join(timeout=120)
+    sending.join(timeout=120)
     assert isinstance(answer["patch"], requests.Response), answer["patch"]
     assert answer["patch"].status_code == 410, answer["patch"].status_code
     assert "verslag.pdf" not in text_of(tus.get("/send/files"))
@@ -310,12 +297,8 @@ def test_a_file_whose_scan_does_not_end_in_time_is_never_let_in_unscanned(
     the portal cannot tell from a scan still running."""
     app = make_app(_config(own_clamd, on_unavailable="accept", timeout_seconds=1))
     sender = at_files_step(app, mailbox)
-    assert own_clamd.process is not None
-    os.kill(own_clamd.process.pid, signal.SIGSTOP)
-    try:
+    with own_clamd.stalled():
         answer = sender.files([("stukken.zip", _zip(lambda z: z.writestr("eicar.com", EICAR)))])
-    finally:
-        os.kill(own_clamd.process.pid, signal.SIGCONT)
     assert answer.status_code == 503
     assert "“stukken.zip” was not added: the virus scanner is not available." in text_of(answer)
     assert _stored(app) == [] and blobs.names(app) == []
@@ -385,12 +368,8 @@ def test_behind_the_proxy_a_scan_that_takes_its_whole_timeout_gets_the_portals_a
         sender.personal()
         sender.verify()
         assert sender.recipients("anna@gemeente.example").status_code == 302
-        assert own_clamd.process is not None
-        os.kill(own_clamd.process.pid, signal.SIGSTOP)
-        try:
+        with own_clamd.stalled():
             page = sender.files([("verslag.pdf", CLEAN_PDF)], message="Zie bijlage")
-        finally:
-            os.kill(own_clamd.process.pid, signal.SIGCONT)
         assert page.status_code == 503, text_of(page)[:300]
         assert "“verslag.pdf” was not added: the virus scanner is not available." in text_of(page)
         assert "Zie bijlage" in text_of(page)
@@ -413,13 +392,9 @@ def test_with_clamd_stalled_a_request_waits_for_it_once(make_app, mailbox, own_c
     if where == "next":
         assert sender.files(files).status_code == 302
     assert sender.recipients(OUTSIDE).status_code == 302
-    assert own_clamd.process is not None
-    os.kill(own_clamd.process.pid, signal.SIGSTOP)
-    try:
+    with own_clamd.stalled():
         page = sender.files(files) if where == "form" else sender.files(action="next")
         tried = _unaccepted_at(own_clamd.port)
-    finally:
-        os.kill(own_clamd.process.pid, signal.SIGCONT)
     assert page.status_code == 503
     assert text_of(page).count("the virus scanner is not available. Please try again later.") == 3
     assert tried == 1
