@@ -18,7 +18,8 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy.orm import Session
 
 from . import (
-    audit, dates, drafts, exposed_names, keyslots, mails, metrics, password_policy, policy, ratelimit, status, uploads,
+    audit, dates, drafts, exposed_names, keyslots, mails, metrics, password_policy, policy, ratelimit, status,
+    upload_portals, uploads,
 )
 from .clients import network
 from .clock import utcnow
@@ -112,7 +113,9 @@ def start(
     if (missing := first_missing_step(draft, sender_verified=True)) is not None:
         raise NotReady(missing)
     assert draft.expires_on is not None and draft.subject is not None and draft.body is not None
-    decision = policy.decide(portal.settings, draft.sender_email, drafts.recipients(draft), sender_language)
+    # A portal's recipients as configured now, whatever the draft's row says.
+    upload_portal = upload_portals.refresh(portal.settings, draft)
+    decision = policy.decide(portal.settings, draft.sender_email, drafts.recipients(draft), sender_language, upload_portal)
     if (missing := policy_problem(draft, decision, now, portal)) is not None:
         raise NotReady(missing)
     _count_against_limits(db, portal, draft, ip, now)
@@ -183,7 +186,7 @@ def start(
         db, "transfer_created", transfer_id=transfer.id, actor=transfer.sender_email, ip=ip, now=now,
         recipients=[{"email": r.email, "kind": r.kind} for r in transfer.recipients],
         file_count=transfer.file_count, total_bytes=transfer.total_bytes, password_mode=transfer.password_mode,
-        reply_to=transfer.reply_to_id,
+        reply_to=transfer.reply_to_id, portal=draft.portal_slug,
     )
     after_commit(db, metrics.TRANSFERS_STARTED.inc)
     started = Started(transfer, file_names, generated, status.link(portal, status_token))
