@@ -617,6 +617,13 @@ class UploadPortal:
         """``title`` or ``intro`` in ``language``, else in the site's default language, else any given."""
         return localized(getattr(self, key), language, default_language)
 
+    def language(self, key: str, language: str, default_language: str) -> str | None:
+        """The language ``text`` is written in; None for one text for every language."""
+        value = getattr(self, key)
+        if isinstance(value, str):
+            return None
+        return next((code for code in (language, default_language, *value) if value.get(code)), None)
+
 
 @dataclass(frozen=True)
 class Crypto:

@@ -42,6 +42,17 @@ SHOTS = ROOT / "test-artifacts" / "screenshots"
 PASSWORD = "Zonnebloem-Kade-1987!"
 MiB = 1024 * 1024
 PDF = ROOT / "tests" / "browser" / "verslag.pdf"
+# The upload portal ([[portals]]) that the server of the `portal` fixture offers.
+YOUTH_CARE = {
+    "slug": "jeugdzorg",
+    "title": {"nl": "Stukken sturen aan Jeugdzorg", "en": "Send documents to Youth care"},
+    "intro": {
+        "nl": "Stuur hier de stukken voor uw gesprek.\nWij nemen daarna contact met u op.",
+        "en": "Send the documents for your meeting here.",
+    },
+    "recipients": ["jeugdzorg@gemeente.example"],
+    "max_files": 3,
+}
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +136,7 @@ def photographs(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
 def portal(make_live):  # type: ignore[no-untyped-def]
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    app, server = make_live({"site": {"base_url": base}}, port=port)
+    app, server = make_live({"site": {"base_url": base}, "portals": [YOUTH_CARE]}, port=port)
     app.config["LIVE_SERVER"] = server
     return app, base
 
@@ -347,22 +358,11 @@ def test_send_in_dutch_on_a_phone(browser: Browser, portal, mailbox: Mailbox, tm
     visit.check("not-found")
 
 
-YOUTH_CARE = {
-    "slug": "jeugdzorg",
-    "title": {"nl": "Stukken sturen aan Jeugdzorg", "en": "Send documents to Youth care"},
-    "intro": {"nl": "Stuur hier de stukken voor uw gesprek.\nWij nemen daarna contact met u op.", "en": "Send the documents for your meeting here."},
-    "recipients": ["jeugdzorg@gemeente.example"],
-    "max_files": 3,
-}
-
-
-def test_a_new_sender_walks_a_portal_link_in_dutch(browser: Browser, make_live, mailbox: Mailbox, tmp_path: Path) -> None:
+def test_a_new_sender_walks_a_portal_link_in_dutch(browser: Browser, portal, mailbox: Mailbox, tmp_path: Path) -> None:
     """Someone who never used the portal opens a department's link: the
     portal's own words in Dutch, no recipients to choose, the code, a file,
     and the transfer reaches the department (and no one else), which downloads it."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    make_live({"site": {"base_url": base}, "portals": [YOUTH_CARE]}, port=port)
+    _, base = portal
     visit = new_visit(browser, "portal-nl", locale="nl-NL")
     page = visit.page
     page.goto(base + "/to/jeugdzorg")
@@ -1459,6 +1459,8 @@ def test_every_page_in_every_language(browser: Browser, portal, mailbox: Mailbox
         visit.check("start")
         page.goto(base + "/help")
         visit.check("help")
+        page.goto(base + "/to/jeugdzorg")
+        visit.check("upload-portal")
         page.goto(base + "/send/")
         page.locator("#name").fill("Jan de Vries")
         page.locator("#phone").fill("call me")

@@ -229,11 +229,12 @@ def test_a_portal_speaks_the_visitors_language_or_the_sites(make_app, mailbox: M
     switched = sender.submit("/to/jeugdzorg?lang=nl", {"name": "Jan de Vries"}, page="/to/jeugdzorg")
     assert switched.status_code == 200 and 'value="Jan de Vries"' in text_of(switched)
     dutch = plain(switched)
+    assert "<h1>Stukken sturen aan Jeugdzorg</h1>" in text_of(switched)
     assert "Stukken sturen aan Jeugdzorg" in dutch and "Stuur hier uw stukken voor het gesprek." in dutch
     assert f"Uw bestanden en bericht gaan naar {DESK}, {TEAM}." in dutch
     sender.get("/lang/de")
     # No German text: the site's default language (Dutch), not English.
-    assert "<h1>Stukken sturen aan Jeugdzorg</h1>" in text_of(sender.get("/to/jeugdzorg"))
+    assert '<h1 lang="nl" dir="ltr">Stukken sturen aan Jeugdzorg</h1>' in text_of(sender.get("/to/jeugdzorg"))
 
 
 def test_the_rules_refusing_a_sender_say_so_before_a_code_is_sent(make_app, mailbox: Mailbox) -> None:
@@ -247,6 +248,33 @@ def test_the_rules_refusing_a_sender_say_so_before_a_code_is_sent(make_app, mail
     assert f"You cannot send to {DESK}: Geblokkeerd." in text_of(refused)
     assert 'value="piet@spam.example"' in text_of(refused)  # kept, to be corrected
     assert mailbox.to("piet@spam.example") == []
+
+
+def test_rules_that_refuse_the_portal_later_send_the_sender_back_to_the_first_step(
+    make_app, mailbox: Mailbox, tmp_path: Path
+) -> None:
+    """The operator's rules change while a sender is on the last step: the
+    transaction does not start, and the first step says why."""
+    instance = tmp_path / "shared"
+    sender = PortalSender(make_app(PORTALS, instance=instance), mailbox)
+    sender.to_files()
+    assert sender.files([REPORT]).status_code == 302
+    assert sender.options().status_code == 302
+    page = sender.get("/send/notification").get_data(as_text=True)
+    closed = make_app({"rules": [{"name": "dicht", "recipients": [DESK], "action": "deny", "reason": "Tijdelijk dicht."}],
+                       **PORTALS}, instance=instance)
+    sender.restart_on(closed)
+    mailbox.clear()
+    started = sender.post("/send/notification", data={"csrf_token": csrf_token(page), "subject": "Stukken", "body": "Tekst"})
+    assert started.status_code == 302 and started.location.endswith("/send/recipients")
+    passed = sender.get("/send/recipients")
+    assert passed.status_code == 302 and passed.location.endswith("/send/")
+    first = plain(sender.get("/send/"))
+    assert f"You cannot send to {DESK}: Tijdelijk dicht." in first and "Send documents to Youth care" in first
+    assert _transfers(closed) == [] and mailbox.to(DESK) == []
+    with closed.app_context():
+        refused = db.session().scalars(select(Event).where(Event.kind == "policy_refused")).one()
+        assert refused.actor == sender.person.email and refused.data["recipients"] == [DESK]
 
 
 def test_a_portal_link_asks_before_it_discards_an_unfinished_transfer(make_app, mailbox: Mailbox) -> None:
