@@ -93,9 +93,11 @@ def create_app(test_config: dict[str, Any] | None = None, instance_path: str | o
     from download import bp as download_bp
     from mine import bp as mine_bp
     from wizard import bp as wizard_bp
+    from wizard import portals_bp
 
     app.register_blueprint(site_pages.bp)
     app.register_blueprint(wizard_bp)
+    app.register_blueprint(portals_bp)
     app.register_blueprint(download_bp)
     app.register_blueprint(mine_bp)
     return app

@@ -14,7 +14,7 @@ from babel.messages.pofile import read_po, write_po
 from flask import Flask, current_app
 
 from . import audit, db, policy, scheduler
-from .settings import LANGUAGES, localized
+from .settings import LANGUAGES, Settings, UploadPortal, localized
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOGS = ROOT / "translations"
@@ -99,7 +99,9 @@ def _limits_summary(limits: policy.Limits) -> str:
 
 @policy_group.command("check")
 def policy_check() -> None:
-    """Validate the configuration (done at load) and print the rules in order."""
+    """Validate the configuration (done at load), print the rules in order and the upload portals.
+
+    Fails when the rules refuse any sender whom no rule names (the public) at an upload portal."""
     settings = current_app.config["KOERIER"]
     base = policy.base_limits(settings)
     rows = [("#", "rule", "action", "senders", "recipients", "limits / reason")]
@@ -112,7 +114,48 @@ def policy_check() -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for row in rows:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[5])
+    unusable = [portal.slug for portal in settings.portals if not _portal_check(settings, portal)]
+    if unusable:
+        click.echo(
+            f"The rules refuse any sender whom no rule names at {len(unusable)} of {len(settings.portals)} portals: "
+            f"{', '.join(unusable)}."
+        )
+        raise click.exceptions.Exit(1)
     click.echo(f"Configuration is valid: {len(settings.rules)} rules.")
+
+
+# Whom no sender pattern of the rules names: the public an upload portal is for.
+ANY_SENDER = "someone@sender.invalid"
+
+
+def _senders(settings: Settings) -> list[tuple[str, str]]:
+    """(who, an address of theirs): any sender, and one for each sender pattern of the rules."""
+    found = {"any sender": ANY_SENDER}
+    for rule in settings.rules:
+        for pattern in rule.senders:
+            if pattern != "*":
+                address = pattern.replace("*@*.", "someone@sub.").replace("*@", "someone@")
+                found.setdefault(f"senders matching {pattern}", address)
+    return list(found.items())
+
+
+def _portal_check(settings: Settings, portal: UploadPortal) -> bool:
+    """Print what a portal allows any sender, and which senders the rules
+    refuse there; False when they refuse the public (any sender whom no rule names)."""
+    usable = True
+    heading = f"portal {portal.slug!r} (/to/{portal.slug}) to {', '.join(portal.addresses)}"
+    for who, sender in _senders(settings):
+        decision = policy.decide(settings, sender, portal.addresses, "en", portal)
+        if sender == ANY_SENDER:
+            click.echo(f"{heading}: {_limits_summary(decision.limits)}" if decision.allowed else heading)
+        if decision.allowed:
+            continue
+        usable = usable and sender != ANY_SENDER
+        refused = [f"{r.address} (rule {r.rule!r})" for r in decision.refusals]
+        if decision.too_many:
+            refused.append(f"{decision.recipient_count} recipients, more than {decision.limits.max_recipients}")
+        click.echo(f"  refused for {who}: {', '.join(refused) or 'the rules share no password mode'}")
+    return usable
 
 
 @policy_group.command("explain")

@@ -124,7 +124,13 @@ def recipients(draft: Draft) -> list[str]:
     return [*draft.to_addresses, *draft.cc_addresses, *draft.bcc_addresses]
 
 
+class RecipientsFixed(Exception):
+    """The draft goes through an upload portal, to its recipients only (app/upload_portals.py)."""
+
+
 def save_recipients(draft: Draft, to: list[str], cc: list[str], bcc: list[str]) -> None:
+    if draft.portal_slug is not None:
+        raise RecipientsFixed(draft.portal_slug)
     draft.to_addresses, draft.cc_addresses, draft.bcc_addresses = to, cc, bcc
     touch(draft)
 

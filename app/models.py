@@ -71,6 +71,9 @@ class Draft(Base):
     body: Mapped[str | None] = mapped_column(Text)
     # Set when the wizard was opened with "Reply securely".
     reply_to_id: Mapped[str | None] = mapped_column(String(36))
+    # The slug of the upload portal (``[[portals]]``) the wizard was opened
+    # at: its recipients are the configured ones, never the sender's choice.
+    portal_slug: Mapped[str | None] = mapped_column(String(64))
 
     # No delete cascade: committing hands the files over to the transfer, and
     # discarding a draft must delete blobs too, which app/drafts.py does.

@@ -5,14 +5,15 @@ whose sender and recipient patterns both match decides, and ``[policy]
 default`` decides when none does. A rule denies (with a reason the sender
 reads) or allows, optionally tightening the limits of ``[transfer]`` and
 ``[password]``. A transfer to several recipients gets the strictest
-combination of the rules that apply to each of them.
+combination of the rules that apply to each of them; one sent through an
+upload portal, the strictest of that and the portal's own limits.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .settings import MESSAGE_RULES, RECIPIENT_VERIFICATIONS, SCAN_RULES, TOGGLES, Rule, Settings, localized
+from .settings import MESSAGE_RULES, RECIPIENT_VERIFICATIONS, SCAN_RULES, TOGGLES, Rule, Settings, UploadPortal, localized
 
 DEFAULT_RULE = "(default)"
 # Refused recipients named in one audit event; the rest are counted.
@@ -196,8 +197,22 @@ def most_recipients(settings: Settings) -> int:
     return max([settings.transfer.max_recipients, *(r.max_recipients for r in settings.rules if r.max_recipients)])
 
 
-def decide(settings: Settings, sender: str, recipients: list[str], language: str) -> Decision:
-    """The combined limits for a transfer, and every recipient a rule refuses.
+def tighten(limits: Limits, portal: UploadPortal) -> Limits:
+    """``limits`` with an upload portal's own: never more than the rules allow."""
+    own: dict[str, object] = {key: getattr(portal, key) for key in ("max_total_bytes", "max_files")}
+    if portal.allowed_extensions is not None:
+        own["allowed_extensions"] = _extensions(portal.allowed_extensions)
+    if limits.recipient_verification == "sms" or limits.password_by_sms:
+        # The portal's sender cannot give its recipients' mobile numbers: no transfer fits.
+        own["password_modes"] = ()
+    return strictest(limits, replace(limits, **{key: value for key, value in own.items() if value is not None}))
+
+
+def decide(
+    settings: Settings, sender: str, recipients: list[str], language: str, portal: UploadPortal | None = None
+) -> Decision:
+    """The combined limits for a transfer, and every recipient a rule refuses;
+    ``portal``, the upload portal the transfer is sent through, tightens them.
 
     ``recipients`` are To, Cc and Bcc alike: a Bcc recipient is as much a
     recipient to the rules, and counts against ``max_recipients`` too.
@@ -207,6 +222,11 @@ def decide(settings: Settings, sender: str, recipients: list[str], language: str
     deciding (and recording a refusal) for each would cost time and fill
     the audit trail.
     """
+    decision = _decide(settings, sender, recipients, language)
+    return replace(decision, limits=tighten(decision.limits, portal)) if portal is not None else decision
+
+
+def _decide(settings: Settings, sender: str, recipients: list[str], language: str) -> Decision:
     base = base_limits(settings)
     count = len(set(recipients))
     if count > (most := most_recipients(settings)):

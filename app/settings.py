@@ -20,6 +20,8 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from . import addresses
+
 # Every language the portal has catalogs for; `site.languages` picks those offered.
 LANGUAGES = ("nl", "en", "de", "pl", "tr", "uk", "ar")
 PASSWORD_MODES = ("none", "generate", "manual")
@@ -62,14 +64,14 @@ class ConfigError(ValueError):
 Localized = str | dict[str, str]
 
 
-def localized(value: Localized, language: str) -> str:
-    """The text for ``language``, else the English one (read by more of the
-    residents whose language the operator did not write for than Dutch), else
-    the first one given: a text written in one language only is still shown
-    to readers of the others."""
+def localized(value: Localized, language: str, fallback: str = "en") -> str:
+    """The text for ``language``, else the ``fallback`` one (by default
+    English: read by more of the residents whose language the operator did
+    not write for than Dutch), else the first one given: a text written in
+    one language only is still shown to readers of the others."""
     if isinstance(value, str):
         return value
-    return value.get(language) or value.get("en") or next(iter(value.values()), "")
+    return value.get(language) or value.get(fallback) or next(iter(value.values()), "")
 
 
 @dataclass(frozen=True)
@@ -666,9 +668,71 @@ def _check_limits(path: str, obj: Any) -> None:
     ):
         if getattr(obj, key) is not None:
             _one_of(path, key, getattr(obj, key), allowed)
-    for ext in getattr(obj, "allowed_extensions") or []:
+    _check_extensions(path, obj.allowed_extensions)
+
+
+def _check_extensions(path: str, extensions: list[str] | None) -> None:
+    for ext in extensions or []:
         if ext != "*" and not re.fullmatch(r"[a-z0-9]{0,16}", ext):
             raise ConfigError(f"{path}.allowed_extensions: {ext!r} must be lower case letters and digits without a dot, \"\" or \"*\"")
+
+
+@dataclass(frozen=True)
+class UploadPortal:
+    """A permanent public link, ``/to/<slug>``: whoever opens it sends to the
+    fixed ``recipients`` (a department's mailbox), verifying their own
+    address as any sender does. The limits only tighten what the rules for
+    those recipients allow."""
+
+    slug: str
+    title: Localized
+    recipients: list[str]
+    intro: Localized = ""
+    max_total_bytes: int | None = None
+    max_files: int | None = None
+    allowed_extensions: list[str] | None = None
+
+    def check(self, path: str) -> None:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,63}", self.slug):
+            raise ConfigError(
+                f"{path}.slug: {self.slug!r} must be lower case letters, digits and hyphens, "
+                "starting with a letter or digit, at most 64"
+            )
+        _check_localized(path, "title", self.title, 200, required=True, lines=False)
+        _check_localized(path, "intro", self.intro, 2000)
+        if not self.recipients:
+            raise ConfigError(f"{path}.recipients: give at least one address")
+        if len(self.recipients) > MAX_RECIPIENTS:
+            raise ConfigError(f"{path}.recipients: at most {MAX_RECIPIENTS} addresses")
+        seen: set[str] = set()
+        for address in self.recipients:
+            try:
+                normal = addresses.normalize(address)
+            except addresses.InvalidAddress:
+                raise ConfigError(f"{path}.recipients: {address!r} is not an email address") from None
+            if normal in seen:
+                raise ConfigError(f"{path}.recipients: {address!r} is listed twice")
+            seen.add(normal)
+        for key in ("max_total_bytes", "max_files"):
+            if getattr(self, key) is not None:
+                _range(path, key, getattr(self, key), 1, 2**50)
+        _check_extensions(path, self.allowed_extensions)
+
+    @property
+    def addresses(self) -> list[str]:
+        """The recipients as the wizard writes addresses (normalised)."""
+        return [addresses.normalize(address) for address in self.recipients]
+
+    def text(self, key: str, language: str, default_language: str) -> str:
+        """``title`` or ``intro`` in ``language``, else in the site's default language, else any given."""
+        return localized(getattr(self, key), language, default_language)
+
+    def language(self, key: str, language: str, default_language: str) -> str | None:
+        """The language ``text`` is written in; None for one text for every language."""
+        value = getattr(self, key)
+        if isinstance(value, str):
+            return None
+        return next((code for code in (language, default_language, *value) if value.get(code)), None)
 
 
 @dataclass(frozen=True)
@@ -710,6 +774,7 @@ class Settings:
     scan: Scan = field(default_factory=Scan)
     policy: Policy = field(default_factory=Policy)
     rules: list[Rule] = field(default_factory=list)
+    portals: list[UploadPortal] = field(default_factory=list)
 
     def check(self, path: str) -> None:
         """What one section cannot see alone: a scan rule needs a scanner, SMS
@@ -739,6 +804,15 @@ class Settings:
                 raise ConfigError(
                     f"{where}.password_by_sms: only a generated password goes by SMS; allow \"generate\" in password_modes"
                 )
+        first: dict[str, int] = {}
+        for index, portal in enumerate(self.portals):
+            if portal.slug in first:
+                raise ConfigError(f"portals[{index}].slug: {portal.slug!r} is already the slug of portals[{first[portal.slug]}]")
+            first[portal.slug] = index
+
+    def portal(self, slug: str) -> UploadPortal | None:
+        """The upload portal at ``/to/<slug>``, if the operator offers one."""
+        return next((portal for portal in self.portals if portal.slug == slug), None)
 
 
 def load_settings(config_file: Path | None, overrides: dict[str, Any] | None = None) -> Settings:
@@ -767,6 +841,13 @@ def _build(cls: type, data: Any, path: str) -> Any:
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(f"{_join(path, unknown[0])}: unknown key")
+    required = [
+        f.name for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    for name in required:
+        if name not in data:
+            raise ConfigError(f"{_join(path, name)}: required")
     kwargs = {name: _coerce(hints[name], value, _join(path, name)) for name, value in data.items()}
     try:
         obj = cls(**kwargs)

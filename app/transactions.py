@@ -22,7 +22,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from . import (
     audit, dates, drafts, exposed_names, keyslots, mails, metrics, password_policy, policy, ratelimit, recipient_codes,
-    status, uploads,
+    status, upload_portals, uploads,
 )
 from .clients import network
 from .clock import utcnow
@@ -126,7 +126,9 @@ def start(
     if (missing := first_missing_step(draft, sender_verified=True)) is not None:
         raise NotReady(missing)
     assert draft.expires_on is not None and draft.subject is not None and draft.body is not None
-    decision = policy.decide(portal.settings, draft.sender_email, drafts.recipients(draft), sender_language)
+    # A portal's recipients as configured now, whatever the draft's row says.
+    upload_portal = upload_portals.refresh(portal.settings, draft)
+    decision = policy.decide(portal.settings, draft.sender_email, drafts.recipients(draft), sender_language, upload_portal)
     if (missing := policy_problem(draft, decision, now, portal)) is not None:
         raise NotReady(missing)
     by_sms = decision.limits.password_by_sms and draft.password_mode == "generate"
@@ -208,7 +210,7 @@ def start(
         db, "transfer_created", transfer_id=transfer.id, actor=transfer.sender_email, ip=ip, now=now,
         recipients=[{"email": r.email, "kind": r.kind} for r in transfer.recipients],
         file_count=transfer.file_count, total_bytes=transfer.total_bytes, password_mode=transfer.password_mode,
-        reply_to=transfer.reply_to_id,
+        reply_to=transfer.reply_to_id, portal=draft.portal_slug,
     )
     after_commit(db, metrics.TRANSFERS_STARTED.inc)
     started = Started(transfer, file_names, generated, status.link(portal, status_token))
@@ -435,7 +437,7 @@ def policy_problem(draft: Draft, decision: policy.Decision, now: datetime, porta
         return "files"
     if draft.password_mode not in limits.password_modes:
         return "options"
-    if draft.recipient_verification not in limits.verifications(portal.sms is not None):
+    if draft.recipient_verification not in limits.verifications(portal.sms is not None and draft.portal_slug is None):
         return "options"
     if (draft.recipient_verification == "sms" or limits.password_by_sms) and drafts.without_mobile(draft):
         return "recipients"

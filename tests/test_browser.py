@@ -43,6 +43,17 @@ SHOTS = ROOT / "test-artifacts" / "screenshots"
 PASSWORD = "Zonnebloem-Kade-1987!"
 MiB = 1024 * 1024
 PDF = ROOT / "tests" / "browser" / "verslag.pdf"
+# The upload portal ([[portals]]) that the server of the `portal` fixture offers.
+YOUTH_CARE = {
+    "slug": "jeugdzorg",
+    "title": {"nl": "Stukken sturen aan Jeugdzorg", "en": "Send documents to Youth care"},
+    "intro": {
+        "nl": "Stuur hier de stukken voor uw gesprek.\nWij nemen daarna contact met u op.",
+        "en": "Send the documents for your meeting here.",
+    },
+    "recipients": ["jeugdzorg@gemeente.example"],
+    "max_files": 3,
+}
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +137,7 @@ def photographs(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
 def portal(make_live):  # type: ignore[no-untyped-def]
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    app, server = make_live({"site": {"base_url": base}}, port=port)
+    app, server = make_live({"site": {"base_url": base}, "portals": [YOUTH_CARE]}, port=port)
     app.config["LIVE_SERVER"] = server
     return app, base
 
@@ -294,6 +305,18 @@ def test_send_download_and_reply_in_english(browser: Browser, portal, mailbox: M
 NL = {"name": "Naam", "phone": "Telefoon", "email": "E-mailadres", "next": "Volgende", "code": "Verificatiecode", "verify": "Verifiëren"}
 
 
+def start_in_dutch_with_a_generated_password(visit: Visit) -> None:
+    """From the files step to the summary, in Dutch, protected by a generated password."""
+    page = visit.page
+    page.get_by_role("button", name="Volgende").click()
+    page.get_by_label("Wachtwoord genereren").check()
+    visit.check("options")
+    page.get_by_role("button", name="Volgende").click()
+    visit.check("notification")
+    page.get_by_role("button", name="Transactie starten").click()
+    expect(page.get_by_role("heading", name="De transactie is voltooid")).to_be_visible()
+
+
 def test_send_in_dutch_on_a_phone(browser: Browser, portal, mailbox: Mailbox, tmp_path: Path) -> None:
     app, base = portal
     context = browser.new_context(locale="en-GB", viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True)
@@ -323,13 +346,7 @@ def test_send_in_dutch_on_a_phone(browser: Browser, portal, mailbox: Mailbox, tm
     expect(page.locator(".upload-status")).to_have_text("Geüpload", timeout=30_000)
     assert fits(page)  # the step indicator too, with the current step's long Dutch label
     visit.check("files")
-    page.get_by_role("button", name="Volgende").click()
-    page.get_by_label("Wachtwoord genereren").check()
-    visit.check("options")
-    page.get_by_role("button", name="Volgende").click()
-    visit.check("notification")
-    page.get_by_role("button", name="Transactie starten").click()
-    expect(page.get_by_role("heading", name="De transactie is voltooid")).to_be_visible()
+    start_in_dutch_with_a_generated_password(visit)
     visit.check("summary")
     # No horizontal scrolling on a 360 px phone.
     assert page.evaluate("document.documentElement.scrollWidth") <= 360
@@ -340,6 +357,54 @@ def test_send_in_dutch_on_a_phone(browser: Browser, portal, mailbox: Mailbox, tm
     assert page.goto(base + "/no-such-page").status == 404
     page.wait_for_load_state("networkidle")
     visit.check("not-found")
+
+
+def test_a_new_sender_walks_a_portal_link_in_dutch(browser: Browser, portal, mailbox: Mailbox, tmp_path: Path) -> None:
+    """Someone who never used the portal opens a department's link: the
+    portal's own words in Dutch, no recipients to choose, the code, a file,
+    and the transfer reaches the department (and no one else), which downloads it."""
+    _, base = portal
+    visit = new_visit(browser, "portal-nl", locale="nl-NL")
+    page = visit.page
+    page.goto(base + "/to/jeugdzorg")
+    expect(page.get_by_role("heading", name="Stukken sturen aan Jeugdzorg", level=1)).to_be_visible()
+    expect(page.get_by_text("Stuur hier de stukken voor uw gesprek.")).to_be_visible()
+    expect(page.get_by_text("Uw bestanden en bericht gaan naar jeugdzorg@gemeente.example.")).to_be_visible()
+    expect(page.locator(".steps li")).to_have_count(5)
+    expect(page.locator(".steps")).not_to_contain_text("Ontvangers")
+    visit.check("portal")
+    send_personal_and_verify(visit, mailbox, "Jan de Vries", "jan@zorg.example", NL)
+
+    expect(page.get_by_role("heading", name="Bericht en bestanden")).to_be_visible()
+    expect(page.get_by_text("Uw bestanden en bericht gaan naar jeugdzorg@gemeente.example.")).to_be_visible()
+    expect(page.locator(".steps li[aria-current=step]")).to_contain_text("2")
+    source = tmp_path / "verslag.pdf"
+    expected = random_file(source, 300_000)
+    expect(page.locator(".uploader")).to_be_visible()  # the script is ready
+    page.locator("#picker").set_input_files(source)
+    expect(page.locator(".upload-status")).to_have_text("Geüpload", timeout=30_000)
+    page.get_by_label("Vertrouwelijk bericht").fill("De stukken voor dinsdag.")
+    visit.check("files")
+    start_in_dutch_with_a_generated_password(visit)
+    expect(page.locator("main")).to_contain_text("jeugdzorg@gemeente.example")
+    password = page.locator("#generated-password").inner_text()
+    visit.check("summary")
+    assert sorted(address for m in mailbox.messages for address in m.rcpt_tos) == [
+        "jan@zorg.example", "jan@zorg.example", "jeugdzorg@gemeente.example",  # the code, the receipt; the notification
+    ]
+
+    department = new_visit(browser, "portal-download", locale="nl-NL")
+    page = department.page
+    page.goto(base + "/download/")
+    page.get_by_label("Transactie-ID").fill(mailbox.access_id_for("jeugdzorg@gemeente.example"))
+    page.get_by_label("Wachtwoord").fill(password)
+    page.get_by_role("button", name="Volgende").click()
+    expect(page.get_by_text("De stukken voor dinsdag.")).to_be_visible()
+    department.check("download")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="verslag.pdf downloaden").click()
+    download.value.save_as(tmp_path / "got.pdf")
+    assert hashlib.sha256((tmp_path / "got.pdf").read_bytes()).hexdigest() == expected
 
 
 AR = {"name": "الاسم", "phone": "الهاتف", "email": "البريد الإلكتروني", "next": "التالي", "code": "رمز التحقق", "verify": "تحقق"}
@@ -1404,6 +1469,8 @@ def test_every_page_in_every_language(browser: Browser, portal, mailbox: Mailbox
         visit.check("start")
         page.goto(base + "/help")
         visit.check("help")
+        page.goto(base + "/to/jeugdzorg")
+        visit.check("upload-portal")
         page.goto(base + "/send/")
         page.locator("#name").fill("Jan de Vries")
         page.locator("#phone").fill("call me")

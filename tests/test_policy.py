@@ -231,6 +231,18 @@ def test_policy_check_and_explain(tmp_path: Path) -> None:
     assert "rule 'to-the-municipality'" in explained.stdout and "allowed:" in explained.stdout
     denied = _flask("policy", "explain", "jan@zorg.example", "piet@elders.example", instance=instance)
     assert "rule 'everyone-else'" in denied.stdout and "only send files to the municipality" in denied.stdout
+    assert "portal 'jeugdzorg' (/to/jeugdzorg) to jeugdzorg@gemeente.example: max 1,073,741,824 bytes, 20 files" in checked.stdout
+    assert "refused" not in checked.stdout
+
+    # An upload portal whose recipient the rules refuse to the public (any sender whom no rule names).
+    wrong = "\n[[portals]]\nslug = 'verkeerd'\ntitle = 'Loket'\nrecipients = ['loket@elders.example']\n"
+    refused = _flask("policy", "check", config=example + wrong, instance=instance)
+    assert refused.returncode == 1
+    assert "portal 'verkeerd' (/to/verkeerd) to loket@elders.example\n" in refused.stdout
+    assert "  refused for any sender: loket@elders.example (rule 'everyone-else')" in refused.stdout
+    # Staff (a sender pattern of the rules) may, by their own rule.
+    assert "senders matching *@gemeente.example" not in refused.stdout
+    assert "The rules refuse any sender whom no rule names at 1 of 2 portals: verkeerd." in refused.stdout
 
 
 def test_policy_check_on_a_broken_config_names_the_key(tmp_path: Path) -> None:

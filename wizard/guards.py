@@ -7,14 +7,15 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from flask import flash, redirect, session, url_for
+from flask import flash, g, redirect, render_template, session, url_for
 from flask_babel import get_locale, gettext
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import ValidationError as CSRFValidationError
 from flask_wtf.csrf import validate_csrf
 
-from app import dates, db, drafts, policy, ratelimit, transactions, verification
+from app import dates, db, drafts, policy, ratelimit, transactions, upload_portals, verification
 from app.models import Draft, Transfer
+from app.settings import UploadPortal
 from app.true_types import extension
 from app.web import human_size, portal, settings
 
@@ -24,6 +25,9 @@ TOO_MANY_UPLOADS = _l("Too many uploads or virus checks are running at the same 
 SHORT_OF_SPACE = _l("The portal is short of storage space right now. Please try again later.")
 # A scanner that is down is mostly being restarted or updated.
 SCANNER_RETRY_SECONDS = 60
+PORTAL_GONE = _l(
+    "The link this transfer was started at has been taken out of use, so the transfer cannot be sent. Nothing has been sent."
+)
 
 
 def current_draft() -> Draft | None:
@@ -37,7 +41,26 @@ def sender_verified(draft: Draft) -> bool:
 
 def decision(draft: Draft, recipients: list[str] | None = None) -> policy.Decision:
     addresses = drafts.recipients(draft) if recipients is None else recipients
-    return policy.decide(settings(), draft.sender_email, addresses, str(get_locale()))
+    return policy.decide(settings(), draft.sender_email, addresses, str(get_locale()), upload_portals.of(settings(), draft))
+
+
+def upload_portal_of(draft: Draft) -> UploadPortal | None:
+    """The upload portal the draft was started at, its recipients (back) in
+    the draft, and for the pages' step indicator; PortalGone once removed."""
+    g.upload_portal = upload_portals.refresh(settings(), draft)
+    return g.upload_portal
+
+
+def portal_gone():  # type: ignore[no-untyped-def]
+    return render_template("wizard/portal_gone.html", message=PORTAL_GONE), 410
+
+
+def around_recipients(draft: Draft, back: bool = False) -> str:
+    """The recipients step, which a portal's draft, its recipients fixed,
+    passes by: to the files step, or going back, to the first one."""
+    if draft.portal_slug is None:
+        return url_for("wizard.recipients")
+    return url_for("wizard.personal" if back else "wizard.files")
 
 
 def first_missing_step(draft: Draft) -> str | None:
@@ -86,6 +109,10 @@ def wizard_step(step: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]
                 if session.pop("draft", None) is not None:
                     flash(gettext("Your session has expired. Please start again."), "error")
                 return redirect(url_for("wizard.personal"))
+            try:
+                upload_portal_of(draft)
+            except upload_portals.PortalGone:
+                return portal_gone()
             if (missing := skips_ahead(draft, step)) is not None:
                 if step == "notification" and db.session().get(Transfer, draft.transfer_id) is not None:
                     # The same, with the first click committed between this

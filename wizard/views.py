@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from flask import abort, flash, redirect, render_template, request, session, url_for
+from flask import abort, flash, g, redirect, render_template, request, session, url_for
 from flask_babel import get_locale, gettext
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.exc import IntegrityError
@@ -13,7 +13,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from app import (
     addresses, audit, csrf, dates, db, drafts, i18n, keyslots, mobiles, password_policy, policy, ratelimit,
-    refused_posts, status, transactions, upload_limits, uploads, verification,
+    refused_posts, status, transactions, upload_limits, upload_portals, uploads, verification,
 )
 from app.argon2_gate import Argon2Busy
 from app.clock import utcnow
@@ -22,13 +22,15 @@ from app.forms import ButtonForm
 from app.ids import group
 from app.mailer import MailError
 from app.models import Draft, Transfer
+from app.settings import UploadPortal
 from app.storage import StorageUnavailable
 from app.web import client_ip, limit_body, portal, settings, streams_body, upload_leases
 
-from . import bp, sender_cookie
+from . import bp, portals_bp, sender_cookie
 from .guards import (
-    SCANNER_RETRY_SECONDS, TOO_MANY_UPLOADS, browser_id, code_message, csrf_token_ok, current_draft, decision,
-    file_problem, first_missing_step, infected_message, retry_message, sender_verified, to_summary_of, wizard_step,
+    SCANNER_RETRY_SECONDS, TOO_MANY_UPLOADS, around_recipients, browser_id, code_message, csrf_token_ok, current_draft,
+    decision, file_problem, first_missing_step, infected_message, portal_gone, retry_message, sender_verified,
+    to_summary_of, upload_portal_of, wizard_step,
 )
 from .forms import (
     MessageForm, NotificationForm, OptionsForm, PersonalForm, RecipientsForm, VerifyForm, mobile_field_name,
@@ -42,31 +44,72 @@ BUSY = _l("The portal is very busy right now. Please try again in a moment; what
 STRENGTH_LABELS = {0: _l("Weak"), 1: _l("Weak"), 2: _l("Fair"), 3: _l("Strong"), 4: _l("Strong")}
 
 
+@bp.app_context_processor
+def _upload_portal() -> dict[str, object]:
+    """The upload portal of the wizard on this page, if any (``upload_portal_of``): its steps have no recipients step."""
+    return {"upload_portal": g.get("upload_portal")}
+
+
 @bp.route("/", methods=["GET", "POST"])
 def personal():  # type: ignore[no-untyped-def]
     draft = current_draft()
+    try:
+        upload_portal = upload_portal_of(draft) if draft is not None else None
+    except upload_portals.PortalGone:
+        return portal_gone()
+    return _personal(draft, upload_portal)
+
+
+@portals_bp.route("/<slug>", methods=["GET", "POST"])
+def portal_start(slug: str):  # type: ignore[no-untyped-def]
+    """An upload portal's link: the first step, for a transfer to the portal's recipients."""
+    upload_portal = settings().portal(slug)
+    if upload_portal is None:
+        abort(404)
+    draft = current_draft()
+    if draft is not None and draft.portal_slug == slug:
+        return _personal(draft, upload_portal_of(draft))
+    # Another unfinished transfer in this browser is discarded only once
+    # this step's form is sent: the page says so first.
+    return _personal(None, upload_portal, replaces=draft)
+
+
+def _personal(  # type: ignore[no-untyped-def]
+    draft: Draft | None, upload_portal: UploadPortal | None, replaces: Draft | None = None
+):
+    """The first step; ``upload_portal``: at a portal, whose recipients the
+    draft gets; ``replaces``: the browser's other draft, discarded once the form is sent."""
+    g.upload_portal = upload_portal
     remembered = session.get("sender", {})
-    replying_as = session.get("reply", {}).get("email")
+    # A reply waiting for its first step does not become a portal's transfer.
+    reply = {} if upload_portal is not None else session.get("reply", {})
     form = PersonalForm(
         data={
             "name": draft.sender_name if draft else remembered.get("name", ""),
             "phone": draft.sender_phone if draft else remembered.get("phone", ""),
-            "email": draft.sender_email if draft else replying_as or remembered.get("email", ""),
+            "email": draft.sender_email if draft else reply.get("email") or remembered.get("email", ""),
         }
         if request.method == "GET"
         else None
     )
     if request.method == "GET":
         # A reply says whom it answers, before its draft exists and after.
-        answered = draft.reply_to_id if draft else session.get("reply", {}).get("reply_to_id")
+        answered = draft.reply_to_id if draft else reply.get("reply_to_id")
         return refused_posts.show(
             "wizard/personal.html", form, draft, step="personal",
             answered=db.session().get(Transfer, answered) if answered else None,
+            resume=url_for(f"wizard.{first_missing_step(replaces) or 'notification'}") if replaces is not None else None,
         )
     if i18n.switch_posted() or form.back:
         return refused_posts.carry(form, draft=draft, to=url_for("site.index") if form.back else None)
     if not form.validate_on_submit():
         return refused_posts.refuse(form, draft=draft)
+    if upload_portal is not None:
+        verdict = policy.decide(settings(), form.email.data, upload_portal.addresses, str(get_locale()), upload_portal)
+        if not verdict.allowed:
+            # Said before a code is sent for nothing.
+            form.email.errors.extend(_portal_refusal(verdict))
+            return refused_posts.refuse(form, draft=draft)
     verified = sender_cookie.verified_email() == form.email.data
     if not verified:
         # Before a draft exists: a refused request leaves none behind.
@@ -83,23 +126,36 @@ def personal():  # type: ignore[no-untyped-def]
             form.email.errors.append(_l("We could not send the verification code. Please try again in a few minutes."))
             return refused_posts.refuse(form, status=503, draft=draft)
     if draft is None:
+        if replaces is not None:
+            drafts.discard(db.session(), portal(), replaces)
         # An empty draft is a cheap row, gone after draft_ttl_hours; it
         # takes a seat in its network's cap only with its first upload.
         draft, ticket = drafts.create(db.session())
         session["draft"] = ticket.as_session()
         reply = session.pop("reply", None)
-        if reply:
+        if upload_portal is not None:
+            upload_portals.bind(draft, upload_portal)
+        elif reply:
             drafts.prefill_reply(draft, **reply)
     drafts.save_personal(draft, form.name.data, form.phone.data, form.email.data)
     session["sender"] = {"name": form.name.data, "phone": form.phone.data, "email": form.email.data}
-    return redirect(url_for("wizard.recipients" if verified else "wizard.verify"))
+    return redirect(around_recipients(draft) if verified else url_for("wizard.verify"))
+
+
+def _portal_refusal(verdict: policy.Decision) -> list[str]:
+    """Why the rules keep this sender from a portal's recipients: the rules' own reasons,
+    or, where the operator's portal does not fit the rules at all, that it cannot be used."""
+    return [
+        gettext("You cannot send to %(address)s: %(reason)s", address=refusal.address, reason=refusal.reason)
+        for refusal in verdict.refusals
+    ] or [gettext("Nothing can be sent through this page at the moment. Please contact the organisation it belongs to.")]
 
 
 @bp.route("/verify", methods=["GET", "POST"])
 @wizard_step("verify")
 def verify(draft: Draft):  # type: ignore[no-untyped-def]
     if sender_verified(draft):
-        return redirect(url_for("wizard.recipients"))
+        return redirect(around_recipients(draft))
     form = VerifyForm()
     if request.method == "GET":
         return refused_posts.show(
@@ -113,7 +169,7 @@ def verify(draft: Draft):  # type: ignore[no-untyped-def]
         except verification.CodeRejected as exc:
             form.code.errors.append(code_message(exc))
         else:
-            response = redirect(url_for("wizard.recipients"))
+            response = redirect(around_recipients(draft))
             sender_cookie.remember(response, draft.sender_email)
             sender_cookie.open_my_transfers(draft.sender_email)
             return response
@@ -141,6 +197,9 @@ def resend(draft: Draft):  # type: ignore[no-untyped-def]
 @bp.route("/recipients", methods=["GET", "POST"])
 @wizard_step("recipients")
 def recipients(draft: Draft):  # type: ignore[no-untyped-def]
+    if draft.portal_slug is not None:
+        # A portal's recipients are fixed: nothing posted here is read.
+        return _past_fixed_recipients(draft)
     if request.method == "GET":
         lists = RecipientsForm(data={
             "to": "\n".join(draft.to_addresses), "cc": "\n".join(draft.cc_addresses),
@@ -210,6 +269,17 @@ def _numbers(form: RecipientsForm, required: bool) -> dict[str, str] | None:
             field.errors.append(gettext("Please enter a mobile number for %(address)s.", address=address))
             ok = False
     return numbers if ok else None
+
+
+def _past_fixed_recipients(draft: Draft):  # type: ignore[no-untyped-def]
+    """On to the files step, unless the rules (changed since the first step) refuse the portal's recipients."""
+    verdict = decision(draft)
+    if verdict.allowed:
+        return redirect(url_for("wizard.files"))
+    for message in _portal_refusal(verdict):
+        flash(message, "error")
+    audit.record(db.session(), "policy_refused", actor=draft.sender_email, ip=client_ip(), **policy.audited(verdict))
+    return redirect(url_for("wizard.personal"))
 
 
 def _refusal_errors(form: RecipientsForm, decision: policy.Decision) -> None:
@@ -322,7 +392,7 @@ def files(draft: Draft):  # type: ignore[no-untyped-def]
         headers = {"Retry-After": str(SCANNER_RETRY_SECONDS)} if status == 503 else {}
         return refused_posts.refuse(form, notes=errors, status=status, headers=headers, draft=draft)
     if received.fields.get("action") == "back":
-        return redirect(url_for("wizard.recipients"))
+        return redirect(around_recipients(draft, back=True))
     if received.fields.get("action") == "next":
         # Files let in unscanned under earlier recipients' rules: Next waits for their verdicts.
         # Scanning holds a thread here and one in clamd, as an upload does: so it counts as one.
@@ -392,7 +462,8 @@ def options(draft: Draft):  # type: ignore[no-untyped-def]
         form = OptionsForm()
     refusal = refused_posts.restore(form, draft) if request.method == "GET" else None
     form.password_mode.choices = [c for c in form.password_mode.choices if c.value in limits.password_modes]
-    verifications = limits.verifications(portal().sms is not None)
+    # A portal's sender cannot give its recipients' mobile numbers.
+    verifications = limits.verifications(portal().sms is not None and draft.portal_slug is None)
     form.recipient_verification.choices = [c for c in form.recipient_verification.choices if c.value in verifications]
     if len(verifications) == 1 or form.recipient_verification.data not in verifications and request.method == "GET":
         # The rules' minimum: fixed, or preselected where the sender may choose more.
@@ -621,7 +692,7 @@ def _keep_text(draft: Draft, subject: str, body: str, defaults: dict[str, str]) 
 
 
 def _start(draft: Draft, subject: str, body: str):  # type: ignore[no-untyped-def]
-    transfer_id = draft.transfer_id
+    transfer_id, portal_slug = draft.transfer_id, draft.portal_slug
     try:
         texts = transactions.password_texts(db.session(), portal(), draft, str(get_locale()), ip=client_ip())
         if texts:
@@ -650,7 +721,7 @@ def _start(draft: Draft, subject: str, body: str):  # type: ignore[no-untyped-de
         mail_failed = True
     # Only what finds the transfer again: a reload of the summary reads the
     # rest from the database, so the cookie stays small whatever was sent.
-    session["summary"] = {"transfer": started.transfer.id, "mail_failed": mail_failed}
+    session["summary"] = {"transfer": started.transfer.id, "mail_failed": mail_failed, "portal": portal_slug}
     summary = _summary(started.transfer, mail_failed, started.file_names, started.status_link)
     # A password that went by SMS is not the sender's to pass on.
     password = None if started.transfer.password_by_sms else started.generated_password
@@ -689,7 +760,14 @@ def done():  # type: ignore[no-untyped-def]
         session.pop("summary", None)
         return redirect(url_for("wizard.personal"))
     summary = _summary(transfer, bool(kept.get("mail_failed")))
+    g.upload_portal = _summary_portal(kept)
     return render_template("wizard/done.html", summary=summary, password=None, step="done")
+
+
+def _summary_portal(kept: object) -> UploadPortal | None:
+    """The upload portal the summary's transfer was sent through, while the operator offers it."""
+    slug = kept.get("portal") if isinstance(kept, dict) else None
+    return settings().portal(slug) if isinstance(slug, str) else None
 
 
 @bp.post("/new")
@@ -700,8 +778,11 @@ def new():  # type: ignore[no-untyped-def]
     unfinished = current_draft()
     if unfinished is not None:
         drafts.discard(db.session(), portal(), unfinished)
-    session.pop("summary", None)
+    # After a transfer through an upload portal, the next one starts there too.
+    upload_portal = _summary_portal(session.pop("summary", None))
     session.pop("draft", None)
+    if upload_portal is not None:
+        return redirect(url_for("portals.portal_start", slug=upload_portal.slug))
     return redirect(url_for("wizard.personal"))
 
 
