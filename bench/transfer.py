@@ -137,6 +137,38 @@ def cpu_seconds(pids: list[int]) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def kernel_work(pids: list[int]) -> tuple[float, int, int]:
+    """The processes' system CPU seconds and minor page faults so far, and the
+    machine's page-reclaim scans: where a run's extra CPU goes when a phase
+    costs more than the same phase did before."""
+    ticks = faults = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[12])
+        faults += int(fields[7])
+    vmstat = dict(line.split() for line in Path("/proc/vmstat").read_text().splitlines())
+    scans = int(vmstat.get("pgscan_kswapd", 0)) + int(vmstat.get("pgscan_direct", 0))
+    return ticks / os.sysconf("SC_CLK_TCK"), faults, scans
+
+
+def settle(work: Path, size: int) -> None:
+    """Put both sides of a timed write on the same footing: sync what earlier
+    phases left dirty, and make the page cache's next pages memory this
+    machine already holds. Under a hypervisor that takes freed guest memory
+    back (virtio-balloon free page reporting, as on Firecracker), writing
+    into pages it took costs ~2 s of system CPU per GiB more than writing
+    into pages just freed (README, "Benchmarks"); without this, whichever
+    server happens to write first onto taken-back memory loses a third of
+    its speed."""
+    scratch = work / "settle.tmp"
+    block = bytes(8 * MiB)
+    with open(scratch, "wb") as fh:
+        for _ in range(0, size + size // 4, len(block)):
+            fh.write(block)
+    scratch.unlink()
+    os.sync()
+
+
 def own_cpu_seconds() -> float:
     times = os.times()
     return times.user + times.system
@@ -564,9 +596,11 @@ def against_peer(
                     sender = Portal(portal.url, instance / "outbox")
                     token = sender.to_files_step("afzender@bench.example", "ontvanger@bench.example")
                     portal.reset_peak()
-                    os.sync()
+                    settle(work, size)
+                    kernel = kernel_work(portal.workers())
                     cpu, client_cpu, start = cpu_seconds(portal.workers()), own_cpu_seconds(), time.perf_counter()
                     how(sender, token, source)
+                    figures[f"{name}_kernel"] = tuple(b - a for a, b in zip(kernel, kernel_work(portal.workers())))
                     figures[name] = mbps(size, time.perf_counter() - start)
                     figures[f"{name}_cpu"] = (cpu_seconds(portal.workers()) - cpu) / (size / (1024 * MiB))
                     figures[f"{name}_client_cpu"] = (own_cpu_seconds() - client_cpu) / (size / (1024 * MiB))
@@ -584,10 +618,12 @@ def against_peer(
 
                 def theirs() -> None:
                     client = TusClient(peer.url)
-                    os.sync()
+                    settle(work, size)
+                    kernel = kernel_work([peer.process.pid])
                     cpu, client_cpu, start = cpu_seconds([peer.process.pid]), own_cpu_seconds(), time.perf_counter()
                     uploader = client.uploader(file_path=str(source), chunk_size=TUS_CHUNK, metadata={"filename": "data.zip"})
                     uploader.upload()
+                    figures["peer_up_kernel"] = tuple(b - a for a, b in zip(kernel, kernel_work([peer.process.pid])))
                     figures["peer_up"] = mbps(size, time.perf_counter() - start)
                     figures["peer_up_cpu"] = (cpu_seconds([peer.process.pid]) - cpu) / (size / (1024 * MiB))
                     figures["peer_up_client_cpu"] = (own_cpu_seconds() - client_cpu) / (size / (1024 * MiB))
@@ -598,7 +634,7 @@ def against_peer(
 
                 def form() -> None:
                     upload_to_portal(Portal.form_upload, "form")
-                    os.sync()
+                    settle(work, size)
                     start = time.perf_counter()
                     body = MultipartFile(source, [])
                     requests.post(baseline.url + "/form/data.zip", data=body, headers={"Content-Type": body.content_type},
@@ -606,7 +642,7 @@ def against_peer(
                     figures["plain_form"] = mbps(size, time.perf_counter() - start)
 
                 def plain() -> None:
-                    os.sync()
+                    settle(work, size)
                     start = time.perf_counter()
                     requests.put(baseline.url + "/upload/data.zip", data=FileSlice(source), timeout=3600).raise_for_status()
                     figures["plain_up"] = mbps(size, time.perf_counter() - start)
@@ -633,10 +669,12 @@ def against_peer(
                     (label, "tus upload CPU s/GiB, server (client)",
                      f"{figures['up_cpu']:5.2f} ({figures['up_client_cpu']:.2f}) / "
                      f"{figures['peer_up_cpu']:.2f} ({figures['peer_up_client_cpu']:.2f})", ""),
+                    (label, "tus upload system CPU s, minor faults, reclaim scans",
+                     "{:.2f} {} {} / {:.2f} {} {}".format(*figures["up_kernel"], *figures["peer_up_kernel"]), ""),
                     (label, "peak worker RSS tus / form upload",
                      f"{figures['up_rss'] / 1e6:5.0f} / {figures['form_rss'] / 1e6:5.0f} MB", ""),
                 ]
-                for row in rows[-7:]:
+                for row in rows[-8:]:
                     print("  " + "  ".join(row))
             source.unlink()
     finally:
@@ -659,12 +697,12 @@ def against_clamdscan(
             sender = Portal(portal.url, instance / "outbox")
             token = sender.to_files_step("afzender@bench.example", recipient)
             portal.reset_peak()
-            os.sync()
+            settle(work, size)
             start = time.perf_counter()
             sender.tus_upload(token, source)
             figures[name] = time.perf_counter() - start
             figures[f"{name}_rss"] = portal.peak_rss()
-        os.sync()
+        settle(work, size)
         start = time.perf_counter()
         scanned = subprocess.run(
             ["clamdscan", f"--config-file={clamd.dir / 'clamd.conf'}", "--stream", "--no-summary", str(source)],
