@@ -691,6 +691,9 @@ class UploadPortal:
     max_total_bytes: int | None = None
     max_files: int | None = None
     allowed_extensions: list[str] | None = None
+    # The language of the mails its recipients get, proposed on the options
+    # step; "" proposes the sender's, though a department reads its own.
+    recipient_language: str = ""
 
     def check(self, path: str) -> None:
         if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,63}", self.slug):
@@ -809,6 +812,11 @@ class Settings:
             if portal.slug in first:
                 raise ConfigError(f"portals[{index}].slug: {portal.slug!r} is already the slug of portals[{first[portal.slug]}]")
             first[portal.slug] = index
+            if portal.recipient_language and portal.recipient_language not in self.site.languages:
+                raise ConfigError(
+                    f"portals[{index}].recipient_language: {portal.recipient_language!r} is not one of "
+                    f"site.languages ({', '.join(self.site.languages)})"
+                )
 
     def portal(self, slug: str) -> UploadPortal | None:
         """The upload portal at ``/to/<slug>``, if the operator offers one."""

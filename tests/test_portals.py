@@ -241,6 +241,45 @@ def test_a_portal_speaks_the_visitors_language_or_the_sites(make_app, mailbox: M
     assert '<h1 lang="nl" dir="ltr">Stukken sturen aan Jeugdzorg</h1>' in text_of(sender.get("/to/jeugdzorg"))
 
 
+def _proposed_language(sender: Sender) -> str:
+    """The recipient language the options step proposes."""
+    page = sender.get("/send/options").get_data(as_text=True)
+    select_ = re.search(r'<select[^>]*name="recipient_language".*?</select>', page, re.S).group(0)
+    [chosen] = [option for option in re.findall(r"<option([^>]*)>", select_) if " selected" in option]
+    return re.search(r'value="([a-z]+)"', chosen).group(1)
+
+
+def test_a_portal_proposes_its_recipients_language(make_app, mailbox: Mailbox) -> None:
+    """The operator's recipient_language, not the sender's interface language,
+    is proposed for the mails to the portal's recipients; the sender may change it."""
+    wmo = {**YOUTH_CARE, "slug": "wmo", "recipient_language": "nl"}
+    app = make_app({"portals": [YOUTH_CARE, wmo]})
+    sender = PortalSender(app, mailbox)
+    sender.slug = "wmo"
+    sender.get("/lang/de")
+    sender.to_files()
+    assert sender.files([REPORT]).status_code == 302
+    assert _proposed_language(sender) == "nl"
+    assert sender.options(recipient_language="nl").status_code == 302
+    sender.start(sender.get("/send/notification").get_data(as_text=True))
+    with app.app_context():
+        assert db.session().scalars(select(Transfer.language)).one() == "nl"
+    assert mailbox.last_to(DESK).message["Subject"] == "Stukken" and "Beschikbaar tot" in mailbox.last_to(DESK).text
+    # A portal without one proposes the sender's language, as an ordinary transfer does.
+    other = PortalSender(app, mailbox)
+    other.get("/lang/de")
+    other.to_files()
+    assert other.files([REPORT]).status_code == 302
+    assert _proposed_language(other) == "de"
+    # The sender may change what is proposed.
+    sender = PortalSender(app, mailbox)
+    sender.slug = "wmo"
+    sender.to_files()
+    assert sender.files([REPORT]).status_code == 302
+    assert sender.options(recipient_language="pl").status_code == 302
+    assert _proposed_language(sender) == "pl"
+
+
 def test_the_rules_refusing_a_sender_say_so_before_a_code_is_sent(make_app, mailbox: Mailbox) -> None:
     app = make_app({
         "rules": [{"name": "geblokkeerd", "senders": ["*@spam.example"], "action": "deny", "reason": "Geblokkeerd."}],
@@ -383,6 +422,7 @@ def test_a_new_transaction_after_a_portals_starts_at_the_portal(make_app, mailbo
         ({"max_total_bytes": "1 GB"}, "portals[0].max_total_bytes"),
         ({"allowed_extensions": [".pdf"]}, "portals[0].allowed_extensions: '.pdf'"),
         ({"recipient": [DESK]}, "portals[0].recipient: unknown key"),
+        ({"recipient_language": "fr"}, "portals[0].recipient_language: 'fr' is not one of site.languages"),
     ],
 )
 def test_a_portals_config_errors_name_the_key(tmp_path: Path, portal: dict[str, Any], names: str) -> None:

@@ -6,12 +6,13 @@ from __future__ import annotations
 import re
 import sqlite3
 import tomllib
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
-from app import db
+from app import db, purge
 from app.models import Draft, Transfer
 from app.settings import ConfigError, load_settings
 from wizard.forms import mobile_field_name
@@ -132,6 +133,45 @@ def test_the_generated_password_goes_by_sms_never_by_mail(make_app, mailbox, sms
         mine = text_of(sender.get(f"/mine/{s.scalar(select(Transfer.id))}"))
     assert "The generated password was sent to each recipient by SMS." in mine
     assert "A one-time code by SMS to the recipient's mobile number" in mine
+
+
+def test_nothing_tells_the_sender_to_pass_on_a_password_that_went_by_sms(
+    make_app, mailbox, sms_gateway: SmsGateway
+) -> None:
+    """The sender never saw it: options step, confirmation, My transfers,
+    report, lockout mail and the recipient's reminder say it went by SMS."""
+    app = make_app({**password_by_sms(sms_gateway), "retention": {"reminder_days_before": 2}})
+    sender = Sender(app, mailbox)
+    walk_to_files(sender)
+    to_recipients(sender, {ANNA: "06 12345678"})
+    sender.files([("verslag.pdf", b"%PDF-1.4 test report\n")])
+    options = text_of(sender.get("/send/options"))
+    assert "the password goes to each recipient by SMS when you start the transaction" in options
+    assert "you will see the password once" not in options
+    sent = sender.finish([ANNA], password_mode="generate", password=None, password_repeat=None)
+    told = [mailbox.last_to(sender.person.email)]
+    with db.new_session(app) as s:
+        id_ = s.scalar(select(Transfer.id))
+    mine = text_of(sender.get(f"/mine/{id_}"))
+    assert "The password went to each recipient by SMS when the transfer was started" in mine
+    report = text_of(sender.get(f"/mine/{id_}/report"))
+    assert "The generated password was sent to each recipient by SMS." in report
+    for _ in range(5):  # download.max_attempts
+        Recipient(app).unlock(sent.access_id(ANNA), "Verkeerd-Wachtwoord-1")
+    lockout = mailbox.last_to(sender.person.email)
+    assert "The password went to the recipient by SMS and cannot be sent again" in lockout.text
+    told.append(lockout)
+    for page in (options, mine, report):
+        assert "by phone" not in page
+    for mail in told:
+        assert "by phone" not in mail.text and "by phone" not in mail.html
+    assert "The generated password was sent to each recipient by SMS." in told[0].text
+    with app.app_context():
+        expires = db.session().scalar(select(Transfer.expires_at))
+        assert purge.run(lambda: db.new_session(app), app.extensions["koerier"], expires - timedelta(days=1)).reminders_sent
+    reminder = mailbox.last_to(ANNA)
+    assert "Password: you receive it by SMS" in reminder.text and "contact the sender" not in reminder.text
+    assert "Password: you receive it by SMS" in reminder.html and "contact the sender" not in reminder.html
 
 
 def test_no_transfer_starts_when_the_password_sms_cannot_go(make_app, mailbox, sms_gateway: SmsGateway) -> None:

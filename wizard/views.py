@@ -449,7 +449,9 @@ def options(draft: Draft):  # type: ignore[no-untyped-def]
             data={
                 "expires_on": draft.expires_on
                 or earliest + timedelta(days=min(config.transfer.default_expiry_days, limits.max_expiry_days)),
-                "recipient_language": draft.recipient_language or str(get_locale()),
+                # A portal's operator may know its recipients' language; else the sender's.
+                "recipient_language": draft.recipient_language
+                or (g.upload_portal and g.upload_portal.recipient_language) or str(get_locale()),
                 "notify_confirmation": draft.notify_confirmation,
                 "notify_retrieval": limits.default_on(limits.retrieval_notice) if fresh else draft.notify_retrieval,
                 "expose_filenames": limits.default_on(limits.expose_filenames) if fresh else draft.expose_filenames,
@@ -553,6 +555,8 @@ def _render_options(draft: Draft, form: OptionsForm, assessment: password_policy
         strength_label=_strength_label(assessment) if assessment else None,
         patterns=config.password.patterns,
         min_length=config.password.min_length,
+        # A generated password that goes by SMS is not the sender's to pass on.
+        password_by_sms=decision(draft).limits.password_by_sms,
         step="options",
     )
 
