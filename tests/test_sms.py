@@ -317,3 +317,24 @@ def test_the_sender_may_choose_a_stronger_check_where_the_rules_allow(
     assert other.options(recipient_verification="none").status_code == 302
     with db.new_session(strict) as s:
         assert s.scalar(select(Draft.recipient_verification)) == "email"
+
+
+def test_retries_after_a_partial_gateway_failure_spend_the_recipient_budget(
+    make_app, mailbox, sms_gateway: SmsGateway
+) -> None:
+    """Attack: a sender gives Anna's number to a victim's phone and Piet a
+    number the provider refuses (a country the account does not serve).
+    Each click on "Start transaction" then texts the victim again, and
+    nothing was counted, since no transfer started: the portal sent as many
+    SMS (with the sender's chosen name in them) as there were clicks."""
+    app = make_app({**password_by_sms(sms_gateway), "limits": {"recipients_per_sender_per_day": 6}})
+    sender = Sender(app, mailbox)
+    walk_to_files(sender)
+    to_recipients(sender, {ANNA: "06 12345678", PIET: "06 87654321"}, to=f"{ANNA}, {PIET}")
+    sender.files([("verslag.pdf", b"%PDF-1.4 test report\n")])
+    assert sender.options(password_mode="generate", password=None, password_repeat=None).status_code == 302
+    sms_gateway.failing_for = {"31687654321"}
+    answers = [sender.notification().status_code for _ in range(10)]
+    # Texts sent again are texts like any others: they spend the day's recipient budget.
+    assert len(sms_gateway.texts_to("31612345678")) <= 4, answers
+    assert answers[-1] == 429
