@@ -338,3 +338,43 @@ def test_retries_after_a_partial_gateway_failure_spend_the_recipient_budget(
     # Texts sent again are texts like any others: they spend the day's recipient budget.
     assert len(sms_gateway.texts_to("31612345678")) <= 4, answers
     assert answers[-1] == 429
+
+
+@pytest.mark.setup("embedded")
+def test_the_code_sms_goes_out_while_the_database_takes_writes(make_app, mailbox, sms_gateway: SmsGateway) -> None:
+    """As for the password SMS: the recipient's code went out while the
+    unlock (and a resend) held SQLite's write lock, so every other request
+    that writes waited on the gateway, up to its timeout (30 s), longer
+    than its busy wait (10 s), and failed with "database is locked"."""
+    app = make_app({
+        **sms_config(sms_gateway), "sms": sms_gateway.config(timeout_seconds=30),
+        "recipient_codes": {"resend_cooldown_seconds": 0},
+    })
+    database = app.extensions["koerier.engine"].url.database
+    sender = Sender(app, mailbox)
+    walk_to_files(sender)
+    to_recipients(sender, {ANNA: "06 12345678"})
+    sender.files([("verslag.pdf", b"%PDF-1.4 test report\n")])
+    sent = sender.finish([ANNA])
+    writes: list[str] = []
+
+    def another_request_writes() -> None:
+        other = sqlite3.connect(database, timeout=5, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+            writes.append("written")
+        except sqlite3.OperationalError as exc:
+            writes.append(str(exc))
+        finally:
+            other.close()
+
+    sms_gateway.while_sending = another_request_writes
+    recipient = Recipient(app)
+    assert recipient.unlock(sent.access_id(ANNA), PASSWORD).location.endswith("/download/code")
+    recipient.submit("/download/code/resend", page="/download/code")
+    assert writes == ["written", "written"]
+    # Both codes went out and were kept: the last one opens.
+    sms_gateway.while_sending = None
+    r = recipient.submit("/download/code", {"code": sms_gateway.code_for("31612345678")})
+    assert r.location.endswith("/download/transfer"), text_of(r)
