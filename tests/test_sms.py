@@ -378,3 +378,27 @@ def test_the_code_sms_goes_out_while_the_database_takes_writes(make_app, mailbox
     sms_gateway.while_sending = None
     r = recipient.submit("/download/code", {"code": sms_gateway.code_for("31612345678")})
     assert r.location.endswith("/download/transfer"), text_of(r)
+
+
+def test_a_gateway_that_redirects_has_not_taken_the_text(make_app, mailbox, sms_gateway: SmsGateway) -> None:
+    """A provider that answers a redirect (it moved; an http:// URL of an
+    https-only API) has sent nothing. The client followed it as a GET
+    without the body, counted that GET's 200 as sent, and started the
+    transfer with a password no recipient got; and it carried the API key
+    in the auth header to wherever the redirect pointed."""
+    elsewhere = SmsGateway().start()
+    try:
+        app = make_app(password_by_sms(sms_gateway))
+        sender = Sender(app, mailbox)
+        walk_to_files(sender)
+        to_recipients(sender, {ANNA: "06 12345678"})
+        sender.files([("verslag.pdf", b"%PDF-1.4 test report\n")])
+        assert sender.options(password_mode="generate", password=None, password_repeat=None).status_code == 302
+        sms_gateway.redirect_to = elsewhere.url
+        r = sender.notification()
+        assert r.status_code == 503 and "could not be sent to the recipients by SMS" in text_of(r)
+        with db.new_session(app) as s:
+            assert s.scalar(select(func.count()).select_from(Transfer)) == 0
+        assert all("Authorization" not in request.headers for request in elsewhere.requests)
+    finally:
+        elsewhere.stop()
