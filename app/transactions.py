@@ -276,7 +276,9 @@ def _password_texts(portal: Portal, draft: Draft, password: str) -> list[TextMes
             "%(site)s: the password for the files from %(name)s is %(password)s. The transaction ID comes by email.",
             site=portal.settings.site.name, name=draft.sender_name, password=password,
         )
-    return [TextMessage(numbers[address], text) for address in drafts.recipients(draft)]
+    # One text per phone: the numbers are the sender's to type, and one
+    # number given for every recipient must not make one click a flood.
+    return [TextMessage(number, text) for number in dict.fromkeys(numbers[a] for a in drafts.recipients(draft))]
 
 
 def send_passwords(portal: Portal, texts: Sequence[TextMessage]) -> None:

@@ -402,3 +402,22 @@ def test_a_gateway_that_redirects_has_not_taken_the_text(make_app, mailbox, sms_
         assert all("Authorization" not in request.headers for request in elsewhere.requests)
     finally:
         elsewhere.stop()
+
+
+def test_one_password_sms_per_number_whatever_the_recipients(make_app, mailbox, sms_gateway: SmsGateway) -> None:
+    """Attack: the numbers are the sender's to type, whoever the recipients
+    are. Given one phone's number for every recipient (up to
+    max_recipients, 50), one click on "Start transaction" texted that phone
+    the same password once per recipient: an SMS flood at the operator's cost."""
+    app = make_app(password_by_sms(sms_gateway))
+    sender = Sender(app, mailbox)
+    walk_to_files(sender)
+    victim = "06 12345678"
+    everyone = [ANNA, PIET, "kees@gemeente.example"]
+    assert to_recipients(sender, dict.fromkeys(everyone, victim), to=", ".join(everyone)).status_code == 302
+    sender.files([("verslag.pdf", b"%PDF-1.4 test report\n")])
+    sent = sender.finish(everyone, password_mode="generate", password=None, password_repeat=None)
+    assert len(sms_gateway.texts_to("31612345678")) == 1
+    # And the one text opens for each of them.
+    password = sms_gateway.texts_to("31612345678")[0].split(" is ", 1)[1].split(". The transaction ID", 1)[0]
+    assert Recipient(app).unlock(sent.access_id(PIET), password).location.endswith("/download/code")
