@@ -158,6 +158,19 @@ def test_no_transfer_starts_when_the_password_sms_cannot_go(make_app, mailbox, s
     assert len(sms_gateway.texts_to("31612345678")) == 1 and mailbox.last_to(ANNA)
 
 
+def another_request_writes(database: str) -> str:
+    """As a request in another worker would: it waits for the write lock up to a busy wait."""
+    other = sqlite3.connect(database, timeout=5, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("ROLLBACK")
+        return "written"
+    except sqlite3.OperationalError as exc:
+        return str(exc)
+    finally:
+        other.close()
+
+
 @pytest.mark.setup("embedded")
 def test_the_password_sms_goes_out_while_the_database_takes_writes(make_app, mailbox, sms_gateway: SmsGateway) -> None:
     """SQLite has one writer at a time. Sent while "Start transaction" held
@@ -172,20 +185,7 @@ def test_the_password_sms_goes_out_while_the_database_takes_writes(make_app, mai
     sender.files([("verslag.pdf", b"%PDF-1.4 test report\n")])
     assert sender.options(password_mode="generate", password=None, password_repeat=None).status_code == 302
     writes: list[str] = []
-
-    def another_request_writes() -> None:
-        # As a request in another worker would: it waits for the lock up to a busy wait.
-        other = sqlite3.connect(database, timeout=5, isolation_level=None)
-        try:
-            other.execute("BEGIN IMMEDIATE")
-            other.execute("ROLLBACK")
-            writes.append("written")
-        except sqlite3.OperationalError as exc:
-            writes.append(str(exc))
-        finally:
-            other.close()
-
-    sms_gateway.while_sending = another_request_writes
+    sms_gateway.while_sending = lambda: writes.append(another_request_writes(database))
     summary = sender.notification()
     assert summary.status_code == 200, text_of(summary)
     assert writes == ["written"]
@@ -357,19 +357,7 @@ def test_the_code_sms_goes_out_while_the_database_takes_writes(make_app, mailbox
     sender.files([("verslag.pdf", b"%PDF-1.4 test report\n")])
     sent = sender.finish([ANNA])
     writes: list[str] = []
-
-    def another_request_writes() -> None:
-        other = sqlite3.connect(database, timeout=5, isolation_level=None)
-        try:
-            other.execute("BEGIN IMMEDIATE")
-            other.execute("ROLLBACK")
-            writes.append("written")
-        except sqlite3.OperationalError as exc:
-            writes.append(str(exc))
-        finally:
-            other.close()
-
-    sms_gateway.while_sending = another_request_writes
+    sms_gateway.while_sending = lambda: writes.append(another_request_writes(database))
     recipient = Recipient(app)
     assert recipient.unlock(sent.access_id(ANNA), PASSWORD).location.endswith("/download/code")
     recipient.submit("/download/code/resend", page="/download/code")
