@@ -159,31 +159,59 @@ def send_code(db: Session, portal: Portal, opened: Opened, ip: str = "", now: da
     """A fresh code to the recipient, replacing the challenge's last one.
 
     Raises throttle.AccessLocked, ResendTooSoon, ratelimit.RateLimited (the
-    recipient's codes for the day) or CodeNotSent. In a savepoint, and sent
-    before it ends: a code that did not go out counts against nothing.
+    recipient's codes for the day) or CodeNotSent. The code is counted and
+    kept on a connection of its own, committed before it goes out: a gateway
+    may take up to its timeout, and meanwhile SQLite's one write lock would
+    make every other request that writes wait longer than its busy wait.
+    So ``db`` must hold no uncommitted writes. A code that did not go out is
+    taken back, and counts against nothing.
     """
     now = now or utcnow()
     config, challenge, recipient = portal.settings.recipient_codes, opened.challenge, opened.recipient
     if (until := locked_until(db, opened, now)) is not None:
         raise throttle.AccessLocked(until)
-    if challenge.code_sent_at is not None:
-        wait = challenge.code_sent_at + timedelta(seconds=config.resend_cooldown_seconds) - now
-        if wait > timedelta(0):
-            raise ResendTooSoon(int(wait.total_seconds()) + 1)
+    cooldown = timedelta(seconds=config.resend_cooldown_seconds)
+    if challenge.code_sent_at is not None and (wait := challenge.code_sent_at + cooldown - now) > timedelta(0):
+        raise ResendTooSoon(int(wait.total_seconds()) + 1)
     allowed = portal.settings.limits.recipient_codes_per_recipient_per_day
     ratelimit.check(db, SENT_LIMIT, recipient.access_id, allowed, DAY, now)
     code = "".join(secrets.choice("0123456789") for _ in range(config.code_length))
     destination = _destination(opened)
-    with db.begin_nested():
-        ratelimit.hit(db, SENT_LIMIT, recipient.access_id, allowed, DAY, now)
-        challenge.code_hash = _digest(portal, challenge.id, code)
-        challenge.code_sent_at, challenge.code_expires_at = now, now + timedelta(minutes=config.code_ttl_minutes)
-        audit.record(
-            db, "recipient_code_sent", transfer_id=recipient.transfer_id, actor=recipient.email, ip=ip, now=now,
-            channel=challenge.channel,
-        )
-        db.flush()
+    before = {"code_hash": challenge.code_hash, "code_sent_at": challenge.code_sent_at,
+              "code_expires_at": challenge.code_expires_at}
+    after = {"code_hash": _digest(portal, challenge.id, code), "code_sent_at": now,
+             "code_expires_at": now + timedelta(minutes=config.code_ttl_minutes)}
+    with Session(db.get_bind()) as recording:
+        ratelimit.hit(recording, SENT_LIMIT, recipient.access_id, allowed, DAY, now)
+        if not _replace_code(recording, challenge.id, before, after):
+            # Another request sent one meanwhile (a second click).
+            raise ResendTooSoon(config.resend_cooldown_seconds)
+        recording.commit()
+    try:
         _deliver(portal, opened, destination, code)
+    except CodeNotSent:
+        with Session(db.get_bind()) as undoing:
+            ratelimit.refund(undoing, SENT_LIMIT, recipient.access_id, DAY, now)
+            _replace_code(undoing, challenge.id, after, before)
+            undoing.commit()
+        raise
+    audit.record(
+        db, "recipient_code_sent", transfer_id=recipient.transfer_id, actor=recipient.email, ip=ip, now=now,
+        channel=challenge.channel,
+    )
+
+
+def _replace_code(db: Session, challenge_id: str, old: dict[str, object], new: dict[str, object]) -> bool:
+    """The challenge's code ``new``, if its code is still ``old``."""
+    sent_at = CodeChallenge.code_sent_at
+    unchanged = sent_at.is_(None) if old["code_sent_at"] is None else sent_at == old["code_sent_at"]
+    replaced = db.execute(
+        update(CodeChallenge)
+        .where(CodeChallenge.id == challenge_id, unchanged)
+        .values(**new)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(replaced.rowcount)
 
 
 def _deliver(portal: Portal, opened: Opened, destination: str, code: str) -> None:

@@ -241,7 +241,11 @@ def password_texts(
     recipients already hold. A draft ``start`` would refuse (the steps, the
     rules, the day's limits: NotReady, RateLimited,
     RecipientBudgetExhausted) is refused here first, so that no text goes
-    out for it. StaleDataError when the draft is gone: started meanwhile.
+    out for it. Texts that go out again spend the day's recipient budgets,
+    as a notification sent again does: else a sender whose texts the gateway
+    takes for some numbers and refuses for one could text the others again
+    at every click, none of it counted. StaleDataError when the draft is
+    gone: started meanwhile.
     """
     now = now or utcnow()
     if (missing := first_missing_step(draft, sender_verified=True, before="notification")) is not None:
@@ -256,6 +260,9 @@ def password_texts(
         _count_against_limits(db, portal, draft, ip, now)
     finally:
         trial.rollback()
+    if draft.sms_password_ct is not None:
+        with db.begin_nested():
+            charge_recipients(db, portal, draft.sender_email, len(drafts.recipients(draft)), ip, now)
     password = drafts.keep_sms_password(db, draft, lambda: password_policy.generate(portal.settings.password))
     if password is None:
         raise StaleDataError(f"draft {draft.id} is gone")
@@ -269,7 +276,9 @@ def _password_texts(portal: Portal, draft: Draft, password: str) -> list[TextMes
             "%(site)s: the password for the files from %(name)s is %(password)s. The transaction ID comes by email.",
             site=portal.settings.site.name, name=draft.sender_name, password=password,
         )
-    return [TextMessage(numbers[address], text) for address in drafts.recipients(draft)]
+    # One text per phone: the numbers are the sender's to type, and one
+    # number given for every recipient must not make one click a flood.
+    return [TextMessage(number, text) for number in dict.fromkeys(numbers[a] for a in drafts.recipients(draft))]
 
 
 def send_passwords(portal: Portal, texts: Sequence[TextMessage]) -> None:

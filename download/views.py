@@ -99,6 +99,8 @@ def start():  # type: ignore[no-untyped-def]
     typed_id = group(normalize_access_id(form.transaction_id.data))
     if isinstance(ticket, recipient_codes.ChallengeTicket):
         session["challenge"] = {"id": ticket.challenge_id, "secret": ticket.secret, "for": typed_id}
+        # Committed before its code goes out (recipient_codes.send_code): no write lock waits on the gateway.
+        db.session().commit()
         opened = recipient_codes.find(db.session(), ticket, utcnow())
         return _send_code(opened, first=True)
     session["grant"] = {"id": ticket.grant_id, "secret": ticket.secret, "for": typed_id}

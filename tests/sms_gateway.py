@@ -4,7 +4,8 @@ The portal's own HTTP client (app/sms/http.py) talks to it over a real
 socket. ``failing`` answers 500 (``failing_for``: to those numbers only),
 ``hanging`` answers only after the client's timeout, as an overloaded
 provider does; ``while_sending`` runs before each answer, while the portal
-waits for it.
+waits for it; ``redirect_to`` answers a POST with a redirect there, as a
+provider that moved (or an http:// URL behind an https-only API) does.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class SmsGateway:
         self.failing_for: set[str] = set()
         self.hanging = 0.0
         self.while_sending: Callable[[], None] | None = None
+        self.redirect_to: str | None = None
         gateway = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -49,6 +51,12 @@ class SmsGateway:
                 # Recorded as it arrives, so that the requests are in the client's order.
                 with gateway.lock:
                     gateway.requests.append(Request(self.command, self.path, dict(self.headers), body))
+                if gateway.redirect_to is not None and self.command == "POST":
+                    self.send_response(302)
+                    self.send_header("Location", gateway.redirect_to)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if gateway.hanging:
                     time.sleep(gateway.hanging)
                 if gateway.while_sending is not None:
@@ -64,7 +72,7 @@ class SmsGateway:
                 self.end_headers()
                 self.wfile.write(answer)
 
-            do_PUT = do_POST
+            do_PUT = do_GET = do_POST
 
             def log_message(self, *args: object) -> None:
                 pass

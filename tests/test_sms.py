@@ -198,6 +198,19 @@ def test_no_transfer_starts_when_the_password_sms_cannot_go(make_app, mailbox, s
     assert len(sms_gateway.texts_to("31612345678")) == 1 and mailbox.last_to(ANNA)
 
 
+def another_request_writes(database: str) -> str:
+    """As a request in another worker would: it waits for the write lock up to a busy wait."""
+    other = sqlite3.connect(database, timeout=5, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("ROLLBACK")
+        return "written"
+    except sqlite3.OperationalError as exc:
+        return str(exc)
+    finally:
+        other.close()
+
+
 @pytest.mark.setup("embedded")
 def test_the_password_sms_goes_out_while_the_database_takes_writes(make_app, mailbox, sms_gateway: SmsGateway) -> None:
     """SQLite has one writer at a time. Sent while "Start transaction" held
@@ -212,20 +225,7 @@ def test_the_password_sms_goes_out_while_the_database_takes_writes(make_app, mai
     sender.files([("verslag.pdf", b"%PDF-1.4 test report\n")])
     assert sender.options(password_mode="generate", password=None, password_repeat=None).status_code == 302
     writes: list[str] = []
-
-    def another_request_writes() -> None:
-        # As a request in another worker would: it waits for the lock up to a busy wait.
-        other = sqlite3.connect(database, timeout=5, isolation_level=None)
-        try:
-            other.execute("BEGIN IMMEDIATE")
-            other.execute("ROLLBACK")
-            writes.append("written")
-        except sqlite3.OperationalError as exc:
-            writes.append(str(exc))
-        finally:
-            other.close()
-
-    sms_gateway.while_sending = another_request_writes
+    sms_gateway.while_sending = lambda: writes.append(another_request_writes(database))
     summary = sender.notification()
     assert summary.status_code == 200, text_of(summary)
     assert writes == ["written"]
@@ -357,3 +357,95 @@ def test_the_sender_may_choose_a_stronger_check_where_the_rules_allow(
     assert other.options(recipient_verification="none").status_code == 302
     with db.new_session(strict) as s:
         assert s.scalar(select(Draft.recipient_verification)) == "email"
+
+
+def test_retries_after_a_partial_gateway_failure_spend_the_recipient_budget(
+    make_app, mailbox, sms_gateway: SmsGateway
+) -> None:
+    """Attack: a sender gives Anna's number to a victim's phone and Piet a
+    number the provider refuses (a country the account does not serve).
+    Each click on "Start transaction" then texts the victim again, and
+    nothing was counted, since no transfer started: the portal sent as many
+    SMS (with the sender's chosen name in them) as there were clicks."""
+    app = make_app({**password_by_sms(sms_gateway), "limits": {"recipients_per_sender_per_day": 6}})
+    sender = Sender(app, mailbox)
+    walk_to_files(sender)
+    to_recipients(sender, {ANNA: "06 12345678", PIET: "06 87654321"}, to=f"{ANNA}, {PIET}")
+    sender.files([("verslag.pdf", b"%PDF-1.4 test report\n")])
+    assert sender.options(password_mode="generate", password=None, password_repeat=None).status_code == 302
+    sms_gateway.failing_for = {"31687654321"}
+    answers = [sender.notification().status_code for _ in range(10)]
+    # Texts sent again are texts like any others: they spend the day's recipient budget.
+    assert len(sms_gateway.texts_to("31612345678")) <= 4, answers
+    assert answers[-1] == 429
+
+
+@pytest.mark.setup("embedded")
+def test_the_code_sms_goes_out_while_the_database_takes_writes(make_app, mailbox, sms_gateway: SmsGateway) -> None:
+    """As for the password SMS: the recipient's code went out while the
+    unlock (and a resend) held SQLite's write lock, so every other request
+    that writes waited on the gateway, up to its timeout (30 s), longer
+    than its busy wait (10 s), and failed with "database is locked"."""
+    app = make_app({
+        **sms_config(sms_gateway), "sms": sms_gateway.config(timeout_seconds=30),
+        "recipient_codes": {"resend_cooldown_seconds": 0},
+    })
+    database = app.extensions["koerier.engine"].url.database
+    sender = Sender(app, mailbox)
+    walk_to_files(sender)
+    to_recipients(sender, {ANNA: "06 12345678"})
+    sender.files([("verslag.pdf", b"%PDF-1.4 test report\n")])
+    sent = sender.finish([ANNA])
+    writes: list[str] = []
+    sms_gateway.while_sending = lambda: writes.append(another_request_writes(database))
+    recipient = Recipient(app)
+    assert recipient.unlock(sent.access_id(ANNA), PASSWORD).location.endswith("/download/code")
+    recipient.submit("/download/code/resend", page="/download/code")
+    assert writes == ["written", "written"]
+    # Both codes went out and were kept: the last one opens.
+    sms_gateway.while_sending = None
+    r = recipient.submit("/download/code", {"code": sms_gateway.code_for("31612345678")})
+    assert r.location.endswith("/download/transfer"), text_of(r)
+
+
+def test_a_gateway_that_redirects_has_not_taken_the_text(make_app, mailbox, sms_gateway: SmsGateway) -> None:
+    """A provider that answers a redirect (it moved; an http:// URL of an
+    https-only API) has sent nothing. The client followed it as a GET
+    without the body, counted that GET's 200 as sent, and started the
+    transfer with a password no recipient got; and it carried the API key
+    in the auth header to wherever the redirect pointed."""
+    elsewhere = SmsGateway().start()
+    try:
+        app = make_app(password_by_sms(sms_gateway))
+        sender = Sender(app, mailbox)
+        walk_to_files(sender)
+        to_recipients(sender, {ANNA: "06 12345678"})
+        sender.files([("verslag.pdf", b"%PDF-1.4 test report\n")])
+        assert sender.options(password_mode="generate", password=None, password_repeat=None).status_code == 302
+        sms_gateway.redirect_to = elsewhere.url
+        r = sender.notification()
+        assert r.status_code == 503 and "could not be sent to the recipients by SMS" in text_of(r)
+        with db.new_session(app) as s:
+            assert s.scalar(select(func.count()).select_from(Transfer)) == 0
+        assert all("Authorization" not in request.headers for request in elsewhere.requests)
+    finally:
+        elsewhere.stop()
+
+
+def test_one_password_sms_per_number_whatever_the_recipients(make_app, mailbox, sms_gateway: SmsGateway) -> None:
+    """Attack: the numbers are the sender's to type, whoever the recipients
+    are. Given one phone's number for every recipient (up to
+    max_recipients, 50), one click on "Start transaction" texted that phone
+    the same password once per recipient: an SMS flood at the operator's cost."""
+    app = make_app(password_by_sms(sms_gateway))
+    sender = Sender(app, mailbox)
+    walk_to_files(sender)
+    victim = "06 12345678"
+    everyone = [ANNA, PIET, "kees@gemeente.example"]
+    assert to_recipients(sender, dict.fromkeys(everyone, victim), to=", ".join(everyone)).status_code == 302
+    sender.files([("verslag.pdf", b"%PDF-1.4 test report\n")])
+    sent = sender.finish(everyone, password_mode="generate", password=None, password_repeat=None)
+    assert len(sms_gateway.texts_to("31612345678")) == 1
+    # And the one text opens for each of them.
+    password = sms_gateway.texts_to("31612345678")[0].split(" is ", 1)[1].split(". The transaction ID", 1)[0]
+    assert Recipient(app).unlock(sent.access_id(PIET), password).location.endswith("/download/code")

@@ -4,8 +4,10 @@ The body is the operator's template (a table) with the placeholders in its
 strings replaced, sent as JSON or as a form; the values are put into the
 structure, so a message can never change its shape. Any 2xx answer counts
 as taken; anything else, and no answer within ``timeout_seconds``, is an
-``SmsError``. The standard library's client: one request per message needs
-no connection pool.
+``SmsError``. A redirect too: followed, the message would go as a GET
+without its body (whose 200 took nothing), with the auth header, to
+wherever it points. The standard library's client: one request per
+message needs no connection pool.
 """
 
 from __future__ import annotations
@@ -38,9 +40,15 @@ def fill(template: Any, values: dict[str, str]) -> Any:
     return template
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any) -> None:
+        return None  # the 3xx is then an HTTPError
+
+
 class HttpGateway:
     def __init__(self, config: Sms) -> None:
         self.config = config
+        self.opener = urllib.request.build_opener(_NoRedirects)
 
     def send(self, message: TextMessage) -> None:
         c = self.config
@@ -54,7 +62,7 @@ class HttpGateway:
             headers[c.auth_header] = c.auth_value
         request = urllib.request.Request(c.url, data=data, headers=headers, method=c.method)
         try:
-            with urllib.request.urlopen(request, timeout=c.timeout_seconds) as answer:
+            with self.opener.open(request, timeout=c.timeout_seconds) as answer:
                 answer.read(64 * 1024)
         except (urllib.error.URLError, OSError, ValueError) as exc:
             # An HTTPError (a non-2xx answer) is a URLError too. Neither the
