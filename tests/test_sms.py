@@ -305,6 +305,10 @@ def test_the_sender_may_choose_a_stronger_check_where_the_rules_allow(
     r = sender.options(recipient_verification="sms")
     missing = f"enter a mobile number for each recipient on the Recipients step (missing for {ANNA})"
     assert r.status_code == 422 and missing in text_of(r)
+    # Back there, the step no longer calls the numbers needed only if SMS is chosen: it was.
+    assert sender.options(recipient_verification="sms", action="back").status_code == 302
+    page = text_of(sender.get("/send/recipients"))
+    assert "Enter each recipient's mobile number." in page and "Only needed if" not in page
     sent = sender.finish([ANNA], recipient_verification="email")
     assert "sent to this email address" in sent.notifications[ANNA].text
     assert page  # the recipients page rendered before any address was entered
