@@ -113,6 +113,10 @@ def test_the_generated_password_goes_by_sms_never_by_mail(make_app, mailbox, sms
     walk_to_files(sender)
     to_recipients(sender, {ANNA: "06 12345678", PIET: "06 87654321"}, to=f"{ANNA}, {PIET}")
     sender.files([("verslag.pdf", b"%PDF-1.4 test report\n")])
+    # The options step does not promise the sender a password to pass on.
+    options = text_of(sender.get("/send/options"))
+    assert "the password goes to each recipient by SMS when you start the transaction" in options
+    assert "you will see the password once" not in options
     sent = sender.finish([ANNA, PIET], password_mode="generate", password=None, password_repeat=None)
     assert 'id="generated-password"' not in sent.summary.get_data(as_text=True)
     assert "The generated password was sent to each recipient by SMS." in text_of(sent.summary)

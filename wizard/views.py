@@ -553,6 +553,7 @@ def _render_options(draft: Draft, form: OptionsForm, assessment: password_policy
         strength_label=_strength_label(assessment) if assessment else None,
         patterns=config.password.patterns,
         min_length=config.password.min_length,
+        password_by_sms=decision(draft).limits.password_by_sms,
         step="options",
     )
 
