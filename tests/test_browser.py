@@ -1846,6 +1846,10 @@ def test_a_recipient_confirms_with_a_code_by_sms_and_wrong_codes_lock(
     page = recipient.page
     expect(page.get_by_text("A one-time code was sent by SMS to •••• 78")).to_be_visible()
     recipient.check("code-sms")
+    # "Send the code again" stands apart from the button, not stuck to its edge.
+    opened = page.get_by_role("button", name="Open transfer").bounding_box()
+    again = page.get_by_role("button", name="Send the code again").bounding_box()
+    assert opened and again and again["y"] - (opened["y"] + opened["height"]) >= 8
     code = sms_gateway.code_for("31612345678")
     wrong = "123456" if code != "123456" else "654321"
     for _ in range(5):
