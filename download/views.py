@@ -165,7 +165,12 @@ def code():  # type: ignore[no-untyped-def]
     try:
         ticket = access.pass_code(db.session(), portal(), _challenge(), form.code.data, ip=client_ip())
     except recipient_codes.CodeRejected as exc:
-        return refused_posts.refuse(form, notes=[_code_message(exc)], forget=("code",))
+        if exc.locked_until is not None:
+            # The page then shows no field, only until when.
+            return refused_posts.refuse(form, notes=[_locked_message(exc.locked_until)], forget=("code",))
+        # On the field, as the sender's code step has it: marked invalid, the reason read with it.
+        form.code.errors.append(_code_message(exc))
+        return refused_posts.refuse(form, forget=("code",))
     except access.AccessLocked as exc:
         return refused_posts.refuse(
             form, notes=[_locked_message(exc.until)], status=429, headers={"Retry-After": _seconds_until(exc.until)},
@@ -177,8 +182,6 @@ def code():  # type: ignore[no-untyped-def]
 
 
 def _code_message(exc: recipient_codes.CodeRejected) -> str:
-    if exc.locked_until is not None:
-        return _locked_message(exc.locked_until)
     if exc.reason == "wrong":
         if exc.attempts_left == 1:
             return gettext("This code is not correct. You have 1 more attempt.")

@@ -1795,7 +1795,7 @@ def test_a_recipient_confirms_with_a_mailed_code_and_a_forwarded_link_opens_noth
     guess = "123456" if code != "123456" else "654321"
     page.get_by_label("Verification code").fill(guess)
     page.get_by_role("button", name="Open transfer").click()
-    expect(page.get_by_text("This code is not correct. You have 4 more attempts.")).to_be_visible()
+    expect(page.get_by_text("This code is not correct. You have 4 more attempts.").first).to_be_visible()
     stranger.check("code-wrong")
     page.goto(base + "/download/transfer")
     expect(page.get_by_role("heading", name="Receive transfer")).to_be_visible()
@@ -1846,6 +1846,10 @@ def test_a_recipient_confirms_with_a_code_by_sms_and_wrong_codes_lock(
     page = recipient.page
     expect(page.get_by_text("A one-time code was sent by SMS to •••• 78")).to_be_visible()
     recipient.check("code-sms")
+    # "Send the code again" stands apart from the button, not stuck to its edge.
+    opened = page.get_by_role("button", name="Open transfer").bounding_box()
+    again = page.get_by_role("button", name="Send the code again").bounding_box()
+    assert opened and again and again["y"] - (opened["y"] + opened["height"]) >= 8
     code = sms_gateway.code_for("31612345678")
     wrong = "123456" if code != "123456" else "654321"
     for _ in range(5):

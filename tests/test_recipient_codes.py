@@ -103,6 +103,9 @@ def test_a_code_works_only_in_the_browser_that_asked(make_app, mailbox) -> None:
     assert len(mailbox.to(ANNA)) == 2  # a second code went out, for the other browser
     r = other.submit("/download/code", {"code": code})
     assert r.status_code == 422 and "This code is not correct" in text_of(r)
+    # Said at the field, which is marked invalid (for a screen reader), and linked from the summary.
+    page = r.get_data(as_text=True)
+    assert 'aria-invalid="true"' in page and 'id="code-error"' in page and 'href="#code"' in page
 
 
 def test_the_code_step_comes_only_after_a_right_password(make_app, mailbox) -> None:

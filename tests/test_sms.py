@@ -114,6 +114,10 @@ def test_the_generated_password_goes_by_sms_never_by_mail(make_app, mailbox, sms
     walk_to_files(sender)
     to_recipients(sender, {ANNA: "06 12345678", PIET: "06 87654321"}, to=f"{ANNA}, {PIET}")
     sender.files([("verslag.pdf", b"%PDF-1.4 test report\n")])
+    # The options step does not promise the sender a password to pass on.
+    options = text_of(sender.get("/send/options"))
+    assert "the password goes to each recipient by SMS when you start the transaction" in options
+    assert "you will see the password once" not in options
     sent = sender.finish([ANNA, PIET], password_mode="generate", password=None, password_repeat=None)
     assert 'id="generated-password"' not in sent.summary.get_data(as_text=True)
     assert "The generated password was sent to each recipient by SMS." in text_of(sent.summary)
@@ -345,6 +349,10 @@ def test_the_sender_may_choose_a_stronger_check_where_the_rules_allow(
     r = sender.options(recipient_verification="sms")
     missing = f"enter a mobile number for each recipient on the Recipients step (missing for {ANNA})"
     assert r.status_code == 422 and missing in text_of(r)
+    # Back there, the step no longer calls the numbers needed only if SMS is chosen: it was.
+    assert sender.options(recipient_verification="sms", action="back").status_code == 302
+    page = text_of(sender.get("/send/recipients"))
+    assert "Enter each recipient's mobile number." in page and "Only needed if" not in page
     sent = sender.finish([ANNA], recipient_verification="email")
     assert "sent to this email address" in sent.notifications[ANNA].text
     assert page  # the recipients page rendered before any address was entered
