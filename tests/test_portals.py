@@ -291,6 +291,9 @@ def test_the_rules_refusing_a_sender_say_so_before_a_code_is_sent(make_app, mail
     assert f"You cannot send to {DESK}: Geblokkeerd." in text_of(refused)
     assert 'value="piet@spam.example"' in text_of(refused)  # kept, to be corrected
     assert mailbox.to("piet@spam.example") == []
+    with app.app_context():
+        event = db.session().scalars(select(Event).where(Event.kind == "policy_refused")).one()
+        assert event.actor == "piet@spam.example"
 
 
 def test_a_portal_whose_rules_want_codes_by_sms_cannot_be_used(make_app, mailbox: Mailbox, sms_gateway) -> None:

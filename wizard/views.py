@@ -109,6 +109,7 @@ def _personal(  # type: ignore[no-untyped-def]
         if not verdict.allowed:
             # Said before a code is sent for nothing.
             form.email.errors.extend(_portal_refusal(verdict))
+            audit.record(db.session(), "policy_refused", actor=form.email.data, ip=client_ip(), **policy.audited(verdict))
             return refused_posts.refuse(form, draft=draft)
     verified = sender_cookie.verified_email() == form.email.data
     if not verified:
