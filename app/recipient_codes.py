@@ -41,6 +41,7 @@ from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
 from . import audit, mails, notices, ratelimit, throttle
+from .verification import code_digits
 from .clock import utcnow
 from .crypto.keys import DecryptionError, open_text, seal_text, unwrap, wrap
 from .mailer import MailError
@@ -267,7 +268,7 @@ def check_code(
                 .execution_options(synchronize_session=False)
             )
         counting.commit()
-    typed = "".join(ch for ch in typed if ch.isdigit())
+    typed = code_digits(typed)
     if not hmac.compare_digest(challenge.code_hash, _digest(portal, challenge.id, typed)):
         audit.record(
             db, "recipient_code_failed", transfer_id=recipient.transfer_id, actor=recipient.email, ip=ip, now=now,

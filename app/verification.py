@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import unicodedata
 from datetime import datetime, timedelta
 
 from flask_babel import force_locale, gettext
@@ -39,6 +40,13 @@ from .portal import Portal
 def new_browser_id() -> str:
     """A random id for one browser's session: codes are bound to it."""
     return secrets.token_urlsafe(16)
+
+
+
+def code_digits(typed: str) -> str:
+    """The digits of a typed code, in ASCII: a keyboard set to Arabic types
+    ٣ for 3, which would never match and spend a try. Spaces and dashes go."""
+    return "".join(str(unicodedata.decimal(ch)) for ch in typed if ch.isdecimal())
 
 
 class ResendTooSoon(Exception):
@@ -167,7 +175,7 @@ def check_code(
     )
     if attempts is None:
         raise CodeRejected("exhausted")
-    typed = "".join(ch for ch in typed if ch.isdigit())
+    typed = code_digits(typed)
     if not hmac.compare_digest(row.code_hash, _digest(portal, email, browser, typed)):
         audit.record(db, "verification_failed", actor=email, ip=ip, now=now)
         left = config.max_attempts - attempts

@@ -7,6 +7,8 @@ from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length, ValidationError
 from wtforms.widgets import PasswordInput
 
+from app.verification import code_digits
+
 
 class UnlockForm(FlaskForm):
     """Transaction ID with the password, or, for a transfer sent without a
@@ -50,5 +52,5 @@ class CodeForm(FlaskForm):
     def validate_code(self, field: StringField) -> None:
         # Not a code at all (a typo, letters): said so, and no try spent on it.
         length = current_app.config["KOERIER"].recipient_codes.code_length
-        if len("".join(ch for ch in field.data if ch.isdigit())) != length or any(ch.isalpha() for ch in field.data):
+        if len(code_digits(field.data)) != length or any(ch.isalpha() for ch in field.data):
             raise ValidationError(_l("The code has %(count)d digits.", count=length))

@@ -270,3 +270,14 @@ def test_several_recipients_get_the_strongest_check_and_a_choice_only_where_ever
     both = limits("a@gemeente.example", "b@zorg.example")
     assert (both.recipient_verification, both.password_by_sms) == ("sms", True)
     assert limits("a@gemeente.example", "c@vast.example").verifications(sms_gateway=True) == ("email",)
+
+
+def test_a_recipient_code_typed_in_arabic_indic_digits_is_the_code(make_app, mailbox) -> None:
+    app = make_app(EMAIL)
+    sent = Sender(app, mailbox).send()
+    mailbox.clear()
+    recipient = Recipient(app)
+    recipient.unlock(sent.access_id(ANNA), PASSWORD)
+    typed = mailbox.code_for(ANNA).translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+    passed = recipient.submit("/download/code", {"code": typed})
+    assert passed.status_code == 302, text_of(passed)

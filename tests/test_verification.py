@@ -141,3 +141,14 @@ def test_what_cannot_be_a_code_spends_no_try(sender: Sender) -> None:
     real = sender.mailbox.code_for(sender.person.email)
     wrong = "00000000" if real != "00000000" else "11111111"
     assert "You have 4 more attempts." in text_of(sender.verify(wrong))
+
+
+ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+
+
+def test_a_code_typed_in_arabic_indic_digits_is_the_code(sender: Sender) -> None:
+    """A keyboard set to Arabic types ٣ for 3: the same code, not a wrong one."""
+    sender.personal()
+    code = sender.mailbox.code_for(sender.person.email)
+    verified = sender.verify(code[:4].translate(ARABIC_INDIC) + " " + code[4:])
+    assert verified.status_code == 302, text_of(verified)

@@ -14,6 +14,7 @@ from wtforms.widgets import PasswordInput
 from wtforms.validators import DataRequired, InputRequired, Length, ValidationError
 
 from app import addresses, i18n
+from app.verification import code_digits
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 _PHONE = re.compile(r"^\+?[0-9 ()./-]{6,30}$")
@@ -80,7 +81,7 @@ class VerifyForm(FlaskForm):
     def validate_code(self, field: StringField) -> None:
         # Not a code at all (a typo, letters): said so, and no try spent on it.
         length = current_app.config["KOERIER"].verification.code_length
-        if len("".join(ch for ch in field.data if ch.isdigit())) != length or any(ch.isalpha() for ch in field.data):
+        if len(code_digits(field.data)) != length or any(ch.isalpha() for ch in field.data):
             raise ValidationError(_l("The code from the email has %(count)d digits.", count=length))
 
 
