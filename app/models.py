@@ -494,8 +494,5 @@ class UploadRequest(Base):
     transfer_id: Mapped[str | None] = mapped_column(String(36))
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    # The fixed-recipients source's other limit (app/fixed_recipients.py): a request has none of its own.
-    max_files = None
-
     def __repr__(self) -> str:
         return f"<UploadRequest {self.id} by={self.staff_email!r} from={self.external_email!r}>"

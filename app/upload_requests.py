@@ -27,7 +27,7 @@ from flask_babel import force_locale, gettext
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from . import audit, mails, policy
+from . import audit, mails, policy, transactions
 from .clock import utcnow
 from .ids import new_token
 from .models import UploadRequest
@@ -139,7 +139,9 @@ def create(
     db: Session, portal: Portal, staff_email: str, new: NewRequest, ip: str = "", now: datetime | None = None
 ) -> UploadRequest:
     """The request, and its mail to the external, sent before the caller
-    commits: if delivery fails (MailError), nothing stays."""
+    commits: if delivery fails (MailError), nothing stays. The mail spends
+    one of the staff member's and the network's daily recipients, as a
+    transfer's does (transactions.RecipientBudgetExhausted)."""
     now = now or utcnow()
     if not is_staff(portal.settings, staff_email):
         raise NotStaff(staff_email)
@@ -147,6 +149,8 @@ def create(
         raise ExpiryRefused("past")
     if new.expires_on > latest_day(portal, now):
         raise ExpiryRefused("too_late")
+    with db.begin_nested():  # refused, it counts against none of them
+        transactions.charge_recipients(db, portal, staff_email, 1, ip, now)
     token = new_token()
     request = UploadRequest(
         id=str(uuid.uuid4()), token_hash=token_hash(token), staff_email=staff_email,

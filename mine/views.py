@@ -134,6 +134,11 @@ def new_request(email: str):  # type: ignore[no-untyped-def]
                 gettext("The expiration date cannot be in the past.") if exc.reason == "past"
                 else gettext("The expiration date can be at most %(date)s.", date=dates.day(latest))
             )
+        except transactions.RecipientBudgetExhausted as exc:
+            form.email.errors.append(gettext(
+                "Your daily limit of recipients is reached. Please try again after %(time)s.", time=dates.moment(exc.retry_at)
+            ))
+            return refused_posts.refuse(form, status=429)
         except MailError:
             db.session().rollback()
             form.email.errors.append(gettext("The mail could not be sent. Please try again in a few minutes."))

@@ -307,6 +307,17 @@ def test_a_request_form_refuses_what_it_cannot_take(make_app, mailbox: Mailbox) 
     assert mailbox.to(KARIN.email) == []
 
 
+def test_request_mails_spend_the_staff_members_daily_recipients(make_app, mailbox: Mailbox) -> None:
+    """A request mails whomever staff type in: it counts as a transfer's recipient does."""
+    staff = Staff(make_app({**STAFF_CONFIG, "limits": {"recipients_per_sender_per_day": 2}}), mailbox)
+    for address in (KARIN.email, "kees@thuis.example"):
+        assert staff.ask(email=address).status_code == 302
+    mailbox.clear()
+    refused = staff.ask(email="joop@thuis.example")
+    assert refused.status_code == 429 and "Your daily limit of recipients is reached." in text_of(refused)
+    assert mailbox.to("joop@thuis.example") == []
+
+
 def test_until_expiry_a_request_takes_more_than_one_transfer(make_app, mailbox: Mailbox) -> None:
     app = make_app({**STAFF_CONFIG, "requests": {"reuse": "until_expiry"}})
     staff = Staff(app, mailbox)
