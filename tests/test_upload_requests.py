@@ -27,7 +27,7 @@ from .live import free_port
 from .mailbox import Mailbox
 from .test_my_transfers import Owner
 from .test_portals import plain
-from .walker import BASE, PASSWORD, Person, Recipient, Sender, csrf_token, multipart, text_of
+from .walker import PASSWORD, Person, Recipient, Sender, csrf_token, multipart, text_of
 
 STAFF = "anna@gemeente.example"
 OTHER_STAFF = "bert@gemeente.example"
