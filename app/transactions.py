@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from . import (
-    audit, fixed_recipients, dates, drafts, exposed_names, keyslots, mails, metrics, password_policy, policy, ratelimit, recipient_codes,
-    status, upload_requests, uploads,
+    audit, dates, drafts, exposed_names, fixed_recipients, keyslots, mails, metrics, password_policy, policy, ratelimit,
+    recipient_codes, status, upload_requests, uploads,
 )
 from .clients import network
 from .clock import utcnow
@@ -448,7 +448,9 @@ def policy_problem(draft: Draft, decision: policy.Decision, now: datetime, porta
         return "files"
     if draft.password_mode not in limits.password_modes:
         return "options"
-    if draft.recipient_verification not in limits.verifications(portal.sms is not None and not fixed_recipients.fixed(draft)):
+    # A portal's or request's sender cannot give the recipients' mobile numbers.
+    sms = portal.sms is not None and not fixed_recipients.fixed(draft)
+    if draft.recipient_verification not in limits.verifications(sms):
         return "options"
     if (draft.recipient_verification == "sms" or limits.password_by_sms) and drafts.without_mobile(draft):
         return "recipients"

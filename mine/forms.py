@@ -41,12 +41,16 @@ class RequestForm(FlaskForm):
     )
     max_megabytes = IntegerField(
         _l("Largest total size in MB (optional)"),
-        validators=[Optional(), NumberRange(min=1, max=2**30, message=_l("Please enter a whole number of at least 1."))],
+        validators=[
+            Optional(), NumberRange(min=1, max=2**30, message=_l("Please enter a whole number of at least 1.")),
+        ],
     )
 
     def validate_allowed_extensions(self, field: StringField) -> None:
         """Extensions as the configuration gives them: "pdf, jpg" (a leading dot is forgiven)."""
         listed = [e.strip().lstrip(".").lower() for e in re.split(r"[\s,;]+", field.data or "") if e.strip()]
         if any(not re.fullmatch(r"[a-z0-9]{1,16}", e) for e in listed):
-            raise ValidationError(_l("Please give file types as extensions separated by commas, for example: pdf, jpg."))
+            raise ValidationError(
+                _l("Please give file types as extensions separated by commas, for example: pdf, jpg.")
+            )
         self.extensions = sorted(set(listed)) or None

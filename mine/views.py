@@ -90,7 +90,8 @@ def _staff_browser() -> dict[str, object]:
     """Whether this browser proved an address of the operator's staff: the
     start page then offers "Request files" beside "Send"."""
     def staff_browser() -> bool:
-        return upload_requests.is_staff(settings(), sender_cookie.my_transfers_email() or sender_cookie.verified_email())
+        proven = sender_cookie.my_transfers_email() or sender_cookie.verified_email()
+        return upload_requests.is_staff(settings(), proven)
 
     return {"staff_browser": staff_browser}
 
@@ -117,7 +118,8 @@ def new_request(email: str):  # type: ignore[no-untyped-def]
         form = RequestForm(data={"expires_on": latest, "language": str(get_locale())})
     else:
         form = RequestForm()
-    form.expires_on.render_kw = {"min": utcnow().astimezone(settings().site.zone).date().isoformat(), "max": latest.isoformat()}
+    today = utcnow().astimezone(settings().site.zone).date()
+    form.expires_on.render_kw = {"min": today.isoformat(), "max": latest.isoformat()}
     if request.method == "GET":
         return refused_posts.show("mine/request.html", form)
     if form.validate_on_submit():
@@ -136,7 +138,8 @@ def new_request(email: str):  # type: ignore[no-untyped-def]
             )
         except transactions.RecipientBudgetExhausted as exc:
             form.email.errors.append(gettext(
-                "Your daily limit of recipients is reached. Please try again after %(time)s.", time=dates.moment(exc.retry_at)
+                "Your daily limit of recipients is reached. Please try again after %(time)s.",
+                time=dates.moment(exc.retry_at),
             ))
             return refused_posts.refuse(form, status=429)
         except MailError:

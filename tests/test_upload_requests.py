@@ -50,8 +50,8 @@ class Staff(Owner):
         """"Request files", filled in as a person does, ``fields`` on top."""
         page = text_of(self.get("/mine/requests/new"))
         expires = re.search(r'<input[^>]*name="expires_on"[^>]*value="([^"]*)"', page)
-        data = {"name": KARIN.name, "email": KARIN.email, "message": ASK, "expires_on": expires.group(1) if expires else "",
-                "language": "en", **fields}
+        data = {"name": KARIN.name, "email": KARIN.email, "message": ASK, "language": "en",
+                "expires_on": expires.group(1) if expires else "", **fields}
         return self.post("/mine/requests/new", data={"csrf_token": csrf_token(page), **data})
 
     def link(self, **fields: Any) -> str:
@@ -276,7 +276,8 @@ def test_crafted_posts_cannot_add_recipients_or_change_the_sender(make_app, mail
 
 def test_a_requests_limits_tighten_the_rules_and_never_loosen_them(make_app, mailbox: Mailbox) -> None:
     app = make_app({**STAFF_CONFIG, "rules": [
-        {"name": "klein", "recipients": ["*@gemeente.example"], "max_total_bytes": 2000, "allowed_extensions": ["pdf", "jpg", "docx"]},
+        {"name": "klein", "recipients": ["*@gemeente.example"], "max_total_bytes": 2000,
+         "allowed_extensions": ["pdf", "jpg", "docx"]},
     ]})
     link = Staff(app, mailbox).link(max_megabytes="5", allowed_extensions=".PDF, odt")
     karin = External(app, mailbox, link)

@@ -46,7 +46,8 @@ STRENGTH_LABELS = {0: _l("Weak"), 1: _l("Weak"), 2: _l("Fair"), 3: _l("Strong"),
 
 @bp.app_context_processor
 def _fixed_source() -> dict[str, object]:
-    """The upload portal or request of the wizard on this page, if any (``fixed_source``): its steps have no recipients step."""
+    """The upload portal or request of the wizard on this page, if any
+    (``fixed_source``): its steps have no recipients step."""
     return {"fixed": g.get("fixed")}
 
 
