@@ -42,8 +42,9 @@ CLOSED = "This request is no longer open."
 class Staff(Owner):
     """A staff member in My transfers, verified by the mailed code."""
 
-    def __init__(self, app: Flask, mailbox: Mailbox, email: str = STAFF) -> None:
+    def __init__(self, app: Flask, mailbox: Mailbox, email: str = STAFF, language: str = "en") -> None:
         super().__init__(app, mailbox, email)
+        self.get(f"/lang/{language}?next=/mine/")
         self.verify()
 
     def ask(self, **fields: Any) -> TestResponse:
@@ -74,8 +75,8 @@ def request_link(mailbox: Mailbox, address: str = KARIN.email) -> str:
 class External(Sender):
     """The person asked, following the personal link."""
 
-    def __init__(self, app: Flask, mailbox: Mailbox, link: str, via: str | None = None) -> None:
-        super().__init__(app, mailbox, KARIN, via)
+    def __init__(self, app: Flask, mailbox: Mailbox, link: str, via: str | None = None, person: Person = KARIN) -> None:
+        super().__init__(app, mailbox, person, via)
         self.link = link
 
     def personal(self, **overrides: str) -> Any:
