@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from . import db as dbmod
+from . import fixed_recipients
 from .clock import utcnow
 from .crypto.keys import DecryptionError, new_key, open_text, seal_text, unwrap, wrap
 from .ids import new_token
@@ -125,12 +126,12 @@ def recipients(draft: Draft) -> list[str]:
 
 
 class RecipientsFixed(Exception):
-    """The draft goes through an upload portal, to its recipients only (app/upload_portals.py)."""
+    """The draft goes through an upload portal or request, to its recipients only (app/fixed_recipients.py)."""
 
 
 def save_recipients(draft: Draft, to: list[str], cc: list[str], bcc: list[str]) -> None:
-    if draft.portal_slug is not None:
-        raise RecipientsFixed(draft.portal_slug)
+    if fixed_recipients.fixed(draft):
+        raise RecipientsFixed(draft.id)
     draft.to_addresses, draft.cc_addresses, draft.bcc_addresses = to, cc, bcc
     touch(draft)
 

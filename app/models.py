@@ -74,6 +74,10 @@ class Draft(Base):
     # The slug of the upload portal (``[[portals]]``) the wizard was opened
     # at: its recipients are the configured ones, never the sender's choice.
     portal_slug: Mapped[str | None] = mapped_column(String(64))
+    # The upload request whose personal link opened the wizard: its staff
+    # member is the one recipient, its external the sender. No foreign key:
+    # a request purged or closed stops the draft, never frees it.
+    request_id: Mapped[str | None] = mapped_column(String(36))
 
     # No delete cascade: committing hands the files over to the transfer, and
     # discarding a draft must delete blobs too, which app/drafts.py does.
@@ -463,3 +467,32 @@ class Lease(Base):
 
     def __repr__(self) -> str:
         return f"<Lease {self.name} by {self.holder} until {self.expires_at}>"
+
+
+class UploadRequest(Base):
+    """A staff member's request that someone send them files (app/upload_requests.py).
+
+    The personal link carries a 256-bit token; only its SHA-256 is kept.
+    """
+
+    __tablename__ = "upload_request"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    staff_email: Mapped[str] = mapped_column(String(320), index=True)
+    external_name: Mapped[str] = mapped_column(String(200))
+    external_email: Mapped[str] = mapped_column(String(320))
+    message: Mapped[str] = mapped_column(Text, default="")
+    language: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    # Only tighten what the rules allow (policy.tighten); None: the rules'.
+    max_total_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    allowed_extensions: Mapped[list[str] | None] = mapped_column(JSON)
+    # The last transfer that answered it, and when.
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    transfer_id: Mapped[str | None] = mapped_column(String(36))
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    def __repr__(self) -> str:
+        return f"<UploadRequest {self.id} by={self.staff_email!r} from={self.external_email!r}>"

@@ -6,14 +6,16 @@ default`` decides when none does. A rule denies (with a reason the sender
 reads) or allows, optionally tightening the limits of ``[transfer]`` and
 ``[password]``. A transfer to several recipients gets the strictest
 combination of the rules that apply to each of them; one sent through an
-upload portal, the strictest of that and the portal's own limits.
+upload portal or by an upload request, the strictest of that and the
+portal's or request's own limits.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Protocol
 
-from .settings import MESSAGE_RULES, RECIPIENT_VERIFICATIONS, SCAN_RULES, TOGGLES, Rule, Settings, UploadPortal, localized
+from .settings import MESSAGE_RULES, RECIPIENT_VERIFICATIONS, SCAN_RULES, TOGGLES, Rule, Settings, localized
 
 DEFAULT_RULE = "(default)"
 # Refused recipients named in one audit event; the rest are counted.
@@ -197,8 +199,21 @@ def most_recipients(settings: Settings) -> int:
     return max([settings.transfer.max_recipients, *(r.max_recipients for r in settings.rules if r.max_recipients)])
 
 
-def tighten(limits: Limits, portal: UploadPortal) -> Limits:
-    """``limits`` with an upload portal's own: never more than the rules allow."""
+class Tightening(Protocol):
+    """An upload portal's or an upload request's own limits (None: the rules')."""
+
+    @property
+    def max_total_bytes(self) -> int | None: ...
+
+    @property
+    def max_files(self) -> int | None: ...
+
+    @property
+    def allowed_extensions(self) -> list[str] | None: ...
+
+
+def tighten(limits: Limits, portal: Tightening) -> Limits:
+    """``limits`` with an upload portal's or request's own: never more than the rules allow."""
     own: dict[str, object] = {key: getattr(portal, key) for key in ("max_total_bytes", "max_files")}
     if portal.allowed_extensions is not None:
         own["allowed_extensions"] = _extensions(portal.allowed_extensions)
@@ -209,10 +224,10 @@ def tighten(limits: Limits, portal: UploadPortal) -> Limits:
 
 
 def decide(
-    settings: Settings, sender: str, recipients: list[str], language: str, portal: UploadPortal | None = None
+    settings: Settings, sender: str, recipients: list[str], language: str, portal: Tightening | None = None
 ) -> Decision:
     """The combined limits for a transfer, and every recipient a rule refuses;
-    ``portal``, the upload portal the transfer is sent through, tightens them.
+    ``portal``, the upload portal or request the transfer is sent through, tightens them.
 
     ``recipients`` are To, Cc and Bcc alike: a Bcc recipient is as much a
     recipient to the rules, and counts against ``max_recipients`` too.

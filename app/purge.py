@@ -1,5 +1,6 @@
-"""The clean-up job: expiry by crypto-shredding, abandoned drafts, stale rows,
-retrieval notices and reminders, and the audit trail's term.
+"""The clean-up job: expiry by crypto-shredding, abandoned drafts, expired
+upload requests, stale rows, retrieval notices and reminders, and the audit
+trail's term.
 
 Every step is idempotent and commits on its own, so a crash half-way (or a
 blob that is already gone) is finished by the next run. An expired transfer
@@ -19,7 +20,7 @@ from flask_babel import force_locale, gettext
 from sqlalchemy import delete, exists, or_, select
 from sqlalchemy.orm import Session
 
-from . import audit, db as dbmod, drafts, mails, metrics, retrievals
+from . import audit, db as dbmod, drafts, mails, metrics, retrievals, upload_requests
 from .clock import utcnow
 from .ids import group
 from .mailer import MailError
@@ -40,6 +41,7 @@ class Report:
     drafts_removed: int = 0
     uploads_removed: int = 0
     orphan_blobs_removed: int = 0
+    requests_removed: int = 0
     codes_removed: int = 0
     grants_removed: int = 0
     counters_removed: int = 0
@@ -60,6 +62,7 @@ def run(new_session: Callable[[], Session], portal: Portal, now: datetime | None
         _expire_transfers(db, portal, now, report)
         _remove_abandoned_drafts(db, portal, now, report)
         _remove_orphan_blobs(db, portal, now, report)
+        report.requests_removed = upload_requests.purge_expired(db, now)
         _remove_stale_rows(db, now, report)
         _purge_audit_trail(db, portal, now, report)
         report.notices_sent = retrievals.send_due(db, portal, now)

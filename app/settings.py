@@ -694,6 +694,8 @@ class UploadPortal:
     # The language of the mails its recipients get, proposed on the options
     # step; "" proposes the sender's, though a department reads its own.
     recipient_language: str = ""
+    # Anyone may send through a portal (app/fixed_recipients.py); not a key.
+    sender = None
 
     def check(self, path: str) -> None:
         if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,63}", self.slug):
@@ -739,6 +741,37 @@ class UploadPortal:
 
 
 @dataclass(frozen=True)
+class Staff:
+    """Who works for the organisation: a sender whose verified address matches
+    one of ``senders`` (patterns as in the rules) may request files from others."""
+
+    senders: list[str] = field(default_factory=list)
+
+    def check(self, path: str) -> None:
+        for pattern in self.senders:
+            # "*" would make every verified address staff.
+            if pattern == "*" or not _ADDRESS_PATTERN.match(pattern):
+                raise ConfigError(f"{path}.senders: {pattern!r} is not an address, \"*@domain\" or \"*@*.domain\"")
+
+
+REQUEST_REUSE = ("once", "until_expiry")
+
+
+@dataclass(frozen=True)
+class Requests:
+    """Upload requests: a staff member asks someone to send files through a personal link."""
+
+    # The latest expiration a staff member may give a request, in days from today.
+    max_days: int = 30
+    # "once": the link starts one transfer; "until_expiry": any number until it expires.
+    reuse: str = "once"
+
+    def check(self, path: str) -> None:
+        _range(path, "max_days", self.max_days, 1, 365)
+        _one_of(path, "reuse", self.reuse, REQUEST_REUSE)
+
+
+@dataclass(frozen=True)
 class Crypto:
     # RFC 9106 section 4, second recommended option (for memory-constrained
     # servers): t=3, m=64 MiB, p=4.
@@ -778,6 +811,8 @@ class Settings:
     policy: Policy = field(default_factory=Policy)
     rules: list[Rule] = field(default_factory=list)
     portals: list[UploadPortal] = field(default_factory=list)
+    staff: Staff = field(default_factory=Staff)
+    requests: Requests = field(default_factory=Requests)
 
     def check(self, path: str) -> None:
         """What one section cannot see alone: a scan rule needs a scanner, SMS

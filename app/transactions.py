@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from . import (
-    audit, dates, drafts, exposed_names, keyslots, mails, metrics, password_policy, policy, ratelimit, recipient_codes,
-    status, upload_portals, uploads,
+    audit, dates, drafts, exposed_names, fixed_recipients, keyslots, mails, metrics, password_policy, policy, ratelimit,
+    recipient_codes, status, upload_requests, uploads,
 )
 from .clients import network
 from .clock import utcnow
@@ -126,11 +126,17 @@ def start(
     if (missing := first_missing_step(draft, sender_verified=True)) is not None:
         raise NotReady(missing)
     assert draft.expires_on is not None and draft.subject is not None and draft.body is not None
-    # A portal's recipients as configured now, whatever the draft's row says.
-    upload_portal = upload_portals.refresh(portal.settings, draft)
-    decision = policy.decide(portal.settings, draft.sender_email, drafts.recipients(draft), sender_language, upload_portal)
+    # A portal's or request's recipients as they are now, whatever the draft's
+    # row says; fixed_recipients.Gone once the portal or request is no more.
+    source = fixed_recipients.refresh(db, portal.settings, draft, now)
+    decision = policy.decide(portal.settings, draft.sender_email, drafts.recipients(draft), sender_language, source)
     if (missing := policy_problem(draft, decision, now, portal)) is not None:
         raise NotReady(missing)
+    if draft.request_id is not None and not upload_requests.consume(
+        db, portal.settings, draft.request_id, draft.transfer_id, draft.sender_email, ip, now
+    ):
+        # Used by another transfer since the refresh above.
+        raise fixed_recipients.Gone("request")
     by_sms = decision.limits.password_by_sms and draft.password_mode == "generate"
     sms_password = drafts.sms_password(draft) if by_sms else None
     if by_sms and (sms_password is None or not set(_password_texts(portal, draft, sms_password)) <= set(texts_sent)):
@@ -210,11 +216,11 @@ def start(
         db, "transfer_created", transfer_id=transfer.id, actor=transfer.sender_email, ip=ip, now=now,
         recipients=[{"email": r.email, "kind": r.kind} for r in transfer.recipients],
         file_count=transfer.file_count, total_bytes=transfer.total_bytes, password_mode=transfer.password_mode,
-        reply_to=transfer.reply_to_id, portal=draft.portal_slug,
+        reply_to=transfer.reply_to_id, portal=draft.portal_slug, request=draft.request_id,
     )
     after_commit(db, metrics.TRANSFERS_STARTED.inc)
     started = Started(transfer, file_names, generated, status.link(portal, status_token))
-    started.mails = _notification_mails(portal, transfer, file_names, link_secrets)
+    started.mails = _notification_mails(portal, transfer, file_names, link_secrets, draft.request_id is not None)
     if transfer.notify_confirmation:
         started.mails.append(_confirmation_mail(portal, transfer, file_names, started.status_link))
     return started
@@ -250,7 +256,8 @@ def password_texts(
     now = now or utcnow()
     if (missing := first_missing_step(draft, sender_verified=True, before="notification")) is not None:
         raise NotReady(missing)
-    decision = policy.decide(portal.settings, draft.sender_email, drafts.recipients(draft), sender_language)
+    source = fixed_recipients.of(db, portal.settings, draft, now)
+    decision = policy.decide(portal.settings, draft.sender_email, drafts.recipients(draft), sender_language, source)
     if not (decision.limits.password_by_sms and draft.password_mode == "generate"):
         return []
     if (missing := policy_problem(draft, decision, now, portal)) is not None:
@@ -356,18 +363,21 @@ def download_link(portal: Portal, recipient: Recipient, link_secret: str | None)
 
 
 def _notification_mails(
-    portal: Portal, transfer: Transfer, file_names: list[str], link_secrets: dict[int, str]
+    portal: Portal, transfer: Transfer, file_names: list[str], link_secrets: dict[int, str], answers_request: bool
 ) -> list[EmailMessage]:
     return [
-        notification_mail(portal, transfer, recipient, file_names, link_secrets.get(recipient.id))
+        notification_mail(portal, transfer, recipient, file_names, link_secrets.get(recipient.id), answers_request)
         for recipient in transfer.recipients
     ]
 
 
 def notification_mail(
-    portal: Portal, transfer: Transfer, recipient: Recipient, file_names: list[str], link_secret: str | None
+    portal: Portal, transfer: Transfer, recipient: Recipient, file_names: list[str], link_secret: str | None,
+    answers_request: bool = False,
 ) -> EmailMessage:
-    """One recipient's notification; never the password, which the server does not know."""
+    """One recipient's notification; never the password, which the server does not know.
+    ``answers_request``: the transfer answers the recipient's upload request,
+    which this mail tells them is fulfilled."""
     # Bcc recipients get their own mail like everyone else, and are listed in nobody's.
     visible = [r for r in transfer.recipients if r.kind != "bcc"]
     text, html = mails.render(
@@ -383,6 +393,7 @@ def notification_mail(
         unlisted=max(0, len(visible) - LISTED_RECIPIENTS),
         file_names=file_names if transfer.expose_filenames else [],
         site=portal.settings.site,
+        answers_request=answers_request,
     )
     return mails.compose(
         portal.settings, recipient.email, transfer.subject, text, html,
@@ -446,7 +457,9 @@ def policy_problem(draft: Draft, decision: policy.Decision, now: datetime, porta
         return "files"
     if draft.password_mode not in limits.password_modes:
         return "options"
-    if draft.recipient_verification not in limits.verifications(portal.sms is not None and draft.portal_slug is None):
+    # A portal's or request's sender cannot give the recipients' mobile numbers.
+    sms = portal.sms is not None and not fixed_recipients.fixed(draft)
+    if draft.recipient_verification not in limits.verifications(sms):
         return "options"
     if (draft.recipient_verification == "sms" or limits.password_by_sms) and drafts.without_mobile(draft):
         return "recipients"

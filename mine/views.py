@@ -15,7 +15,7 @@ from flask import abort, flash, redirect, render_template, request, session, url
 from flask_babel import get_locale, gettext
 from flask_babel import lazy_gettext as _l
 
-from app import dates, db, my_transfers, ratelimit, refused_posts, status, transactions, verification
+from app import dates, db, my_transfers, ratelimit, refused_posts, status, transactions, upload_requests, verification
 from app.clock import utcnow
 from app.i18n import local_path
 from app.forms import ButtonForm
@@ -27,7 +27,7 @@ from wizard.forms import VerifyForm
 from wizard.guards import browser_id, code_message, retry_message
 
 from . import bp
-from .forms import AddressForm, ExpiryForm
+from .forms import AddressForm, ExpiryForm, RequestForm
 
 # The address a code was sent to, until it is entered.
 PENDING = "my_transfers_pending"
@@ -77,9 +77,90 @@ def own_transfer(view: Callable[..., Any]) -> Callable[..., Any]:
 @bp.get("/")
 @verified_address
 def index(email: str):  # type: ignore[no-untyped-def]
+    staff = upload_requests.is_staff(settings(), email)
     return render_template(
-        "mine/list.html", email=email, transfers=my_transfers.sent_by(db.session(), email), form=ButtonForm()
+        "mine/list.html", email=email, transfers=my_transfers.sent_by(db.session(), email), form=ButtonForm(),
+        staff=staff, requests=upload_requests.of_staff(db.session(), email) if staff else [],
+        request_state=lambda r: upload_requests.state(settings(), r),
     )
+
+
+@bp.app_context_processor
+def _staff_browser() -> dict[str, object]:
+    """Whether this browser proved an address of the operator's staff: the
+    start page then offers "Request files" beside "Send"."""
+    def staff_browser() -> bool:
+        proven = sender_cookie.my_transfers_email() or sender_cookie.verified_email()
+        return upload_requests.is_staff(settings(), proven)
+
+    return {"staff_browser": staff_browser}
+
+
+def staff_only(view: Callable[..., Any]) -> Callable[..., Any]:
+    """The view gets the verified address, if it is one of the operator's staff; others are refused."""
+
+    @verified_address
+    @functools.wraps(view)
+    def guarded(email: str, *args: Any, **kwargs: Any) -> Any:
+        if not upload_requests.is_staff(settings(), email):
+            abort(403)
+        return view(email, *args, **kwargs)
+
+    return guarded
+
+
+@bp.route("/requests/new", methods=["GET", "POST"])
+@staff_only
+def new_request(email: str):  # type: ignore[no-untyped-def]
+    """"Request files": someone outside gets a personal link to send files to this staff member."""
+    latest = upload_requests.latest_day(portal(), utcnow())
+    if request.method == "GET":
+        form = RequestForm(data={"expires_on": latest, "language": str(get_locale())})
+    else:
+        form = RequestForm()
+    today = utcnow().astimezone(settings().site.zone).date()
+    form.expires_on.render_kw = {"min": today.isoformat(), "max": latest.isoformat()}
+    if request.method == "GET":
+        return refused_posts.show("mine/request.html", form)
+    if form.validate_on_submit():
+        megabytes = form.max_megabytes.data
+        new = upload_requests.NewRequest(
+            external_name=form.name.data, external_email=form.email.data, message=form.message.data or "",
+            expires_on=form.expires_on.data, language=form.language.data,
+            allowed_extensions=form.extensions, max_total_bytes=megabytes * 1024 * 1024 if megabytes else None,
+        )
+        try:
+            upload_requests.create(db.session(), portal(), email, new, ip=client_ip())
+        except upload_requests.ExpiryRefused as exc:
+            form.expires_on.errors.append(
+                gettext("The expiration date cannot be in the past.") if exc.reason == "past"
+                else gettext("The expiration date can be at most %(date)s.", date=dates.day(latest))
+            )
+        except transactions.RecipientBudgetExhausted as exc:
+            form.email.errors.append(gettext(
+                "Your daily limit of recipients is reached. Please try again after %(time)s.",
+                time=dates.moment(exc.retry_at),
+            ))
+            return refused_posts.refuse(form, status=429)
+        except MailError:
+            db.session().rollback()
+            form.email.errors.append(gettext("The mail could not be sent. Please try again in a few minutes."))
+            return refused_posts.refuse(form, status=503)
+        else:
+            flash(gettext("Your request has been sent to %(email)s.", email=new.external_email), "info")
+            return redirect(url_for("mine.index"))
+    return refused_posts.refuse(form)
+
+
+@bp.post("/requests/<request_id>/revoke")
+@staff_only
+def revoke_request(email: str, request_id: str):  # type: ignore[no-untyped-def]
+    if not ButtonForm().validate_on_submit():
+        abort(400)
+    if not upload_requests.revoke(db.session(), settings(), email, request_id, ip=client_ip()):
+        abort(404)
+    flash(gettext("The request has been revoked: its link no longer works."), "info")
+    return redirect(url_for("mine.index"))
 
 
 @bp.route("/verify", methods=["GET", "POST"])

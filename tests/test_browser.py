@@ -1125,6 +1125,58 @@ def test_my_transfers_and_a_report_that_prints(browser: Browser, portal, mailbox
         (visit.shots / "report.pdf").write_bytes(pdf)
 
 
+def test_staff_request_files_and_the_external_answers_through_the_link(
+    browser: Browser, make_live, mailbox: Mailbox, tmp_path: Path
+) -> None:
+    """A staff member asks for files in My transfers; the external's link
+    opens the wizard with no code and no recipients step; the request shows
+    as fulfilled, and its link is closed."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    make_live({"site": {"base_url": base}, "staff": {"senders": ["*@gemeente.example"]}}, port=port)
+    staff = new_visit(browser, "request")
+    page = staff.page
+    page.goto(base + "/mine/")
+    page.get_by_label("Email address").fill("anna@gemeente.example")
+    page.get_by_role("button", name="Next").click()
+    page.get_by_label("Verification code").fill(mailbox.code_for("anna@gemeente.example"))
+    page.get_by_role("button", name="Verify").click()
+    page.get_by_role("link", name="Request files").click()
+    staff.check("request-form")
+    page.get_by_label("Name").fill("Karin Buiten")
+    page.get_by_label("Email address").fill("karin@thuis.example")
+    page.get_by_label("Message").fill("Graag het getekende contract.")
+    page.get_by_role("button", name="Request files").click()
+    expect(page.locator(".request-state")).to_have_text("Open")
+    staff.check("requests")
+    link = re.search(r"(http://\S+/send/request/\S+)", mailbox.last_to("karin@thuis.example").text).group(1)
+
+    external = new_visit(browser, "request-answer")
+    answer = external.page
+    answer.goto(link)
+    expect(answer.get_by_role("heading", name="Files requested by anna@gemeente.example", level=1)).to_be_visible()
+    expect(answer.get_by_text("Graag het getekende contract.")).to_be_visible()
+    expect(answer.locator(".steps")).not_to_contain_text("Recipients")
+    external.check("personal")
+    answer.get_by_label("Name").fill("Karin Buiten")
+    answer.get_by_label("Phone").fill("06 12345678")
+    answer.get_by_role("button", name="Next").click()
+    source = tmp_path / "contract.pdf"
+    random_file(source, 100_000)
+    expect(answer.locator(".uploader")).to_be_visible()
+    answer.locator("#picker").set_input_files(source)
+    expect(answer.locator(".upload-status")).to_have_text("Uploaded", timeout=30_000)
+    external.check("files")
+    start_with_manual_password(answer)
+    assert "This transfer answers your request for files." in mailbox.last_to("anna@gemeente.example").text
+
+    page.reload()
+    expect(page.locator(".request-state")).to_have_text("Fulfilled")
+    answer.goto(link)
+    expect(answer.get_by_text("This request is no longer open.")).to_be_visible()
+    external.check("closed")
+
+
 # First contact (issue 11): the address, uploads that did not get in, the
 # session's end, and the phone layout.
 

@@ -21,6 +21,7 @@ from app import db, purge
 from app.clock import utcnow
 
 from .mailbox import Mailbox, Received
+from .test_upload_requests import External, Staff, request_link
 from .walker import PASSWORD, Person, Recipient, Sender
 
 MAIL_TEMPLATES = Path(__file__).resolve().parent.parent / "app" / "templates" / "mail"
@@ -43,12 +44,13 @@ SUBJECTS = {
         "verification": "Your verification code for", "confirmation": "Your transfer to",
         "retrieved": "has downloaded files of", "reminder": "Reminder:", "lockout": "Wrong passwords for your transfer",
         "withdrawn": "Withdrawn:", "recipient_code": "Your code to open the files from",
+        "upload_request": "asks you to send files",
     },
     "nl": {
         "verification": "Uw verificatiecode voor", "confirmation": "Uw overdracht aan",
         "retrieved": "heeft bestanden van", "reminder": "Herinnering:",
         "lockout": "Verkeerde wachtwoorden voor uw overdracht", "withdrawn": "Ingetrokken:",
-        "recipient_code": "Uw code om de bestanden van",
+        "recipient_code": "Uw code om de bestanden van", "upload_request": "vraagt u bestanden te sturen",
     },
 }
 
@@ -73,7 +75,8 @@ def every_kind_of_mail(
     """A transfer and a reply through their whole lives, with every mail they cause."""
     app = make_app({
         "retention": {"scheduler": False, "reminder_days_before": 2},
-        "rules": [{"name": "codes", "recipients": [CODED], "recipient_verification": "email"}], **(config or {}),
+        "rules": [{"name": "codes", "recipients": [CODED], "recipient_verification": "email"}],
+        "staff": {"senders": [ANNA.email]}, **(config or {}),
     })
     made = Mails()
     jan = Sender(app, mailbox, JAN)
@@ -112,6 +115,16 @@ def every_kind_of_mail(
     # A transfer whose recipient confirms with a code mailed after the password.
     coded = jan.send(to=CODED, files=[TYPED["file"]], message=TYPED["message"], recipient_language=language)
     assert Recipient(app).unlock(coded.access_id(CODED), PASSWORD).location.endswith("/download/code")
+    made.add(language, list(mailbox.messages))
+    # Anna asks Jan for files; he sends them through the request's personal link.
+    mailbox.clear()
+    anna = Staff(app, mailbox, ANNA.email, language)
+    assert anna.ask(name=JAN.name, email=JAN.email, language=language).status_code == 302
+    answer = External(app, mailbox, request_link(mailbox, JAN.email), person=JAN)
+    answer.get(f"/lang/{language}?next=/send/")
+    answer.to_files()
+    assert answer.files([TYPED["file"]], TYPED["message"]).status_code == 302
+    answer.finish([ANNA.email], recipient_language=language)
     made.add(language, list(mailbox.messages))
     return made
 

@@ -13,9 +13,8 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import ValidationError as CSRFValidationError
 from flask_wtf.csrf import validate_csrf
 
-from app import dates, db, drafts, policy, ratelimit, transactions, upload_portals, verification
+from app import dates, db, drafts, fixed_recipients, policy, ratelimit, transactions, verification
 from app.models import Draft, Transfer
-from app.settings import UploadPortal
 from app.true_types import extension
 from app.web import human_size, portal, settings
 
@@ -28,6 +27,10 @@ SCANNER_RETRY_SECONDS = 60
 PORTAL_GONE = _l(
     "The link this transfer was started at has been taken out of use, so the transfer cannot be sent. Nothing has been sent."
 )
+# Revoked, expired or used: which is not said, to whoever holds the link.
+REQUEST_CLOSED = _l(
+    "This request is no longer open. If you still need to send files, please contact the person who asked for them."
+)
 
 
 def current_draft() -> Draft | None:
@@ -36,29 +39,36 @@ def current_draft() -> Draft | None:
 
 
 def sender_verified(draft: Draft) -> bool:
+    """By a code, in this browser; or, for a request's draft, by its personal
+    link, which came to the address the draft is bound to (``fixed_source``)."""
+    if draft.request_id is not None:
+        return True
     return bool(draft.sender_email) and sender_cookie.verified_email() == draft.sender_email
 
 
 def decision(draft: Draft, recipients: list[str] | None = None) -> policy.Decision:
     addresses = drafts.recipients(draft) if recipients is None else recipients
-    return policy.decide(settings(), draft.sender_email, addresses, str(get_locale()), upload_portals.of(settings(), draft))
+    source = fixed_recipients.of(db.session(), settings(), draft)
+    return policy.decide(settings(), draft.sender_email, addresses, str(get_locale()), source)
 
 
-def upload_portal_of(draft: Draft) -> UploadPortal | None:
-    """The upload portal the draft was started at, its recipients (back) in
-    the draft, and for the pages' step indicator; PortalGone once removed."""
-    g.upload_portal = upload_portals.refresh(settings(), draft)
-    return g.upload_portal
+def fixed_source(draft: Draft) -> fixed_recipients.Source | None:
+    """The upload portal or request the draft was started at, its recipients
+    (and a request's sender) (back) in the draft, and for the pages' step
+    indicator; fixed_recipients.Gone once it is no more."""
+    g.fixed = fixed_recipients.refresh(db.session(), settings(), draft)
+    return g.fixed
 
 
-def portal_gone():  # type: ignore[no-untyped-def]
-    return render_template("wizard/portal_gone.html", message=PORTAL_GONE), 410
+def gone(kind: str = "portal"):  # type: ignore[no-untyped-def]
+    """The page of a draft whose portal was removed or whose request closed; also of a closed request's link."""
+    return render_template("wizard/portal_gone.html", message=REQUEST_CLOSED if kind == "request" else PORTAL_GONE), 410
 
 
 def around_recipients(draft: Draft, back: bool = False) -> str:
-    """The recipients step, which a portal's draft, its recipients fixed,
-    passes by: to the files step, or going back, to the first one."""
-    if draft.portal_slug is None:
+    """The recipients step, which a portal's or request's draft, its recipients
+    fixed, passes by: to the files step, or going back, to the first one."""
+    if not fixed_recipients.fixed(draft):
         return url_for("wizard.recipients")
     return url_for("wizard.personal" if back else "wizard.files")
 
@@ -110,9 +120,9 @@ def wizard_step(step: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]
                     flash(gettext("Your session has expired. Please start again."), "error")
                 return redirect(url_for("wizard.personal"))
             try:
-                upload_portal_of(draft)
-            except upload_portals.PortalGone:
-                return portal_gone()
+                fixed_source(draft)
+            except fixed_recipients.Gone as exc:
+                return gone(exc.kind)
             if (missing := skips_ahead(draft, step)) is not None:
                 if step == "notification" and db.session().get(Transfer, draft.transfer_id) is not None:
                     # The same, with the first click committed between this

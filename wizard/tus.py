@@ -16,7 +16,7 @@ from flask_babel import gettext
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.http import http_date
 
-from app import csrf, db, drafts, resumable, upload_limits, upload_portals, uploads
+from app import csrf, db, drafts, fixed_recipients, resumable, upload_limits, uploads
 from app.crypto.stream import LengthExceeded
 from app.models import Draft, StoredFile, Upload
 from app.policy import Limits
@@ -25,8 +25,8 @@ from app.web import client_ip, limit_body, portal, streams_body, upload_leases
 
 from . import bp
 from .guards import (
-    PORTAL_GONE, SCANNER_RETRY_SECONDS, SHORT_OF_SPACE, TOO_MANY_UPLOADS, csrf_token_ok, current_draft, decision,
-    file_problem, infected_message, skips_ahead, upload_portal_of,
+    PORTAL_GONE, REQUEST_CLOSED, SCANNER_RETRY_SECONDS, SHORT_OF_SPACE, TOO_MANY_UPLOADS, csrf_token_ok, current_draft,
+    decision, file_problem, fixed_source, infected_message, skips_ahead,
 )
 
 log = logging.getLogger(__name__)
@@ -80,9 +80,9 @@ def _sender_draft() -> Draft:
     if draft is None:
         abort(_error(403, gettext("Your session has expired. Please start again.")))
     try:
-        upload_portal_of(draft)
-    except upload_portals.PortalGone:
-        abort(_error(410, str(PORTAL_GONE)))
+        fixed_source(draft)
+    except fixed_recipients.Gone as exc:
+        abort(_error(410, str(REQUEST_CLOSED if exc.kind == "request" else PORTAL_GONE)))
     if skips_ahead(draft, "files"):
         abort(_error(403, gettext("Please complete the previous steps first.")))
     return draft

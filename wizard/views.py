@@ -12,8 +12,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
 from app import (
-    addresses, audit, csrf, dates, db, drafts, i18n, keyslots, mobiles, password_policy, policy, ratelimit,
-    refused_posts, status, transactions, upload_limits, upload_portals, uploads, verification,
+    addresses, audit, csrf, dates, db, drafts, fixed_recipients, i18n, keyslots, mobiles, password_policy, policy,
+    ratelimit, refused_posts, status, transactions, upload_limits, upload_requests, uploads, verification,
 )
 from app.argon2_gate import Argon2Busy
 from app.clock import utcnow
@@ -29,8 +29,8 @@ from app.web import client_ip, limit_body, portal, settings, streams_body, uploa
 from . import bp, portals_bp, sender_cookie
 from .guards import (
     SCANNER_RETRY_SECONDS, TOO_MANY_UPLOADS, around_recipients, browser_id, code_message, csrf_token_ok, current_draft,
-    decision, file_problem, first_missing_step, infected_message, portal_gone, retry_message, sender_verified,
-    to_summary_of, upload_portal_of, wizard_step,
+    decision, file_problem, first_missing_step, fixed_source, gone, infected_message, retry_message, sender_verified,
+    to_summary_of, wizard_step,
 )
 from .forms import (
     MessageForm, NotificationForm, OptionsForm, PersonalForm, RecipientsForm, VerifyForm, mobile_field_name,
@@ -45,19 +45,20 @@ STRENGTH_LABELS = {0: _l("Weak"), 1: _l("Weak"), 2: _l("Fair"), 3: _l("Strong"),
 
 
 @bp.app_context_processor
-def _upload_portal() -> dict[str, object]:
-    """The upload portal of the wizard on this page, if any (``upload_portal_of``): its steps have no recipients step."""
-    return {"upload_portal": g.get("upload_portal")}
+def _fixed_source() -> dict[str, object]:
+    """The upload portal or request of the wizard on this page, if any
+    (``fixed_source``): its steps have no recipients step."""
+    return {"fixed": g.get("fixed")}
 
 
 @bp.route("/", methods=["GET", "POST"])
 def personal():  # type: ignore[no-untyped-def]
     draft = current_draft()
     try:
-        upload_portal = upload_portal_of(draft) if draft is not None else None
-    except upload_portals.PortalGone:
-        return portal_gone()
-    return _personal(draft, upload_portal)
+        source = fixed_source(draft) if draft is not None else None
+    except fixed_recipients.Gone as exc:
+        return gone(exc.kind)
+    return _personal(draft, source)
 
 
 @portals_bp.route("/<slug>", methods=["GET", "POST"])
@@ -68,21 +69,37 @@ def portal_start(slug: str):  # type: ignore[no-untyped-def]
         abort(404)
     draft = current_draft()
     if draft is not None and draft.portal_slug == slug:
-        return _personal(draft, upload_portal_of(draft))
+        return _personal(draft, fixed_source(draft))
     # Another unfinished transfer in this browser is discarded only once
     # this step's form is sent: the page says so first.
     return _personal(None, upload_portal, replaces=draft)
 
 
+@bp.route("/request/<token>", methods=["GET", "POST"])
+def request_start(token: str):  # type: ignore[no-untyped-def]
+    """An upload request's personal link: the first step, for a transfer from
+    the address it was mailed to, to the staff member who asked."""
+    found = upload_requests.find_open(db.session(), settings(), token)
+    if found is None:
+        # Unknown, revoked, expired or used alike; and no draft is started.
+        return gone("request")
+    draft = current_draft()
+    if draft is not None and draft.request_id == found.id:
+        return _personal(draft, fixed_source(draft))
+    return _personal(None, upload_requests.Source(found), replaces=draft)
+
+
 def _personal(  # type: ignore[no-untyped-def]
-    draft: Draft | None, upload_portal: UploadPortal | None, replaces: Draft | None = None
+    draft: Draft | None, source: fixed_recipients.Source | None, replaces: Draft | None = None
 ):
-    """The first step; ``upload_portal``: at a portal, whose recipients the
-    draft gets; ``replaces``: the browser's other draft, discarded once the form is sent."""
-    g.upload_portal = upload_portal
+    """The first step; ``source``: at an upload portal or by a request's link,
+    whose recipients the draft gets (and a request's sender: the address its
+    link came to, which needs no code); ``replaces``: the browser's other
+    draft, discarded once the form is sent."""
+    g.fixed = source
     remembered = session.get("sender", {})
     # A reply waiting for its first step does not become a portal's transfer.
-    reply = {} if upload_portal is not None else session.get("reply", {})
+    reply = {} if source is not None else session.get("reply", {})
     form = PersonalForm(
         data={
             "name": draft.sender_name if draft else remembered.get("name", ""),
@@ -92,6 +109,10 @@ def _personal(  # type: ignore[no-untyped-def]
         if request.method == "GET"
         else None
     )
+    if source is not None and source.sender is not None:
+        # Whatever was posted: the request is answered from where it was sent.
+        form.email.data = source.sender
+        form.email.render_kw = {"readonly": True}
     if request.method == "GET":
         # A reply says whom it answers, before its draft exists and after.
         answered = draft.reply_to_id if draft else reply.get("reply_to_id")
@@ -104,14 +125,14 @@ def _personal(  # type: ignore[no-untyped-def]
         return refused_posts.carry(form, draft=draft, to=url_for("site.index") if form.back else None)
     if not form.validate_on_submit():
         return refused_posts.refuse(form, draft=draft)
-    if upload_portal is not None:
-        verdict = policy.decide(settings(), form.email.data, upload_portal.addresses, str(get_locale()), upload_portal)
+    if source is not None:
+        verdict = policy.decide(settings(), form.email.data, source.addresses, str(get_locale()), source)
         if not verdict.allowed:
             # Said before a code is sent for nothing.
             form.email.errors.extend(_portal_refusal(verdict))
             audit.record(db.session(), "policy_refused", actor=form.email.data, ip=client_ip(), **policy.audited(verdict))
             return refused_posts.refuse(form, draft=draft)
-    verified = sender_cookie.verified_email() == form.email.data
+    verified = (source is not None and source.sender is not None) or sender_cookie.verified_email() == form.email.data
     if not verified:
         # Before a draft exists: a refused request leaves none behind.
         try:
@@ -134,8 +155,8 @@ def _personal(  # type: ignore[no-untyped-def]
         draft, ticket = drafts.create(db.session())
         session["draft"] = ticket.as_session()
         reply = session.pop("reply", None)
-        if upload_portal is not None:
-            upload_portals.bind(draft, upload_portal)
+        if source is not None:
+            fixed_recipients.attach(draft, source)
         elif reply:
             drafts.prefill_reply(draft, **reply)
     drafts.save_personal(draft, form.name.data, form.phone.data, form.email.data)
@@ -198,8 +219,8 @@ def resend(draft: Draft):  # type: ignore[no-untyped-def]
 @bp.route("/recipients", methods=["GET", "POST"])
 @wizard_step("recipients")
 def recipients(draft: Draft):  # type: ignore[no-untyped-def]
-    if draft.portal_slug is not None:
-        # A portal's recipients are fixed: nothing posted here is read.
+    if fixed_recipients.fixed(draft):
+        # A portal's or request's recipients are fixed: nothing posted here is read.
         return _past_fixed_recipients(draft)
     if request.method == "GET":
         lists = RecipientsForm(data={
@@ -273,7 +294,7 @@ def _numbers(form: RecipientsForm, required: bool) -> dict[str, str] | None:
 
 
 def _past_fixed_recipients(draft: Draft):  # type: ignore[no-untyped-def]
-    """On to the files step, unless the rules (changed since the first step) refuse the portal's recipients."""
+    """On to the files step, unless the rules (changed since the first step) refuse the fixed recipients."""
     verdict = decision(draft)
     if verdict.allowed:
         return redirect(url_for("wizard.files"))
@@ -450,9 +471,9 @@ def options(draft: Draft):  # type: ignore[no-untyped-def]
             data={
                 "expires_on": draft.expires_on
                 or earliest + timedelta(days=min(config.transfer.default_expiry_days, limits.max_expiry_days)),
-                # A portal's operator may know its recipients' language; else the sender's.
+                # A portal's operator, or the staff member who asked, may know the recipients' language.
                 "recipient_language": draft.recipient_language
-                or (g.upload_portal and g.upload_portal.recipient_language) or str(get_locale()),
+                or (g.fixed and g.fixed.recipient_language) or str(get_locale()),
                 "notify_confirmation": draft.notify_confirmation,
                 "notify_retrieval": limits.default_on(limits.retrieval_notice) if fresh else draft.notify_retrieval,
                 "expose_filenames": limits.default_on(limits.expose_filenames) if fresh else draft.expose_filenames,
@@ -465,8 +486,8 @@ def options(draft: Draft):  # type: ignore[no-untyped-def]
         form = OptionsForm()
     refusal = refused_posts.restore(form, draft) if request.method == "GET" else None
     form.password_mode.choices = [c for c in form.password_mode.choices if c.value in limits.password_modes]
-    # A portal's sender cannot give its recipients' mobile numbers.
-    verifications = limits.verifications(portal().sms is not None and draft.portal_slug is None)
+    # A portal's or request's sender cannot give its recipients' mobile numbers.
+    verifications = limits.verifications(portal().sms is not None and not fixed_recipients.fixed(draft))
     form.recipient_verification.choices = [c for c in form.recipient_verification.choices if c.value in verifications]
     if len(verifications) == 1 or form.recipient_verification.data not in verifications and request.method == "GET":
         # The rules' minimum: fixed, or preselected where the sender may choose more.
@@ -664,6 +685,9 @@ def notification(draft: Draft):  # type: ignore[no-untyped-def]
         _keep_text(draft, subject, body, defaults)
         form.subject.errors.append(retry_message(exc))
         return refused_posts.refuse(form, status=429, draft=draft)
+    except fixed_recipients.Gone as exc:
+        # Its request was used by another transfer a moment ago.
+        return gone(exc.kind)
     except Argon2Busy:
         form.subject.errors.append(BUSY)
         return refused_posts.refuse(form, status=503, headers={"Retry-After": "10"}, draft=draft)
@@ -765,7 +789,7 @@ def done():  # type: ignore[no-untyped-def]
         session.pop("summary", None)
         return redirect(url_for("wizard.personal"))
     summary = _summary(transfer, bool(kept.get("mail_failed")))
-    g.upload_portal = _summary_portal(kept)
+    g.fixed = _summary_portal(kept)
     return render_template("wizard/done.html", summary=summary, password=None, step="done")
 
 
