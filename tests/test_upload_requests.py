@@ -374,3 +374,23 @@ def test_links_of_other_pages_are_not_requests(make_app, mailbox: Mailbox) -> No
         answer = External(app, mailbox, path).get(path)
         assert answer.status_code == 410 and CLOSED in text_of(answer)
     assert drafts_count(app) == 0
+
+
+def test_a_start_refused_by_a_daily_limit_leaves_the_request_open(make_app, mailbox: Mailbox) -> None:
+    """Karin's one transfer a day went elsewhere: answering the request is
+    refused for today, and the request stays open for tomorrow instead of
+    being used up by a transfer that never started."""
+    app = make_app({**STAFF_CONFIG, "limits": {"transactions_per_sender_per_day": 1}})
+    staff = Staff(app, mailbox)
+    link = staff.link()
+    Sender(app, mailbox, KARIN).send()
+    karin = External(app, mailbox, link)
+    refused = karin.start(karin.to_last_step())
+    assert refused.status_code == 429, text_of(refused)
+
+    request = the_request(app)
+    assert request.used_at is None and request.transfer_id is None
+    assert kinds(app) == ["request_created"]
+    assert "Open" in plain(staff.get("/mine/"))
+    again = External(app, mailbox, link).get(link)
+    assert again.status_code == 200
