@@ -132,17 +132,20 @@ def start(
     decision = policy.decide(portal.settings, draft.sender_email, drafts.recipients(draft), sender_language, source)
     if (missing := policy_problem(draft, decision, now, portal)) is not None:
         raise NotReady(missing)
-    if draft.request_id is not None and not upload_requests.consume(
-        db, portal.settings, draft.request_id, draft.transfer_id, draft.sender_email, ip, now
-    ):
-        # Used by another transfer since the refresh above.
-        raise fixed_recipients.Gone("request")
     by_sms = decision.limits.password_by_sms and draft.password_mode == "generate"
     sms_password = drafts.sms_password(draft) if by_sms else None
     if by_sms and (sms_password is None or not set(_password_texts(portal, draft, sms_password)) <= set(texts_sent)):
         # The recipients or their numbers changed (in another tab) after the texts went out.
         raise NotReady("notification")
-    _count_against_limits(db, portal, draft, ip, now)
+    # The request is used last, with the limits: a start refused answers the
+    # sender with a page (which commits), and must leave the request open.
+    with db.begin_nested():
+        _count_against_limits(db, portal, draft, ip, now)
+        if draft.request_id is not None and not upload_requests.consume(
+            db, portal.settings, draft.request_id, draft.transfer_id, draft.sender_email, ip, now
+        ):
+            # Used by another transfer since the refresh above; nothing counted.
+            raise fixed_recipients.Gone("request")
     dek = drafts.data_key(draft)
     file_names = [open_text(dek, "name", f.id, f.name_ct) for f in draft.files]
     status_token = new_token()

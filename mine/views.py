@@ -90,7 +90,10 @@ def _staff_browser() -> dict[str, object]:
     """Whether this browser proved an address of the operator's staff: the
     start page then offers "Request files" beside "Send"."""
     def staff_browser() -> bool:
-        proven = sender_cookie.my_transfers_email() or sender_cookie.verified_email()
+        # Asked on every start page: a My transfers that closed is left for its
+        # next visit to say so (my_transfers_email would forget it).
+        lapsed = sender_cookie.my_transfers_lapsed() is not None
+        proven = (None if lapsed else sender_cookie.my_transfers_email()) or sender_cookie.verified_email()
         return upload_requests.is_staff(settings(), proven)
 
     return {"staff_browser": staff_browser}

@@ -27,7 +27,7 @@ from .live import free_port
 from .mailbox import Mailbox
 from .test_my_transfers import Owner
 from .test_portals import plain
-from .walker import PASSWORD, Person, Recipient, Sender, csrf_token, multipart, text_of
+from .walker import BASE, PASSWORD, Person, Recipient, Sender, csrf_token, multipart, text_of
 
 STAFF = "anna@gemeente.example"
 OTHER_STAFF = "bert@gemeente.example"
@@ -375,3 +375,38 @@ def test_links_of_other_pages_are_not_requests(make_app, mailbox: Mailbox) -> No
         answer = External(app, mailbox, path).get(path)
         assert answer.status_code == 410 and CLOSED in text_of(answer)
     assert drafts_count(app) == 0
+
+
+def test_a_start_refused_by_a_daily_limit_leaves_the_request_open(make_app, mailbox: Mailbox) -> None:
+    """Karin's one transfer a day went elsewhere: answering the request is
+    refused for today, and the request stays open for tomorrow instead of
+    being used up by a transfer that never started."""
+    app = make_app({**STAFF_CONFIG, "limits": {"transactions_per_sender_per_day": 1}})
+    staff = Staff(app, mailbox)
+    link = staff.link()
+    Sender(app, mailbox, KARIN).send()
+    karin = External(app, mailbox, link)
+    refused = karin.start(karin.to_last_step())
+    assert refused.status_code == 429, text_of(refused)
+
+    request = the_request(app)
+    assert request.used_at is None and request.transfer_id is None
+    assert kinds(app) == ["request_created"]
+    assert "Open" in plain(staff.get("/mine/"))
+    again = External(app, mailbox, link).get(link)
+    assert again.status_code == 200
+
+
+def test_the_start_pages_staff_check_keeps_my_transfers_closing_notice(make_app, mailbox: Mailbox) -> None:
+    """Whether to offer "Request files" is asked on the start page; asking
+    must not forget that My transfers closed, which its next visit says."""
+    app = make_app({**STAFF_CONFIG, "verification": {"my_transfers_minutes": 5}})
+    staff = Staff(app, mailbox)
+    with staff.client.session_transaction(base_url=BASE) as session:
+        held = session["my_transfers"]
+        held["since"] -= 5 * 60 + 1
+        session["my_transfers"] = held
+    assert "Request files" not in text_of(staff.get("/"))
+    assert staff.get("/mine/").location.endswith("/mine/verify")
+    page = text_of(staff.get("/mine/verify"))
+    assert "My transfers closes 5 minutes after the code was entered" in page and f'value="{STAFF}"' in page
