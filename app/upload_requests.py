@@ -191,12 +191,26 @@ def revoke(
 ) -> bool:
     """Closes the staff member's open request; False for any other (not theirs, unknown, closed)."""
     now = now or utcnow()
-    request = db.get(UploadRequest, request_id) if len(request_id) <= 36 else None
-    if request is None or request.staff_email != staff_email or state(settings, request, now) != "open":
+    if len(request_id) > 36:
         return False
-    request.revoked_at = now
-    audit.record(db, "request_revoked", actor=staff_email, ip=ip, now=now, request_id=request.id)
+    # Conditional, as ``consume``: of a revoke and a start at the same
+    # moment one wins, and a request is never both used and revoked.
+    revoked = db.execute(
+        update(UploadRequest).where(*_open(settings, request_id, now), UploadRequest.staff_email == staff_email)
+        .values(revoked_at=now).execution_options(synchronize_session=False)
+    ).rowcount
+    if revoked != 1:
+        return False
+    audit.record(db, "request_revoked", actor=staff_email, ip=ip, now=now, request_id=request_id)
     return True
+
+
+def _open(settings: Settings, request_id: str, now: datetime) -> list:  # type: ignore[type-arg]
+    """The conditions under which the request is open (``state``), for an UPDATE."""
+    conditions = [UploadRequest.id == request_id, UploadRequest.revoked_at.is_(None), UploadRequest.expires_at > now]
+    if settings.requests.reuse == "once":
+        conditions.append(UploadRequest.used_at.is_(None))
+    return conditions
 
 
 def consume(
@@ -208,11 +222,8 @@ def consume(
     (PostgreSQL re-checks the condition on the row the first one wrote;
     SQLite has one writer at a time)."""
     now = now or utcnow()
-    conditions = [UploadRequest.id == request_id, UploadRequest.revoked_at.is_(None), UploadRequest.expires_at > now]
-    if settings.requests.reuse == "once":
-        conditions.append(UploadRequest.used_at.is_(None))
     used = db.execute(
-        update(UploadRequest).where(*conditions).values(used_at=now, transfer_id=transfer_id)
+        update(UploadRequest).where(*_open(settings, request_id, now)).values(used_at=now, transfer_id=transfer_id)
         .execution_options(synchronize_session=False)
     ).rowcount
     if used != 1:

@@ -410,3 +410,27 @@ def test_the_start_pages_staff_check_keeps_my_transfers_closing_notice(make_app,
     assert staff.get("/mine/").location.endswith("/mine/verify")
     page = text_of(staff.get("/mine/verify"))
     assert "My transfers closes 5 minutes after the code was entered" in page and f'value="{STAFF}"' in page
+
+
+@pytest.mark.setup("distributed")  # SQLite lets one transaction write at a time: the race cannot happen there
+def test_a_revoke_racing_a_start_leaves_the_request_used_or_revoked_never_both(make_app, mailbox: Mailbox) -> None:
+    """The staff member's Revoke reads the request open; a transfer answering
+    it commits; then the revoke, in the same transaction, writes. The
+    request was both used and revoked (listed "Revoked" though the files
+    arrived)."""
+    from app import upload_requests
+
+    app = make_app(STAFF_CONFIG)
+    Staff(app, mailbox).link()
+    settings = app.config["KOERIER"]
+    request_id = the_request(app).id
+    with db.new_session(app) as revoking, db.new_session(app) as starting:
+        # The revoke's read, in the transaction its write will be in (held, as the view holds it).
+        seen = revoking.get(UploadRequest, request_id)
+        assert upload_requests.state(settings, seen) == "open"
+        assert upload_requests.consume(starting, settings, request_id, "transfer-id", KARIN.email)
+        starting.commit()
+        assert not upload_requests.revoke(revoking, settings, STAFF, request_id)
+        revoking.commit()
+    request = the_request(app)
+    assert request.used_at is not None and request.revoked_at is None
