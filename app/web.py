@@ -157,7 +157,8 @@ def _wrong_address(origin: str) -> Response:
     log.warning(
         "refused %s %s from a page at %s: this portal's address is %s (site.base_url); "
         "open the portal there, or set site.base_url to the address browsers use",
-        request.method, request.path, origin, portal_origin(),
+        # The route, not the path: a path may hold a secret (an upload request's token).
+        request.method, request.url_rule.rule if request.url_rule else "(no route)", origin, portal_origin(),
     )
     message = gettext(
         "This page was opened at %(here)s, but this portal's address is %(address)s. "

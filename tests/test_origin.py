@@ -75,3 +75,19 @@ def test_a_script_refused_for_its_address_gets_the_reason_to_show(make_app) -> N
     )
     assert r.status_code == 403
     assert r.json["error"].startswith("This page was opened at http://127.0.0.1:5000, but this portal's address is")
+
+
+def test_the_log_of_a_refused_post_holds_no_secret_of_its_path(make_app, caplog) -> None:
+    """An upload request's link carries its token in the path: the warning names the route instead."""
+    app = make_app()
+    secret = "Zt3x9Qk" * 6
+    client = english(app)
+    token = csrf_token(client.get("/send/", base_url="http://127.0.0.1:5000").get_data(as_text=True))
+    with caplog.at_level(logging.WARNING, logger="app.web"):
+        r = client.post(
+            f"/send/request/{secret}", base_url="http://127.0.0.1:5000", headers={"Origin": "http://127.0.0.1:5000"},
+            data={"csrf_token": token, **PERSONAL},
+        )
+    assert r.status_code == 403
+    logged = " ".join(record.getMessage() for record in caplog.records)
+    assert "site.base_url" in logged and "/send/request/<token>" in logged and secret not in logged
