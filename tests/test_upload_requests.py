@@ -137,6 +137,7 @@ def test_staff_requests_the_external_sends_and_the_staff_member_downloads(make_a
     mailbox.clear()
     karin.to_files()
     assert mailbox.to(KARIN.email) == []  # no code: the link came to this address
+    assert "The maximum transfer volume is 5.0 MB." in plain(karin.get("/send/files"))  # the 5 MB the staff member typed
     assert karin.files([CONTRACT], message="Getekend.").status_code == 302
     sent = karin.finish([STAFF])
 
