@@ -1143,6 +1143,8 @@ def test_staff_request_files_and_the_external_answers_through_the_link(
     page.get_by_role("button", name="Verify").click()
     page.get_by_role("link", name="Request files").click()
     staff.check("request-form")
+    size = page.get_by_label("Largest total size in MB (optional)")
+    assert size.bounding_box()["height"] == page.get_by_label("Name").bounding_box()["height"]  # a box like the others
     page.get_by_label("Name").fill("Karin Buiten")
     page.get_by_label("Email address").fill("karin@thuis.example")
     page.get_by_label("Message").fill("Graag het getekende contract.")
