@@ -300,7 +300,8 @@ def test_a_request_form_refuses_what_it_cannot_take(make_app, mailbox: Mailbox) 
     too_late = (utcnow() + timedelta(days=12)).date().isoformat()
     for fields, said in (
         ({"email": "karin"}, "This is not a valid email address."),
-        ({"name": ""}, "Please enter the name and email address of the person you ask."),
+        ({"name": ""}, "Please enter the name of the person you ask."),
+        ({"email": ""}, "Please enter the email address of the person you ask."),
         ({"allowed_extensions": "pdf, *.exe"}, "Please give file types as extensions separated by commas"),
         ({"max_megabytes": "0"}, "Please enter a whole number of at least 1."),
         ({"expires_on": too_late}, "The expiration date can be at most"),
