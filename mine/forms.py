@@ -11,7 +11,9 @@ from wtforms.validators import DataRequired, Length, NumberRange, Optional, Vali
 
 from wizard.forms import OptionsForm, PersonalForm
 
-WHOM = _l("Please enter the name and email address of the person you ask.")
+# One message per field: the error summary lists both, and names what is missing.
+WHO = _l("Please enter the name of the person you ask.")
+WHERE = _l("Please enter the email address of the person you ask.")
 AT_MOST = _l("Please use at most %(max)d characters.")
 
 
@@ -28,10 +30,10 @@ class RequestForm(FlaskForm):
     """An upload request: whom it goes to, the staff member's words, until when, and optional limits."""
 
     name = StringField(
-        _l("Name"), validators=[DataRequired(WHOM), Length(max=100, message=AT_MOST)],
+        _l("Name"), validators=[DataRequired(WHO), Length(max=100, message=AT_MOST)],
         filters=[lambda v: v.strip() if v else v],
     )
-    email = StringField(_l("Email address"), validators=[DataRequired(WHOM)], filters=[lambda v: v.strip() if v else v])
+    email = StringField(_l("Email address"), validators=[DataRequired(WHERE)], filters=[lambda v: v.strip() if v else v])
     validate_email = PersonalForm.validate_email
     message = TextAreaField(_l("Message"), validators=[Length(max=2000, message=AT_MOST)])
     expires_on = OptionsForm.expires_on

@@ -130,7 +130,9 @@ def new_request(email: str):  # type: ignore[no-untyped-def]
         new = upload_requests.NewRequest(
             external_name=form.name.data, external_email=form.email.data, message=form.message.data or "",
             expires_on=form.expires_on.data, language=form.language.data,
-            allowed_extensions=form.extensions, max_total_bytes=megabytes * 1024 * 1024 if megabytes else None,
+            allowed_extensions=form.extensions,
+            # Decimal, as every size on the site is shown (web.human_size): 5 MB reads back as 5.0 MB.
+            max_total_bytes=megabytes * 1_000_000 if megabytes else None,
         )
         try:
             upload_requests.create(db.session(), portal(), email, new, ip=client_ip())

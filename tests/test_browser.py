@@ -1143,6 +1143,8 @@ def test_staff_request_files_and_the_external_answers_through_the_link(
     page.get_by_role("button", name="Verify").click()
     page.get_by_role("link", name="Request files").click()
     staff.check("request-form")
+    size = page.get_by_label("Largest total size in MB (optional)")
+    assert size.bounding_box()["height"] == page.get_by_label("Name").bounding_box()["height"]  # a box like the others
     page.get_by_label("Name").fill("Karin Buiten")
     page.get_by_label("Email address").fill("karin@thuis.example")
     page.get_by_label("Message").fill("Graag het getekende contract.")
@@ -1157,6 +1159,8 @@ def test_staff_request_files_and_the_external_answers_through_the_link(
     expect(answer.get_by_role("heading", name="Files requested by anna@gemeente.example", level=1)).to_be_visible()
     expect(answer.get_by_text("Graag het getekende contract.")).to_be_visible()
     expect(answer.locator(".steps")).not_to_contain_text("Recipients")
+    background = "e => getComputedStyle(e).backgroundColor"
+    assert answer.get_by_label("Email address").evaluate(background) != answer.get_by_label("Name").evaluate(background)
     external.check("personal")
     answer.get_by_label("Name").fill("Karin Buiten")
     answer.get_by_label("Phone").fill("06 12345678")

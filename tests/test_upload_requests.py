@@ -138,6 +138,7 @@ def test_staff_requests_the_external_sends_and_the_staff_member_downloads(make_a
     mailbox.clear()
     karin.to_files()
     assert mailbox.to(KARIN.email) == []  # no code: the link came to this address
+    assert "The maximum transfer volume is 5.0 MB." in plain(karin.get("/send/files"))  # the 5 MB the staff member typed
     assert karin.files([CONTRACT], message="Getekend.").status_code == 302
     sent = karin.finish([STAFF])
 
@@ -151,7 +152,9 @@ def test_staff_requests_the_external_sends_and_the_staff_member_downloads(make_a
     assert anna.get(anna.file_links()["contract.pdf"]).data == CONTRACT[1]
 
     assert the_request(app).transfer_id == transfer.id
-    assert "Fulfilled" in plain(staff.get("/mine/"))
+    mine = text_of(staff.get("/mine/"))
+    # The list is named for what it holds, not for the button that makes one.
+    assert "<h2>Your requests for files</h2>" in mine and "Fulfilled" in mine
     assert kinds(app) == ["request_created", "request_used"]
 
 
@@ -298,7 +301,8 @@ def test_a_request_form_refuses_what_it_cannot_take(make_app, mailbox: Mailbox) 
     too_late = (utcnow() + timedelta(days=12)).date().isoformat()
     for fields, said in (
         ({"email": "karin"}, "This is not a valid email address."),
-        ({"name": ""}, "Please enter the name and email address of the person you ask."),
+        ({"name": ""}, "Please enter the name of the person you ask."),
+        ({"email": ""}, "Please enter the email address of the person you ask."),
         ({"allowed_extensions": "pdf, *.exe"}, "Please give file types as extensions separated by commas"),
         ({"max_megabytes": "0"}, "Please enter a whole number of at least 1."),
         ({"expires_on": too_late}, "The expiration date can be at most"),
