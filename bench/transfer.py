@@ -56,8 +56,9 @@ import threading
 import time
 import zipfile
 from base64 import b64encode
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -151,22 +152,40 @@ def kernel_work(pids: list[int]) -> tuple[float, int, int]:
     return ticks / os.sysconf("SC_CLK_TCK"), faults, scans
 
 
-def settle(work: Path, size: int) -> None:
-    """Put both sides of a timed write on the same footing: sync what earlier
-    phases left dirty, and make the page cache's next pages memory this
-    machine already holds. Under a hypervisor that takes freed guest memory
-    back (virtio-balloon free page reporting, as on Firecracker), writing
-    into pages it took costs ~2 s of system CPU per GiB more than writing
-    into pages just freed (README, "Benchmarks"); without this, whichever
-    server happens to write first onto taken-back memory loses a third of
-    its speed."""
+@contextmanager
+def settled(work: Path, size: int) -> Iterator[None]:
+    """Puts both sides of a timed write on the same footing: syncs what
+    earlier phases left dirty, and feeds the page cache memory this machine
+    holds while the block runs. Under a hypervisor that takes freed guest
+    memory back (virtio-balloon free page reporting, as on Firecracker),
+    writing into pages it took costs ~2 s more system CPU per GiB than
+    writing into pages just freed (README, "Benchmarks"), and freed pages
+    are taken within seconds; so a scratch file written before is cut down
+    while the write runs, a little faster than any server here writes,
+    and its pages, freed moments before, are the next ones handed out."""
     scratch = work / "settle.tmp"
     block = bytes(8 * MiB)
     with open(scratch, "wb") as fh:
-        for _ in range(0, size + size // 4, len(block)):
+        for _ in range(0, 2 * size, len(block)):
             fh.write(block)
-    scratch.unlink()
     os.sync()
+    done = threading.Event()
+
+    def drip() -> None:
+        with open(scratch, "r+b") as fh:
+            left = os.fstat(fh.fileno()).st_size
+            while left and not done.wait(0.05):
+                left = max(0, left - 48 * MiB)
+                os.ftruncate(fh.fileno(), left)
+
+    dripping = threading.Thread(target=drip, daemon=True)
+    dripping.start()
+    try:
+        yield
+    finally:
+        done.set()
+        dripping.join()
+        scratch.unlink()
 
 
 def own_cpu_seconds() -> float:
@@ -596,12 +615,12 @@ def against_peer(
                     sender = Portal(portal.url, instance / "outbox")
                     token = sender.to_files_step("afzender@bench.example", "ontvanger@bench.example")
                     portal.reset_peak()
-                    settle(work, size)
-                    kernel = kernel_work(portal.workers())
-                    cpu, client_cpu, start = cpu_seconds(portal.workers()), own_cpu_seconds(), time.perf_counter()
-                    how(sender, token, source)
-                    figures[f"{name}_kernel"] = tuple(b - a for a, b in zip(kernel, kernel_work(portal.workers())))
-                    figures[name] = mbps(size, time.perf_counter() - start)
+                    with settled(work, size):
+                        kernel = kernel_work(portal.workers())
+                        cpu, client_cpu, start = cpu_seconds(portal.workers()), own_cpu_seconds(), time.perf_counter()
+                        how(sender, token, source)
+                        figures[name] = mbps(size, time.perf_counter() - start)
+                        figures[f"{name}_kernel"] = tuple(b - a for a, b in zip(kernel, kernel_work(portal.workers())))
                     figures[f"{name}_cpu"] = (cpu_seconds(portal.workers()) - cpu) / (size / (1024 * MiB))
                     figures[f"{name}_client_cpu"] = (own_cpu_seconds() - client_cpu) / (size / (1024 * MiB))
                     figures[f"{name}_rss"] = portal.peak_rss()
@@ -618,13 +637,15 @@ def against_peer(
 
                 def theirs() -> None:
                     client = TusClient(peer.url)
-                    settle(work, size)
-                    kernel = kernel_work([peer.process.pid])
-                    cpu, client_cpu, start = cpu_seconds([peer.process.pid]), own_cpu_seconds(), time.perf_counter()
-                    uploader = client.uploader(file_path=str(source), chunk_size=TUS_CHUNK, metadata={"filename": "data.zip"})
-                    uploader.upload()
-                    figures["peer_up_kernel"] = tuple(b - a for a, b in zip(kernel, kernel_work([peer.process.pid])))
-                    figures["peer_up"] = mbps(size, time.perf_counter() - start)
+                    with settled(work, size):
+                        kernel = kernel_work([peer.process.pid])
+                        cpu, client_cpu, start = cpu_seconds([peer.process.pid]), own_cpu_seconds(), time.perf_counter()
+                        uploader = client.uploader(
+                            file_path=str(source), chunk_size=TUS_CHUNK, metadata={"filename": "data.zip"}
+                        )
+                        uploader.upload()
+                        figures["peer_up"] = mbps(size, time.perf_counter() - start)
+                        figures["peer_up_kernel"] = tuple(b - a for a, b in zip(kernel, kernel_work([peer.process.pid])))
                     figures["peer_up_cpu"] = (cpu_seconds([peer.process.pid]) - cpu) / (size / (1024 * MiB))
                     figures["peer_up_client_cpu"] = (own_cpu_seconds() - client_cpu) / (size / (1024 * MiB))
                     seconds, digest, got = timed_download(requests.Session(), uploader.url)
@@ -634,18 +655,18 @@ def against_peer(
 
                 def form() -> None:
                     upload_to_portal(Portal.form_upload, "form")
-                    settle(work, size)
-                    start = time.perf_counter()
-                    body = MultipartFile(source, [])
-                    requests.post(baseline.url + "/form/data.zip", data=body, headers={"Content-Type": body.content_type},
-                                  timeout=3600).raise_for_status()
-                    figures["plain_form"] = mbps(size, time.perf_counter() - start)
+                    with settled(work, size):
+                        start = time.perf_counter()
+                        body = MultipartFile(source, [])
+                        requests.post(baseline.url + "/form/data.zip", data=body,
+                                      headers={"Content-Type": body.content_type}, timeout=3600).raise_for_status()
+                        figures["plain_form"] = mbps(size, time.perf_counter() - start)
 
                 def plain() -> None:
-                    settle(work, size)
-                    start = time.perf_counter()
-                    requests.put(baseline.url + "/upload/data.zip", data=FileSlice(source), timeout=3600).raise_for_status()
-                    figures["plain_up"] = mbps(size, time.perf_counter() - start)
+                    with settled(work, size):
+                        start = time.perf_counter()
+                        requests.put(baseline.url + "/upload/data.zip", data=FileSlice(source), timeout=3600).raise_for_status()
+                        figures["plain_up"] = mbps(size, time.perf_counter() - start)
                     seconds, _, _ = timed_download(requests.Session(), baseline.url + "/read/data.zip")
                     figures["plain_down"] = mbps(size, seconds)
 
@@ -697,12 +718,12 @@ def against_clamdscan(
             sender = Portal(portal.url, instance / "outbox")
             token = sender.to_files_step("afzender@bench.example", recipient)
             portal.reset_peak()
-            settle(work, size)
-            start = time.perf_counter()
-            sender.tus_upload(token, source)
-            figures[name] = time.perf_counter() - start
+            with settled(work, size):
+                start = time.perf_counter()
+                sender.tus_upload(token, source)
+                figures[name] = time.perf_counter() - start
             figures[f"{name}_rss"] = portal.peak_rss()
-        settle(work, size)
+        os.sync()
         start = time.perf_counter()
         scanned = subprocess.run(
             ["clamdscan", f"--config-file={clamd.dir / 'clamd.conf'}", "--stream", "--no-summary", str(source)],
