@@ -104,6 +104,14 @@ def test_a_gateway_that_fails_or_hangs_at_download_is_said_and_retried(make_app,
     assert r.location.endswith("/download/transfer"), text_of(r)
 
 
+def to_last_step(sender: Sender, numbers: dict[str, str], to: str | None = None) -> None:
+    """A sender walked to the notification step, with numbers for the recipients and a generated password."""
+    walk_to_files(sender)
+    to_recipients(sender, numbers, to)
+    sender.files([("verslag.pdf", b"%PDF-1.4 test report\n")])
+    assert sender.options(password_mode="generate", password=None, password_repeat=None).status_code == 302
+
+
 def password_by_sms(gateway: SmsGateway) -> dict:
     return sms_config(gateway, password_by_sms=True)
 
@@ -181,10 +189,7 @@ def test_nothing_tells_the_sender_to_pass_on_a_password_that_went_by_sms(
 def test_no_transfer_starts_when_the_password_sms_cannot_go(make_app, mailbox, sms_gateway: SmsGateway) -> None:
     app = make_app(password_by_sms(sms_gateway))
     sender = Sender(app, mailbox)
-    walk_to_files(sender)
-    to_recipients(sender, {ANNA: "06 12345678"})
-    sender.files([("verslag.pdf", b"%PDF-1.4 test report\n")])
-    assert sender.options(password_mode="generate", password=None, password_repeat=None).status_code == 302
+    to_last_step(sender, {ANNA: "06 12345678"})
     mailbox.clear()
     sms_gateway.failing = True
     r = sender.notification(subject="Dossier 42")
@@ -224,10 +229,7 @@ def test_the_password_sms_goes_out_while_the_database_takes_writes(make_app, mai
     app = make_app({**password_by_sms(sms_gateway), "sms": sms_gateway.config(timeout_seconds=30)})
     database = app.extensions["koerier.engine"].url.database
     sender = Sender(app, mailbox)
-    walk_to_files(sender)
-    to_recipients(sender, {ANNA: "06 12345678"})
-    sender.files([("verslag.pdf", b"%PDF-1.4 test report\n")])
-    assert sender.options(password_mode="generate", password=None, password_repeat=None).status_code == 302
+    to_last_step(sender, {ANNA: "06 12345678"})
     writes: list[str] = []
     sms_gateway.while_sending = lambda: writes.append(another_request_writes(database))
     summary = sender.notification()
@@ -243,10 +245,7 @@ def test_a_retry_after_the_gateway_failed_sends_the_same_password(
     one some recipients may already hold."""
     app = make_app(password_by_sms(sms_gateway))
     sender = Sender(app, mailbox)
-    walk_to_files(sender)
-    to_recipients(sender, {ANNA: "06 12345678", PIET: "06 87654321"}, to=f"{ANNA}, {PIET}")
-    sender.files([("verslag.pdf", b"%PDF-1.4 test report\n")])
-    assert sender.options(password_mode="generate", password=None, password_repeat=None).status_code == 302
+    to_last_step(sender, {ANNA: "06 12345678", PIET: "06 87654321"}, to=f"{ANNA}, {PIET}")
     mailbox.clear()
     sms_gateway.failing_for = {"31687654321"}
     r = sender.notification()
@@ -377,10 +376,7 @@ def test_retries_after_a_partial_gateway_failure_spend_the_recipient_budget(
     SMS (with the sender's chosen name in them) as there were clicks."""
     app = make_app({**password_by_sms(sms_gateway), "limits": {"recipients_per_sender_per_day": 6}})
     sender = Sender(app, mailbox)
-    walk_to_files(sender)
-    to_recipients(sender, {ANNA: "06 12345678", PIET: "06 87654321"}, to=f"{ANNA}, {PIET}")
-    sender.files([("verslag.pdf", b"%PDF-1.4 test report\n")])
-    assert sender.options(password_mode="generate", password=None, password_repeat=None).status_code == 302
+    to_last_step(sender, {ANNA: "06 12345678", PIET: "06 87654321"}, to=f"{ANNA}, {PIET}")
     sms_gateway.failing_for = {"31687654321"}
     answers = [sender.notification().status_code for _ in range(10)]
     # Texts sent again are texts like any others: they spend the day's recipient budget.
@@ -426,10 +422,7 @@ def test_a_gateway_that_redirects_has_not_taken_the_text(make_app, mailbox, sms_
     try:
         app = make_app(password_by_sms(sms_gateway))
         sender = Sender(app, mailbox)
-        walk_to_files(sender)
-        to_recipients(sender, {ANNA: "06 12345678"})
-        sender.files([("verslag.pdf", b"%PDF-1.4 test report\n")])
-        assert sender.options(password_mode="generate", password=None, password_repeat=None).status_code == 302
+        to_last_step(sender, {ANNA: "06 12345678"})
         sms_gateway.redirect_to = elsewhere.url
         r = sender.notification()
         assert r.status_code == 503 and "could not be sent to the recipients by SMS" in text_of(r)
