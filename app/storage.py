@@ -21,7 +21,7 @@ import shutil
 import threading
 from collections.abc import Callable, Container, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -29,8 +29,9 @@ from typing import BinaryIO, Protocol
 from sqlalchemy.orm import Session
 
 from . import private_files, writeback
-from .crypto.stream import HEADER_BYTES, TAG_BYTES, new_header, parse_header
+from .crypto.stream import HEADER_BYTES, SEGMENT_SIZE, TAG_BYTES, new_header, parse_header
 from .models import Upload
+from .reusable_buffers import BufferPool
 from .settings import ConfigError, Storage
 
 # Segment indices a local upload reserves with one commit: 64 MiB at the
@@ -318,10 +319,11 @@ class _Appender:
     on the request's thread, and the client waited for them. One batch is
     in flight at a time, so writes stay in order and memory stays bounded.
     A single write of 1 MiB took two thirds of the time of sixteen of 64
-    KiB. The kernel is asked to start writing each batch to disk at once,
-    so that the sync a caller ends with waits for little (``writeback``).
-    Nothing is written after a write failed, as what reached the file is
-    unknown.
+    KiB. The two batch buffers are lent from a pool (app/reusable_buffers.py)
+    rather than made per batch. The kernel is asked to start writing each
+    batch to disk at once, so that the sync a caller ends with waits for
+    little (``writeback``). Nothing is written after a write failed, as
+    what reached the file is unknown.
 
     Used as a context manager around the file's use: no write of a request
     runs on after its file is closed, where its descriptor's number could
@@ -330,12 +332,16 @@ class _Appender:
 
     def __init__(self, fd: int, end: int) -> None:
         self._fd, self._end = fd, end
-        self._batch: list[bytes] = []
-        self._batched = 0
         self._failed = False
         self._writing: Future[None] | None = None
+        self._loans = ExitStack()
 
     def __enter__(self) -> _Appender:
+        with self._loans as loans:
+            self._filling = loans.enter_context(_BATCH_BUFFERS.lend())
+            self._spare = loans.enter_context(_BATCH_BUFFERS.lend())
+            self._loans = loans.pop_all()
+        self._batched = 0
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -343,11 +349,17 @@ class _Appender:
         if self._writing is not None:
             wait([self._writing])
             self._writing = None
+        self._loans.close()
 
-    def write(self, data: bytes) -> None:
-        # Kept until its batch is written: a buffer the caller may reuse is copied.
-        data = data if type(data) is bytes else bytes(data)
-        self._batch.append(data)
+    def write(self, data: bytes | memoryview) -> None:
+        if self._batched + len(data) > len(self._filling):
+            self._hand_over()
+        if len(data) > len(self._filling):
+            # A segment larger than a batch (a blob of another segment size): a batch of its own.
+            self._written()
+            self._submit(bytes(data), len(data))
+            return
+        self._filling[self._batched : self._batched + len(data)] = data
         self._batched += len(data)
         if self._batched >= WRITE_BATCH_BYTES:
             self._hand_over()
@@ -360,28 +372,42 @@ class _Appender:
 
     def _hand_over(self) -> None:
         self._written()
-        batch, size, self._batch, self._batched = self._batch, self._batched, [], 0
-        if batch:
-            self._writing = _writers().submit(self._write, batch, size, self._end)
-            self._end += size
+        if self._batched:
+            self._submit(self._filling, self._batched)
+            # Written from one buffer while the other fills: free, as the write before has ended.
+            self._filling, self._spare, self._batched = self._spare, self._filling, 0
+
+    def _submit(self, buffer: bytes | memoryview, size: int) -> None:
+        self._writing = _writers().submit(self._write, buffer, size, self._end)
+        self._end += size
 
     def _written(self) -> None:
         """Waits for the batch in flight; raises if it or an earlier one failed."""
-        if self._writing is not None:
-            writing, self._writing = self._writing, None
-            writing.result()
+        if (writing := self._writing) is not None:
+            try:
+                writing.result()
+            finally:
+                # Forgotten only once ended: left by an exception (a signal's, say) while the
+                # write runs, the exit still waits for it before its buffer goes back to the pool.
+                if writing.done():
+                    self._writing = None
         if self._failed:
             raise OSError("an earlier write to this file failed")
 
-    def _write(self, batch: list[bytes], size: int, at: int) -> None:
+    def _write(self, buffer: bytes | memoryview, size: int, at: int) -> None:
         try:
             # Short only when the disk filled up: a failure like any other.
-            if os.pwritev(self._fd, batch, at) != size:
+            if os.pwrite(self._fd, memoryview(buffer)[:size], at) != size:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         except BaseException:
             self._failed = True
             raise
         writeback.start(self._fd, at, size)
+
+
+# Sixteen sealed segments of the default size fill one exactly; two per
+# running upload, kept for as many uploads as writer threads.
+_BATCH_BUFFERS = BufferPool(WRITE_BATCH_BYTES // SEGMENT_SIZE * (SEGMENT_SIZE + TAG_BYTES), keep=2 * WRITER_THREADS)
 
 
 _pool: tuple[int, ThreadPoolExecutor] | None = None

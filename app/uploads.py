@@ -116,10 +116,10 @@ def sealed_name_and_type(dek: bytes, file_id: str, name: str) -> tuple[bytes, by
     return seal_text(dek, "name", file_id, name), seal_text(dek, "type", file_id, content_type_for(name))
 
 
-def read_filled(stream: BinaryIO, size: int, length: int | None) -> Iterator[memoryview]:
+def read_filled(stream: BinaryIO, buffer: bytearray | memoryview, length: int | None) -> Iterator[memoryview]:
     """A body of ``length`` bytes (None: up to the stream's end), read into
-    one buffer of ``size`` bytes, refilled for each chunk: a chunk is good
-    only until the next one is asked for.
+    ``buffer``, refilled for each chunk: a chunk is good only until the
+    next one is asked for.
 
     Every chunk but the last fills the buffer, whatever the network hands
     over per read, so a buffer of whole segments is sealed straight from
@@ -130,7 +130,9 @@ def read_filled(stream: BinaryIO, size: int, length: int | None) -> Iterator[mem
     handed over: the bytes that arrived are kept as far as they go, and a
     body too long reaches whoever checks its length.
     """
-    buffer = memoryview(bytearray(size))
+    # A slice of a view is the buffer's memory; of a bytearray it would be a copy, read into in vain.
+    buffer = memoryview(buffer).cast("B")
+    size = len(buffer)
     left = length
     while left is None or left > 0:
         want = size if left is None else min(size, left)
@@ -210,7 +212,7 @@ def receive(
             result.fields[field_name] = value
 
     try:
-        for chunk in itertools.chain(read_filled(stream, READ_SIZE, None), [None]):
+        for chunk in itertools.chain(read_filled(stream, bytearray(READ_SIZE), None), [None]):
             decoder.receive_data(chunk)
             while not isinstance(event := decoder.next_event(), NeedData):
                 first_not_token = isinstance(event, File) or (isinstance(event, Field) and event.name != "csrf_token")

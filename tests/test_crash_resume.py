@@ -193,6 +193,38 @@ def test_after_a_failed_reservation_the_resume_seals_no_index_twice(app, pending
     assert reused_nonces(written, path.read_bytes()) == []
 
 
+def test_what_is_put_is_stored_in_order_whatever_its_size(app, pending_upload: str) -> None:
+    """Sealed segments are gathered into batches written by a writer
+    thread; one larger than a batch (a blob of another segment size) goes
+    as a batch of its own, between the others."""
+    parts = [b"a" * STRIDE] * 17 + [b"B" * 3_000_000] + [b"c" * STRIDE] * 3 + [b"D" * 2_000_000] + [b"e" * STRIDE]
+    session, upload, held = _resumed(app, pending_upload)
+    with session, held as pending:
+        header = pending.header
+        for index, part in enumerate(parts):
+            pending.put(index, part)
+        pending.save(len(parts) * SEGMENT_SIZE, complete=False)
+        path = _partial(app, upload)
+    assert path.read_bytes() == header + b"".join(parts)
+
+
+def test_requests_in_turn_store_their_own_bytes_only(app, pending_upload: str) -> None:
+    """The batch buffers go back to a pool and serve the next request: the
+    next request's part of a batch is written, never what was left in the
+    buffer before it (20 segments: a full batch and a part of one)."""
+    stored = b""
+    for turn, byte in enumerate(b"xy"):
+        session, upload, held = _resumed(app, pending_upload)
+        with session, held as pending:
+            stored = stored or pending.header
+            for index in range(turn * 20, turn * 20 + 20):
+                pending.put(index, bytes([byte]) * STRIDE)
+            pending.save((turn + 1) * 20 * SEGMENT_SIZE, complete=False)
+            stored += bytes([byte]) * STRIDE * 20
+            path = _partial(app, upload)
+        assert path.read_bytes() == stored
+
+
 @contextmanager
 def _files_limited_to(size: int) -> Iterator[None]:
     """Writes beyond ``size`` bytes of any file fail, as on a full disk (EFBIG, or a short write)."""

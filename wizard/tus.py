@@ -20,6 +20,7 @@ from app import csrf, db, drafts, fixed_recipients, resumable, upload_limits, up
 from app.crypto.stream import LengthExceeded
 from app.models import Draft, StoredFile, Upload
 from app.policy import Limits
+from app.reusable_buffers import BufferPool
 from app.storage import UploadBusy, UploadGone, UploadRestarted
 from app.web import client_ip, limit_body, portal, streams_body, upload_leases
 
@@ -32,8 +33,9 @@ from .guards import (
 log = logging.getLogger(__name__)
 
 TUS_VERSION = "1.0.0"
-# Whole segments, so that they are sealed straight from the read buffer.
-READ_SIZE = 1024 * 1024
+# Whole segments, so that they are sealed straight from the read buffer;
+# kept for the next PATCH (as many as run at once, usually), and wiped.
+READ_BUFFERS = BufferPool(1024 * 1024, keep=4)
 
 
 def _tus(response: Response) -> Response:
@@ -198,10 +200,11 @@ def tus_patch(upload_id: str) -> Response:
         with upload_limits.running(portal(), upload_leases(), request.environ, draft, client_ip()) as why:
             if why:
                 return _refused(why, limits)
-            chunks = uploads.read_filled(request.stream, READ_SIZE, request.content_length)
-            found = resumable.append(
-                db.session(), portal(), draft, found, offset, chunks, limits, upload_leases(), client_ip()
-            )
+            with READ_BUFFERS.lend(wipe=True) as buffer:
+                chunks = uploads.read_filled(request.stream, buffer, request.content_length)
+                found = resumable.append(
+                    db.session(), portal(), draft, found, offset, chunks, limits, upload_leases(), client_ip()
+                )
     except resumable.Refused as refused:
         return _not_admitted(refused, limits)
     except upload_limits.TooManyUploads:
