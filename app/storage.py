@@ -334,10 +334,9 @@ class _Appender:
         self._fd, self._end = fd, end
         self._failed = False
         self._writing: Future[None] | None = None
-        self._loans = ExitStack()
 
     def __enter__(self) -> _Appender:
-        with self._loans as loans:
+        with ExitStack() as loans:
             self._filling = loans.enter_context(_BATCH_BUFFERS.lend())
             self._spare = loans.enter_context(_BATCH_BUFFERS.lend())
             self._loans = loans.pop_all()
