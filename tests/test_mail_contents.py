@@ -146,7 +146,9 @@ def test_no_mail_carries_file_names_or_messages(make_app, mailbox: Mailbox, lang
         assert not leaked, (mail.message["Subject"], leaked)
     if language == "nl":
         for mail in made.all():
-            english = re.search(r"\b(To|Dear|Files|Available until|Phone)\b", mail.text + mail.html)
+            # Links left out: a random token in one ("…/status/To-x…") is no English word.
+            words = re.sub(r"https?://[^\s\"'<>]+", "", mail.text + mail.html)
+            english = re.search(r"\b(To|Dear|Files|Available until|Phone)\b", words)
             assert not english, (mail.message["Subject"], english)
     # The sender's phone with the other contact details, whether file names are shown or not
     # (a walk found it only beside file names: a recipient who needs the password had no number to call).
