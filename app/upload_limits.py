@@ -286,20 +286,27 @@ class Leases:
                 log.exception("renewing upload leases failed")
 
 
-def adopt(db: Session, portal: Portal, draft_id: str, sender: str, ip: str) -> bool:
-    """The draft of verified ``sender`` starts an upload from ``ip``: it is
-    theirs from now on, it holds a seat in its network's cap, and their
-    least recently used drafts beyond their cap go. False, with nothing
-    changed, when the draft has no seat and its network has none left.
-    Commits."""
+def adopt(db: Session, portal: Portal, draft_id: str, sender: str, ip: str, starting: bool = True) -> bool:
+    """The draft of verified ``sender`` uploads from ``ip``: it is theirs
+    from now on, it holds a seat in its network's cap, and their least
+    recently used drafts beyond their cap go. False, with nothing changed,
+    when the draft has no seat and its network has none left. Commits.
+
+    The discard runs where an upload starts (``starting``: a form post, a
+    resumable upload's creation) and where the draft changes hands, not at
+    every chunk of a resumable upload into a draft adopted already: drafts
+    are added to the sender's only there. A draft spared for an upload
+    running into it goes at its sender's next start; until then a sender
+    holds at most as many drafts beyond the cap as they may run uploads,
+    and their bytes still count against ``draft_bytes_per_sender``.
+    """
     owner = subject_key("draft-owner", sender)
-    # Adopted by an earlier upload (the next chunk of a resumable one, say):
-    # owner and seat need no write. The discard below still runs: a draft it
-    # spared then, for an upload running into it, may go now.
     adopted = db.execute(
         select(DraftOwner.owner).join(DraftSeat, DraftSeat.draft_id == DraftOwner.draft_id)
         .where(DraftOwner.draft_id == draft_id)
     ).scalar() == owner
+    if adopted and not starting:
+        return True
     if not adopted and not _own(db, portal, draft_id, owner, ip):
         db.rollback()
         return False
@@ -501,7 +508,7 @@ def running(
     with leases.hold(draft.id, caps) as holder:
         # Adopting may discard the sender's old drafts: durable, unlike the leases.
         with leases.new_durable_session() as db:
-            refused = None if adopt(db, portal, draft.id, draft.sender_email, ip) else "drafts"
+            refused = None if adopt(db, portal, draft.id, draft.sender_email, ip, starting=size is not None) else "drafts"
         if refused is None and size is not None:
             with leases.new_session() as db:
                 refused = None if claim_space(db, portal, holder, size) else "space"

@@ -327,10 +327,9 @@ def test_uploads_stop_above_the_disk_watermark(make_live, mailbox) -> None:
         assert db.session().scalar(select(func.count()).select_from(StoredFile)) == 1
 
 
-def test_a_draft_spared_for_its_running_upload_goes_at_the_next_chunk(make_live, mailbox) -> None:
+def test_a_draft_spared_for_its_running_upload_goes_at_the_senders_next_upload(make_live, mailbox) -> None:
     """The discard spares a draft with an upload running; once that upload
-    ends, the next chunk into any of the sender's drafts lets it go, so the
-    sender is not left over the cap for as long as they keep uploading."""
+    ends, the sender's next upload into any of their drafts lets it go."""
     app, server = make_live({"limits": {"open_drafts_per_sender": 2}})
     oldest = upload_one(app, Uploader(app, mailbox, server))
     older = upload_one(app, Uploader(app, mailbox, server))
@@ -346,7 +345,7 @@ def test_a_draft_spared_for_its_running_upload_goes_at_the_next_chunk(make_live,
     with db.new_session(app) as session:
         upload_limits.release_leases(session, "running-upload")
 
-    # The next chunk, into the newest draft (adopted already).
+    # The sender's next upload, into the newest draft (adopted already).
     path = newest_uploader.new_upload(100, "second.zip")
     assert newest_uploader.patch(path, 0, os.urandom(100)).status_code == 204
     with app.app_context():
