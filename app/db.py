@@ -139,9 +139,8 @@ def init_app(app: Flask, url: str, auto_upgrade: bool) -> None:
     # of them, and waiting for each to reach the disk cost an upload chunk
     # more than its bytes did. What a power cut loses of them is at worst a
     # slot counted free again.
-    app.extensions["koerier.ephemeral_sessionmaker"] = sessionmaker(
-        make_engine(url, durable=False), expire_on_commit=False
-    )
+    app.extensions["koerier.ephemeral_engine"] = ephemeral = make_engine(url, durable=False)
+    app.extensions["koerier.ephemeral_sessionmaker"] = sessionmaker(ephemeral, expire_on_commit=False)
 
     @app.after_request
     def _commit(response: Response) -> Response:

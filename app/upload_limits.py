@@ -62,10 +62,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask, Request, Response, request
-from sqlalchemy import BigInteger, ForeignKey, String, delete, func, select, text, update
+from sqlalchemy import BigInteger, Connection, Engine, ForeignKey, String, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 from werkzeug.exceptions import HTTPException
 from werkzeug.wsgi import LimitedStream
 
@@ -169,7 +169,7 @@ def _take_slot(db: Session, model: type[UploadLease] | type[DraftSeat], key: str
 
 
 def claim_leases(
-    db: Session, holder: str, draft_id: str, caps: list[tuple[str, int]], now: datetime | None = None,
+    db: Session | Connection, holder: str, draft_id: str, caps: list[tuple[str, int]], now: datetime | None = None,
     ttl: timedelta = LEASE_TTL,
 ) -> bool:
     """A slot under every ``(key, capacity)`` for ``holder``, or none; commits."""
@@ -190,11 +190,12 @@ def claim_leases(
     return False
 
 
-def _lease_slot(db: Session, key: str, capacity: int, values: dict[str, Any]) -> bool:
+def _lease_slot(db: Session | Connection, key: str, capacity: int, values: dict[str, Any]) -> bool:
     """The first free slot of ``key``, inserted; a slot already taken, even a
     moment ago by another request, is skipped by the database (one statement
     per slot tried, where a savepoint per slot took four at every chunk)."""
-    insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
+    dialect = db.dialect if isinstance(db, Connection) else db.get_bind().dialect
+    insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
     table = UploadLease.__table__
     for slot in range(capacity):
         # RETURNING says whether the row went in: rowcount is not reported for an insert by every driver.
@@ -215,12 +216,12 @@ def renew_leases(db: Session, holders: list[str], now: datetime | None = None, t
     db.commit()
 
 
-def release_leases(db: Session, holder: str) -> None:
+def release_leases(db: Session | Connection, holder: str) -> None:
     db.execute(delete(UploadLease).where(UploadLease.holder == holder))
     db.commit()
 
 
-def release_space(db: Session, holder: str) -> None:
+def release_space(db: Session | Connection, holder: str) -> None:
     db.execute(delete(SpaceClaim).where(SpaceClaim.holder == holder))
     db.commit()
 
@@ -228,12 +229,13 @@ def release_space(db: Session, holder: str) -> None:
 class Leases:
     """This process's running uploads, and the thread that renews their leases."""
 
-    def __init__(
-        self, new_session: Callable[[], Session], new_durable_session: Callable[[], Session], ttl: timedelta = LEASE_TTL,
-    ) -> None:
+    def __init__(self, engine: Engine, new_durable_session: Callable[[], Session], ttl: timedelta = LEASE_TTL) -> None:
         # Leases and space claims expire on their own: their commits need not
-        # wait for the disk (app/db.py). Draft seats and owners are durable.
-        self.new_session = new_session
+        # wait for the disk (``engine``: app/db.py). Draft seats and owners are
+        # durable. Every chunk of an upload claims and releases its leases: on
+        # a connection, without a session's work around each statement.
+        self.engine = engine
+        self.new_session = sessionmaker(engine, expire_on_commit=False)
         self.new_durable_session = new_durable_session
         self.ttl = ttl
         self._held: set[str] = set()
@@ -246,8 +248,8 @@ class Leases:
         TooManyUploads when a cap is reached. A space claim made in the
         holder's name is renewed with its leases."""
         holder = secrets.token_hex(16)
-        with self.new_session() as db:
-            if not claim_leases(db, holder, draft_id, caps, ttl=self.ttl):
+        with self.engine.connect() as connection:
+            if not claim_leases(connection, holder, draft_id, caps, ttl=self.ttl):
                 raise TooManyUploads()
         with self._lock:
             self._held.add(holder)
@@ -263,11 +265,11 @@ class Leases:
                 self._held.discard(holder)
             self.release(release_leases, holder)
 
-    def release(self, release: Callable[[Session, str], None], holder: str) -> None:
+    def release(self, release: Callable[[Connection, str], None], holder: str) -> None:
         """What ``holder`` held goes; a failure is logged, as it expires on its own."""
         try:
-            with self.new_session() as db:
-                release(db, holder)
+            with self.engine.connect() as connection:
+                release(connection, holder)
         except Exception:  # noqa: BLE001
             log.exception("releasing what an upload held failed")
 
@@ -286,28 +288,22 @@ class Leases:
                 log.exception("renewing upload leases failed")
 
 
-def adopt(db: Session, portal: Portal, draft_id: str, sender: str, ip: str, starting: bool = True) -> bool:
+def adopt(db: Session, portal: Portal, draft_id: str, sender: str, ip: str) -> bool:
     """The draft of verified ``sender`` uploads from ``ip``: it is theirs
     from now on, it holds a seat in its network's cap, and their least
     recently used drafts beyond their cap go. False, with nothing changed,
     when the draft has no seat and its network has none left. Commits.
 
-    The discard runs where an upload starts (``starting``: a form post, a
-    resumable upload's creation) and where the draft changes hands, not at
-    every chunk of a resumable upload into a draft adopted already: drafts
-    are added to the sender's only there. A draft spared for an upload
-    running into it goes at its sender's next start; until then a sender
-    holds at most as many drafts beyond the cap as they may run uploads,
-    and their bytes still count against ``draft_bytes_per_sender``.
+    Called where an upload starts (a form post, a resumable upload's
+    creation) and where a chunk of a resumable upload finds its draft not
+    yet its sender's (``running``), not at every chunk: drafts join a
+    sender's only there. A draft spared for an upload running into it goes
+    at its sender's next start; until then a sender holds at most as many
+    drafts beyond the cap as they may run uploads, and their bytes still
+    count against ``draft_bytes_per_sender``.
     """
     owner = subject_key("draft-owner", sender)
-    adopted = db.execute(
-        select(DraftOwner.owner).join(DraftSeat, DraftSeat.draft_id == DraftOwner.draft_id)
-        .where(DraftOwner.draft_id == draft_id)
-    ).scalar() == owner
-    if adopted and not starting:
-        return True
-    if not adopted and not _own(db, portal, draft_id, owner, ip):
+    if not owns(db, draft_id, sender) and not _own(db, portal, draft_id, owner, ip):
         db.rollback()
         return False
     uploading = select(UploadLease.draft_id).where(UploadLease.expires_at > utcnow())
@@ -322,6 +318,15 @@ def adopt(db: Session, portal: Portal, draft_id: str, sender: str, ip: str, star
         drafts.discard(db, portal, old)
     db.commit()
     return True
+
+
+def owns(db: Session | Connection, draft_id: str, sender: str) -> bool:
+    """Whether the draft is ``sender``'s already, with its seat."""
+    owner = db.execute(
+        select(DraftOwner.owner).join(DraftSeat, DraftSeat.draft_id == DraftOwner.draft_id)
+        .where(DraftOwner.draft_id == draft_id)
+    ).scalar()
+    return owner == subject_key("draft-owner", sender)
 
 
 def _own(db: Session, portal: Portal, draft_id: str, owner: str, ip: str) -> bool:
@@ -506,9 +511,12 @@ def running(
     ]
     claimed = False
     with leases.hold(draft.id, caps) as holder:
-        # Adopting may discard the sender's old drafts: durable, unlike the leases.
-        with leases.new_durable_session() as db:
-            refused = None if adopt(db, portal, draft.id, draft.sender_email, ip, starting=size is not None) else "drafts"
+        refused = None
+        # The next chunk of a resumable upload, into its sender's draft, has nothing to adopt.
+        if size is not None or not _owned(leases.engine, draft):
+            # Adopting may discard the sender's old drafts: durable, unlike the leases.
+            with leases.new_durable_session() as db:
+                refused = None if adopt(db, portal, draft.id, draft.sender_email, ip) else "drafts"
         if refused is None and size is not None:
             with leases.new_session() as db:
                 refused = None if claim_space(db, portal, holder, size) else "space"
@@ -521,9 +529,14 @@ def running(
                 leases.release(release_space, holder)
 
 
+def _owned(engine: Engine, draft: Draft) -> bool:
+    with engine.connect() as connection:
+        return owns(connection, draft.id, draft.sender_email)
+
+
 def init_app(app: Flask) -> None:
     app.extensions["koerier.upload_leases"] = Leases(
-        app.extensions["koerier.ephemeral_sessionmaker"], app.extensions["koerier.sessionmaker"]
+        app.extensions["koerier.ephemeral_engine"], app.extensions["koerier.sessionmaker"]
     )
     app.wsgi_app = _closable(app.wsgi_app)  # type: ignore[method-assign]
 

@@ -29,7 +29,7 @@ def test_a_dead_workers_leases_free_themselves(app) -> None:
 
 
 def test_a_running_upload_keeps_its_lease(app) -> None:
-    leases = Leases(lambda: new_session(app), lambda: new_session(app), ttl=timedelta(seconds=2))
+    leases = Leases(app.extensions["koerier.ephemeral_engine"], lambda: new_session(app), ttl=timedelta(seconds=2))
     with app.app_context(), leases.hold("draft", [("subject", 1)]):
         time.sleep(3)  # longer than the lease lasts unrenewed
         with new_session(app) as session:
