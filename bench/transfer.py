@@ -482,9 +482,10 @@ scheduler = false
         else:
             rows = against_baselines(args, sizes, portal, baseline, instance, baseline_dir, work, weed)
     except BaseException:
-        for log in ("portal.log", "baseline.log"):
-            print(f"--- {log} (last lines)", file=sys.stderr)
-            print("\n".join((work / log).read_text().splitlines()[-15:]), file=sys.stderr)
+        for log in ("portal.log", "baseline.log", "peer.log"):
+            if (work / log).exists():
+                print(f"--- {log} (last lines)", file=sys.stderr)
+                print("\n".join((work / log).read_text().splitlines()[-15:]), file=sys.stderr)
         raise
     finally:
         portal.stop()
