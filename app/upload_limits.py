@@ -62,7 +62,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask, Request, Response, request
-from sqlalchemy import BigInteger, Connection, Engine, ForeignKey, String, delete, func, select, text, update
+from sqlalchemy import BigInteger, Connection, Engine, ForeignKey, Select, String, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
@@ -295,15 +295,14 @@ def adopt(db: Session, portal: Portal, draft_id: str, sender: str, ip: str) -> b
     when the draft has no seat and its network has none left. Commits.
 
     Called where an upload starts (a form post, a resumable upload's
-    creation) and where a chunk of a resumable upload finds its draft not
-    yet its sender's (``running``), not at every chunk: drafts join a
-    sender's only there. A draft spared for an upload running into it goes
-    at its sender's next start; until then a sender holds at most as many
-    drafts beyond the cap as they may run uploads, and their bytes still
-    count against ``draft_bytes_per_sender``.
+    creation), and where a chunk of a resumable upload finds its draft not
+    yet its sender's or its sender over the cap (``running``): not at
+    every chunk, as only adopting adds drafts to a sender's. So a draft
+    spared for an upload running into it goes at the next chunk of any of
+    its sender's uploads once that upload has ended.
     """
     owner = subject_key("draft-owner", sender)
-    if not owns(db, draft_id, sender) and not _own(db, portal, draft_id, owner, ip):
+    if not _owned_by(db, draft_id, owner) and not _own(db, portal, draft_id, owner, ip):
         db.rollback()
         return False
     uploading = select(UploadLease.draft_id).where(UploadLease.expires_at > utcnow())
@@ -320,13 +319,25 @@ def adopt(db: Session, portal: Portal, draft_id: str, sender: str, ip: str) -> b
     return True
 
 
-def owns(db: Session | Connection, draft_id: str, sender: str) -> bool:
-    """Whether the draft is ``sender``'s already, with its seat."""
-    owner = db.execute(
+def settled(db: Session | Connection, draft_id: str, sender: str, cap: int) -> bool:
+    """Whether the draft is ``sender``'s already, with its seat, and they
+    hold no more than ``cap`` drafts: nothing for ``adopt`` to do. One statement."""
+    owner = subject_key("draft-owner", sender)
+    drafts_owned = select(func.count()).select_from(DraftOwner).where(DraftOwner.owner == owner).scalar_subquery()
+    found, count = db.execute(select(_seated_owner(draft_id).scalar_subquery(), drafts_owned)).one()
+    return found == owner and count <= cap
+
+
+def _owned_by(db: Session, draft_id: str, owner: str) -> bool:
+    """Whether the draft is ``owner``'s already, with its seat."""
+    return db.scalar(_seated_owner(draft_id)) == owner
+
+
+def _seated_owner(draft_id: str) -> Select[tuple[str]]:
+    return (
         select(DraftOwner.owner).join(DraftSeat, DraftSeat.draft_id == DraftOwner.draft_id)
         .where(DraftOwner.draft_id == draft_id)
-    ).scalar()
-    return owner == subject_key("draft-owner", sender)
+    )
 
 
 def _own(db: Session, portal: Portal, draft_id: str, owner: str, ip: str) -> bool:
@@ -512,8 +523,9 @@ def running(
     claimed = False
     with leases.hold(draft.id, caps) as holder:
         refused = None
-        # The next chunk of a resumable upload, into its sender's draft, has nothing to adopt.
-        if size is not None or not _owned(leases.engine, draft):
+        # The next chunk of a resumable upload, into its sender's draft, has
+        # nothing to adopt, unless its sender holds drafts beyond the cap.
+        if size is not None or not _settled(leases.engine, draft, limits.open_drafts_per_sender):
             # Adopting may discard the sender's old drafts: durable, unlike the leases.
             with leases.new_durable_session() as db:
                 refused = None if adopt(db, portal, draft.id, draft.sender_email, ip) else "drafts"
@@ -529,9 +541,9 @@ def running(
                 leases.release(release_space, holder)
 
 
-def _owned(engine: Engine, draft: Draft) -> bool:
+def _settled(engine: Engine, draft: Draft, cap: int) -> bool:
     with engine.connect() as connection:
-        return owns(connection, draft.id, draft.sender_email)
+        return settled(connection, draft.id, draft.sender_email, cap)
 
 
 def init_app(app: Flask) -> None:

@@ -53,9 +53,10 @@ def test_parallel_claims_never_pass_the_cap(app) -> None:
         ready = threading.Barrier(count)
 
         def claim(i: int) -> bool:
-            with app.extensions["koerier.ephemeral_sessionmaker"]() as session:
-                ready.wait()
-                return claim_leases(session, f"{i:032x}", f"draft-{i}", caps, now)
+            ready.wait()
+            # On a connection, as an upload claims (its engine pools fewer than twenty).
+            with app.extensions["koerier.ephemeral_engine"].connect() as connection:
+                return claim_leases(connection, f"{i:032x}", f"draft-{i}", caps, now)
 
         with ThreadPoolExecutor(count) as pool:
             return list(pool.map(claim, range(count)))

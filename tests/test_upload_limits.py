@@ -327,26 +327,27 @@ def test_uploads_stop_above_the_disk_watermark(make_live, mailbox) -> None:
         assert db.session().scalar(select(func.count()).select_from(StoredFile)) == 1
 
 
-def test_a_draft_spared_for_its_running_upload_goes_at_the_senders_next_upload(make_live, mailbox) -> None:
+def test_a_draft_spared_for_its_running_upload_goes_at_the_next_chunk(make_live, mailbox) -> None:
     """The discard spares a draft with an upload running; once that upload
-    ends, the sender's next upload into any of their drafts lets it go."""
+    ends, the next chunk into any of the sender's drafts lets it go, so the
+    sender is not left over the cap for as long as they keep uploading."""
     app, server = make_live({"limits": {"open_drafts_per_sender": 2}})
     oldest = upload_one(app, Uploader(app, mailbox, server))
     older = upload_one(app, Uploader(app, mailbox, server))
     # An upload into the oldest draft is still running (its slot is held)
-    # when the sender's third draft takes its first file: the oldest stays.
+    # when the sender's third draft takes its first files: the oldest stays.
     held = [(upload_limits.subject_key("uploads-sender", "jan@zorg.example"), 4)]
     with db.new_session(app) as session:
         assert upload_limits.claim_leases(session, "running-upload", oldest, held)
     newest_uploader = Uploader(app, mailbox, server)
     newest = upload_one(app, newest_uploader)
+    path = newest_uploader.new_upload(100, "second.zip")
     with app.app_context():
         assert {oldest, older, newest} <= set(db.session().scalars(select(Draft.id)))
     with db.new_session(app) as session:
         upload_limits.release_leases(session, "running-upload")
 
-    # The sender's next upload, into the newest draft (adopted already).
-    path = newest_uploader.new_upload(100, "second.zip")
+    # The next chunk, into the newest draft (adopted already).
     assert newest_uploader.patch(path, 0, os.urandom(100)).status_code == 204
     with app.app_context():
         assert set(db.session().scalars(select(Draft.id))) == {older, newest}
