@@ -221,7 +221,7 @@ def release_leases(db: Session | Connection, holder: str) -> None:
     db.commit()
 
 
-def release_space(db: Session | Connection, holder: str) -> None:
+def release_space(db: Connection, holder: str) -> None:
     db.execute(delete(SpaceClaim).where(SpaceClaim.holder == holder))
     db.commit()
 
@@ -317,15 +317,6 @@ def adopt(db: Session, portal: Portal, draft_id: str, sender: str, ip: str) -> b
         drafts.discard(db, portal, old)
     db.commit()
     return True
-
-
-def settled(db: Session | Connection, draft_id: str, sender: str, cap: int) -> bool:
-    """Whether the draft is ``sender``'s already, with its seat, and they
-    hold no more than ``cap`` drafts: nothing for ``adopt`` to do. One statement."""
-    owner = subject_key("draft-owner", sender)
-    drafts_owned = select(func.count()).select_from(DraftOwner).where(DraftOwner.owner == owner).scalar_subquery()
-    found, count = db.execute(select(_seated_owner(draft_id).scalar_subquery(), drafts_owned)).one()
-    return found == owner and count <= cap
 
 
 def _owned_by(db: Session, draft_id: str, owner: str) -> bool:
@@ -542,8 +533,14 @@ def running(
 
 
 def _settled(engine: Engine, draft: Draft, cap: int) -> bool:
+    """Whether the draft is its sender's already, with its seat, and they
+    hold no more than ``cap`` drafts: nothing for ``adopt`` to do. One
+    statement, on a connection."""
+    owner = subject_key("draft-owner", draft.sender_email)
+    drafts_owned = select(func.count()).select_from(DraftOwner).where(DraftOwner.owner == owner).scalar_subquery()
     with engine.connect() as connection:
-        return settled(connection, draft.id, draft.sender_email, cap)
+        found, count = connection.execute(select(_seated_owner(draft.id).scalar_subquery(), drafts_owned)).one()
+    return found == owner and count <= cap
 
 
 def init_app(app: Flask) -> None:
