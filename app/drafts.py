@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -32,6 +32,9 @@ from .models import Draft, StoredFile
 from .portal import Portal
 
 MESSAGE_MAX_CHARS = 20_000
+# Every request of the wizard loads its draft, every upload chunk too: built
+# once, with its cache key, where ``Session.get`` builds its query each time.
+_DRAFT = select(Draft).where(Draft.id == bindparam("draft_id"))
 
 
 class DraftLocked(Exception):
@@ -81,7 +84,7 @@ def find(db: Session, portal: Portal, ticket: DraftTicket | None, now: datetime 
     than the configured time, or not opened by the ticket's secret."""
     if ticket is None or not ticket.draft_id:
         return None
-    draft = db.get(Draft, ticket.draft_id)
+    draft = db.scalar(_DRAFT, {"draft_id": ticket.draft_id})
     if draft is None:
         return None
     idle_limit = timedelta(hours=portal.settings.transfer.draft_ttl_hours)

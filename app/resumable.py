@@ -26,8 +26,10 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.exc import StaleDataError
 
 from . import drafts, metrics, scanning, true_types, upload_limits, uploads
 from .clock import utcnow
@@ -41,6 +43,10 @@ from .upload_limits import Leases
 from .uploads import OpenUpload, clean_filename, sealed_name_and_type
 
 DRAFT_TOUCH_INTERVAL = timedelta(minutes=1)
+# Run at every chunk, so built once (with its cache key); a store's progress
+# names the columns it changes when it is executed.
+_DRAFTS_UPLOAD = select(Upload).where(Upload.id == bindparam("upload_id"), Upload.draft_id == bindparam("draft_id"))
+_PROGRESS = update(Upload).where(Upload.id == bindparam("upload_id"))
 
 class Refused(Exception):
     """The upload is not accepted; ``why`` is "extension", "count", "size",
@@ -119,7 +125,7 @@ def create(
 
 def find(db: Session, portal: Portal, draft: Draft, upload_id: str, now: datetime | None = None) -> Upload | StoredFile | None:
     """The draft's upload, or the file it became; None when unknown or expired."""
-    upload = db.scalar(select(Upload).where(Upload.id == upload_id, Upload.draft_id == draft.id))
+    upload = db.scalar(_DRAFTS_UPLOAD, {"upload_id": upload_id, "draft_id": draft.id})
     if upload is not None:
         return upload if expires_at(portal, upload) > (now or utcnow()) else None
     return db.scalar(select(StoredFile).where(StoredFile.id == upload_id, StoredFile.draft_id == draft.id))
@@ -146,8 +152,19 @@ def append(
         return _finish(db, portal, draft, upload, limits, ip, leases, again=True)
     dek = drafts.data_key(draft)
 
-    def commit() -> None:
-        upload.updated_at = now = utcnow()
+    def commit(**columns: object) -> None:
+        now = utcnow()
+        if columns:
+            # The local store's marks, twice at every chunk: one statement,
+            # where the session's flush of the changed row took as long as
+            # the commit's sync.
+            values = {**columns, "updated_at": now}
+            if not db.connection().execute(_PROGRESS, {"upload_id": upload.id, **values}).rowcount:
+                raise UploadGone(upload.id)  # removed by its sender (another tab) meanwhile
+            for key, value in values.items():
+                set_committed_value(upload, key, value)
+        else:
+            upload.updated_at = now
         # The draft's idle time counts in hours: a write of its row at every
         # commit of every chunk would say nothing more.
         if now - draft.updated_at > DRAFT_TOUCH_INTERVAL:
@@ -217,7 +234,13 @@ def _judge(db: Session, portal: Portal, draft: Draft, upload: Upload, limits: Li
     """
     upload.offset = upload.length
     drafts.touch(draft)
-    db.commit()
+    upload_id = upload.id
+    try:
+        db.commit()
+    except StaleDataError:
+        # Removed by its sender meanwhile: its published blob is an orphan, swept later.
+        db.rollback()
+        raise UploadGone(upload_id) from None
     name = open_text(drafts.data_key(draft), "name", upload.id, upload.name_ct)
     try:
         disguise = portal.settings.transfer.check_content_type and uploads.disguised(

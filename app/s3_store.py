@@ -240,7 +240,7 @@ class S3BlobStore:
         upload.part_segments = part_segments(upload.length)
 
     @contextmanager
-    def resume(self, db: Session, upload: Upload, commit: Callable[[], None]) -> Iterator[_Pending]:
+    def resume(self, db: Session, upload: Upload, commit: Callable[..., None]) -> Iterator[_Pending]:
         """The upload, held for this request by a lease on its row: one
         conditional UPDATE takes it (free, or expired because its holder died),
         every commit of the request renews it, and the request gives it back
@@ -488,7 +488,7 @@ class _Pending:
     """
 
     def __init__(
-        self, store: S3BlobStore, db: Session, upload: Upload, commit: Callable[[], None], holder: str
+        self, store: S3BlobStore, db: Session, upload: Upload, commit: Callable[..., None], holder: str
     ) -> None:
         self._store, self._db, self._upload, self._commit, self._holder = store, db, upload, commit, holder
         assert upload.header is not None and upload.part_segments is not None

@@ -26,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from . import private_files, writeback
@@ -42,6 +43,8 @@ WRITE_BATCH_BYTES = 1024 * 1024
 # Writes in flight at once in a process, one per upload at most; more
 # uploads than this wait their turn, as they would for the disk anyway.
 WRITER_THREADS = 4
+# The upload's row as it is now (``Session.refresh``), at every chunk: built once, with its cache key.
+_UPLOAD_NOW = select(Upload).where(Upload.id == bindparam("upload_id")).execution_options(populate_existing=True)
 
 
 class StorageUnavailable(Exception):
@@ -112,11 +115,13 @@ class BlobStore(Protocol):
         """Prepare a new resumable upload (its row is not committed yet)."""
 
     def resume(
-        self, db: Session, upload: Upload, commit: Callable[[], None]
+        self, db: Session, upload: Upload, commit: Callable[..., None]
     ) -> AbstractContextManager[PendingBlob]:
         """The upload's stored bytes, for this request alone: raises
         UploadBusy if another request holds them and UploadGone if they are
-        lost. ``commit`` stamps the upload's progress and commits ``db``."""
+        lost. ``commit(**columns)`` writes ``columns`` of the upload's row
+        (none: what was changed on ``upload``), stamps its progress and
+        commits ``db``."""
 
 
 def new_key() -> str:
@@ -226,7 +231,7 @@ class LocalBlobStore:
         return final
 
     @contextmanager
-    def resume(self, db: Session, upload: Upload, commit: Callable[[], None]) -> Iterator[PendingBlob]:
+    def resume(self, db: Session, upload: Upload, commit: Callable[..., None]) -> Iterator[PendingBlob]:
         """The pending blob ``<key>.partial``, under an exclusive lock that
         goes with the handle or the process, so two requests racing on one
         upload cannot interleave their bytes."""
@@ -241,8 +246,9 @@ class LocalBlobStore:
             except BlockingIOError:
                 raise UploadBusy(upload.id) from None
             # Read under the lock: the request that held it before may have
-            # stored more since this request read the row.
-            db.refresh(upload)
+            # stored more since this request read the row, or removed it.
+            if db.scalar(_UPLOAD_NOW, {"upload_id": upload.id}) is None:
+                raise UploadGone(upload.id)
             pending = _LocalPending(fh, partial, upload, commit)
             with pending.appender:
                 yield pending
@@ -261,8 +267,8 @@ class _LocalPending:
     a fresh file key.
     """
 
-    def __init__(self, fh: BinaryIO, path: Path, upload: Upload, commit: Callable[[], None]) -> None:
-        self._fh, self._path, self._upload, self._commit = fh, path, upload, commit
+    def __init__(self, fh: BinaryIO, path: Path, upload: Upload, commit: Callable[..., None]) -> None:
+        self._fh, self._path, self._commit = fh, path, commit
         header = fh.read(HEADER_BYTES)
         segment_size = parse_header(header).segment_size
         stored = upload.offset // segment_size
@@ -271,8 +277,8 @@ class _LocalPending:
             fh.seek(0)
             fh.write(header)
         self.header = header
-        # Any commit from here on (a reservation) must not claim the old offset.
-        self.offset = upload.offset = stored * segment_size
+        # What every commit from here on (a reservation too) claims, never the old offset.
+        self.offset = stored * segment_size
         # Under a fresh header no index is used yet, and the stored mark
         # still covers every index below it.
         self._reserved = upload.reserved_segments
@@ -287,8 +293,8 @@ class _LocalPending:
 
     def put(self, index: int, sealed: bytes) -> None:
         if index >= self._reserved:
-            self._upload.reserved_segments = self._reserved = index + RESERVE_SEGMENTS
-            self._commit()
+            self._reserved = index + RESERVE_SEGMENTS
+            self._commit(offset=self.offset, reserved_segments=self._reserved)
         # Spent from here on, whether or not its write ever succeeds.
         self._spent = index + 1
         self.appender.write(sealed)
@@ -305,11 +311,9 @@ class _LocalPending:
             # The caller's commit names the published blob: the rename first survives a power cut.
             private_files.sync_dir(self._path.parent)
             return
-        self._upload.offset = offset
         # Every index sealed under the header; the offset's segments, as
         # nothing is committed when a write failed.
-        self._upload.reserved_segments = self._spent
-        self._commit()
+        self._commit(offset=offset, reserved_segments=self._spent)
 
 
 class _Appender:

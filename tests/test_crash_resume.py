@@ -6,6 +6,7 @@ tests/test_s3.py.)"""
 from __future__ import annotations
 
 import base64
+import io
 import os
 import resource
 import signal
@@ -18,13 +19,14 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 import requests
 
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from app.crypto.keys import SALT_BYTES
 from app.crypto.stream import HEADER_BYTES, SEGMENT_SIZE, TAG_BYTES
 from app.db import new_session
 from app.models import Upload
-from app.storage import RESERVE_SEGMENTS
+from app.storage import RESERVE_SEGMENTS, UploadGone
 
 from .live import LiveServer, resume_upload, wait_for
 from .walker import Sender
@@ -129,7 +131,13 @@ def _resumed(app, upload_id: str, commit: Callable[[Session, Upload], None] | No
     """The local store's hold on the upload, in a session of its own; ``commit`` stands for the caller's."""
     session = new_session(app)
     upload = session.get(Upload, upload_id)
-    held = app.extensions["koerier"].store.resume(session, upload, lambda: (commit or _commit)(session, upload))
+
+    def commit_columns(**columns: object) -> None:
+        for key, value in columns.items():
+            setattr(upload, key, value)
+        (commit or _commit)(session, upload)
+
+    held = app.extensions["koerier"].store.resume(session, upload, commit_columns)
     return session, upload, held
 
 
@@ -191,6 +199,59 @@ def test_after_a_failed_reservation_the_resume_seals_no_index_twice(app, pending
             pending.put(index, b"t" * STRIDE)
         pending.save((RESERVE_SEGMENTS + 2) * SEGMENT_SIZE, complete=False)
     assert reused_nonces(written, path.read_bytes()) == []
+
+
+def test_an_upload_removed_while_its_request_waited_for_the_file_is_gone(app, pending_upload: str) -> None:
+    """The row is read again under the file's lock; removed meanwhile (its
+    sender took it out in another tab), the request finds it gone."""
+    session, upload, held = _resumed(app, pending_upload)
+    with new_session(app) as other:
+        other.execute(delete(Upload).where(Upload.id == pending_upload))
+        other.commit()
+    with session, pytest.raises(UploadGone), held:
+        pass
+
+
+class _RemovedMidway(io.BytesIO):
+    """A body during which the upload is removed (its sender took it out in another tab)."""
+
+    def __init__(self, data: bytes, after: int, remove: Callable[[], None]) -> None:
+        super().__init__(data)
+        self._after, self._remove = after, remove
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def,override]
+        if self.tell() >= self._after and self._remove is not None:
+            self._remove()
+            self._remove = None  # type: ignore[assignment]
+        return super().readinto(buffer)
+
+
+@pytest.mark.parametrize("last", [False, True], ids=["a chunk", "the last chunk"])
+def test_an_upload_removed_while_its_body_arrives_is_gone(app, mailbox, last: bool) -> None:
+    """The request's commit of what it stored finds the row gone and says so
+    (410), rather than telling the client an offset nobody keeps."""
+    sender = Sender(app, mailbox)
+    sender.personal()
+    sender.verify()
+    sender.recipients("anna@gemeente.example")
+    headers = {"Tus-Resumable": "1.0.0", "X-CSRFToken": sender.upload_token()}
+    data = os.urandom(20 * SEGMENT_SIZE)
+    location = sender.post("/send/uploads", headers={
+        **headers, "Upload-Length": str(len(data) * (1 if last else 2)), "Upload-Metadata": "filename " + base64.b64encode(b"scan.zip").decode(),
+    }).headers["Location"]
+
+    def remove() -> None:
+        with new_session(app) as other:
+            other.execute(delete(Upload))
+            other.commit()
+
+    r = sender.client.patch(
+        location, base_url="https://portal.example.nl", content_length=len(data),
+        input_stream=_RemovedMidway(data, 16 * SEGMENT_SIZE, remove),
+        headers={**headers, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"},
+    )
+    assert r.status_code == 410
+    assert sender.client.head(location, base_url="https://portal.example.nl", headers=headers).status_code == 404
 
 
 def test_what_is_put_is_stored_in_order_whatever_its_size(app, pending_upload: str) -> None:

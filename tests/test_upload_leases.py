@@ -28,6 +28,24 @@ def test_a_dead_workers_leases_free_themselves(app) -> None:
         assert claim_leases(session, "c" * 32, "draft-c", caps, start + LEASE_TTL * 2)
 
 
+def test_a_claim_takes_a_slot_under_every_cap_or_none(app) -> None:
+    """The first slots of all caps are asked for in one statement; a cap whose
+    first slot is taken gives its next, and one that is full leaves no slot
+    taken under the others."""
+    def held() -> list[tuple[str, int, str]]:
+        return sorted(connection.execute(select(UploadLease.key, UploadLease.slot, UploadLease.holder)).tuples())
+
+    with app.app_context(), app.extensions["koerier.ephemeral_engine"].connect() as connection:
+        assert claim_leases(connection, "a" * 32, "draft-a", [("sender", 2), ("network", 1)])
+        assert not claim_leases(connection, "b" * 32, "draft-b", [("sender", 2), ("network", 1)])
+        assert held() == [("network", 0, "a" * 32), ("sender", 0, "a" * 32)]
+        assert claim_leases(connection, "c" * 32, "draft-c", [("other", 1), ("sender", 2)])
+        assert held() == [("network", 0, "a" * 32), ("other", 0, "c" * 32), ("sender", 0, "a" * 32), ("sender", 1, "c" * 32)]
+        assert not claim_leases(connection, "d" * 32, "draft-d", [("sender", 2), ("elsewhere", 1)])
+        release_leases(connection, "a" * 32)
+        assert held() == [("other", 0, "c" * 32), ("sender", 1, "c" * 32)]
+
+
 def test_a_running_upload_keeps_its_lease(app) -> None:
     leases = Leases(app.extensions["koerier.ephemeral_engine"], lambda: new_session(app), ttl=timedelta(seconds=2))
     with app.app_context(), leases.hold("draft", [("subject", 1)]):
