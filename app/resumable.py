@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
-from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
 
 from . import drafts, metrics, scanning, true_types, upload_limits, uploads
 from .clock import utcnow
@@ -152,24 +152,36 @@ def append(
         return _finish(db, portal, draft, upload, limits, ip, leases, again=True)
     dek = drafts.data_key(draft)
 
+    upload_id = upload.id  # for the commits after one found the row gone, and the session rolled back
+
     def commit(**columns: object) -> None:
         now = utcnow()
-        if columns:
-            # The local store's marks, twice at every chunk: one statement,
-            # where the session's flush of the changed row took as long as
-            # the commit's sync.
-            values = {**columns, "updated_at": now}
-            if not db.connection().execute(_PROGRESS, {"upload_id": upload.id, **values}).rowcount:
-                raise UploadGone(upload.id)  # removed by its sender (another tab) meanwhile
-            for key, value in values.items():
-                set_committed_value(upload, key, value)
-        else:
-            upload.updated_at = now
-        # The draft's idle time counts in hours: a write of its row at every
-        # commit of every chunk would say nothing more.
-        if now - draft.updated_at > DRAFT_TOUCH_INTERVAL:
-            drafts.touch(draft, now)
-        db.commit()
+        try:
+            # The draft's idle time counts in hours: a write of its row at every
+            # commit of every chunk would say nothing more. Written before the
+            # upload's row, in the order a removal (``drafts.remove_file``)
+            # locks them: the other order can deadlock with it on PostgreSQL.
+            if now - draft.updated_at > DRAFT_TOUCH_INTERVAL:
+                drafts.touch(draft, now)
+                db.flush()
+            if columns:
+                # The local store's marks, twice at every chunk: one statement,
+                # where the session's flush of the changed row took as long as
+                # the commit's sync.
+                values = {**columns, "updated_at": now}
+                if not db.connection().execute(_PROGRESS, {"upload_id": upload_id, **values}).rowcount:
+                    raise StaleDataError(f"upload {upload_id} is gone")
+                for key, value in values.items():
+                    set_committed_value(upload, key, value)
+            else:
+                upload.updated_at = now
+            db.commit()
+        except (StaleDataError, ObjectDeletedError):
+            # Removed by its sender (another tab), or its draft discarded,
+            # meanwhile. Rolled back at once: on SQLite the failed write holds
+            # the database's lock, which the release of the upload's leases waits for.
+            db.rollback()
+            raise UploadGone(upload_id) from None
 
     with portal.store.resume(db, upload, commit) as pending:
         writer = ResumableWriter(

@@ -198,6 +198,8 @@ def _lease_slots(db: Session | Connection, caps: list[tuple[str, int]], values: 
     a moment ago by another request, is skipped by the database. The first
     slots of all keys go in one statement (usually all there is to it, at
     every chunk), the others one by one."""
+    if any(capacity < 1 for _, capacity in caps):
+        return False
     dialect = db.dialect if isinstance(db, Connection) else db.get_bind().dialect
     insert = _LEASE_INSERT["postgresql" if dialect.name == "postgresql" else "sqlite"]
     # RETURNING says which rows went in: rowcount is not reported for an insert by every driver.

@@ -19,7 +19,7 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 import requests
 
-from sqlalchemy import delete
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from app.crypto.keys import SALT_BYTES
@@ -27,6 +27,7 @@ from app.crypto.stream import HEADER_BYTES, SEGMENT_SIZE, TAG_BYTES
 from app.db import new_session
 from app.models import Upload
 from app.storage import RESERVE_SEGMENTS, UploadGone
+from app.upload_limits import UploadLease
 
 from .live import LiveServer, resume_upload, wait_for
 from .walker import Sender
@@ -252,6 +253,9 @@ def test_an_upload_removed_while_its_body_arrives_is_gone(app, mailbox, last: bo
     )
     assert r.status_code == 410
     assert sender.client.head(location, base_url="https://portal.example.nl", headers=headers).status_code == 404
+    # Its slots are free again: the failed write left no lock (SQLite's) for their release to wait out.
+    with new_session(app) as session:
+        assert session.scalar(select(func.count()).select_from(UploadLease)) == 0
 
 
 def test_what_is_put_is_stored_in_order_whatever_its_size(app, pending_upload: str) -> None:

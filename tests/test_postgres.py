@@ -6,14 +6,20 @@ run there alone."""
 
 from __future__ import annotations
 
+import base64
+import threading
+import time
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, event, func, select, update
 from sqlalchemy.exc import DatabaseError
+from sqlalchemy.orm import Session
 
-from app import db, purge
-from app.models import Event, KeySlot, StoredFile, Transfer
+from app import db, drafts, purge
+from app.clock import utcnow
+from app.crypto.stream import SEGMENT_SIZE
+from app.models import Draft, Event, KeySlot, StoredFile, Transfer, Upload
 
 from .walker import PASSWORD, Recipient, Sender, text_of
 
@@ -57,3 +63,59 @@ def test_the_audit_trail_is_append_only_on_postgresql(make_app) -> None:
                 session.execute(statement)
             session.rollback()
         assert session.scalar(select(Event.actor)) == "jan@zorg.example"
+
+
+def test_a_chunk_and_a_cancel_never_deadlock(make_app, mailbox) -> None:
+    """A chunk's commit that touches its draft (once a minute) and the
+    sender's Cancel of that upload lock the draft's row and the upload's in
+    one order: the Cancel goes through, and the chunk learns its upload is
+    gone. In the other order PostgreSQL aborted one of them as a deadlock."""
+    app = make_app()
+    sender = Sender(app, mailbox)
+    sender.personal()
+    sender.verify()
+    sender.recipients("anna@gemeente.example")
+    headers = {"Tus-Resumable": "1.0.0", "X-CSRFToken": sender.upload_token()}
+    body = b"x" * 4 * SEGMENT_SIZE
+    location = sender.post("/send/uploads", headers={
+        **headers, "Upload-Length": str(2 * len(body)), "Upload-Metadata": "filename " + base64.b64encode(b"a.zip").decode(),
+    }).headers["Location"]
+    upload_id = location.rsplit("/", 1)[1]
+    with db.new_session(app) as session:
+        draft_id = session.scalar(select(Upload.draft_id).where(Upload.id == upload_id))
+        session.execute(update(Draft).where(Draft.id == draft_id).values(updated_at=utcnow() - timedelta(minutes=2)))
+        session.commit()
+    cancelled: list[object] = []
+
+    def cancel() -> None:
+        try:
+            with app.app_context(), db.new_session(app) as other:
+                drafts.remove_file(other, app.extensions["koerier"], other.get(Draft, draft_id), upload_id)
+                other.commit()
+                cancelled.append("removed")
+        except Exception as exc:  # noqa: BLE001  (what the test looks for)
+            cancelled.append(exc)
+
+    chunk, cancels = threading.get_ident(), []
+
+    def cancel_while_the_chunk_commits(session: Session, *_: object) -> None:
+        # The chunk's commit is about to write its draft's touch, its first lock or its second.
+        if threading.get_ident() == chunk and not cancels and any(isinstance(o, Draft) for o in session.dirty):
+            cancels.append(threading.Thread(target=cancel))
+            cancels[0].start()
+            time.sleep(0.5)  # the Cancel writes the draft's row, then waits for or takes the upload's
+
+    event.listen(Session, "before_flush", cancel_while_the_chunk_commits)
+    try:
+        answer = sender.client.patch(
+            location, base_url="https://portal.example.nl", data=body,
+            headers={**headers, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"},
+        )
+    finally:
+        event.remove(Session, "before_flush", cancel_while_the_chunk_commits)
+        for thread in cancels:
+            thread.join(30)
+    assert cancels and cancelled == ["removed"]
+    assert answer.status_code == 410
+    with db.new_session(app) as session:
+        assert session.get(Upload, upload_id) is None
