@@ -1669,18 +1669,13 @@ def test_an_upload_cut_by_a_reload_resumes_when_the_same_file_is_added_again(
     assert hashlib.sha256(recipient.get(recipient.file_links()["scan.zip"]).data).hexdigest() == expected
 
 
-def test_an_upload_the_portal_cannot_take_now_does_not_blame_the_connection(
-    browser: Browser, portal, mailbox: Mailbox, tmp_path: Path  # type: ignore[no-untyped-def]
-) -> None:
-    """A 423 (the upload is still held by a request on a node that died) is
-    the portal's trouble, not the sender's connection; the page goes on by itself."""
-    app, base = portal
+def _first_mib_in_before_a_reload(visit: Visit, mailbox: Mailbox, base: str, tmp_path: Path) -> Path:
+    """A file of 3 MiB whose upload began (its first MiB came in) before
+    the files page was reloaded; the file, for the page to add again."""
     source = tmp_path / "scan.zip"
     random_file(source, 3 * MiB)
-    visit = new_visit(browser, "portal-unavailable")
     page = visit.page
     to_files_step(visit, mailbox, base)
-    # The first MiB came in before the page was left.
     headers = {
         "Tus-Resumable": "1.0.0", "X-CSRFToken": page.locator(".uploader").get_attribute("data-csrf") or "",
         "Cookie": "; ".join(f"{c['name']}={c['value']}" for c in visit.context.cookies()),
@@ -1689,14 +1684,25 @@ def test_an_upload_the_portal_cannot_take_now_does_not_blame_the_connection(
         base + "/send/uploads", timeout=30,
         headers={**headers, "Upload-Length": str(3 * MiB), "Upload-Metadata": "filename " + base64.b64encode(b"scan.zip").decode()},
     )
-    location = base + created.headers["Location"]
     first = requests.patch(
-        location, data=source.read_bytes()[:MiB], timeout=30,
+        base + created.headers["Location"], data=source.read_bytes()[:MiB], timeout=30,
         headers={**headers, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"},
     )
     assert first.status_code == 204
     page.reload()
     expect(page.locator(".uploader")).to_be_visible()
+    return source
+
+
+def test_an_upload_the_portal_cannot_take_now_does_not_blame_the_connection(
+    browser: Browser, portal, mailbox: Mailbox, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    """A 423 (the upload is still held by a request on a node that died) is
+    the portal's trouble, not the sender's connection; the page goes on by itself."""
+    app, base = portal
+    visit = new_visit(browser, "portal-unavailable")
+    page = visit.page
+    source = _first_mib_in_before_a_reload(visit, mailbox, base, tmp_path)
     store = app.extensions["koerier"].store
     with app.app_context(), db.new_session(app) as session:
         upload = session.scalars(select(Upload)).one()
@@ -1711,6 +1717,31 @@ def test_an_upload_the_portal_cannot_take_now_does_not_blame_the_connection(
     with app.app_context():
         [stored] = db.session().scalars(select(StoredFile)).all()
     assert stored.id == upload.id  # resumed, not started again
+
+
+def test_an_upload_gone_from_the_portal_starts_anew_on_retry(
+    browser: Browser, portal, mailbox: Mailbox, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    """An upload the portal no longer has (removed in another tab, or its
+    bytes lost) says so; Retry then sends the file as a new upload, rather
+    than asking again at the address that is gone."""
+    app, base = portal
+    visit = new_visit(browser, "upload-gone")
+    page = visit.page
+    source = _first_mib_in_before_a_reload(visit, mailbox, base, tmp_path)
+    with app.app_context(), db.new_session(app) as session:
+        gone = session.scalars(select(Upload)).one()
+    store = app.extensions["koerier"].store
+    (store.root / gone.blob_key[:2] / (gone.blob_key + ".partial")).unlink()
+    page.locator("#picker").set_input_files(source)
+    item = page.locator(".upload", has_text="scan.zip")
+    expect(item.locator(".upload-status")).to_have_text("This upload does not exist any more. Please add the file again.")
+    visit.errors.clear()  # the 410 answer, which the console reports
+    item.get_by_role("button", name="Retry: scan.zip").click()
+    expect(item.locator(".upload-status")).to_have_text("Uploaded", timeout=60_000)
+    with app.app_context():
+        [stored] = db.session().scalars(select(StoredFile)).all()
+    assert stored.id != gone.id and stored.size == 3 * MiB
 
 
 @pytest.mark.setup("embedded")  # the embedded database, locked by the test
