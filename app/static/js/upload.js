@@ -231,7 +231,7 @@ class Upload {
     announce(`${this.file.name}: ${message}`);
   }
 
-  // The server has no upload at this address any more: Retry starts a new one.
+  // The server says this draft has no upload at this address any more: Retry starts a new one.
   gone(message) {
     this.url = null;
     this.offset = null;
@@ -240,7 +240,7 @@ class Upload {
 
   async askOffset() {
     const response = await fetch(this.url, { method: "HEAD", credentials: "same-origin", headers: this.headers() });
-    if (response.status === 404 || response.status === 403) throw this.gone(text("failed"));
+    if (response.status === 404 || response.status === 403) throw new UploadError(text("failed"));
     if (!response.ok) throw retryFor(response.status);
     return Number(response.headers.get("Upload-Offset"));
   }
@@ -279,8 +279,9 @@ class Upload {
         // for by itself meanwhile; the words are for when that has not helped.
         else if (xhr.status === 503 && reason === "scanner") reject(new Retry(text("scanner_unavailable"), said));
         else if ([409, 423].includes(xhr.status) || (xhr.status >= 500 && xhr.status !== 507)) reject(retryFor(xhr.status));
-        // Removed meanwhile (in another tab), or expired: Retry sends the file anew.
-        else if ([404, 410].includes(xhr.status)) reject(this.gone(message));
+        // Gone from this draft (removed in another tab, its bytes lost): Retry sends the file anew.
+        // Not on a 404, which may mean that this page's draft is no longer the session's.
+        else if (xhr.status === 410) reject(this.gone(message));
         // 422: the scanner refused the file (malware, too large to check): only Remove helps.
         else reject(new UploadError(message, xhr.status === 422));
       };
